@@ -165,8 +165,8 @@ func (b *Balancer) modify(id string, f func(*Target)) error {
 }
 
 // SetAlgorithm changes the picking algorithm. Picks already made keep their
-// targets; the next pick uses the new algorithm. Counts of active picks carry
-// over, so switching to LeastConnections under load is accurate at once.
+// targets; the next pick uses the new algorithm. Connections picked before a
+// switch to LeastConnections are not in its counts (see Pick).
 func (b *Balancer) SetAlgorithm(a Algorithm) error {
 	if !a.valid() {
 		return fmt.Errorf("%w: algorithm %d is unknown", ErrInvalidOption, a)

@@ -447,17 +447,31 @@ func TestRemovedTargetKeepsCountingOpenPicks(t *testing.T) {
 	assert.Zero(t, b.Stats().Targets[0].Active)
 }
 
-func TestSetAlgorithmKeepsCounts(t *testing.T) {
-	b := mustNew(t, WithTargets(targets(2)...))
+func TestSetAlgorithmCounts(t *testing.T) {
+	b := mustNew(t, WithAlgorithm(LeastConnections), WithTargets(targets(2)...))
+	var held []Pick
 	for range 10 {
-		_, err := b.Pick(PickInfo{}) // held
+		p, err := b.Pick(PickInfo{}) // counted
 		require.NoError(t, err)
+		held = append(held, p)
 	}
-	require.NoError(t, b.SetAlgorithm(LeastConnections))
+	require.NoError(t, b.SetAlgorithm(RoundRobin))
+	for range 4 {
+		p, err := b.Pick(PickInfo{}) // not counted; Done is a no-op
+		require.NoError(t, err)
+		p.Done()
+	}
 	st := b.Stats()
-	assert.Equal(t, LeastConnections, st.Algorithm)
+	assert.Equal(t, RoundRobin, st.Algorithm)
 	assert.Equal(t, int64(5), st.Targets[0].Active)
 	assert.Equal(t, int64(5), st.Targets[1].Active)
+	require.NoError(t, b.SetAlgorithm(LeastConnections))
+	for _, p := range held { // released after two switches: counts stay exact
+		p.Done()
+	}
+	st = b.Stats()
+	assert.Zero(t, st.Targets[0].Active)
+	assert.Zero(t, st.Targets[1].Active)
 }
 
 func TestStats(t *testing.T) {

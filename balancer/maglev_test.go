@@ -251,3 +251,14 @@ func FuzzBuildMaglev(f *testing.F) {
 		}
 	})
 }
+
+func TestHashAddrForms(t *testing.T) {
+	v4 := netip.MustParseAddr("192.0.2.1")
+	assert.Equal(t, HashAddr(v4), HashAddr(netip.MustParseAddr("::ffff:192.0.2.1")))
+	v6 := netip.MustParseAddr("fe80::1")
+	assert.Equal(t, HashAddr(v6), HashAddr(v6.WithZone("eth0")))
+	assert.NotEqual(t, HashAddr(v4), HashAddr(netip.MustParseAddr("192.0.2.2")))
+	assert.NotEqual(t, HashAddr(v6), HashAddr(netip.MustParseAddr("fe80::2")))
+	assert.Equal(t, HashAddr(netip.IPv6Unspecified()), HashAddr(netip.Addr{}), "the zero Addr hashes as ::")
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = HashAddr(v6.WithZone("eth0")) }))
+}

@@ -23,15 +23,15 @@ type Pick struct {
 	// Target is a copy of the chosen target as it was in the snapshot the
 	// pick used.
 	Target Target
-	ep     *endpoint
+	ep     *endpoint // set when the pick was counted (LeastConnections)
 }
 
-// Done releases the pick: the target's count of active picks, which
-// LeastConnections balances and Stats reports, goes down by one. Call it
-// exactly once per successful Pick, when the connection or request the pick
-// was for ends, whatever the algorithm (the count must be right if the
-// algorithm changes to LeastConnections later). Done on a zero Pick does
-// nothing.
+// Done releases the pick. For a LeastConnections pick, the target's count of
+// active picks goes down by one; for other algorithms Done does nothing, as
+// they keep no count. Call it exactly once per successful Pick, when the
+// connection or request the pick was for ends, whatever the algorithm: code
+// that does so keeps working when the algorithm changes. Done on a zero Pick
+// does nothing.
 func (p Pick) Done() {
 	if p.ep != nil {
 		p.ep.active.Add(-1)
@@ -41,6 +41,13 @@ func (p Pick) Done() {
 // Pick chooses a target for a new connection or request. It takes no lock,
 // allocates nothing and never blocks. It returns ErrNoTarget when no target
 // is Healthy with a weight above 0.
+//
+// Only LeastConnections counts active picks: the count costs two atomic
+// read-modify-writes per connection (Pick and Done), which would double the
+// cost of a round-robin or hash pick for a number nobody reads. So after a
+// switch to LeastConnections, connections picked before the switch are not
+// counted; the counts converge as those connections end, and picks made
+// under LeastConnections are released correctly after any later switch.
 func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 	s := b.snap.Load()
 	if s == nil || len(s.elig) == 0 {
@@ -52,7 +59,9 @@ func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 	case RoundRobin:
 		i = s.sched[(b.cursor.Add(1)-1)%uint64(len(s.sched))]
 	case LeastConnections:
-		i = s.leastConnections(b)
+		e := &s.targets[s.leastConnections(b)]
+		e.ep.active.Add(1)
+		return Pick{Target: e.t, ep: e.ep}, nil
 	case SourceIPHash:
 		i = s.mg.lookup(HashAddr(info.Source))
 	case KeyHash:
@@ -60,9 +69,7 @@ func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 	default: // Random
 		i = s.alias.sample(s.rand())
 	}
-	e := &s.targets[i]
-	e.ep.active.Add(1)
-	return Pick{Target: e.t, ep: e.ep}, nil
+	return Pick{Target: s.targets[i].t}, nil
 }
 
 // snapshot is an immutable view of the targets with the picking structure of

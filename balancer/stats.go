@@ -19,8 +19,9 @@ type Stats struct {
 // TargetStats is one target and its live counters.
 type TargetStats struct {
 	Target
-	// Active is the number of picks of this target not yet released with
-	// Done: its open connections or requests.
+	// Active is the number of LeastConnections picks of this target not yet
+	// released with Done: its open connections or requests while the
+	// algorithm is LeastConnections. Other algorithms keep no count.
 	Active int64
 }
 
