@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -371,7 +372,9 @@ func TestPickAllocatesNothing(t *testing.T) {
 		for _, n := range []int{3, 100} {
 			t.Run(fmt.Sprintf("%s/%d", algo, n), func(t *testing.T) {
 				b := mustNew(t, WithAlgorithm(algo), WithTargets(targets(n, 1, 2, 3)...))
-				info := PickInfo{Source: netip.MustParseAddr("2001:db8::1"), Hash: 42}
+				var avoid [1]string
+				avoid[0] = "t001"
+				info := PickInfo{Source: netip.MustParseAddr("2001:db8::1"), Hash: 42, Exclude: avoid[:]}
 				allocs := testing.AllocsPerRun(1000, func() {
 					p, err := b.Pick(info)
 					if err != nil {
@@ -505,4 +508,74 @@ func TestAlgorithmNames(t *testing.T) {
 	assert.Equal(t, "algorithm(200)", Algorithm(200).String())
 	assert.Equal(t, "unhealthy", Unhealthy.String())
 	assert.True(t, errors.Is(fmt.Errorf("ctx: %w", ErrNoTarget), ErrNoTarget))
+}
+
+func TestExclude(t *testing.T) {
+	for algo := range Algorithm(len(algorithmNames)) {
+		t.Run(algo.String(), func(t *testing.T) {
+			b := mustNew(t, WithAlgorithm(algo), WithTargets(targets(3)...), WithRand(seeded(4)))
+			for i := range 300 {
+				info := PickInfo{Source: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), Hash: uint64(i) * 7919}
+				info.Exclude = []string{"t000"}
+				p, err := b.Pick(info)
+				require.NoError(t, err)
+				require.NotEqual(t, "t000", p.Target.ID)
+				p.Done()
+				if algo.usesMaglev() { // deterministic: every node retries a client on the same target
+					again, err := b.Pick(info)
+					require.NoError(t, err)
+					require.Equal(t, p.Target.ID, again.Target.ID)
+				}
+				info.Exclude = []string{"t002", "t000"}
+				p, err = b.Pick(info)
+				require.NoError(t, err)
+				require.Equal(t, "t001", p.Target.ID)
+				p.Done()
+				info.Exclude = []string{"t002", "t000", "t001"}
+				_, err = b.Pick(info)
+				require.ErrorIs(t, err, ErrNoTarget)
+			}
+			for _, x := range b.Stats().Targets {
+				require.Zero(t, x.Active)
+			}
+		})
+	}
+}
+
+func TestExcludeSpreadsRetries(t *testing.T) {
+	// Clients of an excluded target must spread over the others, not all
+	// fall onto one.
+	b := mustNew(t, WithAlgorithm(SourceIPHash), WithTargets(targets(4)...))
+	got := map[string]int{}
+	for i := range 4000 {
+		p, err := b.Pick(PickInfo{Source: netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}), Exclude: []string{"t003"}})
+		require.NoError(t, err)
+		got[p.Target.ID]++
+	}
+	for _, id := range []string{"t000", "t001", "t002"} {
+		assert.InDelta(t, 4000/3, got[id], 150, "target %s: %v", id, got)
+	}
+}
+
+func TestPickTarget(t *testing.T) {
+	ts := targets(3)
+	ts[1].Health = Unhealthy
+	ts[2].Weight = 0
+	b := mustNew(t, WithAlgorithm(LeastConnections), WithTargets(ts...))
+	for _, x := range ts { // whatever the health and weight: the caller chose
+		p, ok := b.PickTarget(x.ID)
+		require.True(t, ok)
+		assert.Equal(t, x, p.Target)
+		assert.Equal(t, int64(1), b.Stats().Targets[slices.IndexFunc(ts, func(y Target) bool { return y.ID == x.ID })].Active)
+		p.Done()
+	}
+	_, ok := b.PickTarget("nope")
+	assert.False(t, ok)
+	var zero Balancer
+	_, ok = zero.PickTarget("t000")
+	assert.False(t, ok)
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		p, _ := b.PickTarget("t001")
+		p.Done()
+	}))
 }

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 )
@@ -15,6 +16,13 @@ type PickInfo struct {
 	// Hash is the key hash KeyHash maps to a target, from HashString or
 	// HashBytes of a URI, header or cookie value.
 	Hash uint64
+	// Exclude lists target IDs not to pick, for a retry after a failed
+	// connection: every algorithm then chooses among the other eligible
+	// targets (the hash algorithms deterministically, so every node retries
+	// a given client on the same target), and Pick returns ErrNoTarget when
+	// all are excluded. Keep it short; it is scanned linearly. A slice over
+	// a stack array keeps Pick allocation-free.
+	Exclude []string
 }
 
 // Pick is the result of Balancer.Pick: the chosen target, and the handle
@@ -54,22 +62,98 @@ func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 		b.noTarget.Add(1)
 		return Pick{}, ErrNoTarget
 	}
-	var i uint32
-	switch s.algo {
-	case RoundRobin:
-		i = s.sched[(b.cursor.Add(1)-1)%uint64(len(s.sched))]
-	case LeastConnections:
-		e := &s.targets[s.leastConnections(b)]
+	i := s.pick(b, &info, 0)
+	if len(info.Exclude) > 0 && excluded(info.Exclude, s.targets[i].t.ID) {
+		var ok bool
+		if i, ok = s.pickAvoiding(b, &info); !ok {
+			b.noTarget.Add(1)
+			return Pick{}, ErrNoTarget
+		}
+	}
+	e := &s.targets[i]
+	if s.algo == LeastConnections {
 		e.ep.active.Add(1)
 		return Pick{Target: e.t, ep: e.ep}, nil
-	case SourceIPHash:
-		i = s.mg.lookup(HashAddr(info.Source))
-	case KeyHash:
-		i = s.mg.lookup(info.Hash)
-	default: // Random
-		i = s.alias.sample(s.rand())
 	}
-	return Pick{Target: s.targets[i].t}, nil
+	return Pick{Target: e.t}, nil
+}
+
+// PickTarget returns a Pick of the target with the given ID, whatever its
+// health and weight, for callers that chose the target themselves: a sticky
+// session going back to its target. Under LeastConnections it is counted
+// like any pick, so release it with Done. ok is false when the balancer does
+// not hold the ID. Like Pick, it takes no lock and allocates nothing.
+func (b *Balancer) PickTarget(id string) (p Pick, ok bool) {
+	s := b.snap.Load()
+	if s == nil {
+		return Pick{}, false
+	}
+	i, ok := slices.BinarySearchFunc(s.targets, id, func(e entry, id string) int { return cmp.Compare(e.t.ID, id) })
+	if !ok {
+		return Pick{}, false
+	}
+	e := &s.targets[i]
+	if s.algo == LeastConnections {
+		e.ep.active.Add(1)
+		return Pick{Target: e.t, ep: e.ep}, true
+	}
+	return Pick{Target: e.t}, true
+}
+
+// pick returns the position of the target the algorithm chooses. attempt
+// perturbs the hash algorithms' key so that a retry avoiding a target lands
+// elsewhere, deterministically.
+func (s *snapshot) pick(b *Balancer, info *PickInfo, attempt uint64) uint32 {
+	switch s.algo {
+	case RoundRobin:
+		return s.sched[(b.cursor.Add(1)-1)%uint64(len(s.sched))]
+	case LeastConnections:
+		return s.leastConnections(b, info.Exclude)
+	case SourceIPHash:
+		return s.mg.lookup(rehash(HashAddr(info.Source), attempt))
+	case KeyHash:
+		return s.mg.lookup(rehash(info.Hash, attempt))
+	default: // Random
+		return s.alias.sample(s.rand())
+	}
+}
+
+// maxAvoidAttempts bounds the re-picks that try to avoid excluded targets
+// before falling back to a scan.
+const maxAvoidAttempts = 8
+
+// pickAvoiding re-picks until the choice is not excluded: a few tries of the
+// algorithm (so a retry stays balanced), then the first eligible target in
+// ID order that is not excluded. ok is false when every eligible target is
+// excluded.
+func (s *snapshot) pickAvoiding(b *Balancer, info *PickInfo) (uint32, bool) {
+	for attempt := uint64(1); attempt <= maxAvoidAttempts; attempt++ {
+		if i := s.pick(b, info, attempt); !excluded(info.Exclude, s.targets[i].t.ID) {
+			return i, true
+		}
+	}
+	for _, i := range s.elig {
+		if !excluded(info.Exclude, s.targets[i].t.ID) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+func excluded(ids []string, id string) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func rehash(h, attempt uint64) uint64 {
+	if attempt == 0 {
+		return h
+	}
+	return mix64(h + attempt*0x9e3779b97f4a7c15)
 }
 
 // snapshot is an immutable view of the targets with the picking structure of
@@ -121,10 +205,11 @@ func (b *Balancer) build() *snapshot {
 }
 
 // leastConnections returns the position of the eligible target with the
-// least (active+1)/weight: all compared from a rotating start (ties go
-// round-robin) up to exactLimit targets, the better of two weighted random
-// choices above.
-func (s *snapshot) leastConnections(b *Balancer) uint32 {
+// least (active+1)/weight, skipping excluded targets: all compared from a
+// rotating start (ties go round-robin) up to exactLimit targets; above it,
+// the better of two weighted random choices (an excluded choice is then
+// re-picked by Pick).
+func (s *snapshot) leastConnections(b *Balancer, exclude []string) uint32 {
 	n := len(s.elig)
 	if n > s.exactLimit {
 		x, y := s.alias.sample(s.rand()), s.alias.sample(s.rand())
@@ -135,13 +220,18 @@ func (s *snapshot) leastConnections(b *Balancer) uint32 {
 	}
 	start := int((b.cursor.Add(1) - 1) % uint64(n))
 	best := s.elig[start]
+	bestOK := !excluded(exclude, s.targets[best].t.ID)
 	for k := 1; k < n; k++ {
 		j := start + k
 		if j >= n {
 			j -= n
 		}
-		if c := s.elig[j]; s.lessLoaded(c, best) {
-			best = c
+		c := s.elig[j]
+		if len(exclude) > 0 && excluded(exclude, s.targets[c].t.ID) {
+			continue
+		}
+		if !bestOK || s.lessLoaded(c, best) {
+			best, bestOK = c, true
 		}
 	}
 	return best
