@@ -1,0 +1,219 @@
+package sticky
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// AppCookie is session persistence by a cookie the application sets (L7),
+// such as JSESSIONID or PHPSESSID: the balancer learns which target set
+// each value and sends later requests carrying that value to the same
+// target.
+//
+// Remember learns from the application's Set-Cookie on the way back to the
+// client: value → the target that answered. It also follows the
+// application's lead when a session ends (a Set-Cookie of the name with
+// Max-Age ≤ 0 or an Expires in the past forgets the values the request
+// carried) and when a session moves (a request whose known value went to
+// another target, answered without a new Set-Cookie, re-points the value
+// there). It never learns a value only a client has shown, so clients
+// cannot fill the table with made-up values.
+//
+// Values are kept as seeded 64-bit hashes, so a long value costs no memory;
+// values longer than WithMaxValueLen are not followed at all. The table has
+// a capacity (WithCapacity) and expires entries like SourceIP's, without a
+// goroutine.
+//
+// The table is per process: behind several balancer nodes, a session
+// sticks only on the node that saw its Set-Cookie. Use Cookie for sessions
+// that must stick across nodes.
+//
+// All methods are safe for concurrent use.
+type AppCookie struct {
+	name        string
+	state       func(id string) TargetState
+	stopOnDrain bool
+	clock       func() time.Time
+	base        time.Time // the clock's first reading; table times count from it
+	maxLen      int
+	seed        uint64 // keys the value hash, so clients cannot aim at collisions
+
+	t *table[uint64]
+
+	hits, misses, repicks, remembered atomic.Uint64
+	oversized, garbage                atomic.Uint64
+}
+
+// NewAppCookie returns an application cookie policy following the cookie
+// called name, or an error listing every invalid option. Options:
+// WithTargetState, WithDuration, WithClock, WithStopOnDrain, WithCapacity,
+// WithMaxValueLen.
+func NewAppCookie(name string, opts ...Option) (*AppCookie, error) {
+	c, err := newConfig(kindAppCookie, opts)
+	if !isToken(name) {
+		err = errors.Join(err, fmt.Errorf("sticky: %w: cookie name %q is not an HTTP token", ErrInvalidOption, name))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &AppCookie{
+		name:        name,
+		state:       c.state,
+		stopOnDrain: c.stopOnDrain,
+		clock:       c.clock,
+		base:        c.clock(),
+		maxLen:      c.maxValueLen,
+		seed:        rand.Uint64(),
+		t:           newTable[uint64](int64(c.duration), c.capacity),
+	}, nil
+}
+
+// Name returns the name of the cookie followed.
+func (p *AppCookie) Name() string { return p.name }
+
+// Lookup returns the target that set the value of the request's cookie,
+// when the session is live and the target's state allows it; a hit
+// refreshes the session. When the request carries several cookies of the
+// name, the first known one of the first few counts.
+func (p *AppCookie) Lookup(r Request) (string, bool) {
+	if r.HTTP == nil {
+		p.misses.Add(1)
+		return "", false
+	}
+	now := p.now()
+	sc := scanCookies(r.HTTP.Header, p.name)
+	for range maxCandidates {
+		v, ok := sc.next()
+		if !ok {
+			break
+		}
+		h, ok := p.hash(v)
+		if !ok {
+			continue
+		}
+		id, ok := p.t.get(h, h, now)
+		if !ok {
+			continue
+		}
+		if !usable(p.state, p.stopOnDrain, id) {
+			p.repicks.Add(1)
+			p.misses.Add(1)
+			return "", false
+		}
+		p.hits.Add(1)
+		return id, true
+	}
+	p.misses.Add(1)
+	return "", false
+}
+
+// Remember learns from respHeader: each Set-Cookie of the name stores its
+// value → id (or, when it deletes the cookie, forgets the values r
+// carried). Without one, values r carried that the table knows are moved
+// to id. A new value is refused when the table is full of live sessions
+// (Stats.Refused). A nil header or an empty id is ignored.
+func (p *AppCookie) Remember(r Request, id string, respHeader http.Header) {
+	if respHeader == nil || id == "" {
+		return
+	}
+	now := p.now()
+	seen := false
+	for _, line := range respHeader["Set-Cookie"] {
+		if setCookieName(line) != p.name {
+			continue
+		}
+		seen = true
+		c, err := http.ParseSetCookie(line)
+		if err != nil || c.Name != p.name {
+			p.garbage.Add(1)
+			continue
+		}
+		if c.MaxAge < 0 || (!c.Expires.IsZero() && !c.Expires.After(p.clock())) {
+			p.forget(r, now)
+			continue
+		}
+		h, ok := p.hash(c.Value)
+		if !ok {
+			continue
+		}
+		if changed, _ := p.t.put(h, h, id, now); changed {
+			p.remembered.Add(1)
+		}
+	}
+	if seen || r.HTTP == nil {
+		return
+	}
+	sc := scanCookies(r.HTTP.Header, p.name)
+	for range maxCandidates {
+		v, ok := sc.next()
+		if !ok {
+			return
+		}
+		if h, ok := p.hashQuiet(v); ok && p.t.repoint(h, h, id, now) {
+			p.remembered.Add(1)
+		}
+	}
+}
+
+// forget drops the values r carried.
+func (p *AppCookie) forget(r Request, now int64) {
+	if r.HTTP == nil {
+		return
+	}
+	sc := scanCookies(r.HTTP.Header, p.name)
+	for range maxCandidates {
+		v, ok := sc.next()
+		if !ok {
+			return
+		}
+		if h, ok := p.hashQuiet(v); ok {
+			p.t.del(h, h, now)
+		}
+	}
+}
+
+// hash returns the table key of a value, or false for an empty value or
+// one over the cap (counted as Oversized).
+func (p *AppCookie) hash(v string) (uint64, bool) {
+	if len(v) > p.maxLen {
+		p.oversized.Add(1)
+		return 0, false
+	}
+	return p.hashQuiet(v)
+}
+
+// hashQuiet is hash without counting, for values already counted.
+func (p *AppCookie) hashQuiet(v string) (uint64, bool) {
+	if v == "" || len(v) > p.maxLen {
+		return 0, false
+	}
+	var d xxhash.Digest
+	d.ResetWithSeed(p.seed)
+	d.WriteString(v)
+	return d.Sum64(), true
+}
+
+// Stats returns the policy's counters. It first drops expired sessions, so
+// Entries counts live ones.
+func (p *AppCookie) Stats() Stats {
+	ts := p.t.stats(p.now())
+	return Stats{
+		Hits:       p.hits.Load(),
+		Misses:     p.misses.Load(),
+		Repicks:    p.repicks.Load(),
+		Remembered: p.remembered.Load(),
+		Refused:    ts.refused,
+		Entries:    ts.entries,
+		Expired:    ts.expired,
+		BadCookies: BadCookies{Oversized: p.oversized.Load(), Garbage: p.garbage.Load()},
+	}
+}
+
+// now returns the table time: nanoseconds since the clock's first reading.
+func (p *AppCookie) now() int64 { return int64(p.clock().Sub(p.base)) }
