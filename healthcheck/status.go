@@ -1,0 +1,107 @@
+package healthcheck
+
+import (
+	"fmt"
+	"time"
+)
+
+// Result is the outcome of one check.
+type Result struct {
+	// Time is when the check started.
+	Time time.Time
+	// Latency is how long the check took.
+	Latency time.Duration
+	// OK reports whether the check passed.
+	OK bool
+	// Reason says why it failed, in words ("" when it passed).
+	Reason string
+}
+
+// Change reports that a target's condition changed: its health from active
+// checks, its ejection from passive signals, or both.
+type Change struct {
+	// Target is the target that changed.
+	Target Target
+	// Time is when the change happened, on the Monitor's clock.
+	Time time.Time
+	// Old and New are the condition before and after. New.Serving() says
+	// whether the target should now receive new traffic.
+	Old, New Condition
+	// Reason says why, in words: the failing check's reason ("connection
+	// refused", "status 503, want 200"), "3 consecutive successes", "first
+	// check passed", "ejected: 5 consecutive failures, last: connection
+	// reset", "ejection ended after 30s".
+	Reason string
+}
+
+// String returns a line for a log, e.g. `target "a" (10.0.0.1:80):
+// healthy → unhealthy: connection refused`.
+func (c Change) String() string {
+	return fmt.Sprintf("target %q (%s): %v → %v: %s", c.Target.ID, c.Target.Addr, c.Old, c.New, c.Reason)
+}
+
+// Status is everything the Monitor knows about one target, for answering
+// "why does this target get no traffic?".
+type Status struct {
+	// Target is the target.
+	Target Target
+	// Condition is the target's health and ejection; Serving() says whether
+	// it should receive new traffic.
+	Condition
+	// Reason says why the target is in its health state: the latest
+	// failure's reason while unhealthy, what made it healthy while healthy,
+	// "not checked yet" before the first check, "health checking off" when
+	// the Monitor has no checker.
+	Reason string
+	// Since is when the health state last changed (or the target was
+	// added).
+	Since time.Time
+	// Successes and Failures count the consecutive check results toward
+	// the thresholds; one of them is always 0.
+	Successes, Failures int
+	// Checking reports that a check is running now.
+	Checking bool
+	// NextCheck is when the next check is due; zero while one is running
+	// or when the Monitor has no checker.
+	NextCheck time.Time
+	// Results holds the most recent check results, oldest first (see
+	// WithHistory).
+	Results []Result
+
+	// PassiveFailures counts the consecutive failures reported with
+	// ReportFailure toward ejection.
+	PassiveFailures int
+	// EjectedUntil is when the current ejection ends; zero when not
+	// ejected.
+	EjectedUntil time.Time
+	// EjectionReason says why the target is ejected ("5 consecutive
+	// failures, last: connection reset"), or why it is not although it
+	// reached the threshold ("not ejected: 2 of 4 targets already ejected,
+	// cap 50%"); empty otherwise.
+	EjectionReason string
+}
+
+// Stats is a cheap snapshot of a Monitor's counts and counters.
+type Stats struct {
+	// Targets is the number of targets.
+	Targets int
+	// Healthy and Unhealthy count targets by health state.
+	Healthy, Unhealthy int
+	// Ejected counts targets ejected by passive signals now.
+	Ejected int
+	// Serving counts targets that should receive new traffic: healthy and
+	// not ejected.
+	Serving int
+	// InFlight is the number of checks running now.
+	InFlight int
+	// Checks and Failures count the checks completed and, of them, those
+	// that failed, since the Monitor was made.
+	Checks, Failures uint64
+	// Late counts checks that started more than a tenth of the interval
+	// after they were due: the concurrency limit or the machine cannot
+	// keep up (see WithMaxConcurrent).
+	Late uint64
+	// Ejections counts ejections; EjectionsRefused counts those the cap of
+	// WithMaxEjectedPercent prevented.
+	Ejections, EjectionsRefused uint64
+}
