@@ -95,22 +95,16 @@ func setCookieName(line string) string {
 	return trimSpace(name)
 }
 
-// decodeBase64URL decodes s, unpadded base64url (RFC 4648 section 5) in
-// canonical form (the unused low bits of the last character are zero), into
-// dst, and returns the number of bytes written. It fails on any other byte,
-// on an impossible length, or when dst is too short. It reads from a string
-// so that a cookie value needs no []byte copy.
+// decodeBase64URL decodes s, unpadded base64url (RFC 4648 section 5), into
+// dst and returns the number of bytes written: every whole byte the
+// characters hold. Leftover bits are ignored, so a value cut anywhere
+// decodes to a shorter value (and reads as truncated, not as garbage);
+// the cookie's tag covers the bytes, so no second spelling of a value
+// gains anything. It fails on any byte outside the alphabet, or when dst is
+// too short. It reads from a string so that a cookie value needs no []byte
+// copy.
 func decodeBase64URL(dst []byte, s string) (int, bool) {
-	if len(s)%4 == 1 {
-		return 0, false
-	}
-	n := len(s) / 4 * 3
-	switch len(s) % 4 {
-	case 2:
-		n++
-	case 3:
-		n += 2
-	}
+	n := len(s) * 6 / 8
 	if n > len(dst) {
 		return 0, false
 	}
@@ -125,20 +119,20 @@ func decodeBase64URL(dst []byte, s string) (int, bool) {
 		w += 3
 		s = s[4:]
 	}
+	var v uint32
+	for i := range len(s) {
+		c := b64(s[i])
+		if c > 63 {
+			return 0, false
+		}
+		v = v<<6 | uint32(c)
+	}
 	switch len(s) {
-	case 2:
-		a, b := b64(s[0]), b64(s[1])
-		if a|b > 63 || b&0x0f != 0 {
-			return 0, false
-		}
-		dst[w] = a<<2 | b>>4
+	case 2: // 12 bits: one byte
+		dst[w] = byte(v >> 4)
 		w++
-	case 3:
-		a, b, c := b64(s[0]), b64(s[1]), b64(s[2])
-		if a|b|c > 63 || c&0x03 != 0 {
-			return 0, false
-		}
-		dst[w], dst[w+1] = a<<2|b>>4, b<<4|c>>2
+	case 3: // 18 bits: two bytes
+		dst[w], dst[w+1] = byte(v>>10), byte(v>>2)
 		w += 2
 	}
 	return w, true
