@@ -126,7 +126,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if !isToken(h.method) { // a method is a token, like a field name
 		bad("Method %q is not a valid HTTP method", cfg.Method)
 	}
-	if u, err := url.ParseRequestURI(h.path); err != nil || !strings.HasPrefix(h.path, "/") || u.Host != "" {
+	if u, err := url.ParseRequestURI(h.path); err != nil || !strings.HasPrefix(h.path, "/") || u.Host != "" || hasSpaceOrControl(h.path) {
 		bad("Path %q is not an absolute path such as /healthz", cfg.Path)
 	}
 	if !validHost(h.host) {
@@ -242,6 +242,9 @@ func (h *HTTP) Check(ctx context.Context, t Target) error {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
+		if errors.Is(err, http.ErrSchemeMismatch) { // the client's rewording of a TLS record error
+			return &CheckError{Reason: "TLS: target answered with plain HTTP", Err: err}
+		}
 		return fail(err, b)
 	}
 	defer func() {
@@ -301,15 +304,26 @@ func validFieldValue(s string) bool {
 	return true
 }
 
+// hasSpaceOrControl reports whether s holds a byte that cannot appear
+// unescaped in a request line.
+func hasSpaceOrControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
 // validHost reports whether s may be sent as a Host header: empty (the
 // target's address is sent), or a host with an optional port and nothing
 // that would change the request's meaning.
 func validHost(s string) bool {
-	if s == "" {
-		return true
+	if hasSpaceOrControl(s) {
+		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f || strings.IndexByte("/?#@\\", c) >= 0 {
+		if c := s[i]; strings.IndexByte("/?#@\\", c) >= 0 {
 			return false
 		}
 	}
