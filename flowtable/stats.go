@@ -1,0 +1,81 @@
+package flowtable
+
+import "sync/atomic"
+
+// Stats is a snapshot of a table's counters, cheap to take: it reads a few
+// atomics per shard and takes no lock. Each counter is exact, but counters
+// read while flows come and go may be from slightly different moments.
+type Stats struct {
+	// TCP and UDP count the flows of each protocol, Total both.
+	TCP, UDP, Total Counters
+	// MaxFlows is the table's capacity (WithMaxFlows): when ActiveFlowCount
+	// plus creations in progress reach it, new flows are refused.
+	MaxFlows int
+	// MaxFlowsPerSource is the per-source limit, 0 for none.
+	MaxFlowsPerSource int
+}
+
+// Counters are a table's flow counters, named as the reference load
+// balancer's metrics. Every flow made is eventually counted once more, as
+// expired or deleted, so NewFlowCount = ActiveFlowCount + ExpiredFlowCount +
+// DeletedFlowCount.
+type Counters struct {
+	// NewFlowCount counts flows made since the table was made.
+	NewFlowCount uint64
+	// ActiveFlowCount is the number of flows in the table now.
+	ActiveFlowCount uint64
+	// RejectedFlowCount counts new flows refused because the table was full
+	// (ErrFull).
+	RejectedFlowCount uint64
+	// RejectedSourceFlowCount counts new flows refused because their source
+	// had its maximum number of flows (ErrSourceLimit).
+	RejectedSourceFlowCount uint64
+	// ExpiredFlowCount counts flows removed by their idle timeout.
+	ExpiredFlowCount uint64
+	// DeletedFlowCount counts flows removed by Delete.
+	DeletedFlowCount uint64
+}
+
+// counters are one shard's counters for one protocol. They are written
+// under the shard's mutex, so the cache line is the writer's already, and
+// read without it by Stats.
+type counters struct {
+	created, expired, deleted, rejected, rejectedSource atomic.Uint64
+	active                                              atomic.Int64
+}
+
+func (c *Counters) add(o Counters) {
+	c.NewFlowCount += o.NewFlowCount
+	c.ActiveFlowCount += o.ActiveFlowCount
+	c.RejectedFlowCount += o.RejectedFlowCount
+	c.RejectedSourceFlowCount += o.RejectedSourceFlowCount
+	c.ExpiredFlowCount += o.ExpiredFlowCount
+	c.DeletedFlowCount += o.DeletedFlowCount
+}
+
+// Stats returns a snapshot of the table's counters.
+func (t *Table[V]) Stats() Stats {
+	var per [numProtos]Counters
+	for i := range t.shards {
+		for p := range per {
+			c := &t.shards[i].cnt[p]
+			per[p].add(Counters{
+				NewFlowCount:            c.created.Load(),
+				ActiveFlowCount:         uint64(max(c.active.Load(), 0)),
+				RejectedFlowCount:       c.rejected.Load(),
+				RejectedSourceFlowCount: c.rejectedSource.Load(),
+				ExpiredFlowCount:        c.expired.Load(),
+				DeletedFlowCount:        c.deleted.Load(),
+			})
+		}
+	}
+	st := Stats{
+		TCP:               per[tcpIndex],
+		UDP:               per[udpIndex],
+		MaxFlows:          t.cfg.maxFlows,
+		MaxFlowsPerSource: t.cfg.maxPerSource,
+	}
+	st.Total.add(st.TCP)
+	st.Total.add(st.UDP)
+	return st
+}

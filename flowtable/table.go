@@ -1,0 +1,540 @@
+package flowtable
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+const cacheLine = 64
+
+// Table is a flow table: flows keyed by their 5-tuple, each holding a value
+// of type V (typically a pointer to the proxy's per-flow state), with
+// per-protocol idle timeouts, a capacity, an optional per-source limit and
+// counters.
+//
+// Lookups take no lock, allocate nothing and never read the system clock.
+// New flows, deletions and expiry lock one shard. All methods are safe for
+// concurrent use. Make tables with New; the zero Table is not usable. Close a
+// table to stop its sweeper.
+type Table[V any] struct {
+	// Read by every lookup; tick is written once per sweep.
+	shards []shard[V]
+	shift  uint   // 64 - log2(len(shards)): a key's shard is the top bits of its hash
+	seed   uint64 // hashed before every key, so that clients cannot aim collisions
+	// tick is the coarse clock: the number of sweep intervals from the
+	// table's epoch to the latest sweep, plus 1 (0 marks a flow that is not
+	// live, see entry.seen). Only Sweep advances it, and never backwards.
+	tick atomic.Uint64
+	_    [cacheLine]byte
+
+	// reserved counts live flows plus creations in progress, against the
+	// capacity. Every new and removed flow writes it: a line of its own.
+	reserved atomic.Int64
+	_        [cacheLine - 8]byte
+
+	timeouts  [numProtos]atomic.Uint32 // idle timeout of new flows, in ticks
+	durations [numProtos]atomic.Int64  // the same as set, for IdleTimeout
+	src       *sources                 // per-source counts; nil without a limit
+	onExpire  func(Key, V)
+	cfg       config
+	epoch     time.Time
+	closed    atomic.Bool
+
+	sweepMu sync.Mutex       // serialises sweeps; guards expired and expNext
+	expired []expiredFlow[V] // flows expired by sweeps, their callbacks due from expNext on
+	expNext int
+
+	stop      chan struct{} // closed by Close; nil with WithManualSweep
+	done      chan struct{} // closed when the sweeper returns; nil with WithManualSweep
+	closeOnce sync.Once
+}
+
+// entry is one flow. Lookups reach it without a lock, so everything they
+// read is fixed before the entry is published, except seen, which is atomic:
+// key before the entry enters the index, val before seen first becomes
+// non-zero. The wheel fields are touched only under the shard's mutex.
+//
+// Lookups read key, seen and val, so they come first; with V a pointer the
+// entry is 80 bytes.
+type entry[V any] struct {
+	key     ckey
+	list    uint16 // wheel bucket holding the entry; noList while pending
+	timeout uint32 // idle timeout in ticks, fixed at creation unless SetFlowTimeout
+	// seen is the tick of the flow's latest lookup, or 0 while the flow is
+	// pending (its creation is in progress) or dead (deleted or expired).
+	// Lookups raise it with compare-and-swap, never lower it and never set
+	// it to 0; removal sets it to 0 under the shard's mutex. Because the
+	// expiry check and a lookup's refresh both act on this one word, a
+	// Lookup that returns a flow has either refreshed it before the sweep
+	// looked, or seen it before it died: it never returns a flow on which
+	// the expiry callback has already run.
+	seen       atomic.Uint64
+	val        V
+	prev, next *entry[V] // wheel bucket list
+}
+
+// shard is a part of the table: its index, its timing wheel and its
+// counters.
+type shard[V any] struct {
+	_ [cacheLine]byte
+	// idx is read by every lookup and replaced only when the index is
+	// rebuilt, so it sits alone on its cache line, away from the mutex and
+	// counters that writers dirty.
+	idx atomic.Pointer[index[V]]
+	_   [cacheLine - 8]byte
+
+	mu      sync.Mutex // guards the fields below, the groups of idx, and the wheel fields of entries
+	cond    sync.Cond  // L is &mu; broadcast when a pending flow is published or abandoned
+	waiters int        // goroutines waiting in cond for a pending flow
+	count   int        // entries in idx, live and pending
+	used    int        // slots of idx not empty: count plus tombstones
+	wheel[V]
+	cnt [numProtos]counters // atomics written under mu, read by Stats without it
+}
+
+// expiredFlow is a flow removed by a sweep, waiting for its callback.
+type expiredFlow[V any] struct {
+	key ckey
+	val V
+}
+
+// New returns an empty Table configured by opts, or an error listing every
+// invalid option. Unless WithManualSweep is given, it starts the table's
+// sweeper goroutine; Close stops it.
+func New[V any](opts ...Option) (*Table[V], error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	err := cfg.validate()
+	var onExpire func(Key, V)
+	if cfg.onExpire != nil {
+		f, ok := cfg.onExpire.(func(Key, V))
+		if !ok {
+			err = errors.Join(err, fmt.Errorf("%w: expiry callback is a %T, want func(flowtable.Key, %v) for this table",
+				ErrInvalidOption, cfg.onExpire, reflect.TypeFor[V]()))
+		}
+		onExpire = f
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.withDefaults()
+
+	t := &Table[V]{
+		shards:   make([]shard[V], cfg.shards),
+		shift:    uint(64 - bits.TrailingZeros(uint(cfg.shards))),
+		seed:     cfg.seed,
+		onExpire: onExpire,
+		cfg:      cfg,
+		epoch:    cfg.clock(),
+	}
+	t.tick.Store(1)
+	for i, d := range cfg.timeouts {
+		n, _ := ticksFor(d, cfg.interval) // validated
+		t.timeouts[i].Store(n)
+		t.durations[i].Store(int64(d))
+	}
+	if cfg.maxPerSource > 0 {
+		t.src = newSources(cfg.shards, int32(min(cfg.maxPerSource, 1<<31-1)), cfg.seed)
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.idx.Store(newIndex[V](1))
+		s.cond.L = &s.mu
+		s.swept = 1
+	}
+	if !cfg.manual {
+		t.stop = make(chan struct{})
+		t.done = make(chan struct{})
+		tk := time.NewTicker(cfg.interval)
+		go t.sweeper(tk)
+	}
+	return t, nil
+}
+
+// hash returns the seeded hash of a compact key.
+func (t *Table[V]) hash(k *ckey) uint64 {
+	var b [8 + ckeyLen]byte
+	binary.LittleEndian.PutUint64(b[:8], t.seed)
+	copy(b[8:], k[:])
+	return xxhash.Sum64(b[:])
+}
+
+// pack returns the compact form of k and its hash, or ok false for an
+// invalid key. The seed and the key are laid out in one buffer, hashed in
+// one call.
+func (t *Table[V]) pack(k Key) (ck ckey, h uint64, ok bool) {
+	var b [8 + ckeyLen]byte
+	if !encodeKey(b[8:], k) {
+		return ck, 0, false
+	}
+	binary.LittleEndian.PutUint64(b[:8], t.seed)
+	return ckey(b[8:]), xxhash.Sum64(b[:]), true
+}
+
+func (t *Table[V]) shardOf(h uint64) *shard[V] { return &t.shards[h>>t.shift] }
+
+// touch records a lookup of e at the current coarse tick and reports whether
+// e is live. It raises seen and never lowers it, so that of two lookups
+// racing across a tick the later tick wins; when seen is already current it
+// writes nothing, so that a flow's cache line is dirtied once per tick at
+// most, not once per packet.
+func (t *Table[V]) touch(e *entry[V]) bool {
+	w := e.seen.Load()
+	if w == 0 {
+		return false
+	}
+	now := t.tick.Load()
+	for w < now {
+		if e.seen.CompareAndSwap(w, now) {
+			return true
+		}
+		if w = e.seen.Load(); w == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Lookup returns the value of the flow with key k and records the lookup as
+// traffic: the flow's idle time starts again. It takes no lock, allocates
+// nothing and reads the coarse clock, not the system clock. The UDP proxy
+// calls it for every datagram.
+//
+// A flow whose creation is still in progress (see LoadOrCreate) is not found.
+func (t *Table[V]) Lookup(k Key) (v V, ok bool) {
+	ck, h, valid := t.pack(k)
+	if !valid {
+		return v, false
+	}
+	e := t.shardOf(h).idx.Load().find(h, &ck)
+	if e == nil || !t.touch(e) {
+		return v, false
+	}
+	return e.val, true
+}
+
+// LoadOrCreate returns the value of the flow with key k, as Lookup does, or,
+// when there is none, makes one with the value that create returns. created
+// reports whether this call made the flow.
+//
+// Creation happens once per flow: while one caller runs create for a key,
+// the other callers for that key wait for it and then return its value. If
+// create fails (returns an error or panics), nothing is stored, its error is
+// returned to its caller, and one of the waiting callers runs its own create.
+// create runs without any lock of the table held, so it may dial a socket or
+// use the table, except to call LoadOrCreate for the same key, which would
+// wait for itself. A nil create makes a flow with the zero value.
+//
+// Before create runs, the new flow is checked against the capacity and the
+// per-source limit. When either is reached the flow is refused with ErrFull
+// or ErrSourceLimit and counted, create is not called, and no established
+// flow is touched. LoadOrCreate returns ErrInvalidKey for an invalid key and
+// ErrClosed after Close. These errors are returned unwrapped and refusing
+// allocates nothing.
+//
+// A new flow's idle timeout is the one in force for its protocol when it is
+// published, after create returns.
+func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created bool, err error) {
+	ck, h, valid := t.pack(k)
+	if !valid {
+		return v, false, ErrInvalidKey
+	}
+	s := t.shardOf(h)
+	if e := s.idx.Load().find(h, &ck); e != nil && t.touch(e) {
+		return e.val, false, nil
+	}
+	return t.create(s, h, &ck, create)
+}
+
+// create is the slow path of LoadOrCreate: the flow was not found live
+// without the lock.
+func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, error)) (v V, created bool, err error) {
+	p := ck.proto()
+	s.mu.Lock()
+	for {
+		e := s.idx.Load().find(h, ck)
+		if e == nil {
+			break
+		}
+		if t.touch(e) {
+			v = e.val
+			s.mu.Unlock()
+			return v, false, nil
+		}
+		// Found but not live under the mutex: pending, as dead entries
+		// leave the index in the same critical section that kills them.
+		s.waiters++
+		s.cond.Wait()
+		s.waiters--
+	}
+	switch {
+	case t.closed.Load():
+		err = ErrClosed
+	case !t.reserve():
+		s.cnt[p].rejected.Add(1)
+		err = ErrFull
+	case t.src != nil && !t.src.acquire(ck.source()):
+		t.reserved.Add(-1)
+		s.cnt[p].rejectedSource.Add(1)
+		err = ErrSourceLimit
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return v, false, err
+	}
+	e := &entry[V]{key: *ck, list: noList}
+	t.insert(s, h, e)
+	s.mu.Unlock()
+
+	published := false
+	defer func() {
+		if !published { // create failed or panicked: abandon the pending flow
+			s.mu.Lock()
+			t.removeIndex(s, h, e)
+			t.release(ck)
+			if s.waiters > 0 {
+				s.cond.Broadcast()
+			}
+			s.mu.Unlock()
+		}
+	}()
+	if create != nil {
+		if v, err = create(); err != nil {
+			var zero V
+			return zero, false, err
+		}
+	}
+
+	s.mu.Lock()
+	e.val = v
+	e.timeout = t.timeouts[p].Load()
+	now := t.tick.Load()
+	e.seen.Store(now) // publishes the flow to lookups
+	s.link(e, now+1+uint64(e.timeout), now)
+	s.cnt[p].created.Add(1)
+	s.cnt[p].active.Add(1)
+	if s.waiters > 0 {
+		s.cond.Broadcast()
+	}
+	published = true
+	s.mu.Unlock()
+	return v, true, nil
+}
+
+// reserve takes one unit of capacity, or reports that the table is full.
+func (t *Table[V]) reserve() bool {
+	max := int64(t.cfg.maxFlows)
+	for {
+		n := t.reserved.Load()
+		if n >= max {
+			return false
+		}
+		if t.reserved.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release gives back the capacity and the per-source count of a flow.
+func (t *Table[V]) release(ck *ckey) {
+	t.reserved.Add(-1)
+	if t.src != nil {
+		t.src.release(ck.source())
+	}
+}
+
+// insert adds e to s's index, rebuilding the index first if it has no room
+// left; s.mu is held.
+func (t *Table[V]) insert(s *shard[V], h uint64, e *entry[V]) {
+	x := s.idx.Load()
+	if s.used+1 > x.maxUsed() {
+		x = t.rebuild(s, groupsFor(s.count+1))
+	}
+	if x.insert(h, e) {
+		s.used++
+	}
+	s.count++
+}
+
+// removeIndex takes e out of s's index, and shrinks the index when it has
+// become mostly empty; s.mu is held.
+func (t *Table[V]) removeIndex(s *shard[V], h uint64, e *entry[V]) {
+	x := s.idx.Load()
+	freedEmpty, found := x.remove(h, e)
+	if !found {
+		return
+	}
+	if freedEmpty {
+		s.used--
+	}
+	s.count--
+	if len(x.groups) > 1 && s.count*8 < x.capacity() {
+		t.rebuild(s, groupsFor(s.count))
+	}
+}
+
+// rebuild replaces s's index by one of the given number of groups holding
+// the same entries, without tombstones, and returns it; s.mu is held.
+// Lookups go on meanwhile on the old index, which no longer changes.
+func (t *Table[V]) rebuild(s *shard[V], groups int) *index[V] {
+	old := s.idx.Load()
+	x := newIndex[V](groups)
+	n := 0
+	old.each(func(e *entry[V]) bool {
+		x.insert(t.hash(&e.key), e)
+		n++
+		return true
+	})
+	s.count, s.used = n, n
+	s.idx.Store(x)
+	return x
+}
+
+// kill marks the live entry e dead and removes it; s.mu is held and e is in
+// s's index and wheel. It returns false if e was not live.
+func (t *Table[V]) kill(s *shard[V], h uint64, e *entry[V]) bool {
+	if e.seen.Swap(0) == 0 {
+		return false
+	}
+	t.removeIndex(s, h, e)
+	s.unlink(e)
+	t.release(&e.key)
+	s.cnt[e.key.proto()].active.Add(-1)
+	return true
+}
+
+// Delete removes the flow with key k and returns its value; the proxies call
+// it when a connection closes or is reset. It does not call the expiry
+// callback and is counted in DeletedFlowCount, not ExpiredFlowCount. A flow
+// whose creation is in progress is not deleted.
+func (t *Table[V]) Delete(k Key) (v V, ok bool) {
+	ck, h, valid := t.pack(k)
+	if !valid {
+		return v, false
+	}
+	s := t.shardOf(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.idx.Load().find(h, &ck)
+	if e == nil || !t.kill(s, h, e) {
+		return v, false
+	}
+	s.cnt[ck.proto()].deleted.Add(1)
+	return e.val, true
+}
+
+// Range calls f for each flow, with its key (without zone) and value, until f
+// returns false. It takes no lock, so f may use the table, and it does not
+// count as traffic: no flow's idle time is reset. Range sees no consistent
+// snapshot: a flow made or removed during the call may or may not be seen,
+// and a key deleted and made again may be seen twice (as two flows); any
+// other flow is seen exactly once.
+func (t *Table[V]) Range(f func(k Key, v V) bool) {
+	for i := range t.shards {
+		ok := t.shards[i].idx.Load().each(func(e *entry[V]) bool {
+			if e.seen.Load() == 0 {
+				return true
+			}
+			return f(e.key.key(), e.val)
+		})
+		if !ok {
+			return
+		}
+	}
+}
+
+// Len returns the number of flows in the table. Creations in progress are
+// not counted.
+func (t *Table[V]) Len() int {
+	n := int64(0)
+	for i := range t.shards {
+		for p := range t.shards[i].cnt {
+			n += t.shards[i].cnt[p].active.Load()
+		}
+	}
+	return int(n)
+}
+
+// SetIdleTimeout sets the idle timeout of protocol p's new flows, d > 0,
+// rounded up to a whole number of sweep intervals. Flows already in the
+// table keep the timeout they were made with, as on the reference load
+// balancer.
+func (t *Table[V]) SetIdleTimeout(p Proto, d time.Duration) error {
+	i := protoIndex(p)
+	if i < 0 {
+		return fmt.Errorf("flowtable: idle timeout for protocol %s: %w: only tcp and udp are tracked", p, ErrInvalidOption)
+	}
+	n, err := ticksFor(d, t.cfg.interval)
+	if err != nil {
+		return fmt.Errorf("flowtable: %s idle timeout: %w", p, err)
+	}
+	t.timeouts[i].Store(n)
+	t.durations[i].Store(int64(d))
+	return nil
+}
+
+// IdleTimeout returns the idle timeout of protocol p's new flows, as set, or
+// 0 for a protocol the table does not track.
+func (t *Table[V]) IdleTimeout(p Proto) time.Duration {
+	i := protoIndex(p)
+	if i < 0 {
+		return 0
+	}
+	return time.Duration(t.durations[i].Load())
+}
+
+// SetFlowTimeout gives the flow with key k its own idle timeout, d > 0,
+// rounded up to a whole number of sweep intervals, counted from its latest
+// lookup. A shorter timeout that has already passed expires the flow at the
+// next sweep. It returns ErrNoFlow if there is no such flow.
+func (t *Table[V]) SetFlowTimeout(k Key, d time.Duration) error {
+	n, err := ticksFor(d, t.cfg.interval)
+	if err != nil {
+		return fmt.Errorf("flowtable: flow timeout: %w", err)
+	}
+	ck, h, valid := t.pack(k)
+	if !valid {
+		return ErrNoFlow
+	}
+	s := t.shardOf(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.idx.Load().find(h, &ck)
+	if e == nil {
+		return ErrNoFlow
+	}
+	w := e.seen.Load()
+	if w == 0 {
+		return ErrNoFlow
+	}
+	e.timeout = n
+	s.unlink(e)
+	s.link(e, w+1+uint64(n), t.tick.Load())
+	return nil
+}
+
+// Close stops the table's sweeper goroutine and waits for it to return; it
+// must not be called from the expiry callback. Afterwards no flow expires
+// and LoadOrCreate returns ErrClosed, while Lookup, Delete, Range and Stats
+// keep working so that the owner can drain the flows. Close is idempotent
+// and returns nil.
+func (t *Table[V]) Close() error {
+	t.closed.Store(true)
+	if t.stop != nil {
+		t.closeOnce.Do(func() { close(t.stop) })
+		<-t.done
+	}
+	return nil
+}

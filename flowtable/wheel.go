@@ -1,0 +1,70 @@
+package flowtable
+
+// The timing wheel finds the flows due for expiry without visiting the
+// others, and without a timer or goroutine per flow.
+//
+// Each shard has wheelSize buckets, bucket b listing flows whose bucket tick
+// is congruent to b. A flow's deadline is seen+1+timeout (see Sweep for why
+// +1); at tick c the sweep visits bucket c%wheelSize and, for each flow in
+// it, re-reads the real deadline: a flow that is due is expired; one that a
+// lookup refreshed meanwhile moves to the bucket of its new deadline.
+// Lookups therefore never touch the wheel (they only raise seen), and a
+// sweep's work is proportional to the flows it visits: the due ones, plus
+// each refreshed or long-lived flow about once per timeout or per
+// wheelSize ticks, whichever is longer.
+//
+// Invariant, kept under the shard's mutex: every live flow sits either in
+// the bucket of some tick B with swept < B <= deadline, so it is visited no
+// later than at its deadline, or in the overdue list, which every sweep
+// visits first. Deadlines only grow (lookups) except through SetFlowTimeout,
+// which relinks the flow, into the overdue list if its new deadline has
+// passed.
+const (
+	wheelSize = 512 // > the default TCP idle timeout in ticks, so default flows are visited once
+	wheelMask = wheelSize - 1
+	overdue   = wheelSize // list of flows already due when linked
+	noList    = 0xffff
+)
+
+// wheel is a shard's timing wheel.
+type wheel[V any] struct {
+	heads [wheelSize + 1]*entry[V] // the buckets, then the overdue list
+	swept uint64                   // last tick whose bucket has been visited
+	cur   *entry[V]                // next entry the sweep in progress visits; nil otherwise
+}
+
+// link puts e in the bucket of its deadline d, or in the overdue list if d
+// is not after tick, the coarse clock; the shard's mutex is held.
+func (w *wheel[V]) link(e *entry[V], d, tick uint64) {
+	b := d & wheelMask
+	if d <= tick {
+		b = overdue
+	}
+	e.list = uint16(b)
+	e.prev = nil
+	e.next = w.heads[b]
+	if e.next != nil {
+		e.next.prev = e
+	}
+	w.heads[b] = e
+}
+
+// unlink takes e out of its bucket; the shard's mutex is held. A sweep in
+// progress that was to visit e next visits e's successor instead.
+func (w *wheel[V]) unlink(e *entry[V]) {
+	if e.list == noList {
+		return
+	}
+	if w.cur == e {
+		w.cur = e.next
+	}
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		w.heads[e.list] = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	}
+	e.prev, e.next, e.list = nil, nil, noList
+}
