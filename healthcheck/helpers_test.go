@@ -2,7 +2,9 @@ package healthcheck
 
 import (
 	"context"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -276,10 +278,18 @@ func (s *tcpServer) restart() {
 // listening a moment ago).
 func closedAddr(t testing.TB, network, addr string) string {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	require.NoError(t, err)
-	a := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	var c io.Closer
+	var a string
+	if strings.HasPrefix(network, "udp") {
+		pc, err := net.ListenPacket(network, addr)
+		require.NoError(t, err)
+		c, a = pc, pc.LocalAddr().String()
+	} else {
+		ln, err := net.Listen(network, addr)
+		require.NoError(t, err)
+		c, a = ln, ln.Addr().String()
+	}
+	require.NoError(t, c.Close())
 	return a
 }
 

@@ -201,7 +201,7 @@ func (s *icmpSocket) deliver(b []byte, peer net.Addr) {
 		proto, reply = protoICMPv6, ipv6.ICMPTypeEchoReply
 	}
 	m, err := icmp.ParseMessage(proto, b)
-	if err != nil || m.Type != reply {
+	if err != nil || m.Type != reply || m.Code != 0 {
 		return
 	}
 	e, ok := m.Body.(*icmp.Echo)
