@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -39,8 +38,7 @@ type AppCookie struct {
 	name        string
 	state       func(id string) TargetState
 	stopOnDrain bool
-	clock       func() time.Time
-	base        time.Time // the clock's first reading; table times count from it
+	clock       clock
 	maxLen      int
 	seed        uint64 // keys the value hash, so clients cannot aim at collisions
 
@@ -66,8 +64,7 @@ func NewAppCookie(name string, opts ...Option) (*AppCookie, error) {
 		name:        name,
 		state:       c.state,
 		stopOnDrain: c.stopOnDrain,
-		clock:       c.clock,
-		base:        c.clock(),
+		clock:       newClock(c.clock),
 		maxLen:      c.maxValueLen,
 		seed:        rand.Uint64(),
 		t:           newTable[uint64](int64(c.duration), c.capacity),
@@ -134,7 +131,7 @@ func (p *AppCookie) Remember(r Request, id string, respHeader http.Header) {
 			p.garbage.Add(1)
 			continue
 		}
-		if c.MaxAge < 0 || (!c.Expires.IsZero() && !c.Expires.After(p.clock())) {
+		if c.MaxAge < 0 || (!c.Expires.IsZero() && !c.Expires.After(p.clock.Now())) {
 			p.forget(r, now)
 			continue
 		}
@@ -216,4 +213,4 @@ func (p *AppCookie) Stats() Stats {
 }
 
 // now returns the table time: nanoseconds since the clock's first reading.
-func (p *AppCookie) now() int64 { return int64(p.clock().Sub(p.base)) }
+func (p *AppCookie) now() int64 { return p.clock.since() }

@@ -116,8 +116,8 @@ func TestAppCookieTargetDownAndBack(t *testing.T) {
 	st.set("a", Unusable)
 	requireMiss(t, p, kept)
 	requireMiss(t, p, renewed)
-	answer(p, kept, "b")                          // the new target keeps the session
-	answer(p, renewed, "c", "JSESSIONID=fresh")   // the new target starts another
+	answer(p, kept, "b")                        // the new target keeps the session
+	answer(p, renewed, "c", "JSESSIONID=fresh") // the new target starts another
 	requireHit(t, p, kept, "b")
 	requireHit(t, p, sess(t, "JSESSIONID=fresh"), "c")
 	st.set("a", Usable)
@@ -146,7 +146,7 @@ func TestAppCookieIgnoresClientValues(t *testing.T) {
 func TestAppCookieBadValues(t *testing.T) {
 	p := mustAppCookie(t, WithMaxValueLen(16))
 	long := strings.Repeat("v", 17)
-	answer(p, sess(t), "t1", "JSESSIONID="+long)        // too long to follow
+	answer(p, sess(t), "t1", "JSESSIONID="+long)       // too long to follow
 	answer(p, sess(t), "t1", `JSESSIONID=a"b; Path=/`) // not a cookie value
 	answer(p, sess(t), "t1", "JSESSIONID=; Path=/")    // empty: nothing to follow
 	requireMiss(t, p, sess(t, "JSESSIONID="+long))

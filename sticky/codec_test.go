@@ -150,7 +150,7 @@ func FuzzSealOpen(f *testing.F) {
 		_, ok = k.open(st, ctx, len(raw))
 		require.False(t, ok, "bit %d flipped and the cookie still opens", i)
 
-		p := &Cookie{ctx: ctx, clock: clk.Now}
+		p := &Cookie{ctx: ctx, clock: newClock(clk.Now)}
 		p.keys.Store(&keySet{keys: []keyEntry{{k: k}}})
 		v := valueOf(raw)
 		gotID, gotExp, signer, vd := p.read(p.keys.Load(), v, time.Unix(exp-1, 0))

@@ -45,7 +45,7 @@ type Cookie struct {
 	ctx         []byte // name and a 0 byte: what the tag binds the value to
 	state       func(id string) TargetState
 	stopOnDrain bool
-	clock       func() time.Time
+	clock       clock
 	durSec      int64 // the duration in whole seconds (rounded up)
 	freshSec    int64 // a cookie with more than this many seconds left is not re-issued
 	grace       time.Duration
@@ -121,7 +121,7 @@ func NewCookie(opts ...Option) (*Cookie, error) {
 		ctx:          append([]byte(c.cookieName), 0),
 		state:        c.state,
 		stopOnDrain:  c.stopOnDrain,
-		clock:        c.clock,
+		clock:        newClock(c.clock),
 		durSec:       int64((c.duration + time.Second - 1) / time.Second),
 		grace:        c.keyGrace,
 		secureAlways: c.secureAlways || c.sameSite == http.SameSiteNoneMode,
@@ -160,7 +160,7 @@ func (p *Cookie) Lookup(r Request) (string, bool) {
 		return "", false
 	}
 	ks := p.keys.Load()
-	now := p.clock()
+	now := p.clock.Now()
 	sc := scanCookies(r.HTTP.Header, p.name)
 	firstBad := valid
 	for range maxCandidates {
@@ -205,7 +205,7 @@ func (p *Cookie) Remember(r Request, id string, respHeader http.Header) {
 		return
 	}
 	ks := p.keys.Load()
-	now := p.clock()
+	now := p.clock.Now()
 	sc := scanCookies(r.HTTP.Header, p.name)
 	for range maxCandidates {
 		v, ok := sc.next()
@@ -356,7 +356,7 @@ func (p *Cookie) RotateKey(secret []byte) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.clock()
+	now := p.clock.Now()
 	old := p.keys.Load()
 	next := &keySet{keys: []keyEntry{{k: k}}}
 	for i, e := range old.keys {

@@ -26,7 +26,7 @@ func TestCookieScanner(t *testing.T) {
 		{nil, nil},
 		{[]string{""}, nil},
 		{[]string{"n=1"}, []string{"1"}},
-		{[]string{" n = 1 ; m=2;n=3"}, []string{" 1", "3"}}, // spaces after '=' are kept, as net/http does
+		{[]string{" n = 1 ; m=2;n=3"}, []string{" 1", "3"}},   // spaces after '=' are kept, as net/http does
 		{[]string{`n="q"`, `n="`, `n=""`}, []string{"q", ""}}, // a lone quote is not a value
 		{[]string{"n"}, []string{""}},
 		{[]string{"N=1; nn=2; n =3"}, []string{"3"}},

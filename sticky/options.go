@@ -72,7 +72,8 @@ type config struct {
 
 	state       func(id string) TargetState
 	duration    time.Duration
-	clock       func() time.Time
+	clock       func() time.Time // nil: the runtime's clock
+	clockSet    bool
 	stopOnDrain bool
 
 	capacity int
@@ -113,17 +114,20 @@ func WithTargetState(f func(id string) TargetState) Option {
 }
 
 // WithDuration sets how long a session lasts without use: each hit
-// refreshes it (SourceIP, AppCookie); a Cookie carries its expiry and
-// Max-Age, and a response re-issues it (see WithRefresh). Between 1 s and
-// MaxDuration; the Cookie kind counts in whole seconds. Default:
-// DefaultDuration (20 minutes).
+// refreshes it (SourceIP, AppCookie; hits less than 1/1024 of the duration
+// apart refresh once, so a session may end that much early: 1.2 s of 20
+// minutes); a Cookie carries its expiry and Max-Age, and a response
+// re-issues it (see WithRefresh). Between 1 s and MaxDuration; the Cookie
+// kind counts in whole seconds. Default: DefaultDuration (20 minutes).
 func WithDuration(d time.Duration) Option { return func(c *config) { c.duration = d } }
 
 // WithClock sets the source of the current time, so that tests can move
 // time by hand and check expiry exactly. Default: time.Now. Tables measure
 // durations from the clock's first reading, so with time.Now they follow
 // the monotonic clock and ignore wall-clock steps.
-func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
+func WithClock(now func() time.Time) Option {
+	return func(c *config) { c.clock, c.clockSet = now, true }
+}
 
 // WithStopOnDrain sets what happens to the sessions of a Draining target:
 // false lets them continue until the drain ends (the state function says
@@ -133,7 +137,7 @@ func WithStopOnDrain(stop bool) Option { return func(c *config) { c.stopOnDrain 
 // WithCapacity bounds the sessions a SourceIP or AppCookie table holds.
 // When it is full of live sessions, Remember of a new client is refused and
 // counted (Stats.Refused): established sessions are never evicted to make
-// room. At least 1. Default: DefaultCapacity.
+// room. 1..MaxCapacity. Default: DefaultCapacity.
 func WithCapacity(n int) Option {
 	return func(c *config) { c.use("WithCapacity", kindTables); c.capacity = n }
 }
@@ -247,7 +251,6 @@ func newConfig(k kind, opts []Option) (*config, error) {
 		httpOnly:    true,
 		sameSite:    http.SameSiteLaxMode,
 		state:       func(string) TargetState { return Usable },
-		clock:       time.Now,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -281,14 +284,14 @@ func (c *config) validate(k kind) error {
 	if c.state == nil {
 		bad("target state function is nil")
 	}
-	if c.clock == nil {
+	if c.clockSet && c.clock == nil {
 		bad("clock is nil")
 	}
 	if c.duration < time.Second || c.duration > MaxDuration {
 		bad("duration %v is out of range 1s..%v", c.duration, MaxDuration)
 	}
-	if k&kindTables != 0 && c.capacity < 1 {
-		bad("capacity %d is below 1", c.capacity)
+	if k&kindTables != 0 && (c.capacity < 1 || c.capacity > MaxCapacity) {
+		bad("capacity %d is out of range 1..%d", c.capacity, MaxCapacity)
 	}
 	if k == kindSourceIP {
 		if c.v4Bits < 1 || c.v4Bits > 32 {

@@ -258,7 +258,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidOption)
 	for _, want := range []string{
 		"duration 0s is out of range 1s..8760h0m0s",
-		"capacity 0 is below 1",
+		"capacity 0 is out of range 1..1073741824",
 		"IPv4 prefix length 0 is out of range 1..32",
 		"IPv6 prefix length 129 is out of range 1..128",
 		"WithCookieName does not apply to source-IP stickiness",

@@ -267,3 +267,25 @@ func TestTableOutOfOrderClocks(t *testing.T) {
 	tab.get(0, 2, 30)
 	checkTableInvariants(t, tab)
 }
+
+// TestTableRefreshSlack: a hit within ttl/1024 of the last refresh writes
+// nothing, so the entry may expire that much early, never more.
+func TestTableRefreshSlack(t *testing.T) {
+	const ttl = 1024 * 10 // slack 10
+	tab := newTable[uint64](ttl, 10)
+	exp := func(k uint64) int64 {
+		s := tab.shard(spread(k))
+		return s.nodes[s.index[k]].exp
+	}
+	tab.put(spread(1), 1, "a", 0)
+	tab.put(spread(2), 2, "a", 0)
+	_, ok := tab.get(spread(1), 1, 10)
+	require.True(t, ok)
+	assert.Equal(t, int64(ttl), exp(1), "within the slack: not refreshed")
+	_, ok = tab.get(spread(2), 2, 11)
+	require.True(t, ok)
+	assert.Equal(t, int64(11+ttl), exp(2), "beyond the slack: refreshed")
+	_, ok = tab.get(spread(1), 1, ttl)
+	assert.False(t, ok, "expired 10 (the slack) before last use + ttl")
+	checkTableInvariants(t, tab)
+}
