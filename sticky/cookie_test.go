@@ -104,16 +104,13 @@ func TestCookieAttributes(t *testing.T) {
 // TestCookieIsOpaque checks that a cookie shows nothing of its target:
 // neither the ID (here an address) nor, within a 31-byte bucket, its length.
 func TestCookieIsOpaque(t *testing.T) {
-	p := mustCookie(t)
+	p := mustCookie(t, WithKeys(testKey(3)), WithClock(newFakeClock().Now)) // deterministic
 	var lens []int
 	for _, id := range []string{"127.0.0.1:8080", "[::1]:8080", "a", strings.Repeat("x", 31)} {
 		v := issued(t, p, id).Value
 		raw := rawOf(t, v)
-		if len(id) >= 4 {
-			assert.NotContains(t, v, id)
-		}
-		assert.False(t, bytes.Contains(raw, []byte(id)), "id %q in clear", id)
-		for i := 0; i+4 <= len(id); i++ {
+		for i := 0; i+4 <= len(id); i++ { // shorter pieces turn up by chance
+			assert.NotContains(t, v, id[i:i+4])
 			assert.False(t, bytes.Contains(raw, []byte(id[i:i+4])), "part of id %q in clear", id)
 		}
 		lens = append(lens, len(v))
