@@ -1,0 +1,316 @@
+package proxy
+
+import (
+	"cmp"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/sticky"
+)
+
+// Upstream is a target group as the proxies see it: a balancer that picks
+// targets, an optional session-persistence policy, live counters per target,
+// and the registry of open connections that draining closes.
+//
+// Several listeners may share one Upstream; the lb package makes one per
+// target group. Set Name, Balancer and OnResult before first use and do not
+// change them afterwards. Everything that changes at run time goes through
+// the Balancer (targets, weights, health, algorithm), SetSticky, Drain and
+// Undrain, all safe while traffic flows.
+type Upstream struct {
+	// Name identifies the group in logs, stats and errors.
+	Name string
+
+	// Balancer picks targets. Required.
+	Balancer *balancer.Balancer
+
+	// TLS, if set, makes connections to targets TLS (end-to-end HTTPS, or
+	// TLS to targets behind a TCP listener). An empty ServerName is filled
+	// per target from the host of its address; InsecureSkipVerify is the
+	// explicit opt-out of verification. Nil means plain TCP to targets.
+	TLS *tls.Config
+
+	// ProxyProtocol, if 1 or 2, makes the TCP proxy send a PROXY protocol
+	// header of that version at the start of every target connection, so
+	// targets learn the client's address. 0 sends none. L7 ignores it (it
+	// sends X-Forwarded-For instead).
+	ProxyProtocol int
+
+	// OnResult, if set, receives passive health signals: the outcome of
+	// every connection attempt to a target (L4 and L7) and of every request
+	// (L7), nil for a success. It is called on the data path from many
+	// goroutines, so it must be quick and must not block; the lb package
+	// feeds it to a healthcheck.Monitor.
+	OnResult func(targetID string, err error)
+
+	sticky  atomic.Pointer[sticky.Policy] // nil: no stickiness
+	targets sync.Map                      // target ID → *targetState
+}
+
+// SetSticky sets the session-persistence policy; nil turns stickiness off.
+// It applies to the next new connection or request.
+func (u *Upstream) SetSticky(p sticky.Policy) {
+	if p == nil {
+		u.sticky.Store(nil)
+		return
+	}
+	u.sticky.Store(&p)
+}
+
+// Sticky returns the session-persistence policy, or nil.
+func (u *Upstream) Sticky() sticky.Policy {
+	if p := u.sticky.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Choice is the target chosen for one connection or request.
+type Choice struct {
+	// Pick is the balancer's pick: Target, and Done to call when the
+	// connection or request ends.
+	balancer.Pick
+	// Sticky reports that the target is the session's remembered one.
+	Sticky bool
+	st     *targetState
+}
+
+// Choose picks the target for a new connection or request: the session's
+// remembered target when the sticky policy has one that may serve and is not
+// excluded, else the balancer's pick. info.Exclude lists targets already
+// tried for this connection. req is the client's HTTP request at L7, nil at
+// L4. The error wraps balancer.ErrNoTarget and names the group.
+func (u *Upstream) Choose(info balancer.PickInfo, req *http.Request) (Choice, error) {
+	if p := u.Sticky(); p != nil {
+		if id, ok := p.Lookup(sticky.Request{Source: info.Source, HTTP: req}); ok && !slices.Contains(info.Exclude, id) {
+			if pick, ok := u.Balancer.PickTarget(id); ok {
+				return Choice{Pick: pick, Sticky: true, st: u.state(id)}, nil
+			}
+		}
+	}
+	pick, err := u.Balancer.Pick(info)
+	if err != nil {
+		return Choice{}, fmt.Errorf("proxy: target group %q: %w", u.Name, err)
+	}
+	return Choice{Pick: pick, st: u.state(pick.Target.ID)}, nil
+}
+
+// Remember tells the sticky policy, if any, that the connection or request
+// went to c's target. respHeader is the response header on its way to the
+// client at L7 (where a cookie policy sets or learns its cookie), nil at L4.
+func (u *Upstream) Remember(info balancer.PickInfo, req *http.Request, c Choice, respHeader http.Header) {
+	if p := u.Sticky(); p != nil {
+		p.Remember(sticky.Request{Source: info.Source, HTTP: req}, c.Target.ID, respHeader)
+	}
+}
+
+// report passes a passive health signal to OnResult.
+func (u *Upstream) report(id string, err error) {
+	if u.OnResult != nil {
+		u.OnResult(id, err)
+	}
+}
+
+// state returns the live state of target id, creating it on first use.
+func (u *Upstream) state(id string) *targetState {
+	if v, ok := u.targets.Load(id); ok {
+		return v.(*targetState)
+	}
+	v, _ := u.targets.LoadOrStore(id, &targetState{id: id})
+	return v.(*targetState)
+}
+
+// targetState is the live state of one target within an Upstream: counters
+// updated by the proxies, and the open connections draining may close.
+type targetState struct {
+	id string
+
+	activeConns   atomic.Int64  // open L4 connections
+	conns         atomic.Uint64 // L4 connections forwarded
+	connectErrors atomic.Uint64 // failed connection attempts (L4 and L7)
+	bytesIn       atomic.Uint64 // client → target
+	bytesOut      atomic.Uint64 // target → client
+
+	activeRequests atomic.Int64     // L7 requests in flight
+	requests       atomic.Uint64    // L7 requests sent
+	status         [5]atomic.Uint64 // L7 responses by class: 1xx..5xx
+	respNanos      atomic.Uint64    // sum of L7 response times
+	responses      atomic.Uint64    // L7 responses timed
+
+	mu       sync.Mutex            // guards the fields below
+	open     map[*tracked]struct{} // open connections and requests
+	deadline time.Time             // drain deadline; zero when not draining
+	timer    *time.Timer           // fires at deadline
+	drained  bool                  // deadline passed: new tracks close at once
+}
+
+// tracked is one open connection or request, closed if the drain deadline
+// passes before it ends.
+type tracked struct{ c io.Closer }
+
+// track registers c until release is called. If the target's drain
+// deadline has already passed, c is closed at once.
+func (st *targetState) track(c io.Closer) (release func()) {
+	t := &tracked{c: c}
+	st.mu.Lock()
+	if st.drained {
+		st.mu.Unlock()
+		c.Close()
+		return func() {}
+	}
+	if st.open == nil {
+		st.open = make(map[*tracked]struct{})
+	}
+	st.open[t] = struct{}{}
+	st.mu.Unlock()
+	return func() {
+		st.mu.Lock()
+		delete(st.open, t)
+		st.mu.Unlock()
+	}
+}
+
+// observeStatus counts one L7 response of the given status and duration.
+func (st *targetState) observeStatus(code int, d time.Duration) {
+	if c := code/100 - 1; c >= 0 && c < len(st.status) {
+		st.status[c].Add(1)
+	}
+	st.respNanos.Add(uint64(max(d, 0)))
+	st.responses.Add(1)
+}
+
+// Drain starts draining target id: after delay, every connection and
+// request still open to it through this Upstream is closed, and any that
+// reaches it later (a sticky session) is closed at once. New connections do
+// not reach it meanwhile because the caller has set its weight to 0 or
+// removed it from the Balancer, which is what makes it a drain. A delay of 0
+// closes everything now. Calling Drain again moves the deadline.
+func (u *Upstream) Drain(id string, delay time.Duration) {
+	st := u.state(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
+	st.drained = false
+	st.deadline = time.Now().Add(delay)
+	if delay <= 0 {
+		st.closeAllLocked()
+		return
+	}
+	st.timer = time.AfterFunc(delay, func() {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.timer != nil { // not cancelled or moved meanwhile
+			st.timer = nil
+			st.closeAllLocked()
+		}
+	})
+}
+
+// Undrain cancels a drain of target id (it was registered again): open
+// connections continue and new ones are kept.
+func (u *Upstream) Undrain(id string) {
+	st := u.state(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
+	st.drained = false
+	st.deadline = time.Time{}
+}
+
+// closeAllLocked closes every open connection; st.mu is held. Closers must
+// not call back into release synchronously (the proxies' closers only close
+// sockets; the goroutines that own the connections release them).
+func (st *targetState) closeAllLocked() {
+	st.drained = true
+	for t := range st.open {
+		t.c.Close()
+	}
+	clear(st.open)
+}
+
+// TargetStats are one target's live counters within an Upstream.
+type TargetStats struct {
+	// ID is the target's ID.
+	ID string
+	// ActiveConnections is the number of open L4 connections.
+	ActiveConnections int64
+	// Connections counts L4 connections forwarded to the target.
+	Connections uint64
+	// ConnectErrors counts failed connection attempts (refused, timed out).
+	ConnectErrors uint64
+	// BytesIn and BytesOut count bytes from clients to the target and
+	// back.
+	BytesIn, BytesOut uint64
+	// ActiveRequests is the number of L7 requests in flight.
+	ActiveRequests int64
+	// Requests counts L7 requests sent to the target.
+	Requests uint64
+	// Status counts L7 responses from the target by class:
+	// Status[0] is 1xx ... Status[4] is 5xx.
+	Status [5]uint64
+	// AvgResponseTime is the mean time from sending a request to receiving
+	// the response header, over all L7 responses; 0 before the first.
+	AvgResponseTime time.Duration
+	// DrainDeadline is when open connections are closed, if the target is
+	// draining; zero otherwise.
+	DrainDeadline time.Time
+}
+
+// UpstreamStats is a snapshot of an Upstream's per-target counters.
+type UpstreamStats struct {
+	// Name is the Upstream's name.
+	Name string
+	// Targets lists every target that saw traffic or is draining, sorted by
+	// ID.
+	Targets []TargetStats
+}
+
+// Stats returns a snapshot of the per-target counters. Targets that left
+// the Balancer and have nothing open and no drain pending are forgotten here,
+// so a group whose targets churn does not grow without bound.
+func (u *Upstream) Stats() UpstreamStats {
+	out := UpstreamStats{Name: u.Name}
+	u.targets.Range(func(k, v any) bool {
+		st := v.(*targetState)
+		ts := TargetStats{
+			ID:                st.id,
+			ActiveConnections: st.activeConns.Load(),
+			Connections:       st.conns.Load(),
+			ConnectErrors:     st.connectErrors.Load(),
+			BytesIn:           st.bytesIn.Load(),
+			BytesOut:          st.bytesOut.Load(),
+			ActiveRequests:    st.activeRequests.Load(),
+			Requests:          st.requests.Load(),
+		}
+		for i := range ts.Status {
+			ts.Status[i] = st.status[i].Load()
+		}
+		if n := st.responses.Load(); n > 0 {
+			ts.AvgResponseTime = time.Duration(st.respNanos.Load() / n)
+		}
+		st.mu.Lock()
+		ts.DrainDeadline = st.deadline
+		idle := len(st.open) == 0 && st.timer == nil
+		st.mu.Unlock()
+		if _, held := u.Balancer.Target(st.id); !held && idle && ts.ActiveConnections == 0 && ts.ActiveRequests == 0 {
+			u.targets.CompareAndDelete(k, v)
+		}
+		out.Targets = append(out.Targets, ts)
+		return true
+	})
+	slices.SortFunc(out.Targets, func(a, b TargetStats) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
