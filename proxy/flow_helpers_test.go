@@ -225,3 +225,5 @@ func dial(t testing.TB, network, addr string) net.Conn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+func errorsIsClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
