@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,7 +38,12 @@ func checkFDs(t testing.TB) {
 	t.Helper()
 	before := fdCount(t)
 	t.Cleanup(func() {
-		waitFor(t, "file descriptors back to baseline", func() bool { return fdCount(t) <= before })
+		// Splice keeps pipes in a pool that the garbage collector
+		// empties (closing them in finalizers): collect while waiting.
+		waitFor(t, "file descriptors back to baseline", func() bool {
+			runtime.GC()
+			return fdCount(t) <= before
+		})
 	})
 }
 
@@ -128,6 +134,13 @@ func (s *tcpTarget) kill() {
 		resetClose(c)
 	}
 	s.wg.Wait()
+}
+
+// open returns the number of connections the target is serving.
+func (s *tcpTarget) open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // echoHandler copies what it reads back until EOF, then half-closes.
@@ -227,3 +240,18 @@ func dial(t testing.TB, network, addr string) net.Conn {
 }
 
 func errorsIsClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+func syscallECONNRESET() error { return syscall.ECONNRESET }
+
+// refusedErr dials addr and returns how the connection ended: the dial's
+// error when the proxy's reset beat the handshake's completion, else the
+// first read's error.
+func refusedErr(t testing.TB, network, addr string) error {
+	t.Helper()
+	c, err := net.DialTimeout(network, addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return readErr(c)
+}
