@@ -35,6 +35,7 @@ const sweepBatch = 256
 func (t *Table[V]) Sweep(now time.Time) int {
 	t.sweepMu.Lock()
 	defer t.sweepMu.Unlock()
+	t.sweepNow = now
 	c := t.tickAt(now)
 	if cur := t.tick.Load(); c > cur {
 		t.tick.Store(c)
@@ -108,6 +109,7 @@ func (t *Table[V]) sweepList(s *shard[V], b uint16, c uint64, budget *int) int {
 // a whole number of revolutions ahead. It reports whether it expired the flow; s.mu and t.sweepMu are
 // held.
 func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
+	asked := false
 	for {
 		w := e.seen.Load() // not 0: a flow leaves the wheel when it dies
 		d := w + 1 + uint64(e.timeout)
@@ -117,6 +119,14 @@ func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
 				s.link(e, d, c)
 			}
 			return false
+		}
+		if t.idleCheck != nil && !asked {
+			// Due by lookups; ask the owner whether traffic the table
+			// cannot see (spliced TCP) moved it meanwhile.
+			asked = true
+			if t.raiseFromIdleCheck(e, w) {
+				continue // re-read seen: the flow may now be kept
+			}
 		}
 		// A lookup racing with us either raised seen first, and the CAS
 		// fails and we look again, or finds 0 and reports no flow.

@@ -44,13 +44,15 @@ type Table[V any] struct {
 	durations [numProtos]atomic.Int64  // the same as set, for IdleTimeout
 	src       *sources                 // per-source counts; nil without a limit
 	onExpire  func(Key, V)
+	idleCheck func(Key, V) (time.Duration, bool) // see WithIdleCheck; nil for none
 	cfg       config
 	epoch     time.Time
 	closed    atomic.Bool
 
-	sweepMu sync.Mutex       // serialises sweeps; guards expired and expNext
-	expired []expiredFlow[V] // flows expired by sweeps, their callbacks due from expNext on
-	expNext int
+	sweepMu  sync.Mutex       // serialises sweeps; guards expired, expNext and sweepNow
+	sweepNow time.Time        // the clock reading of the sweep in progress, for idleCheck
+	expired  []expiredFlow[V] // flows expired by sweeps, their callbacks due from expNext on
+	expNext  int
 
 	stop      chan struct{} // closed by Close; nil with WithManualSweep
 	done      chan struct{} // closed when the sweeper returns; nil with WithManualSweep
@@ -126,18 +128,21 @@ func New[V any](opts ...Option) (*Table[V], error) {
 		}
 		onExpire = f
 	}
+	idleCheck, ierr := idleCheckOf[V](cfg.idleCheck)
+	err = errors.Join(err, ierr)
 	if err != nil {
 		return nil, err
 	}
 	cfg.withDefaults()
 
 	t := &Table[V]{
-		shards:   make([]shard[V], cfg.shards),
-		shift:    uint(64 - bits.TrailingZeros(uint(cfg.shards))),
-		seed:     cfg.seed,
-		onExpire: onExpire,
-		cfg:      cfg,
-		epoch:    cfg.clock(),
+		shards:    make([]shard[V], cfg.shards),
+		shift:     uint(64 - bits.TrailingZeros(uint(cfg.shards))),
+		seed:      cfg.seed,
+		onExpire:  onExpire,
+		idleCheck: idleCheck,
+		cfg:       cfg,
+		epoch:     cfg.clock(),
 	}
 	t.tick.Store(1)
 	for i, d := range cfg.timeouts {
