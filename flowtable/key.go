@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"strconv"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Proto is the transport protocol of a flow. Its values are the IANA protocol
@@ -79,73 +82,85 @@ func (k Key) valid() bool {
 	return protoIndex(k.Proto) >= 0 && k.Src.Addr().IsValid() && k.Dst.Addr().IsValid()
 }
 
-// ckey is the compact form of a Key that the table stores: 38 bytes instead
-// of the 72 of a Key (netip.AddrPort is 32 bytes because it carries a zone
-// pointer), with no pointer for the garbage collector to follow. Layout:
-//
-//	[0:16]  source address, 16-byte form (IPv4 as ::ffff:a.b.c.d)
-//	[16:32] destination address, 16-byte form
-//	[32:34] source port, big-endian
-//	[34:36] destination port, big-endian
-//	[36]    protocol number
-//	[37]    flags: flagSrc4, flagDst4 (the address was IPv4, not IPv6)
+// ckey is the compact form of a Key that the table stores and hashes: 40
+// bytes instead of the 72 of a Key (netip.AddrPort is 32 bytes because it
+// carries a zone pointer), with no pointer for the garbage collector to
+// follow, and made of words so that comparing two is five word compares.
+// It has no implicit padding, so its bytes are fully defined and can be
+// hashed as they are.
 //
 // The layout is internal: hashes are seeded per table, so nothing outside a
 // table depends on it.
-type ckey [ckeyLen]byte
+type ckey struct {
+	// src and dst are the addresses in 16-byte form (IPv4 as
+	// ::ffff:a.b.c.d), each as two words loaded little-endian from the
+	// big-endian bytes.
+	src, dst     [2]uint64
+	sport, dport uint16
+	proto        Proto
+	flags        uint8   // flagSrc4, flagDst4: the address was IPv4, not IPv6
+	_            [2]byte // always zero
+}
 
 const (
-	ckeyLen  = 38
+	ckeySize = 40
 	flagSrc4 = 1 << 0
 	flagDst4 = 1 << 1
 )
 
-// encodeKey writes the compact form of k into b (len(b) >= ckeyLen) and
-// reports whether k is valid; for an invalid key b is left partly written.
-func encodeKey(b []byte, k Key) bool {
-	_ = b[ckeyLen-1]
+// makeKey returns the compact form of k, or ok false if k is not valid.
+func makeKey(k Key) (c ckey, ok bool) {
 	sa, da := k.Src.Addr(), k.Dst.Addr()
 	if protoIndex(k.Proto) < 0 || !sa.IsValid() || !da.IsValid() {
-		return false
+		return c, false
 	}
-	s16, d16 := sa.As16(), da.As16()
-	copy(b[0:16], s16[:])
-	copy(b[16:32], d16[:])
-	binary.BigEndian.PutUint16(b[32:34], k.Src.Port())
-	binary.BigEndian.PutUint16(b[34:36], k.Dst.Port())
-	b[36] = byte(k.Proto)
-	var f byte
+	c.src = addrWords(sa)
+	c.dst = addrWords(da)
+	c.sport, c.dport = k.Src.Port(), k.Dst.Port()
+	c.proto = k.Proto
 	if sa.Is4() {
-		f |= flagSrc4
+		c.flags |= flagSrc4
 	}
 	if da.Is4() {
-		f |= flagDst4
+		c.flags |= flagDst4
 	}
-	b[37] = f
-	return true
+	return c, true
 }
 
-// key rebuilds the Key that c was encoded from, without its zones.
-func (c *ckey) key() Key {
-	return Key{
-		Proto: Proto(c[36]),
-		Src:   netip.AddrPortFrom(c.addr(0, c[37]&flagSrc4 != 0), binary.BigEndian.Uint16(c[32:34])),
-		Dst:   netip.AddrPortFrom(c.addr(16, c[37]&flagDst4 != 0), binary.BigEndian.Uint16(c[34:36])),
-	}
+func addrWords(a netip.Addr) [2]uint64 {
+	b := a.As16()
+	return [2]uint64{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])}
 }
 
-func (c *ckey) addr(off int, is4 bool) netip.Addr {
-	a := netip.AddrFrom16([16]byte(c[off : off+16]))
+func wordsAddr(w [2]uint64, is4 bool) netip.Addr {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], w[0])
+	binary.LittleEndian.PutUint64(b[8:], w[1])
+	a := netip.AddrFrom16(b)
 	if is4 {
 		return a.Unmap()
 	}
 	return a
 }
 
-// proto returns the index of the key's protocol in per-protocol arrays.
-func (c *ckey) proto() int { return protoIndex(Proto(c[36])) }
+// key rebuilds the Key that c was made from, without its zones.
+func (c *ckey) key() Key {
+	return Key{
+		Proto: c.proto,
+		Src:   netip.AddrPortFrom(wordsAddr(c.src, c.flags&flagSrc4 != 0), c.sport),
+		Dst:   netip.AddrPortFrom(wordsAddr(c.dst, c.flags&flagDst4 != 0), c.dport),
+	}
+}
 
-// source returns the source address in 16-byte form, the unit of the
-// per-source limit (an IPv4 client counts the same whether a socket reports
-// it as IPv4 or IPv4-mapped IPv6).
-func (c *ckey) source() [16]byte { return [16]byte(c[0:16]) }
+// protoIdx returns the index of the key's protocol in per-protocol arrays.
+func (c *ckey) protoIdx() int { return protoIndex(c.proto) }
+
+// hash returns the hash of c under seed: xxhash of c's bytes with the seed
+// mixed into two words, so that the hash of a key cannot be known without
+// the table's seed and clients cannot choose keys that collide.
+func (c *ckey) hash(seed uint64) uint64 {
+	x := *c
+	x.src[0] ^= seed
+	x.dst[0] ^= seed * 0x9e3779b97f4a7c15
+	return xxhash.Sum64(unsafe.Slice((*byte)(unsafe.Pointer(&x)), ckeySize))
+}

@@ -8,7 +8,9 @@ import (
 )
 
 // sources counts the flows of each source address, for the per-source limit.
-// A source's flows spread over every shard of the table (the shard depends
+// A source is an address in 16-byte form, so an IPv4 client counts the same
+// whether a socket reports it as IPv4 or IPv4-mapped IPv6. A source's flows
+// spread over every shard of the table (the shard depends
 // on the whole 5-tuple, so that one busy client does not make one hot
 // shard), so the counts live apart, sharded by source address. Only flow
 // creation and removal use them, never lookups.
@@ -19,29 +21,29 @@ type sources struct {
 }
 
 type sourceShard struct {
-	mu sync.Mutex         // guards n
-	n  map[[16]byte]int32 // flows (live and pending) per source; no zero counts
+	mu sync.Mutex          // guards n
+	n  map[[2]uint64]int32 // flows (live and pending) per source address (ckey.src); no zero counts
 	_  [cacheLine - 16]byte
 }
 
 func newSources(shards int, max int32, seed uint64) *sources {
 	s := &sources{max: max, seed: seed, shards: make([]sourceShard, shards)}
 	for i := range s.shards {
-		s.shards[i].n = make(map[[16]byte]int32)
+		s.shards[i].n = make(map[[2]uint64]int32)
 	}
 	return s
 }
 
-func (s *sources) shard(a [16]byte) *sourceShard {
-	var b [24]byte
-	binary.LittleEndian.PutUint64(b[:8], s.seed)
-	copy(b[8:], a[:])
+func (s *sources) shard(a [2]uint64) *sourceShard {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], a[0]^s.seed)
+	binary.LittleEndian.PutUint64(b[8:], a[1])
 	return &s.shards[xxhash.Sum64(b[:])&uint64(len(s.shards)-1)]
 }
 
 // acquire counts one more flow for source a, or reports that a is at its
 // limit.
-func (s *sources) acquire(a [16]byte) bool {
+func (s *sources) acquire(a [2]uint64) bool {
 	sh := s.shard(a)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -54,7 +56,7 @@ func (s *sources) acquire(a [16]byte) bool {
 }
 
 // release counts one flow less for source a.
-func (s *sources) release(a [16]byte) {
+func (s *sources) release(a [2]uint64) {
 	sh := s.shard(a)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -66,7 +68,7 @@ func (s *sources) release(a [16]byte) {
 }
 
 // count returns the flows of source a.
-func (s *sources) count(a [16]byte) int {
+func (s *sources) count(a [2]uint64) int {
 	sh := s.shard(a)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
