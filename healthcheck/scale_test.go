@@ -30,7 +30,9 @@ import (
 //
 // (without -race: the race detector multiplies CPU time). LBKIT_HC_TARGETS,
 // LBKIT_HC_SECONDS and LBKIT_HC_LISTENERS change the size (defaults 10000,
-// 30, 200).
+// 30, 200); LBKIT_HC_SLOTS sets the Monitor's WithMaxConcurrent (default
+// 256), LBKIT_HC_RST=1 uses TCP{ResetOnClose: true}, LBKIT_HC_NOBASE=1
+// skips the baseline.
 const (
 	scaleEnv       = "LBKIT_HC_SCALE"
 	scaleServerEnv = "LBKIT_HC_SCALE_SERVER"
@@ -126,8 +128,11 @@ func TestScale(t *testing.T) {
 	}
 	dur := time.Duration(seconds) * time.Second
 	runs := []scaleRun{
-		measure(t, cmd.Process.Pid, "monitor (heap + 256 check slots)", ts, interval, dur, runMonitor),
-		measure(t, cmd.Process.Pid, "baseline (goroutine + ticker per target)", ts, interval, dur, runTickers),
+		measure(t, cmd.Process.Pid, fmt.Sprintf("monitor (heap + %d check slots)", envInt("LBKIT_HC_SLOTS", DefaultMaxConcurrent)),
+			ts, interval, dur, runMonitor),
+	}
+	if os.Getenv("LBKIT_HC_NOBASE") == "" {
+		runs = append(runs, measure(t, cmd.Process.Pid, "baseline (goroutine + ticker per target)", ts, interval, dur, runTickers))
 	}
 	fmt.Printf("\n%d TCP targets on %d loopback listeners, interval %v, %v per implementation; %d CPUs (%s)\n",
 		targets, listeners, interval, dur, runtime.NumCPU(), runtime.Version())
@@ -259,7 +264,8 @@ func rusage(t *testing.T) time.Duration {
 }
 
 func runMonitor(ts []Target, interval, dur time.Duration, report func(scaleResult)) {
-	m, err := New(TCP{}, WithInterval(interval), WithTimeout(interval),
+	m, err := New(TCP{ResetOnClose: os.Getenv("LBKIT_HC_RST") != ""}, WithInterval(interval), WithTimeout(interval),
+		WithMaxConcurrent(envInt("LBKIT_HC_SLOTS", DefaultMaxConcurrent)),
 		withResultHook(func(_ string, due time.Time, r Result) { report(scaleResult{r.Time.Sub(due), r.Latency, r.Reason}) }))
 	if err != nil {
 		panic(err)
