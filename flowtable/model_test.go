@@ -68,7 +68,7 @@ type model struct {
 	maxFlows int
 	maxSrc   int
 	flows    map[Key]*mflow
-	srcs     map[[2]uint64]int // flows per source address
+	srcs     map[[16]byte]int // flows per source address
 	cnt      [numProtos]Counters
 }
 
@@ -89,16 +89,16 @@ func (m *model) ticks(d time.Duration) uint32 {
 	return uint32((d + m.interval - 1) / m.interval)
 }
 
-func (m *model) sourceCount(a netip.Addr) int { return m.srcs[addrWords(a)] }
+func (m *model) sourceCount(a netip.Addr) int { return m.srcs[addr16of(a)] }
 
 func (m *model) add(k Key, f *mflow) {
 	m.flows[k] = f
-	m.srcs[addrWords(k.Src.Addr())]++
+	m.srcs[addr16of(k.Src.Addr())]++
 }
 
 func (m *model) remove(k Key) {
 	delete(m.flows, k)
-	a := addrWords(k.Src.Addr())
+	a := addr16of(k.Src.Addr())
 	if m.srcs[a]--; m.srcs[a] == 0 {
 		delete(m.srcs, a)
 	}
@@ -143,7 +143,7 @@ func newHarness(t testing.TB, c chooser) *harness {
 		}
 	}
 	tcpTO, udpTO := h.timeouts[c.intn(len(h.timeouts))], h.timeouts[c.intn(len(h.timeouts))]
-	h.m = model{interval: time.Second, tick: 1, maxFlows: maxFlows, maxSrc: maxSrc, flows: map[Key]*mflow{}, srcs: map[[2]uint64]int{}}
+	h.m = model{interval: time.Second, tick: 1, maxFlows: maxFlows, maxSrc: maxSrc, flows: map[Key]*mflow{}, srcs: map[[16]byte]int{}}
 	h.m.timeouts = [numProtos]uint32{h.m.ticks(tcpTO), h.m.ticks(udpTO)}
 	var err error
 	h.tb, err = New[int](WithClock(h.clk.Now), WithManualSweep(), WithShards(shards),
@@ -416,7 +416,7 @@ func (h *harness) check(step int, desc string) {
 		h.compareContent()
 		checkInvariants(t, h.tb, desc)
 		if h.tb.src != nil {
-			got := map[[2]uint64]int{}
+			got := map[[16]byte]int{}
 			for i := range h.tb.src.shards {
 				for a, n := range h.tb.src.shards[i].n {
 					got[a] += int(n)

@@ -22,28 +22,28 @@ type sources struct {
 
 type sourceShard struct {
 	mu sync.Mutex          // guards n
-	n  map[[2]uint64]int32 // flows (live and pending) per source address (ckey.src); no zero counts
+	n  map[[16]byte]int32 // flows (live and pending) per source address ; no zero counts
 	_  [cacheLine - 16]byte
 }
 
 func newSources(shards int, max int32, seed uint64) *sources {
 	s := &sources{max: max, seed: seed, shards: make([]sourceShard, shards)}
 	for i := range s.shards {
-		s.shards[i].n = make(map[[2]uint64]int32)
+		s.shards[i].n = make(map[[16]byte]int32)
 	}
 	return s
 }
 
-func (s *sources) shard(a [2]uint64) *sourceShard {
-	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], a[0]^s.seed)
-	binary.LittleEndian.PutUint64(b[8:], a[1])
+func (s *sources) shard(a [16]byte) *sourceShard {
+	var b [24]byte
+	binary.LittleEndian.PutUint64(b[:8], s.seed)
+	copy(b[8:], a[:])
 	return &s.shards[xxhash.Sum64(b[:])&uint64(len(s.shards)-1)]
 }
 
 // acquire counts one more flow for source a, or reports that a is at its
 // limit.
-func (s *sources) acquire(a [2]uint64) bool {
+func (s *sources) acquire(a [16]byte) bool {
 	sh := s.shard(a)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -56,7 +56,7 @@ func (s *sources) acquire(a [2]uint64) bool {
 }
 
 // release counts one flow less for source a.
-func (s *sources) release(a [2]uint64) {
+func (s *sources) release(a [16]byte) {
 	sh := s.shard(a)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -68,7 +68,7 @@ func (s *sources) release(a [2]uint64) {
 }
 
 // count returns the flows of source a.
-func (s *sources) count(a [2]uint64) int {
+func (s *sources) count(a [16]byte) int {
 	sh := s.shard(a)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

@@ -276,7 +276,7 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 	case !t.reserve():
 		s.cnt[p].rejected.Add(1)
 		err = ErrFull
-	case t.src != nil && !t.src.acquire(ck.src):
+	case t.src != nil && !t.src.acquire(ck.source()):
 		t.reserved.Add(-1)
 		s.cnt[p].rejectedSource.Add(1)
 		err = ErrSourceLimit
@@ -342,7 +342,7 @@ func (t *Table[V]) reserve() bool {
 func (t *Table[V]) release(ck *ckey) {
 	t.reserved.Add(-1)
 	if t.src != nil {
-		t.src.release(ck.src)
+		t.src.release(ck.source())
 	}
 }
 

@@ -215,7 +215,7 @@ func TestSourceLimitRefusesAndCountsExactly(t *testing.T) {
 	require.ErrorIs(t, create(tb, mk(TCP, a4, 4)), ErrSourceLimit)
 	tb.Sweep(clk.Advance(2 * time.Second)) // the UDP flow expires
 	require.NoError(t, create(tb, mk(TCP, a4, 4)))
-	require.Equal(t, 2, tb.src.count(addrWords(a4)))
+	require.Equal(t, 2, tb.src.count(addr16of(a4)))
 	require.Equal(t, uint64(3), tb.Stats().TCP.RejectedSourceFlowCount)
 }
 
