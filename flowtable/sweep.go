@@ -134,10 +134,10 @@ func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
 			break
 		}
 	}
-	t.removeIndex(s, t.hash(&e.key), e)
+	t.removeIndex(s, e.key.hash(t.seed), e)
 	s.unlink(e)
 	t.release(&e.key)
-	p := e.key.proto()
+	p := e.key.protoIdx()
 	s.cnt[p].active.Add(-1)
 	s.cnt[p].expired.Add(1)
 	t.expired = append(t.expired, expiredFlow[V]{key: e.key, val: e.val})

@@ -1,7 +1,6 @@
 package flowtable
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -9,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 const cacheLine = 64
@@ -168,24 +165,13 @@ func New[V any](opts ...Option) (*Table[V], error) {
 	return t, nil
 }
 
-// hash returns the seeded hash of a compact key.
-func (t *Table[V]) hash(k *ckey) uint64 {
-	var b [8 + ckeyLen]byte
-	binary.LittleEndian.PutUint64(b[:8], t.seed)
-	copy(b[8:], k[:])
-	return xxhash.Sum64(b[:])
-}
-
 // pack returns the compact form of k and its hash, or ok false for an
-// invalid key. The seed and the key are laid out in one buffer, hashed in
-// one call.
+// invalid key.
 func (t *Table[V]) pack(k Key) (ck ckey, h uint64, ok bool) {
-	var b [8 + ckeyLen]byte
-	if !encodeKey(b[8:], k) {
+	if ck, ok = makeKey(k); !ok {
 		return ck, 0, false
 	}
-	binary.LittleEndian.PutUint64(b[:8], t.seed)
-	return ckey(b[8:]), xxhash.Sum64(b[:]), true
+	return ck, ck.hash(t.seed), true
 }
 
 func (t *Table[V]) shardOf(h uint64) *shard[V] { return &t.shards[h>>t.shift] }
@@ -266,7 +252,7 @@ func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created b
 // create is the slow path of LoadOrCreate: the flow was not found live
 // without the lock.
 func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, error)) (v V, created bool, err error) {
-	p := ck.proto()
+	p := ck.protoIdx()
 	s.mu.Lock()
 	for {
 		e := s.idx.Load().find(h, ck)
@@ -398,7 +384,7 @@ func (t *Table[V]) rebuild(s *shard[V], groups int) *index[V] {
 	x := newIndex[V](groups)
 	n := 0
 	old.each(func(e *entry[V]) bool {
-		x.insert(t.hash(&e.key), e)
+		x.insert(e.key.hash(t.seed), e)
 		n++
 		return true
 	})
@@ -416,7 +402,7 @@ func (t *Table[V]) kill(s *shard[V], h uint64, e *entry[V]) bool {
 	t.removeIndex(s, h, e)
 	s.unlink(e)
 	t.release(&e.key)
-	s.cnt[e.key.proto()].active.Add(-1)
+	s.cnt[e.key.protoIdx()].active.Add(-1)
 	return true
 }
 
@@ -436,7 +422,7 @@ func (t *Table[V]) Delete(k Key) (v V, ok bool) {
 	if e == nil || !t.kill(s, h, e) {
 		return v, false
 	}
-	s.cnt[ck.proto()].deleted.Add(1)
+	s.cnt[ck.protoIdx()].deleted.Add(1)
 	return e.val, true
 }
 

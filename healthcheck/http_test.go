@@ -331,3 +331,29 @@ func TestNewHTTPValidatesEveryField(t *testing.T) {
 	assert.Equal(t, "200", h.codes.String())
 	assert.True(t, strings.HasPrefix(h.header.Get("User-Agent"), "lbkit"))
 }
+
+// TestHTTPConcurrentChecks runs many checks at once on one checker, as a
+// Monitor does: under -race this proves the shared request header, TLS
+// configuration and transport are only read.
+func TestHTTPConcurrentChecks(t *testing.T) {
+	pki := newTestPKI(t)
+	srv := httptest.NewUnstartedServer(testMux(nil, nil))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pki.leaf}}
+	srv.StartTLS()
+	defer srv.Close()
+	for _, cfg := range []HTTPConfig{
+		{Path: "/ok", TLS: &tls.Config{RootCAs: pki.pool}, Header: http.Header{"X-Check": {"1"}}},
+		{Path: "/ok", TLS: &tls.Config{RootCAs: pki.pool}, Host: "api.example.com", KeepAlive: true},
+	} {
+		h := mustHTTP(t, cfg)
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				if err := h.Check(timeoutCtx(t, wait), Target{ID: "a", Addr: srv.Listener.Addr().String()}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}

@@ -128,10 +128,13 @@ func (m *Monitor) record(e *entry, due, start time.Time, err error) {
 	}
 	m.judge(e, r, end)
 
-	// Keep the cadence from the due time, not from the end of the check:
-	// checks that start late catch up instead of drifting. A check that
-	// overran the next due time is followed at once.
-	e.next = due.Add(m.cfg.interval + m.jitter())
+	// The next check is due an interval after this one started: the
+	// cadence does not stretch by the time checks take, and a check that
+	// started late (all slots busy) never makes the next one come sooner,
+	// which under overload would probe targets more often than configured
+	// and keep every slot busy catching up. A check that overran the next
+	// due time is followed at once.
+	e.next = start.Add(m.cfg.interval + m.jitter())
 	if e.next.Before(end) {
 		e.next = end
 	}

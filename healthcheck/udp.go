@@ -115,7 +115,7 @@ func (u *UDP) Check(ctx context.Context, t Target) error {
 	}
 	ctx, cancel, b := budget(ctx)
 	defer cancel()
-	ip, err := resolve(ctx, host)
+	ip, err := u.resolve(ctx, host)
 	if err != nil {
 		return fail(err, b)
 	}
@@ -176,14 +176,20 @@ func (u *UDP) probeResult(ctx context.Context, err error, b time.Duration) error
 	return fail(err, b)
 }
 
-// resolve returns the IP address of host, a literal or a name.
-func resolve(ctx context.Context, host string) (netip.Addr, error) {
+// resolve returns the IP address of host, a literal or a name; of a name's
+// addresses, the first of a family the checker has a socket for.
+func (u *UDP) resolve(ctx context.Context, host string) (netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip.Unmap(), nil
 	}
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.Addr{}, err
+	}
+	for _, ip := range ips {
+		if ip = ip.Unmap(); ip.Is4() && u.v4 != nil || ip.Is6() && u.v6 != nil {
+			return ip, nil
+		}
 	}
 	return ips[0].Unmap(), nil
 }
