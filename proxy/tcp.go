@@ -231,8 +231,8 @@ func (p *TCP) admit(c net.Conn, ft *FlowTable, ctx context.Context) {
 	trusted := p.TrustedProxies != nil && p.TrustedProxies.Allows(peer.Addr())
 	if !trusted && !p.acl.Load().Allows(peer.Addr()) {
 		p.stats.denied.Add(1)
-		resetClose(c)
 		p.refuse(peer, RefusedACL, fmt.Errorf("%w: %s", ErrDenied, peer.Addr()))
+		resetClose(c)
 		return
 	}
 	tc := &tcpConn{p: p, client: c, clientTCP: tcpConnOf(c), peer: peer, local: addrPortOf(c.LocalAddr())}
