@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -255,3 +256,6 @@ func refusedErr(t testing.TB, network, addr string) error {
 	defer c.Close()
 	return readErr(c)
 }
+
+// tcpAddr parses a literal "ip:port".
+func tcpAddr(s string) *net.TCPAddr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
