@@ -259,3 +259,8 @@ func refusedErr(t testing.TB, network, addr string) error {
 
 // tcpAddr parses a literal "ip:port".
 func tcpAddr(s string) *net.TCPAddr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+
+// benchTargetOf is a balancer target for addr.
+func benchTargetOf(addr string) balancer.Target {
+	return balancer.Target{ID: addr, Addr: addr, Weight: 1}
+}
