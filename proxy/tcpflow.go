@@ -1,11 +1,18 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// tcpActivity is what the kernel says about one socket's recent traffic.
+type tcpActivity struct {
+	idle   time.Duration // since data last moved either way
+	segsIn uint32        // segments received, data or not (keepalive probes too)
+}
 
 // tcpFlow is a TCP connection's entry in the flow table.
 //
@@ -63,6 +70,9 @@ func (f *tcpFlow) idle() (time.Duration, bool) {
 			continue
 		}
 		a, err := tcpActivityOf(c)
+		if errors.Is(err, errors.ErrUnsupported) {
+			return 0, true // no TCP_INFO here: never reset a connection that may be busy
+		}
 		if err != nil { // closed meanwhile: let it expire
 			return 0, false
 		}

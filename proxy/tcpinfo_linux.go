@@ -7,12 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tcpActivity is what the kernel says about one socket's recent traffic.
-type tcpActivity struct {
-	idle   time.Duration // since data last moved either way
-	segsIn uint32        // segments received, data or not (keepalive probes too)
-}
-
 // tcpActivityOf reads TCP_INFO of c: the time since data was last received
 // and sent (tcpi_last_data_recv, tcpi_last_data_sent, in milliseconds) and
 // the count of segments received.
