@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -79,7 +80,19 @@ func serveLbkit(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:6001", "listen address (TCP, and UDP with -udp)")
 	target := fs.String("target", "127.0.0.1:5201", "target address")
 	udp := fs.Bool("udp", false, "also proxy UDP on the same address")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	b, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "t1", Addr: *target, Weight: 1}))
 	if err != nil {
@@ -293,6 +306,7 @@ func run(args []string) error {
 	reps := fs.Int("reps", 3, "repetitions of each measurement (the median is reported)")
 	workers := fs.Int("workers", 32, "concurrent clients of the short-connection test")
 	only := fs.String("only", "tcp,conn,udp", "which tests to run")
+	paths := fs.String("paths", "direct,lbkit,iocopy,haproxy,nginx", "which paths to measure")
 	fs.Parse(args)
 	self, err := os.Executable()
 	if err != nil {
@@ -308,7 +322,12 @@ func run(args []string) error {
 	}
 	defer logs.Close()
 
-	ps := peers(self, work)
+	var ps []peer
+	for _, p := range peers(self, work) {
+		if slices.Contains(strings.Split(*paths, ","), p.name) {
+			ps = append(ps, p)
+		}
+	}
 	var lines []string
 	out := func(format string, a ...any) {
 		s := fmt.Sprintf(format, a...)
@@ -323,26 +342,16 @@ func run(args []string) error {
 			return err
 		}
 		waitPort("tcp", iperfPort)
-		res := map[string]float64{}
-		for _, p := range ps {
-			stop, err := p.start(iperfPort, false)
+		vals := map[string][]float64{}
+		interleave(ps, *reps, false, iperfPort, func(p peer) {
+			v, err := iperfTCP(p.port, *duration)
 			if err != nil {
-				log.Printf("%s: %v (skipped)", p.name, err)
-				continue
+				log.Printf("%s: iperf3: %v", p.name, err)
+				return
 			}
-			var vals []float64
-			for range *reps {
-				v, err := iperfTCP(p.port, *duration)
-				if err != nil {
-					log.Printf("%s: iperf3: %v", p.name, err)
-					continue
-				}
-				vals = append(vals, v/1e9)
-			}
-			stop()
-			res[p.name] = median(vals)
-			log.Printf("bulk TCP %-8s %v Gbit/s", p.name, vals)
-		}
+			vals[p.name] = append(vals[p.name], v/1e9)
+		})
+		res := medians(vals, "bulk TCP", "Gbit/s")
 		stopSrv()
 		table(out, "Bulk TCP (iperf3, 1 stream)", "Gbit/s", res)
 	}
@@ -353,26 +362,16 @@ func run(args []string) error {
 			return err
 		}
 		waitPort("tcp", shortPort)
-		res := map[string]float64{}
-		for _, p := range ps {
-			stop, err := p.start(shortPort, false)
+		vals := map[string][]float64{}
+		interleave(ps, *reps, false, shortPort, func(p peer) {
+			v, err := shortConns(self, p.port, *workers, *duration)
 			if err != nil {
-				log.Printf("%s: %v (skipped)", p.name, err)
-				continue
+				log.Printf("%s: client: %v", p.name, err)
+				return
 			}
-			var vals []float64
-			for range *reps {
-				v, err := shortConns(self, p.port, *workers, *duration)
-				if err != nil {
-					log.Printf("%s: client: %v", p.name, err)
-					continue
-				}
-				vals = append(vals, v)
-			}
-			stop()
-			res[p.name] = median(vals)
-			log.Printf("short conns %-8s %v conn/s", p.name, vals)
-		}
+			vals[p.name] = append(vals[p.name], v)
+		})
+		res := medians(vals, "short conns", "conn/s")
 		stopSrv()
 		table(out, "Short connections (connect, 32-byte request/response, close)", "conn/s", res)
 	}
@@ -383,29 +382,23 @@ func run(args []string) error {
 			return err
 		}
 		waitPort("tcp", iperfPort)
-		good, loss := map[string]float64{}, map[string]float64{}
+		var ups []peer
 		for _, p := range ps {
-			if p.name == "iocopy" || p.name == "haproxy" {
-				continue // TCP only
+			if p.name != "iocopy" && p.name != "haproxy" { // TCP only
+				ups = append(ups, p)
 			}
-			stop, err := p.start(iperfPort, true)
-			if err != nil {
-				log.Printf("%s: %v (skipped)", p.name, err)
-				continue
-			}
-			var gs, ls []float64
-			for range *reps {
-				g, l, err := iperfUDP(p.port, *duration)
-				if err != nil {
-					log.Printf("%s: iperf3 -u: %v", p.name, err)
-					continue
-				}
-				gs, ls = append(gs, g/1e9), append(ls, l)
-			}
-			stop()
-			good[p.name], loss[p.name] = median(gs), median(ls)
-			log.Printf("UDP %-8s goodput %v Gbit/s, loss %v %%", p.name, gs, ls)
 		}
+		gs, ls := map[string][]float64{}, map[string][]float64{}
+		interleave(ups, *reps, true, iperfPort, func(p peer) {
+			g, l, err := iperfUDP(p.port, *duration)
+			if err != nil {
+				log.Printf("%s: iperf3 -u: %v", p.name, err)
+				return
+			}
+			gs[p.name], ls[p.name] = append(gs[p.name], g/1e9), append(ls[p.name], l)
+		})
+		good := medians(gs, "UDP goodput", "Gbit/s")
+		loss := medians(ls, "UDP loss", "%")
 		stopSrv()
 		table(out, "UDP goodput (iperf3 -u -b 0, 1400-byte datagrams)", "Gbit/s", good)
 		out("")
@@ -627,6 +620,35 @@ func shortConns(self string, port, workers int, d time.Duration) (float64, error
 		log.Printf("short connections to %d: %v failed of %v", port, r["failed"], r["ok"]+r["failed"])
 	}
 	return r["conns_per_sec"], nil
+}
+
+// interleave measures every peer once per repetition, in turn, so that a
+// slow spell of the shared machine hits every peer alike rather than one.
+// Each peer is started before its measurement and stopped after it.
+func interleave(ps []peer, reps int, udp bool, tport int, measure func(peer)) {
+	for range reps {
+		for _, p := range ps {
+			stop, err := p.start(tport, udp)
+			if err != nil {
+				log.Printf("%s: %v (skipped)", p.name, err)
+				continue
+			}
+			measure(p)
+			stop()
+		}
+	}
+}
+
+// medians returns the median of each peer's values and logs them all.
+func medians(vals map[string][]float64, what, unit string) map[string]float64 {
+	res := map[string]float64{}
+	for _, name := range []string{"direct", "lbkit", "iocopy", "haproxy", "nginx"} {
+		if vs, ok := vals[name]; ok {
+			res[name] = median(vs)
+			log.Printf("%s %-8s %.3f %s", what, name, vs, unit)
+		}
+	}
+	return res
 }
 
 func median(vs []float64) float64 {
