@@ -26,9 +26,11 @@ func forwardTo(t testing.TB, up *Upstream) *Router {
 	return rt
 }
 
-// lastLog returns the last access log record.
-func lastLog(t testing.TB, l *logBuffer) map[string]any {
+// lastLog returns the last access log record, once h has no request in
+// flight (a record is written after the response).
+func lastLog(t testing.TB, h *HTTP, l *logBuffer) map[string]any {
 	t.Helper()
+	waitFor(t, func() bool { return h.Stats().ActiveRequests == 0 && l.String() != "" }, "the access log record")
 	lines := strings.Split(strings.TrimSpace(l.String()), "\n")
 	var m map[string]any
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &m), l.String())
@@ -45,7 +47,7 @@ func TestHTTPStatus400Malformed(t *testing.T) {
 	assert.Equal(t, 400, resp.StatusCode)
 	waitFor(t, func() bool { return h.Stats().Malformed == 2 }, "malformed counted")
 	assert.Equal(t, uint64(2), h.Stats().Status[3])
-	m := lastLog(t, &logs)
+	m := lastLog(t, h, &logs)
 	assert.EqualValues(t, 400, m["status"])
 	assert.Equal(t, "-", m["upstream_status"])
 }
@@ -154,7 +156,7 @@ func TestHTTPStatus502(t *testing.T) {
 		addr := serve(t, h)
 		code, _ := get(t, client(t), "http://"+addr+"/")
 		assert.Equal(t, 502, code)
-		m := lastLog(t, &logs)
+		m := lastLog(t, h, &logs)
 		assert.EqualValues(t, 502, m["status"])
 		assert.Equal(t, "-", m["upstream_status"])
 		assert.Equal(t, "-", m["upstream_header_time"])
@@ -209,7 +211,7 @@ func TestHTTPStatus504(t *testing.T) {
 		addr := serve(t, h)
 		code, _ := get(t, client(t), "http://"+addr+"/")
 		assert.Equal(t, 504, code)
-		assert.Contains(t, lastLog(t, &logs)["error"], "connect")
+		assert.Contains(t, lastLog(t, h, &logs)["error"], "connect")
 	})
 	t.Run("response timeout", func(t *testing.T) {
 		release := make(chan struct{})
@@ -244,7 +246,7 @@ func TestHTTPStatus499ClientGone(t *testing.T) {
 	<-reached
 	c.Close()
 	waitFor(t, func() bool { return h.Stats().ClientClosed == 1 }, "499")
-	m := lastLog(t, &logs)
+	m := lastLog(t, h, &logs)
 	assert.EqualValues(t, 499, m["status"])
 	assert.Equal(t, [5]uint64{}, h.Stats().Status, "499 is never sent")
 }
