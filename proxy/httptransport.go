@@ -173,6 +173,8 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		case !dial && !idempotent(out.Method):
 			return nil, err
+		case hasBody && !rs.reply.replayable():
+			return nil, err
 		}
 		if !h.budget.withdraw(time.Now()) {
 			h.stats.retriesRefused.Add(1)

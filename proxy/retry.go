@@ -162,6 +162,13 @@ func (r *replay) next() (*attemptBody, bool) {
 	return r.cur, true
 }
 
+// replayable reports whether what was read can still be sent again.
+func (r *replay) replayable() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.overflow
+}
+
 // detach ends the last attempt's reads: the request is over.
 func (r *replay) detach() {
 	r.mu.Lock()
