@@ -399,8 +399,16 @@ type connKey struct{}
 // reqKey is the context key of the request's state.
 type reqKey struct{}
 
-// reqState is the state of one proxied request, pooled.
+// reqState is the state of one proxied request, pooled. dial outlives a
+// request (the transport's dialing goroutine may read it late), so reset
+// leaves it alone.
 type reqState struct {
+	dial *dialTiming
+	reqFields
+}
+
+// reqFields are a request's state that reset clears.
+type reqFields struct {
 	h      *HTTP
 	in     *http.Request
 	up     *Upstream
@@ -422,7 +430,6 @@ type reqState struct {
 	status   int    // what the proxy answered itself, 0 if the target did
 	errText  string // why
 
-	dial  *dialTiming // kept across reset
 	body  *clientBody // nil without a body
 	resp  respBody
 	reply *replay
@@ -436,9 +443,8 @@ type dialTiming struct {
 }
 
 func (rs *reqState) reset() {
-	tried, attempts, dial := rs.tried[:0], rs.attempts[:0], rs.dial
-	dial.gen.Add(1)
-	*rs = reqState{tried: tried, attempts: attempts, dial: dial}
+	rs.dial.gen.Add(1)
+	rs.reqFields = reqFields{tried: rs.tried[:0], attempts: rs.attempts[:0]}
 }
 
 // ServeHTTP proxies one request. It makes HTTP an http.Handler too, for use
