@@ -433,6 +433,8 @@ type reqFields struct {
 	body  *clientBody // nil without a body
 	resp  respBody
 	reply *replay
+
+	untrack func() // ends an upgraded connection's registration
 }
 
 // dialTiming passes a connect time from the transport's dialing goroutine
@@ -543,6 +545,9 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if rs.reply != nil {
 			rs.reply.detach() // the transport may still hold the body
+		}
+		if rs.untrack != nil {
+			rs.untrack()
 		}
 		if rs.chosen {
 			rs.release()
@@ -664,7 +669,13 @@ func (h *HTTP) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		rs.resp = respBody{rs: rs, src: resp.Body, at: rs.resp.at}
 		resp.Body = &rs.resp
+		return nil
 	}
+	// An upgraded connection (WebSocket) lives on with its target: it is
+	// registered so that draining the target closes it at the deadline.
+	// Plain requests are not: they end by themselves well before any
+	// sensible drain delay, and registering each would cost a lock.
+	rs.untrack = rs.choice.st.track(resp.Body)
 	return nil
 }
 
