@@ -241,7 +241,9 @@ func (h *HTTP) setup() error {
 			ErrorHandler:   h.errorHandler,
 			BufferPool:     bufferPool{&h.bufs},
 			ErrorLog:       log.New(io.Discard, "", 0),
-			FlushInterval:  -1, // stream: a proxy must not hold back a target's bytes
+			// FlushInterval 0: ReverseProxy flushes streamed responses (no
+			// Content-Length, event streams) at once by itself, and a
+			// response of known length goes out in one write.
 		}
 		if h.ErrorLog != nil {
 			h.rp.ErrorLog = slog.NewLogLogger(h.ErrorLog.Handler(), slog.LevelWarn)
