@@ -157,10 +157,12 @@ type HTTP struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
-	mu       sync.Mutex // guards servers and closed
-	servers  []*http.Server
-	closed   bool
-	handlers sync.WaitGroup // requests in ServeHTTP, upgraded ones included
+	mu        sync.Mutex // guards servers and closed
+	servers   []*http.Server
+	listeners []*listener
+	closed    bool
+	connsGone chan struct{}  // signalled when the last client connection closes
+	handlers  sync.WaitGroup // requests in ServeHTTP, upgraded ones included
 }
 
 // Timeouts are the HTTP proxy's timeouts that SetTimeouts changes at run
@@ -249,6 +251,7 @@ func (h *HTTP) setup() error {
 			h.rp.ErrorLog = slog.NewLogLogger(h.ErrorLog.Handler(), slog.LevelWarn)
 		}
 		h.pool.New = func() any { return &reqState{dial: new(dialTiming)} }
+		h.connsGone = make(chan struct{}, 1)
 		h.bufs.New = func() any { return new([copyBufferSize]byte) }
 	})
 	return h.initErr
@@ -327,26 +330,60 @@ func (h *HTTP) Serve(ln net.Listener) error {
 		ln.Close()
 		return http.ErrServerClosed
 	}
+	l := &listener{Listener: ln, h: h, tls: cfg}
 	h.servers = append(h.servers, srv)
+	h.listeners = append(h.listeners, l)
 	h.mu.Unlock()
-	return srv.Serve(&listener{Listener: ln, h: h, tls: cfg})
+	err := srv.Serve(l)
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return http.ErrServerClosed // Shutdown closed the listener
+	}
+	return err
 }
 
-// Shutdown stops the proxy gracefully: listeners close at once, idle
-// connections close, and requests in flight finish (keep-alive connections
-// close after their current request). Upgraded connections (WebSocket) get
-// until ctx is done, then are closed. It returns when everything has ended,
-// or ctx's error when it is done first (everything is then closed).
+// Shutdown stops the proxy gracefully, as a load balancer removes an L7
+// listener: the listeners close at once, and established keep-alive
+// connections go on serving their clients until they close, idle out, or
+// IdleTimeout has passed since Shutdown began; then whatever is left is
+// shut down the way http.Server.Shutdown does (requests in flight finish,
+// idle connections close). Upgraded connections (WebSocket) last until ctx
+// is done. When ctx is done first, everything is closed at once and ctx's
+// error returned. Serve then returns http.ErrServerClosed.
 func (h *HTTP) Shutdown(ctx context.Context) error {
 	_ = h.setup()
 	h.mu.Lock()
 	h.closed = true
-	srvs := h.servers
+	srvs, lns := h.servers, h.listeners
 	h.mu.Unlock()
-	var errs []error
+	for _, l := range lns {
+		l.Close()
+	}
+	idle := h.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	grace := time.NewTimer(idle)
+	defer grace.Stop()
+	var err error
+wait:
+	for h.stats.activeConns.Load() > 0 {
+		select {
+		case <-h.connsGone:
+		case <-grace.C:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		}
+	}
 	for _, s := range srvs {
-		if err := s.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
+		if err == nil {
+			err = s.Shutdown(ctx)
+		}
+		if err != nil {
 			s.Close()
 		}
 	}
@@ -355,16 +392,15 @@ func (h *HTTP) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
 		h.cancel()
 		<-done
-		errs = append(errs, ctx.Err())
 	}
 	h.cancel()
 	h.closeTransports()
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	return err
 }
 
 // Close stops the proxy at once: listeners and connections close, requests

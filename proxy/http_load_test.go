@@ -140,9 +140,12 @@ func TestHTTPShutdown(t *testing.T) {
 		body string
 		err  error
 	}
+	c := client(t)
+	code, _ := get(t, c, "http://"+addr+"/") // leaves a kept-alive connection
+	require.Equal(t, 200, code)
 	res := make(chan result, 1)
 	go func() {
-		resp, err := http.Get("http://" + addr + "/slow")
+		resp, err := client(t).Get("http://" + addr + "/slow")
 		if err != nil {
 			res <- result{err: err}
 			return
@@ -157,6 +160,10 @@ func TestHTTPShutdown(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- h.Shutdown(ctx) }()
 	require.ErrorIs(t, <-served, http.ErrServerClosed, "the listener closes at once")
+	_, err = net.Dial("tcp", addr)
+	require.Error(t, err, "no new connections")
+	code, body := get(t, c, "http://"+addr+"/")
+	assert.Equal(t, 200, code, "the kept-alive connection still serves: %s", body)
 	close(release)
 	r := <-res
 	require.NoError(t, r.err)
@@ -208,4 +215,21 @@ func TestHTTPConfigErrors(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 	require.NoError(t, h.Close())
+}
+
+func TestHTTPShutdownWaitsForIdleTimeout(t *testing.T) {
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), IdleTimeout: 200 * time.Millisecond}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(ln) }()
+	c := client(t)
+	code, _ := get(t, c, "http://"+ln.Addr().String()+"/")
+	require.Equal(t, 200, code)
+	require.Equal(t, int64(1), h.Stats().ActiveConnections)
+	start := time.Now()
+	require.NoError(t, h.Shutdown(context.Background()), "the kept-alive connection idles out by itself")
+	assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "it was given its idle timeout")
+	assert.Zero(t, h.Stats().ActiveConnections)
+	assert.ErrorIs(t, <-served, http.ErrServerClosed)
 }

@@ -103,8 +103,11 @@ func atoi3(b []byte) int {
 }
 
 func (c *httpConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.h.stats.activeConns.Add(-1)
+	if c.closed.CompareAndSwap(false, true) && c.h.stats.activeConns.Add(-1) == 0 {
+		select {
+		case c.h.connsGone <- struct{}{}: // Shutdown may be waiting
+		default:
+		}
 	}
 	return c.Conn.Close()
 }
