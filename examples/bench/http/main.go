@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -33,9 +34,22 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:18081", "address to listen on (127.0.0.1 only)")
 	target := flag.String("target", "127.0.0.1:18080", "the target's address")
 	size := flag.Int("size", 100, "response size in bytes (target mode)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file until the process is stopped")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*mode, *listen, *target, *size); err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 }
 
