@@ -196,17 +196,26 @@ func (w *workload) churn(win int) bool {
 func BenchmarkTable(b *testing.B) {
 	for _, n := range []int{10_000, 1_000_000} {
 		for _, im := range benchImpls {
-			w := newWorkload(im.make(n), n)
+			var w *workload // built by the first sub-benchmark that runs, outside its timing
+			get := func() *workload {
+				if w == nil {
+					w = newWorkload(im.make(n), n)
+				}
+				return w
+			}
 			for _, op := range []string{"lookup", "create_delete", "mixed"} {
 				for _, mode := range []string{"serial", "parallel"} {
 					name := fmt.Sprintf("impl=%s/flows=%s/op=%s/mode=%s", im.name, sizeName(n), op, mode)
-					b.Run(name, func(b *testing.B) { w.run(b, op, mode) })
+					b.Run(name, func(b *testing.B) { get().run(b, op, mode) })
 				}
 			}
-			if ft, ok := w.m.(ftImpl); ok {
-				_ = ft.t.Close()
+			if w != nil {
+				if ft, ok := w.m.(ftImpl); ok {
+					_ = ft.t.Close()
+				}
+				w = nil
+				runtime.GC()
 			}
-			runtime.GC()
 		}
 	}
 }
@@ -249,6 +258,7 @@ func (w *workload) run(b *testing.B, op, mode string) {
 	if goroutines > windows {
 		b.Skip("more goroutines than windows")
 	}
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		id := int(ids.Add(1) - 1)
 		r := rng(0x9e3779b97f4a7c15 ^ uint64(id+1)*0xbf58476d1ce4e5b9)

@@ -111,7 +111,16 @@ func (t *Table[V]) sweepList(s *shard[V], b uint16, c uint64, budget *int) int {
 func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
 	asked := false
 	for {
-		w := e.seen.Load() // not 0: a flow leaves the wheel when it dies
+		w := e.seen.Load()
+		if w == 0 {
+			// Pending: its create is running. Look again at the next
+			// sweep, when it may be live with a deadline already due.
+			if b != overdue {
+				s.unlink(e)
+				s.link(e, 0, c)
+			}
+			return false
+		}
 		d := w + 1 + uint64(e.timeout)
 		if d > c {
 			if uint16(d&wheelMask) != b {
