@@ -91,11 +91,11 @@ type shard[V any] struct {
 	idx atomic.Pointer[index[V]]
 	_   [cacheLine - 8]byte
 
-	mu      sync.Mutex // guards the fields below, the groups of idx, and the wheel fields of entries
-	cond    sync.Cond  // L is &mu; broadcast when a pending flow is published or abandoned
+	mu      sync.Mutex   // guards the fields below, the groups of idx, and the wheel fields of entries
+	cond    sync.Cond    // L is &mu; broadcast when a pending flow is published or abandoned
 	waiters atomic.Int32 // goroutines waiting in cond for a pending flow; see create
-	count   int        // entries in idx, live and pending
-	used    int        // slots of idx not empty: count plus tombstones
+	count   int          // entries in idx, live and pending
+	used    int          // slots of idx not empty: count plus tombstones
 	wheel[V]
 	cnt [numProtos]counters // atomics written under mu, read by Stats without it
 }
@@ -324,7 +324,7 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 
 	e.val = v
 	s.cnt[p].created.Add(1)
-	s.cnt[p].active.Add(1) // before the flow is visible, so that no Delete counts it down first
+	s.cnt[p].active.Add(1)      // before the flow is visible, so that no Delete counts it down first
 	e.seen.Store(t.tick.Load()) // publishes the flow
 	published = true
 	if s.waiters.Load() > 0 {
