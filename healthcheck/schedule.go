@@ -79,11 +79,11 @@ func (m *Monitor) dispatch(e *entry, due time.Time) bool {
 	if start.Sub(due) > m.cfg.interval/10 {
 		m.late++
 	}
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.timeout)
+	ctx, cancel := ContextWithTimeout(m.ctx, m.cfg.timeout)
 	e.cancel = cancel
 	m.inFlight++
 	m.wg.Add(1) // m.closed is false under m.mu: Close has not reached Wait
-	go m.run(context.WithValue(ctx, timeoutKey{}, m.cfg.timeout), cancel, e, due, start)
+	go m.run(ctx, cancel, e, due, start)
 	return true
 }
 
