@@ -24,13 +24,14 @@ func clientAddrs(n int) []netip.Addr {
 }
 
 // BenchmarkSourceIPLookup measures a lookup that hits (and refreshes) a
-// session, over tables of 1 000 and 100 000 clients, serially and from every
-// core at once, beside the baseline: one map behind one mutex
-// (impl=mutexmap).
+// session, over tables of 1 000 and 100 000 clients, serially, from one
+// goroutine per core (parallel) and from eight per core (parallel8, a proxy
+// with many connections in flight), beside the baseline: one map behind one
+// mutex (impl=mutexmap).
 func BenchmarkSourceIPLookup(b *testing.B) {
 	for _, n := range []int{1000, 100_000} {
 		as := clientAddrs(n)
-		for _, mode := range []string{"serial", "parallel"} {
+		for _, mode := range []string{"serial", "parallel", "parallel8"} {
 			b.Run(fmt.Sprintf("impl=sticky/clients=%d/mode=%s", n, mode), func(b *testing.B) {
 				p := mustSourceIP(b, WithCapacity(n))
 				for _, a := range as {
@@ -64,6 +65,9 @@ func runLookups(b *testing.B, mode string, n int, f func(i int) bool) {
 			}
 		}
 		return
+	}
+	if mode == "parallel8" {
+		b.SetParallelism(8)
 	}
 	var worker atomic.Int64
 	b.ResetTimer()
