@@ -529,9 +529,10 @@ func (t *Table[V]) SetFlowTimeout(k Key, d time.Duration) error {
 
 // Close stops the table's sweeper goroutine and waits for it to return; it
 // must not be called from the expiry callback. Afterwards no flow expires
-// and LoadOrCreate returns ErrClosed, while Lookup, Delete, Range and Stats
-// keep working so that the owner can drain the flows. Close is idempotent
-// and returns nil.
+// (Sweep does nothing) and LoadOrCreate refuses new flows with ErrClosed,
+// while Lookup, LoadOrCreate of existing flows, Delete, Range and Stats keep
+// working, so that the owner can drain the flows. Close is idempotent and
+// returns nil.
 func (t *Table[V]) Close() error {
 	t.closed.Store(true)
 	if t.stop != nil {
