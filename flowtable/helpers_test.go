@@ -83,3 +83,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		runtime.Gosched()
 	}
 }
+
+// addr16of returns a in 16-byte form, the table's unit of per-source
+// counting.
+func addr16of(a netip.Addr) [16]byte { return a.As16() }

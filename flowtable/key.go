@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"strconv"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Proto is the transport protocol of a flow. Its values are the IANA protocol
@@ -79,73 +82,84 @@ func (k Key) valid() bool {
 	return protoIndex(k.Proto) >= 0 && k.Src.Addr().IsValid() && k.Dst.Addr().IsValid()
 }
 
-// ckey is the compact form of a Key that the table stores: 38 bytes instead
-// of the 72 of a Key (netip.AddrPort is 32 bytes because it carries a zone
-// pointer), with no pointer for the garbage collector to follow. Layout:
-//
-//	[0:16]  source address, 16-byte form (IPv4 as ::ffff:a.b.c.d)
-//	[16:32] destination address, 16-byte form
-//	[32:34] source port, big-endian
-//	[34:36] destination port, big-endian
-//	[36]    protocol number
-//	[37]    flags: flagSrc4, flagDst4 (the address was IPv4, not IPv6)
-//
-// The layout is internal: hashes are seeded per table, so nothing outside a
-// table depends on it.
-type ckey [ckeyLen]byte
+// ckey is the compact form of a Key that the table stores and compares: 40
+// bytes instead of the 72 of a Key (netip.AddrPort is 32 bytes because it
+// carries a zone pointer), with no pointer for the garbage collector to
+// follow. It has no implicit padding and is word-aligned, so equal can
+// compare it as five words (== on it calls the runtime's memequal).
+type ckey struct {
+	_            [0]uint64 // word alignment, for equal
+	src, dst     [16]byte  // addresses in 16-byte form (IPv4 as ::ffff:a.b.c.d)
+	sport, dport uint16
+	proto        Proto
+	flags        uint8   // flagSrc4, flagDst4: the address was IPv4, not IPv6
+	_            [2]byte // always zero
+}
 
 const (
-	ckeyLen  = 38
 	flagSrc4 = 1 << 0
 	flagDst4 = 1 << 1
 )
 
-// encodeKey writes the compact form of k into b (len(b) >= ckeyLen) and
-// reports whether k is valid; for an invalid key b is left partly written.
-func encodeKey(b []byte, k Key) bool {
-	_ = b[ckeyLen-1]
+// makeKey returns the compact form of k, or ok false if k is not valid.
+func makeKey(k Key) (c ckey, ok bool) {
 	sa, da := k.Src.Addr(), k.Dst.Addr()
 	if protoIndex(k.Proto) < 0 || !sa.IsValid() || !da.IsValid() {
-		return false
+		return c, false
 	}
-	s16, d16 := sa.As16(), da.As16()
-	copy(b[0:16], s16[:])
-	copy(b[16:32], d16[:])
-	binary.BigEndian.PutUint16(b[32:34], k.Src.Port())
-	binary.BigEndian.PutUint16(b[34:36], k.Dst.Port())
-	b[36] = byte(k.Proto)
-	var f byte
+	var f uint8
 	if sa.Is4() {
 		f |= flagSrc4
 	}
 	if da.Is4() {
 		f |= flagDst4
 	}
-	b[37] = f
-	return true
+	return ckey{src: sa.As16(), dst: da.As16(), sport: k.Src.Port(), dport: k.Dst.Port(), proto: k.Proto, flags: f}, true
 }
 
-// key rebuilds the Key that c was encoded from, without its zones.
-func (c *ckey) key() Key {
-	return Key{
-		Proto: Proto(c[36]),
-		Src:   netip.AddrPortFrom(c.addr(0, c[37]&flagSrc4 != 0), binary.BigEndian.Uint16(c[32:34])),
-		Dst:   netip.AddrPortFrom(c.addr(16, c[37]&flagDst4 != 0), binary.BigEndian.Uint16(c[34:36])),
-	}
-}
-
-func (c *ckey) addr(off int, is4 bool) netip.Addr {
-	a := netip.AddrFrom16([16]byte(c[off : off+16]))
+func addr16(b [16]byte, is4 bool) netip.Addr {
+	a := netip.AddrFrom16(b)
 	if is4 {
 		return a.Unmap()
 	}
 	return a
 }
 
-// proto returns the index of the key's protocol in per-protocol arrays.
-func (c *ckey) proto() int { return protoIndex(Proto(c[36])) }
+// key rebuilds the Key that c was made from, without its zones.
+func (c *ckey) key() Key {
+	return Key{
+		Proto: c.proto,
+		Src:   netip.AddrPortFrom(addr16(c.src, c.flags&flagSrc4 != 0), c.sport),
+		Dst:   netip.AddrPortFrom(addr16(c.dst, c.flags&flagDst4 != 0), c.dport),
+	}
+}
+
+// equal reports whether c and o are the same key.
+func (c *ckey) equal(o *ckey) bool {
+	a, b := (*[5]uint64)(unsafe.Pointer(c)), (*[5]uint64)(unsafe.Pointer(o))
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
+}
+
+// protoIdx returns the index of the key's protocol in per-protocol arrays.
+func (c *ckey) protoIdx() int { return protoIndex(c.proto) }
+
+// hash returns the hash of c under the table's seed: xxhash of three words
+// that fold the key. Hashing 24 bytes instead of the key's 38 takes
+// xxhash's short path, a good part of a lookup's cost. The fold is
+// injective for a given destination (each source word is XORed with the
+// matching destination word, and ports, protocol and flags fill the third
+// word), and the destination is the proxy's own address, so clients cannot
+// make keys collide beyond a pair per pair of destinations. The seed, mixed
+// into the first word, keeps them from knowing the hash of a key at all.
+func (c *ckey) hash(seed uint64) uint64 {
+	le := binary.LittleEndian
+	var b [24]byte
+	le.PutUint64(b[0:], le.Uint64(c.src[0:])^le.Uint64(c.dst[0:])^seed)
+	le.PutUint64(b[8:], le.Uint64(c.src[8:])^le.Uint64(c.dst[8:]))
+	le.PutUint64(b[16:], uint64(c.sport)|uint64(c.dport)<<16|uint64(c.proto)<<32|uint64(c.flags)<<40)
+	return xxhash.Sum64(b[:])
+}
 
 // source returns the source address in 16-byte form, the unit of the
-// per-source limit (an IPv4 client counts the same whether a socket reports
-// it as IPv4 or IPv4-mapped IPv6).
-func (c *ckey) source() [16]byte { return [16]byte(c[0:16]) }
+// per-source limit.
+func (c *ckey) source() [16]byte { return c.src }

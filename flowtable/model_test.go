@@ -89,16 +89,16 @@ func (m *model) ticks(d time.Duration) uint32 {
 	return uint32((d + m.interval - 1) / m.interval)
 }
 
-func (m *model) sourceCount(a netip.Addr) int { return m.srcs[a.As16()] }
+func (m *model) sourceCount(a netip.Addr) int { return m.srcs[addr16of(a)] }
 
 func (m *model) add(k Key, f *mflow) {
 	m.flows[k] = f
-	m.srcs[k.Src.Addr().As16()]++
+	m.srcs[addr16of(k.Src.Addr())]++
 }
 
 func (m *model) remove(k Key) {
 	delete(m.flows, k)
-	a := k.Src.Addr().As16()
+	a := addr16of(k.Src.Addr())
 	if m.srcs[a]--; m.srcs[a] == 0 {
 		delete(m.srcs, a)
 	}
@@ -464,7 +464,7 @@ func checkInvariants[V any](t testing.TB, tb *Table[V], msg string) {
 					if e == nil {
 						fail("full slot without entry")
 					}
-					h := tb.hash(&e.key)
+					h := e.key.hash(tb.seed)
 					if tagOf(h) != b || tb.shardOf(h) != s || x.find(h, &e.key) != e {
 						fail("entry %v misplaced", e.key.key())
 					}

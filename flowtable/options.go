@@ -47,6 +47,7 @@ type config struct {
 	clock        func() time.Time
 	manual       bool
 	onExpire     any // func(Key, V) for the table's V, checked by New
+	idleCheck    any // func(Key, V) (time.Duration, bool) for the table's V, checked by New
 	seed         uint64
 	seedSet      bool
 	errs         []error // found while applying options (unknown protocol)

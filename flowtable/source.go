@@ -8,7 +8,9 @@ import (
 )
 
 // sources counts the flows of each source address, for the per-source limit.
-// A source's flows spread over every shard of the table (the shard depends
+// A source is an address in 16-byte form, so an IPv4 client counts the same
+// whether a socket reports it as IPv4 or IPv4-mapped IPv6. A source's flows
+// spread over every shard of the table (the shard depends
 // on the whole 5-tuple, so that one busy client does not make one hot
 // shard), so the counts live apart, sharded by source address. Only flow
 // creation and removal use them, never lookups.

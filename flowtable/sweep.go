@@ -14,7 +14,8 @@ const sweepBatch = 256
 // clock's reading; with WithManualSweep the caller does, which makes expiry
 // exact in tests. The clock never goes backwards: a now earlier than a
 // previous sweep's expires what is due at the previous one. Sweeps are
-// serialised; Sweep must not be called from the expiry callback.
+// serialised; Sweep must not be called from the expiry callback. After
+// Close it does nothing.
 //
 // # Expiry rule
 //
@@ -35,6 +36,10 @@ const sweepBatch = 256
 func (t *Table[V]) Sweep(now time.Time) int {
 	t.sweepMu.Lock()
 	defer t.sweepMu.Unlock()
+	if t.closed.Load() {
+		return 0
+	}
+	t.sweepNow = now
 	c := t.tickAt(now)
 	if cur := t.tick.Load(); c > cur {
 		t.tick.Store(c)
@@ -108,8 +113,18 @@ func (t *Table[V]) sweepList(s *shard[V], b uint16, c uint64, budget *int) int {
 // a whole number of revolutions ahead. It reports whether it expired the flow; s.mu and t.sweepMu are
 // held.
 func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
+	asked := false
 	for {
-		w := e.seen.Load() // not 0: a flow leaves the wheel when it dies
+		w := e.seen.Load()
+		if w == 0 {
+			// Pending: its create is running. Look again at the next
+			// sweep, when it may be live with a deadline already due.
+			if b != overdue {
+				s.unlink(e)
+				s.link(e, 0, c)
+			}
+			return false
+		}
 		d := w + 1 + uint64(e.timeout)
 		if d > c {
 			if uint16(d&wheelMask) != b {
@@ -118,16 +133,24 @@ func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
 			}
 			return false
 		}
+		if t.idleCheck != nil && !asked {
+			// Due by lookups; ask the owner whether traffic the table
+			// cannot see (spliced TCP) moved it meanwhile.
+			asked = true
+			if t.raiseFromIdleCheck(e, w) {
+				continue // re-read seen: the flow may now be kept
+			}
+		}
 		// A lookup racing with us either raised seen first, and the CAS
 		// fails and we look again, or finds 0 and reports no flow.
 		if e.seen.CompareAndSwap(w, 0) {
 			break
 		}
 	}
-	t.removeIndex(s, t.hash(&e.key), e)
+	t.removeIndex(s, e.key.hash(t.seed), e)
 	s.unlink(e)
 	t.release(&e.key)
-	p := e.key.proto()
+	p := e.key.protoIdx()
 	s.cnt[p].active.Add(-1)
 	s.cnt[p].expired.Add(1)
 	t.expired = append(t.expired, expiredFlow[V]{key: e.key, val: e.val})

@@ -1,7 +1,6 @@
 package flowtable
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -9,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 const cacheLine = 64
@@ -44,13 +41,15 @@ type Table[V any] struct {
 	durations [numProtos]atomic.Int64  // the same as set, for IdleTimeout
 	src       *sources                 // per-source counts; nil without a limit
 	onExpire  func(Key, V)
+	idleCheck func(Key, V) (time.Duration, bool) // see WithIdleCheck; nil for none
 	cfg       config
 	epoch     time.Time
 	closed    atomic.Bool
 
-	sweepMu sync.Mutex       // serialises sweeps; guards expired and expNext
-	expired []expiredFlow[V] // flows expired by sweeps, their callbacks due from expNext on
-	expNext int
+	sweepMu  sync.Mutex       // serialises sweeps; guards expired, expNext and sweepNow
+	sweepNow time.Time        // the clock reading of the sweep in progress, for idleCheck
+	expired  []expiredFlow[V] // flows expired by sweeps, their callbacks due from expNext on
+	expNext  int
 
 	stop      chan struct{} // closed by Close; nil with WithManualSweep
 	done      chan struct{} // closed when the sweeper returns; nil with WithManualSweep
@@ -60,13 +59,14 @@ type Table[V any] struct {
 // entry is one flow. Lookups reach it without a lock, so everything they
 // read is fixed before the entry is published, except seen, which is atomic:
 // key before the entry enters the index, val before seen first becomes
-// non-zero. The wheel fields are touched only under the shard's mutex.
+// non-zero. The wheel fields and timeout are touched only under the shard's
+// mutex.
 //
 // Lookups read key, seen and val, so they come first; with V a pointer the
 // entry is 80 bytes.
 type entry[V any] struct {
 	key     ckey
-	list    uint16 // wheel bucket holding the entry; noList while pending
+	list    uint16 // wheel list holding the entry; noList once removed
 	timeout uint32 // idle timeout in ticks, fixed at creation unless SetFlowTimeout
 	// seen is the tick of the flow's latest lookup, or 0 while the flow is
 	// pending (its creation is in progress) or dead (deleted or expired).
@@ -91,11 +91,11 @@ type shard[V any] struct {
 	idx atomic.Pointer[index[V]]
 	_   [cacheLine - 8]byte
 
-	mu      sync.Mutex // guards the fields below, the groups of idx, and the wheel fields of entries
-	cond    sync.Cond  // L is &mu; broadcast when a pending flow is published or abandoned
-	waiters int        // goroutines waiting in cond for a pending flow
-	count   int        // entries in idx, live and pending
-	used    int        // slots of idx not empty: count plus tombstones
+	mu      sync.Mutex   // guards the fields below, the groups of idx, and the wheel fields of entries
+	cond    sync.Cond    // L is &mu; broadcast when a pending flow is published or abandoned
+	waiters atomic.Int32 // goroutines waiting in cond for a pending flow; see create
+	count   int          // entries in idx, live and pending
+	used    int          // slots of idx not empty: count plus tombstones
 	wheel[V]
 	cnt [numProtos]counters // atomics written under mu, read by Stats without it
 }
@@ -126,18 +126,21 @@ func New[V any](opts ...Option) (*Table[V], error) {
 		}
 		onExpire = f
 	}
+	idleCheck, ierr := idleCheckOf[V](cfg.idleCheck)
+	err = errors.Join(err, ierr)
 	if err != nil {
 		return nil, err
 	}
 	cfg.withDefaults()
 
 	t := &Table[V]{
-		shards:   make([]shard[V], cfg.shards),
-		shift:    uint(64 - bits.TrailingZeros(uint(cfg.shards))),
-		seed:     cfg.seed,
-		onExpire: onExpire,
-		cfg:      cfg,
-		epoch:    cfg.clock(),
+		shards:    make([]shard[V], cfg.shards),
+		shift:     uint(64 - bits.TrailingZeros(uint(cfg.shards))),
+		seed:      cfg.seed,
+		onExpire:  onExpire,
+		idleCheck: idleCheck,
+		cfg:       cfg,
+		epoch:     cfg.clock(),
 	}
 	t.tick.Store(1)
 	for i, d := range cfg.timeouts {
@@ -163,24 +166,13 @@ func New[V any](opts ...Option) (*Table[V], error) {
 	return t, nil
 }
 
-// hash returns the seeded hash of a compact key.
-func (t *Table[V]) hash(k *ckey) uint64 {
-	var b [8 + ckeyLen]byte
-	binary.LittleEndian.PutUint64(b[:8], t.seed)
-	copy(b[8:], k[:])
-	return xxhash.Sum64(b[:])
-}
-
 // pack returns the compact form of k and its hash, or ok false for an
-// invalid key. The seed and the key are laid out in one buffer, hashed in
-// one call.
+// invalid key.
 func (t *Table[V]) pack(k Key) (ck ckey, h uint64, ok bool) {
-	var b [8 + ckeyLen]byte
-	if !encodeKey(b[8:], k) {
+	if ck, ok = makeKey(k); !ok {
 		return ck, 0, false
 	}
-	binary.LittleEndian.PutUint64(b[:8], t.seed)
-	return ckey(b[8:]), xxhash.Sum64(b[:]), true
+	return ck, ck.hash(t.seed), true
 }
 
 func (t *Table[V]) shardOf(h uint64) *shard[V] { return &t.shards[h>>t.shift] }
@@ -244,8 +236,8 @@ func (t *Table[V]) Lookup(k Key) (v V, ok bool) {
 // ErrClosed after Close. These errors are returned unwrapped and refusing
 // allocates nothing.
 //
-// A new flow's idle timeout is the one in force for its protocol when it is
-// published, after create returns.
+// A new flow's idle timeout is the one in force for its protocol when
+// LoadOrCreate is called.
 func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created bool, err error) {
 	ck, h, valid := t.pack(k)
 	if !valid {
@@ -260,24 +252,36 @@ func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created b
 
 // create is the slow path of LoadOrCreate: the flow was not found live
 // without the lock.
+//
+// It reserves capacity and inserts a pending entry (seen 0) under the
+// shard's mutex, runs create without the mutex, and publishes the entry by
+// storing seen, still without the mutex: the entry is already in the index
+// and in the wheel (with the deadline it will have at the earliest), so
+// publishing needs no other write. Callers that find the pending entry wait
+// on the shard's condition variable. The hand-off is a Dekker pair on
+// seen and waiters: a waiter counts itself in waiters before it checks
+// seen, the publisher stores seen before it reads waiters, so either the
+// waiter sees the flow or the publisher sees the waiter and broadcasts,
+// taking the mutex first so that the waiter is already in Wait.
 func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, error)) (v V, created bool, err error) {
-	p := ck.proto()
+	p := ck.protoIdx()
 	s.mu.Lock()
 	for {
 		e := s.idx.Load().find(h, ck)
 		if e == nil {
 			break
 		}
+		s.waiters.Add(1)
 		if t.touch(e) {
+			s.waiters.Add(-1)
 			v = e.val
 			s.mu.Unlock()
 			return v, false, nil
 		}
 		// Found but not live under the mutex: pending, as dead entries
 		// leave the index in the same critical section that kills them.
-		s.waiters++
 		s.cond.Wait()
-		s.waiters--
+		s.waiters.Add(-1)
 	}
 	switch {
 	case t.closed.Load():
@@ -294,8 +298,10 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 		s.mu.Unlock()
 		return v, false, err
 	}
-	e := &entry[V]{key: *ck, list: noList}
+	e := &entry[V]{key: *ck, timeout: t.timeouts[p].Load()}
 	t.insert(s, h, e)
+	now := t.tick.Load()
+	s.link(e, now+1+uint64(e.timeout), now)
 	s.mu.Unlock()
 
 	published := false
@@ -303,10 +309,9 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 		if !published { // create failed or panicked: abandon the pending flow
 			s.mu.Lock()
 			t.removeIndex(s, h, e)
+			s.unlink(e)
 			t.release(ck)
-			if s.waiters > 0 {
-				s.cond.Broadcast()
-			}
+			s.cond.Broadcast()
 			s.mu.Unlock()
 		}
 	}()
@@ -317,19 +322,16 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 		}
 	}
 
-	s.mu.Lock()
 	e.val = v
-	e.timeout = t.timeouts[p].Load()
-	now := t.tick.Load()
-	e.seen.Store(now) // publishes the flow to lookups
-	s.link(e, now+1+uint64(e.timeout), now)
 	s.cnt[p].created.Add(1)
-	s.cnt[p].active.Add(1)
-	if s.waiters > 0 {
-		s.cond.Broadcast()
-	}
+	s.cnt[p].active.Add(1)      // before the flow is visible, so that no Delete counts it down first
+	e.seen.Store(t.tick.Load()) // publishes the flow
 	published = true
-	s.mu.Unlock()
+	if s.waiters.Load() > 0 {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
 	return v, true, nil
 }
 
@@ -393,7 +395,7 @@ func (t *Table[V]) rebuild(s *shard[V], groups int) *index[V] {
 	x := newIndex[V](groups)
 	n := 0
 	old.each(func(e *entry[V]) bool {
-		x.insert(t.hash(&e.key), e)
+		x.insert(e.key.hash(t.seed), e)
 		n++
 		return true
 	})
@@ -411,7 +413,7 @@ func (t *Table[V]) kill(s *shard[V], h uint64, e *entry[V]) bool {
 	t.removeIndex(s, h, e)
 	s.unlink(e)
 	t.release(&e.key)
-	s.cnt[e.key.proto()].active.Add(-1)
+	s.cnt[e.key.protoIdx()].active.Add(-1)
 	return true
 }
 
@@ -431,7 +433,7 @@ func (t *Table[V]) Delete(k Key) (v V, ok bool) {
 	if e == nil || !t.kill(s, h, e) {
 		return v, false
 	}
-	s.cnt[ck.proto()].deleted.Add(1)
+	s.cnt[ck.protoIdx()].deleted.Add(1)
 	return e.val, true
 }
 
@@ -527,9 +529,10 @@ func (t *Table[V]) SetFlowTimeout(k Key, d time.Duration) error {
 
 // Close stops the table's sweeper goroutine and waits for it to return; it
 // must not be called from the expiry callback. Afterwards no flow expires
-// and LoadOrCreate returns ErrClosed, while Lookup, Delete, Range and Stats
-// keep working so that the owner can drain the flows. Close is idempotent
-// and returns nil.
+// (Sweep does nothing) and LoadOrCreate refuses new flows with ErrClosed,
+// while Lookup, LoadOrCreate of existing flows, Delete, Range and Stats keep
+// working, so that the owner can drain the flows. Close is idempotent and
+// returns nil.
 func (t *Table[V]) Close() error {
 	t.closed.Store(true)
 	if t.stop != nil {

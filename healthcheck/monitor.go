@@ -20,10 +20,13 @@ import (
 // next check is due and starts due checks, each in its own goroutine, while
 // a semaphore bounds how many run at once (WithMaxConcurrent). No goroutine
 // sleeps per target between checks, so the cost of a Monitor is that of its
-// checks, whatever the number of targets. Changes are reported to the
-// WithOnChange function.
+// checks, whatever the number of targets. The Checker is called from those
+// check goroutines, for many targets at once but never twice at once for
+// one target. Changes are reported to the WithOnChange function, from one
+// goroutine of its own.
 //
-// All methods are safe for concurrent use. Close stops everything.
+// Build a Monitor with New; the zero Monitor is not usable. All methods
+// are safe for concurrent use. Close stops everything.
 type Monitor struct {
 	cfg     config
 	checker Checker // nil: health checking off, every target healthy

@@ -167,8 +167,9 @@ func TestUDPCheckInNetns(t *testing.T) {
 			ns.sysctl(t, f.ignore, "1")
 			defer ns.sysctl(t, f.ignore, "0")
 			for _, target := range []Target{open, closed} {
-				ctx := context.WithValue(timeoutCtx(t, 300*time.Millisecond), timeoutKey{}, 300*time.Millisecond)
+				ctx, cancel := ContextWithTimeout(context.Background(), 300*time.Millisecond)
 				err = u.Check(ctx, target)
+				cancel()
 				assert.Equal(t, "no ICMP echo reply in 300ms", Reason(err), target.ID)
 				assert.ErrorIs(t, err, ErrNoEchoReply)
 			}

@@ -73,8 +73,9 @@ func defaultConfig() config {
 }
 
 // WithInterval sets the time between two checks of a target, measured from
-// when the previous check was due, so checks keep their cadence whatever
-// they take. Default: DefaultInterval (5 s).
+// the start of the previous check, so checks keep their cadence whatever
+// they take, and a check that started late does not make the next one come
+// sooner. Default: DefaultInterval (5 s).
 func WithInterval(d time.Duration) Option { return func(c *config) { c.interval = d } }
 
 // WithTimeout sets the time a check may take; it must not exceed the

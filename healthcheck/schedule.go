@@ -79,11 +79,11 @@ func (m *Monitor) dispatch(e *entry, due time.Time) bool {
 	if start.Sub(due) > m.cfg.interval/10 {
 		m.late++
 	}
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.timeout)
+	ctx, cancel := ContextWithTimeout(m.ctx, m.cfg.timeout)
 	e.cancel = cancel
 	m.inFlight++
 	m.wg.Add(1) // m.closed is false under m.mu: Close has not reached Wait
-	go m.run(context.WithValue(ctx, timeoutKey{}, m.cfg.timeout), cancel, e, due, start)
+	go m.run(ctx, cancel, e, due, start)
 	return true
 }
 
@@ -128,10 +128,13 @@ func (m *Monitor) record(e *entry, due, start time.Time, err error) {
 	}
 	m.judge(e, r, end)
 
-	// Keep the cadence from the due time, not from the end of the check:
-	// checks that start late catch up instead of drifting. A check that
-	// overran the next due time is followed at once.
-	e.next = due.Add(m.cfg.interval + m.jitter())
+	// The next check is due an interval after this one started: the
+	// cadence does not stretch by the time checks take, and a check that
+	// started late (all slots busy) never makes the next one come sooner,
+	// which under overload would probe targets more often than configured
+	// and keep every slot busy catching up. A check that overran the next
+	// due time is followed at once.
+	e.next = start.Add(m.cfg.interval + m.jitter())
 	if e.next.Before(end) {
 		e.next = end
 	}

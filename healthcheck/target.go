@@ -127,15 +127,15 @@ func (t *Target) problems() []error {
 // because checkers are also used alone, without a Monitor validating
 // targets.
 func checkAddr(t Target, port int) (host string, addr string, err error) {
-	host, p, err := net.SplitHostPort(t.Addr)
+	host, _, err = net.SplitHostPort(t.Addr)
 	if err != nil || host == "" {
 		return "", "", &CheckError{Reason: fmt.Sprintf("invalid target address %q", t.Addr), Err: ErrInvalidTarget}
 	}
 	switch {
 	case port < 0 || port > 65535:
 		return "", "", &CheckError{Reason: fmt.Sprintf("invalid health-check port %d, want 0..65535", port), Err: ErrInvalidOption}
-	case port > 0:
-		p = strconv.Itoa(port)
+	case port == 0:
+		return host, t.Addr, nil
 	}
-	return host, net.JoinHostPort(host, p), nil
+	return host, net.JoinHostPort(host, strconv.Itoa(port)), nil
 }

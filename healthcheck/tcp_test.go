@@ -56,7 +56,7 @@ func fullBacklog(t *testing.T) string {
 
 func TestTCPTimeout(t *testing.T) {
 	addr := fullBacklog(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	ctx, cancel := ContextWithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	err := TCP{}.Check(ctx, Target{ID: "a", Addr: addr})
 	require.Error(t, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +56,8 @@ type UDP struct {
 	// opened, so NewUDP succeeded).
 	err4, err6 error
 	dialer     net.Dialer
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // NewUDP opens the ICMP sockets the checker shares between all its checks:
@@ -93,17 +96,21 @@ func (u *UDP) Privileged() bool {
 }
 
 // Close closes the checker's ICMP sockets. Checks in flight fail; later
-// checks fail with "ICMP socket closed".
+// checks fail with "ICMP socket closed". Later calls return the first
+// call's result.
 func (u *UDP) Close() error {
-	var errs []error
-	for _, s := range []*icmpSocket{u.v4, u.v6} {
-		if s != nil {
-			if err := s.close(); err != nil {
-				errs = append(errs, err)
+	u.closeOnce.Do(func() {
+		var errs []error
+		for _, s := range []*icmpSocket{u.v4, u.v6} {
+			if s != nil {
+				if err := s.close(); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
-	}
-	return errors.Join(errs...)
+		u.closeErr = errors.Join(errs...)
+	})
+	return u.closeErr
 }
 
 // Check runs the echo, then the UDP probe, within ctx's deadline
@@ -115,7 +122,7 @@ func (u *UDP) Check(ctx context.Context, t Target) error {
 	}
 	ctx, cancel, b := budget(ctx)
 	defer cancel()
-	ip, err := resolve(ctx, host)
+	ip, err := u.resolve(ctx, host)
 	if err != nil {
 		return fail(err, b)
 	}
@@ -176,14 +183,20 @@ func (u *UDP) probeResult(ctx context.Context, err error, b time.Duration) error
 	return fail(err, b)
 }
 
-// resolve returns the IP address of host, a literal or a name.
-func resolve(ctx context.Context, host string) (netip.Addr, error) {
+// resolve returns the IP address of host, a literal or a name; of a name's
+// addresses, the first of a family the checker has a socket for.
+func (u *UDP) resolve(ctx context.Context, host string) (netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip.Unmap(), nil
 	}
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.Addr{}, err
+	}
+	for _, ip := range ips {
+		if ip = ip.Unmap(); ip.Is4() && u.v4 != nil || ip.Is6() && u.v6 != nil {
+			return ip, nil
+		}
 	}
 	return ips[0].Unmap(), nil
 }

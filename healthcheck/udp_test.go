@@ -99,6 +99,7 @@ func TestUDPHealthPortAndNames(t *testing.T) {
 func TestUDPClosed(t *testing.T) {
 	u := newUDPOrSkip(t, UDPConfig{})
 	require.NoError(t, u.Close())
+	require.NoError(t, u.Close(), "Close twice is fine")
 	err := u.Check(timeoutCtx(t, wait), Target{ID: "a", Addr: "127.0.0.1:9"})
 	assert.Equal(t, "ICMP socket closed", Reason(err))
 }

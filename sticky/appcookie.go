@@ -33,7 +33,8 @@ import (
 // sticks only on the node that saw its Set-Cookie. Use Cookie for sessions
 // that must stick across nodes.
 //
-// All methods are safe for concurrent use.
+// Make one with NewAppCookie; the zero AppCookie is not usable. All methods
+// are safe for concurrent use.
 type AppCookie struct {
 	name        string
 	state       func(id string) TargetState

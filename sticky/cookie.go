@@ -27,19 +27,22 @@ const maxInterned = 1024
 // cookies.
 //
 // The value is opaque: the target's ID is encrypted, and the whole value is
-// authenticated with HMAC-SHA256 under the policy's keys (the format is
-// described in codec.go), so it shows nothing of the target and a client
-// can neither forge one nor steer itself to a target of its choosing. A
-// value that is tampered with, truncated, oversized, expired, made with an
-// unknown key or plain garbage counts as no cookie at all: the request gets
-// a fresh pick and a new cookie, and Stats.BadCookies counts the reason.
+// authenticated with HMAC-SHA256 under the policy's keys (the format,
+// frozen as version 1, is documented in codec.go), so it shows nothing of
+// the target but its ID's length rounded up to a 32-byte block, and a
+// client can neither forge one nor steer itself to a target of its
+// choosing. A value that is tampered with, truncated, oversized, expired,
+// made with an unknown key or plain garbage counts as no cookie at all: the
+// request gets a fresh pick and a new cookie, and Stats.BadCookies counts
+// the reason.
 //
 // Keys rotate without breaking sessions: RotateKey makes a new key sign
 // while the old one still verifies for a grace period, and AcceptKey
 // prepares every node to read a key before any node signs with it.
 //
-// All methods are safe for concurrent use. Lookup allocates nothing when
-// the cookie is valid (see maxInterned).
+// Make one with NewCookie; the zero Cookie is not usable. All methods are
+// safe for concurrent use. Lookup allocates nothing when the cookie is
+// valid (see maxInterned).
 type Cookie struct {
 	name        string
 	ctx         []byte // name and a 0 byte: what the tag binds the value to

@@ -173,7 +173,8 @@ func WithCookieName(name string) Option {
 // WithKeys sets the load-balancer cookie keys: sign makes every new cookie
 // and verifies; each of accept verifies only, for cookies made by another
 // node or by a key about to be rotated in. Each key is at least MinKeyLen
-// bytes of secret randomness. Default: one random key made at construction
+// bytes of secret randomness; the policy derives its keys from them at
+// once and keeps no reference. Default: one random key made at construction
 // (crypto/rand), which suits a single node: several nodes behind one name
 // must share their keys, or each refuses the others' cookies.
 func WithKeys(sign []byte, accept ...[]byte) Option {
@@ -216,9 +217,10 @@ func WithDomain(d string) Option {
 	return func(c *config) { c.use("WithDomain", kindCookie); c.domain = d }
 }
 
-// WithSecure(true) marks every load-balancer cookie Secure, for listeners
-// behind a TLS terminator. Default: false, which marks it Secure when the
-// request arrived over TLS (Request.HTTP.TLS set) or SameSite is None.
+// WithSecure with always set marks every load-balancer cookie Secure, for
+// listeners behind a TLS terminator. Default: false, which marks it Secure
+// when the request arrived over TLS (Request.HTTP.TLS set) or SameSite is
+// None.
 func WithSecure(always bool) Option {
 	return func(c *config) { c.use("WithSecure", kindCookie); c.secureAlways = always }
 }

@@ -3,6 +3,7 @@ package sticky
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -48,17 +49,23 @@ func (m *mutexMap) remember(a netip.Addr, id string) {
 	m.m[a] = mmEntry{id, now + m.ttl}
 }
 
-// mutexStringMap is the baseline of the application cookie benchmark: the
-// values themselves as keys of one map behind one mutex.
+// mutexStringMap is the baseline of the application cookie benchmark: what
+// one would write first, net/http's Request.Cookie and the values
+// themselves as keys of one map behind one mutex (no expiry, no capacity).
 type mutexStringMap struct {
-	mu sync.Mutex // guards m
-	m  map[string]string
+	name string
+	mu   sync.Mutex // guards m
+	m    map[string]string
 }
 
-func (m *mutexStringMap) lookup(v string) (string, bool) {
+func (m *mutexStringMap) lookup(r *http.Request) (string, bool) {
+	c, err := r.Cookie(m.name)
+	if err != nil {
+		return "", false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id, ok := m.m[v]
+	id, ok := m.m[c.Value]
 	return id, ok
 }
 

@@ -20,8 +20,10 @@ import (
 // the garbage collector takes it.
 //
 // Keys are whole addresses by default, or prefixes (WithPrefix) for
-// clients behind NATs that rotate addresses. All methods are safe for
-// concurrent use.
+// clients behind NATs that rotate addresses.
+//
+// Make one with NewSourceIP; the zero SourceIP is not usable. All methods
+// are safe for concurrent use.
 type SourceIP struct {
 	state       func(id string) TargetState
 	stopOnDrain bool

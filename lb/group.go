@@ -1,0 +1,505 @@
+package lb
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/lbkit/lbkit/proxy"
+	"github.com/lbkit/lbkit/sticky"
+)
+
+// group is a running target group: the balancer that picks, the monitor that
+// checks, the sticky policy, and the Upstream the proxies use, kept in step.
+//
+// Control-plane calls (apply, close) come from the LoadBalancer with its
+// lock held, one at a time. The monitor's callbacks, drain timers and the
+// discovery loop come from their own goroutines; all of them take g.mu, and
+// nothing holds g.mu while waiting for one of them.
+type group struct {
+	name   string
+	log    *slog.Logger
+	hooks  Hooks
+	bal    *balancer.Balancer
+	upPtr  atomic.Pointer[proxy.Upstream] // replaced when target TLS or PROXY protocol change
+	monPtr atomic.Pointer[healthcheck.Monitor]
+
+	// states is what sticky policies learn about targets, rebuilt on every
+	// change so their lookups read it without a lock.
+	states atomic.Pointer[map[string]sticky.TargetState]
+	// passive counts consecutive failures reported by the proxies per
+	// target (ID → *atomic.Int32), so that successes, the common case,
+	// reach the monitor only when they end a run of failures.
+	passive sync.Map
+
+	mu       sync.Mutex // guards the fields below
+	cfg      *groupConfig
+	members  map[string]*member // every target held: static, discovered, draining
+	checker  io.Closer          // the monitor's checker, if it holds resources
+	disco    *discovery
+	closed   bool
+	lastDisc []Discovered // last good discovery answer
+}
+
+// member is one target of a group and what the group knows of it.
+type member struct {
+	t          targetConfig
+	static     bool      // configured with Target
+	discovered bool      // found by the discovery source
+	drainUntil time.Time // deregistering until then; zero otherwise
+	timer      *time.Timer
+	cond       healthcheck.Condition
+}
+
+// up returns the group's current Upstream.
+func (g *group) up() *proxy.Upstream { return g.upPtr.Load() }
+
+// mon returns the group's current monitor.
+func (g *group) mon() *healthcheck.Monitor { return g.monPtr.Load() }
+
+// newGroup starts a group from its configuration (already validated).
+func newGroup(cfg *groupConfig, log *slog.Logger, hooks Hooks) (*group, error) {
+	bal, err := balancer.New(balancer.WithAlgorithm(cfg.algo))
+	if err != nil {
+		return nil, err
+	}
+	g := &group{name: cfg.name, log: log.With("group", cfg.name), hooks: hooks, bal: bal, members: map[string]*member{}}
+	g.states.Store(&map[string]sticky.TargetState{})
+	g.upPtr.Store(g.newUpstream(cfg))
+	if err := g.apply(cfg); err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *group) newUpstream(cfg *groupConfig) *proxy.Upstream {
+	up := &proxy.Upstream{Name: cfg.name, Balancer: g.bal, TLS: cfg.targetTLS, ProxyProtocol: cfg.proxyProtocol, OnResult: g.passiveResult}
+	if old := g.up(); old != nil {
+		up.SetSticky(old.Sticky())
+	}
+	return up
+}
+
+// apply makes the running group match cfg: algorithm, stickiness, health
+// checks, data-plane settings and static targets, each changed only if it
+// differs, so nothing established is disturbed.
+func (g *group) apply(cfg *groupConfig) error {
+	g.mu.Lock()
+	old := g.cfg
+	g.mu.Unlock()
+
+	if old == nil || old.algo != cfg.algo {
+		if err := g.bal.SetAlgorithm(cfg.algo); err != nil {
+			return err
+		}
+	}
+	if old == nil || !reflect.DeepEqual(old.stickiness, cfg.stickiness) {
+		p, err := g.newPolicy(cfg.stickiness)
+		if err != nil {
+			return fmt.Errorf("target group %q: stickiness: %w", cfg.name, err)
+		}
+		g.up().SetSticky(p)
+	}
+	if old != nil && (old.targetTLS != cfg.targetTLS || old.proxyProtocol != cfg.proxyProtocol) {
+		g.upPtr.Store(g.newUpstream(cfg))
+	}
+	if old == nil || old.noHealth != cfg.noHealth || !reflect.DeepEqual(old.health, cfg.health) ||
+		old.ejectFailures != cfg.ejectFailures || old.ejectPeriod != cfg.ejectPeriod || old.ejectMaxPct != cfg.ejectMaxPct {
+		if err := g.replaceMonitor(cfg); err != nil {
+			return fmt.Errorf("target group %q: health check: %w", cfg.name, err)
+		}
+	}
+
+	g.mu.Lock()
+	g.cfg = cfg
+	want := map[string]targetConfig{}
+	for _, t := range cfg.targets {
+		want[t.id] = t
+	}
+	g.reconcileLocked(want, true)
+	g.mu.Unlock()
+
+	if old == nil || old.discovery != cfg.discovery || old.discoveryInterval != cfg.discoveryInterval {
+		g.restartDiscovery(cfg)
+	}
+	return nil
+}
+
+// reconcileLocked makes the static (static=true) or discovered targets
+// match want: new ones registered, changed ones updated, vanished ones
+// deregistered (a target both static and discovered stays while either
+// wants it). g.mu is held.
+func (g *group) reconcileLocked(want map[string]targetConfig, static bool) {
+	for id, t := range want {
+		m, ok := g.members[id]
+		if !ok {
+			g.registerLocked(t, static)
+			continue
+		}
+		if static {
+			m.static = true
+		} else {
+			m.discovered = true
+		}
+		if !m.drainUntil.IsZero() {
+			g.undrainLocked(m)
+		}
+		if m.t != t {
+			g.updateLocked(m, t)
+		}
+	}
+	for id, m := range g.members {
+		if _, ok := want[id]; ok {
+			continue
+		}
+		if static {
+			m.static = false
+		} else {
+			m.discovered = false
+		}
+		if !m.static && !m.discovered && m.drainUntil.IsZero() {
+			g.deregisterLocked(m)
+		}
+	}
+	g.publishStatesLocked()
+}
+
+// registerLocked adds a new target: to the balancer (unhealthy until its
+// first check passes, unless checks are off) and to the monitor.
+func (g *group) registerLocked(t targetConfig, static bool) {
+	m := &member{t: t, static: static, discovered: !static}
+	h := balancer.Unhealthy
+	if g.cfg.noHealth {
+		h = balancer.Healthy
+		m.cond = healthcheck.Condition{State: healthcheck.Healthy}
+	}
+	g.members[t.id] = m
+	if err := g.bal.Add(balancer.Target{ID: t.id, Addr: t.addr, Weight: t.weight, Health: h}); err != nil {
+		g.log.Error("register target", "target", t.id, "err", err)
+	}
+	if err := g.mon().Add(healthcheck.Target{ID: t.id, Addr: t.addr}); err != nil {
+		g.log.Error("register target with health checks", "target", t.id, "err", err)
+	}
+	g.log.Info("target registered", "target", t.id, "addr", t.addr, "weight", t.weight)
+}
+
+// updateLocked applies a changed address or weight of a held target.
+func (g *group) updateLocked(m *member, t targetConfig) {
+	if m.t.addr != t.addr {
+		ts := g.bal.Targets()
+		for i := range ts {
+			if ts[i].ID == t.id {
+				ts[i].Addr, ts[i].Weight = t.addr, t.weight
+			}
+		}
+		if err := g.bal.Update(ts); err != nil {
+			g.log.Error("update target", "target", t.id, "err", err)
+		}
+		mon := g.mon()
+		_ = mon.Remove(t.id)
+		_ = mon.Add(healthcheck.Target{ID: t.id, Addr: t.addr})
+	} else if err := g.bal.SetWeight(t.id, t.weight); err != nil {
+		g.log.Error("set weight", "target", t.id, "err", err)
+	}
+	m.t = t
+}
+
+// deregisterLocked starts a target's deregistration: no new connections at
+// once (weight 0), established ones and sticky sessions until the delay
+// passes, then it is removed.
+func (g *group) deregisterLocked(m *member) {
+	delay := g.cfg.deregDelay
+	if delay == 0 {
+		delay = DefaultDeregistrationDelay
+	}
+	id := m.t.id
+	if delay < 0 {
+		g.removeLocked(m)
+		g.up().Drain(id, 0)
+		return
+	}
+	m.drainUntil = time.Now().Add(delay)
+	if err := g.bal.SetWeight(id, 0); err != nil {
+		g.log.Error("deregister target", "target", id, "err", err)
+	}
+	g.up().Drain(id, delay)
+	m.timer = time.AfterFunc(delay, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.members[id] == m && !m.drainUntil.IsZero() {
+			g.removeLocked(m)
+			g.publishStatesLocked()
+		}
+	})
+	g.log.Info("target deregistering", "target", id, "until", m.drainUntil)
+}
+
+// undrainLocked cancels a deregistration: the target was registered again.
+func (g *group) undrainLocked(m *member) {
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
+	m.drainUntil = time.Time{}
+	g.up().Undrain(m.t.id)
+	if err := g.bal.SetWeight(m.t.id, m.t.weight); err != nil {
+		g.log.Error("re-register target", "target", m.t.id, "err", err)
+	}
+}
+
+// removeLocked forgets a target everywhere.
+func (g *group) removeLocked(m *member) {
+	id := m.t.id
+	delete(g.members, id)
+	g.passive.Delete(id)
+	_ = g.bal.Remove(id)
+	_ = g.mon().Remove(id)
+	g.log.Info("target removed", "target", id)
+}
+
+// publishStatesLocked rebuilds the target states sticky policies read.
+func (g *group) publishStatesLocked() {
+	st := make(map[string]sticky.TargetState, len(g.members))
+	for id, m := range g.members {
+		switch {
+		case !m.cond.Serving():
+			st[id] = sticky.Unusable
+		case !m.drainUntil.IsZero() || m.t.weight == 0:
+			st[id] = sticky.Draining
+		default:
+			st[id] = sticky.Usable
+		}
+	}
+	g.states.Store(&st)
+}
+
+// targetState is the sticky policies' view of a target.
+func (g *group) targetState(id string) sticky.TargetState {
+	if s, ok := (*g.states.Load())[id]; ok {
+		return s
+	}
+	return sticky.Unusable
+}
+
+// newPolicy builds the sticky policy for s, or nil for none.
+func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) {
+	opts := []sticky.Option{sticky.WithTargetState(g.targetState)}
+	if s.Duration > 0 {
+		opts = append(opts, sticky.WithDuration(s.Duration))
+	}
+	if s.Capacity > 0 {
+		opts = append(opts, sticky.WithCapacity(s.Capacity))
+	}
+	switch s.Kind {
+	case NoStickiness:
+		return nil, nil
+	case SourceIPStickiness:
+		if s.PrefixV4 > 0 || s.PrefixV6 > 0 {
+			opts = append(opts, sticky.WithPrefix(s.PrefixV4, s.PrefixV6))
+		}
+		return sticky.NewSourceIP(opts...)
+	case LBCookieStickiness:
+		if s.CookieName != "" {
+			opts = append(opts, sticky.WithCookieName(s.CookieName))
+		}
+		if len(s.Keys) > 0 {
+			opts = append(opts, sticky.WithKeys(s.Keys[0], s.Keys[1:]...))
+		}
+		return sticky.NewCookie(opts...)
+	case AppCookieStickiness:
+		return sticky.NewAppCookie(s.CookieName, opts...)
+	}
+	return nil, fmt.Errorf("stickiness %s is unknown", s.Kind)
+}
+
+// replaceMonitor starts a monitor for cfg's health check with the group's
+// targets and stops the old one.
+func (g *group) replaceMonitor(cfg *groupConfig) error {
+	checker, closer, err := newChecker(cfg)
+	if err != nil {
+		return err
+	}
+	h := cfg.health
+	opts := []healthcheck.Option{healthcheck.WithOnChange(g.healthChanged)}
+	if h.Interval > 0 {
+		opts = append(opts, healthcheck.WithInterval(h.Interval))
+	}
+	if h.Timeout > 0 {
+		opts = append(opts, healthcheck.WithTimeout(h.Timeout))
+	}
+	if h.HealthyThreshold > 0 || h.UnhealthyThreshold > 0 {
+		opts = append(opts, healthcheck.WithThresholds(max(h.HealthyThreshold, 0), max(h.UnhealthyThreshold, 0)))
+	}
+	if cfg.ejectFailures != 0 {
+		opts = append(opts, healthcheck.WithEjection(max(cfg.ejectFailures, 0), cfg.ejectPeriod), healthcheck.WithMaxEjectedPercent(cfg.ejectMaxPct))
+	}
+	g.mu.Lock()
+	var ts []healthcheck.Target
+	for _, m := range g.members {
+		ts = append(ts, healthcheck.Target{ID: m.t.id, Addr: m.t.addr})
+	}
+	g.mu.Unlock()
+	mon, err := healthcheck.New(checker, append(opts, healthcheck.WithTargets(ts...))...)
+	if err != nil {
+		if closer != nil {
+			closer.Close()
+		}
+		return err
+	}
+	oldMon := g.monPtr.Swap(mon)
+	g.mu.Lock()
+	oldChecker := g.checker
+	g.checker = closer
+	g.mu.Unlock()
+	if oldMon != nil {
+		oldMon.Close()
+	}
+	if oldChecker != nil {
+		oldChecker.Close()
+	}
+	return nil
+}
+
+// newChecker returns the checker for a group's health check (nil when
+// checks are off) and what to close with it.
+func newChecker(cfg *groupConfig) (healthcheck.Checker, io.Closer, error) {
+	if cfg.noHealth {
+		return nil, nil, nil
+	}
+	h := cfg.health
+	p := h.Protocol
+	if p == 0 {
+		switch cfg.proto {
+		case HTTP, HTTPS, UDP:
+			p = cfg.proto
+		default:
+			p = TCP
+		}
+	}
+	switch p {
+	case TCP:
+		return healthcheck.TCP{Port: h.Port}, nil, nil
+	case HTTP, HTTPS:
+		hc := healthcheck.HTTPConfig{Port: h.Port, Method: h.Method, Path: h.Path, Host: h.Host, Status: h.Status}
+		if p == HTTPS {
+			hc.TLS = h.TLS
+			if hc.TLS == nil {
+				hc.TLS = &tls.Config{}
+			}
+		}
+		c, err := healthcheck.NewHTTP(hc)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, c, nil
+	case UDP:
+		c, err := healthcheck.NewUDP(healthcheck.UDPConfig{Port: h.Port})
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, c, nil
+	}
+	return nil, nil, fmt.Errorf("protocol %s cannot be checked", p)
+}
+
+// healthChanged is the monitor's callback: it moves the target in or out of
+// the balancer's rotation and tells the sticky policies and the user.
+func (g *group) healthChanged(c healthcheck.Change) {
+	id := c.Target.ID
+	g.mu.Lock()
+	m, ok := g.members[id]
+	if ok {
+		m.cond = c.New
+		h := balancer.Unhealthy
+		if c.New.Serving() {
+			h = balancer.Healthy
+		}
+		if err := g.bal.SetHealth(id, h); err != nil {
+			g.log.Error("set health", "target", id, "err", err)
+		}
+		g.publishStatesLocked()
+	}
+	g.mu.Unlock()
+	if !ok {
+		return // removed meanwhile
+	}
+	level := slog.LevelInfo
+	if !c.New.Serving() {
+		level = slog.LevelWarn
+	}
+	g.log.Log(context.Background(), level, "target health changed", "target", id, "from", c.Old.String(), "to", c.New.String(), "reason", c.Reason)
+	if f := g.hooks.HealthChange; f != nil {
+		f(HealthEvent{Group: g.name, Target: id, Healthy: c.New.State == healthcheck.Healthy, Ejected: c.New.Ejected, Serving: c.New.Serving(), Reason: c.Reason, Time: c.Time})
+	}
+}
+
+// passiveResult is the Upstream's OnResult: real traffic's outcomes, fed to
+// the monitor for passive ejection. Successes reach the monitor (and its
+// lock) only when they end a run of failures.
+func (g *group) passiveResult(id string, err error) {
+	v, _ := g.passive.Load(id)
+	n, _ := v.(*atomic.Int32)
+	if err == nil {
+		if n == nil || n.Load() == 0 {
+			return
+		}
+		n.Store(0)
+		_ = g.mon().ReportSuccess(id)
+		return
+	}
+	if n == nil {
+		v, _ = g.passive.LoadOrStore(id, new(atomic.Int32))
+		n = v.(*atomic.Int32)
+	}
+	n.Add(1)
+	_ = g.mon().ReportFailure(id, healthcheck.Reason(err))
+}
+
+// close stops the group's monitor, discovery and drain timers.
+func (g *group) close() {
+	g.stopDiscovery()
+	g.mu.Lock()
+	g.closed = true
+	for _, m := range g.members {
+		if m.timer != nil {
+			m.timer.Stop()
+		}
+	}
+	checker := g.checker
+	g.checker = nil
+	g.mu.Unlock()
+	if mon := g.mon(); mon != nil {
+		mon.Close()
+	}
+	if checker != nil {
+		checker.Close()
+	}
+}
+
+// balancerTargets returns the group's static targets as the balancer sees
+// them, for validation.
+func (g *groupConfig) balancerTargets() []balancer.Target {
+	ts := make([]balancer.Target, len(g.targets))
+	for i, t := range g.targets {
+		ts[i] = balancer.Target{ID: t.id, Addr: t.addr, Weight: t.weight}
+	}
+	return ts
+}
+
+// memberIDs returns the IDs of the group's targets, sorted.
+func (g *group) memberIDs() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Sorted(maps.Keys(g.members))
+}

@@ -1,0 +1,74 @@
+package lb
+
+import (
+	"fmt"
+	"time"
+)
+
+// StickyKind selects a kind of session persistence.
+type StickyKind uint8
+
+const (
+	// NoStickiness sends every new connection or request where the
+	// algorithm says.
+	NoStickiness StickyKind = iota
+	// SourceIPStickiness keeps each client IP on one target (L4 and L7).
+	SourceIPStickiness
+	// LBCookieStickiness keeps each HTTP client on one target with a cookie
+	// the load balancer sets: opaque, authenticated, expiring.
+	LBCookieStickiness
+	// AppCookieStickiness follows the application's own session cookie:
+	// requests carrying a value the application set go to the target that
+	// set it.
+	AppCookieStickiness
+)
+
+var stickyNames = [...]string{"none", "source_ip", "lb_cookie", "app_cookie"}
+
+// String returns the kind's configuration name, e.g. "lb_cookie".
+func (k StickyKind) String() string {
+	if int(k) < len(stickyNames) {
+		return stickyNames[k]
+	}
+	return fmt.Sprintf("sticky(%d)", k)
+}
+
+// ParseStickyKind returns the StickyKind named s: "none", "source_ip",
+// "lb_cookie" or "app_cookie".
+func ParseStickyKind(s string) (StickyKind, error) {
+	for i, n := range stickyNames {
+		if n == s {
+			return StickyKind(i), nil
+		}
+	}
+	return 0, fmt.Errorf("stickiness %q is not one of none, source_ip, lb_cookie, app_cookie", s)
+}
+
+// Stickiness configures a target group's session persistence. Sessions
+// follow their target while it is healthy; when it turns unhealthy or is
+// removed they move (and a cookie is set anew); while it drains they stay
+// until the deregistration delay ends.
+type Stickiness struct {
+	// Kind selects the persistence; NoStickiness (the zero value) turns it
+	// off. Cookie kinds need an HTTP or HTTPS group.
+	Kind StickyKind
+	// Duration is how long a session lasts without use. Default 20 minutes.
+	Duration time.Duration
+	// CookieName is the load balancer's cookie (LBCookieStickiness; default
+	// "lbkit") or the application's cookie to follow (AppCookieStickiness;
+	// required, e.g. "JSESSIONID").
+	CookieName string
+	// Keys authenticate the load balancer's cookie: the first signs, all
+	// verify, so keys rotate by prepending. Several load balancers serving
+	// one site must share them. Default: a random key made at start, good
+	// for one process.
+	Keys [][]byte
+	// Capacity bounds the sessions remembered (SourceIPStickiness,
+	// AppCookieStickiness); when full, new clients are balanced without
+	// being remembered, and counted. Default: the sticky package's.
+	Capacity int
+	// PrefixV4 and PrefixV6 make SourceIPStickiness key on the client's
+	// network rather than its address (e.g. 24 and 64), for clients behind
+	// rotating NAT. Default: the whole address.
+	PrefixV4, PrefixV6 int
+}

@@ -1,0 +1,219 @@
+package lb
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/lbkit/lbkit/proxy"
+)
+
+// validate checks the whole configuration and returns every problem at once,
+// each naming the object and field, or nil.
+func (c *config) validate() error {
+	var errs *multierror.Error
+	add := func(format string, a ...any) { errs = multierror.Append(errs, fmt.Errorf(format, a...)) }
+
+	if c.maxFlows < 0 {
+		add("max flows %d is negative", c.maxFlows)
+	}
+	if c.perSource < 0 {
+		add("max flows per source %d is negative", c.perSource)
+	}
+
+	groups := map[string]*groupConfig{}
+	for i, g := range c.groups {
+		where := fmt.Sprintf("target group %q", g.name)
+		if g.name == "" {
+			where = fmt.Sprintf("target group #%d", i+1)
+			add("%s: name is empty", where)
+		} else if _, dup := groups[g.name]; dup {
+			add("%s: name is used by another target group", where)
+		} else {
+			groups[g.name] = g
+		}
+		for _, e := range g.problems() {
+			errs = multierror.Append(errs, fmt.Errorf("%s: %w", where, e))
+		}
+	}
+
+	names := map[string]bool{}
+	addrs := map[string]string{}
+	for i, l := range c.listeners {
+		where := fmt.Sprintf("listener %q", l.name)
+		if l.name == "" {
+			where = fmt.Sprintf("listener #%d", i+1)
+			add("%s: name is empty", where)
+		} else if names[l.name] {
+			add("%s: name is used by another listener", where)
+		}
+		names[l.name] = true
+		if !l.proto.valid() {
+			add("%s: protocol %d is unknown", where, l.proto)
+		}
+		if err := checkListenAddr(l.addr); err != nil {
+			add("%s: %v", where, err)
+		} else if _, port, _ := net.SplitHostPort(l.addr); port != "0" {
+			key := l.proto.network() + " " + l.addr
+			if other, dup := addrs[key]; dup {
+				add("%s: addr %q is used by listener %q", where, l.addr, other)
+			}
+			addrs[key] = l.name
+		}
+		switch g, ok := groups[l.group]; {
+		case l.group == "":
+			add("%s: no target group to forward to (ForwardTo)", where)
+		case !ok:
+			add("%s: forwards to target group %q, which does not exist", where, l.group)
+		case l.proto.valid() && g.proto.valid() && !forwards(l.proto, g.proto):
+			add("%s: a %s listener cannot forward to %s target group %q (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)", where, l.proto, g.proto, g.name)
+		case ok && g.stickiness.Kind >= LBCookieStickiness && !l.proto.l7():
+			add("%s: target group %q uses %s stickiness, which needs an http or https listener", where, g.name, g.stickiness.Kind)
+		}
+		if _, err := proxy.ParseACL(l.allow, l.deny); err != nil {
+			add("%s: %v", where, err)
+		}
+		if _, err := proxy.ParseACL(l.trusted, nil); err != nil {
+			add("%s: trusted proxies: %v", where, err)
+		}
+		if l.idle < 0 {
+			add("%s: idle timeout %s is negative", where, l.idle)
+		}
+		if l.connectTimeout < 0 {
+			add("%s: connect timeout %s is negative", where, l.connectTimeout)
+		}
+		if l.proto.tls() && len(l.certs) == 0 {
+			add("%s: a %s listener needs at least one certificate (Certificates)", where, l.proto)
+		}
+		if !l.proto.tls() && len(l.certs) > 0 {
+			add("%s: certificates are set but a %s listener does not use TLS", where, l.proto)
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
+// network returns the socket family a listener of the protocol binds.
+func (p Protocol) network() string {
+	if p == UDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("addr %q is not host:port", addr)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p > 65535 {
+		return fmt.Errorf("addr %q: port %q is out of range 0..65535", addr, port)
+	}
+	return nil
+}
+
+// problems lists what is wrong with a group's own configuration.
+func (g *groupConfig) problems() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if !g.proto.valid() {
+		add("protocol %d is unknown", g.proto)
+	}
+	if _, err := balancer.New(balancer.WithAlgorithm(g.algo), balancer.WithTargets(g.balancerTargets()...)); err != nil {
+		for _, e := range unwrapAll(err) {
+			errs = append(errs, e)
+		}
+	}
+	if k := g.stickiness.Kind; k > AppCookieStickiness {
+		add("stickiness %d is unknown", k)
+	} else if k >= LBCookieStickiness && g.proto.valid() && !g.proto.l7() {
+		add("%s stickiness needs an http or https target group, not %s", k, g.proto)
+	}
+	if g.stickiness.Kind != NoStickiness && (g.algo == balancer.SourceIPHash || g.algo == balancer.KeyHash) {
+		add("%s stickiness with algorithm %s: the algorithm already keeps each client on its target; choose one", g.stickiness.Kind, g.algo)
+	}
+	if g.stickiness.Kind == AppCookieStickiness && g.stickiness.CookieName == "" {
+		add("app_cookie stickiness needs the application's cookie name (CookieName)")
+	}
+	if g.stickiness.Duration < 0 {
+		add("stickiness duration %s is negative", g.stickiness.Duration)
+	}
+	if g.proxyProtocol != 0 && g.proxyProtocol != 1 && g.proxyProtocol != 2 {
+		add("proxy protocol version %d is not 1 or 2", g.proxyProtocol)
+	}
+	if g.proxyProtocol != 0 && g.proto.valid() && g.proto != TCP && g.proto != TLS {
+		add("proxy protocol is for tcp and tls target groups, not %s", g.proto)
+	}
+	if g.targetTLS != nil && g.proto.valid() && !g.proto.tls() {
+		add("target TLS is set but a %s target group does not use TLS", g.proto)
+	}
+	if g.discovery == nil && g.discoveryInterval != 0 {
+		add("discovery interval set without a source")
+	}
+	if g.discoveryInterval < 0 {
+		add("discovery interval %s is negative", g.discoveryInterval)
+	}
+	if g.ejectFailures > 0 && (g.ejectPeriod <= 0 || g.ejectMaxPct < 0 || g.ejectMaxPct > 100) {
+		add("passive ejection: period %s must be positive and max percent %d within 0..100", g.ejectPeriod, g.ejectMaxPct)
+	}
+	if !g.noHealth {
+		errs = append(errs, g.health.problems(g.proto)...)
+	}
+	return errs
+}
+
+// problems lists what is wrong with a health check for a group of protocol p.
+func (h *HealthCheck) problems(p Protocol) []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("health check: "+format, a...)) }
+	switch h.Protocol {
+	case 0, TCP, HTTP, HTTPS, UDP:
+	default:
+		add("protocol %s cannot be checked (tcp, http, https or udp)", h.Protocol)
+	}
+	if h.Port < 0 || h.Port > 65535 {
+		add("port %d is out of range 0..65535", h.Port)
+	}
+	if h.Interval < 0 || h.Timeout < 0 {
+		add("interval %s and timeout %s must not be negative", h.Interval, h.Timeout)
+	}
+	iv, to := orDuration(h.Interval, 5*time.Second), orDuration(h.Timeout, 3*time.Second)
+	if to >= iv {
+		add("timeout %s must be below the interval %s", to, iv)
+	}
+	if h.HealthyThreshold < 0 || h.HealthyThreshold > 10 || h.UnhealthyThreshold < 0 || h.UnhealthyThreshold > 10 {
+		add("thresholds %d and %d must be within 1..10", h.HealthyThreshold, h.UnhealthyThreshold)
+	}
+	if h.Status != "" {
+		if _, err := healthcheck.ParseStatusCodes(h.Status); err != nil {
+			add("%v", err)
+		}
+	}
+	if h.Path != "" && h.Path[0] != '/' {
+		add("path %q is not absolute", h.Path)
+	}
+	return errs
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// unwrapAll flattens an errors.Join tree into its leaves.
+func unwrapAll(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unwrapAll(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
