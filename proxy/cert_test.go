@@ -273,7 +273,7 @@ func TestHTTPMutualTLS(t *testing.T) {
 			assert.Error(t, err, "refused in the handshake")
 			done()
 		}
-		waitFor(t, func() bool { return h.Stats().TLSHandshakeErrors == 2 }, "handshake errors counted")
+		waitFor(t, "handshake errors counted", func() bool { return h.Stats().TLSHandshakeErrors == 2 })
 	})
 	t.Run("optional, per host, 421", func(t *testing.T) {
 		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), TLS: &TLS{Certificates: &certs,

@@ -21,11 +21,11 @@ import (
 	"github.com/lbkit/lbkit/balancer"
 )
 
-// Defaults of the HTTP proxy, from the reference load balancers.
+// Defaults of the HTTP proxy, from the reference load balancers. The
+// connect timeout, DefaultConnectTimeout, is shared with the TCP proxy.
 const (
 	DefaultIdleTimeout           = 60 * time.Second
 	DefaultRequestTimeout        = 60 * time.Second
-	DefaultConnectTimeout        = 5 * time.Second
 	DefaultResponseTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes        = 64 << 10
 	DefaultMaxBodyBytes          = 10 << 30

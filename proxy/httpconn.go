@@ -44,14 +44,6 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
-}
-
 // httpConn is a client connection as the proxy sees it, under TLS if any.
 // It exists for what net/http does not offer: a 408 answer when a request's
 // headers time out (net/http closes silently), and counting the errors
