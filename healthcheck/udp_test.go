@@ -66,7 +66,7 @@ func TestUDPPortOpenVersusClosed(t *testing.T) {
 			closed := closedAddr(t, "udp", host+":0")
 
 			// Open and silent: healthy once the timeout passes.
-			require.NoError(t, u.Check(timeoutCtx(t, 200*time.Millisecond), Target{ID: "a", Addr: silent}))
+			require.NoError(t, u.Check(timeoutCtx(t, 500*time.Millisecond), Target{ID: "a", Addr: silent}))
 			assert.Equal(t, "ping", string(<-got), "the probe carries the payload")
 
 			err := u.Check(timeoutCtx(t, wait), Target{ID: "a", Addr: closed})
