@@ -161,8 +161,8 @@ type HTTP struct {
 	servers   []*http.Server
 	listeners []*listener
 	closed    bool
-	connsGone chan struct{}  // signalled when the last client connection closes
-	handlers  sync.WaitGroup // requests in ServeHTTP, upgraded ones included
+	connsGone chan struct{} // signalled when the last client connection closes
+	handlers  inflight      // requests in ServeHTTP, upgraded ones included
 }
 
 // Timeouts are the HTTP proxy's timeouts that SetTimeouts changes at run
@@ -387,8 +387,7 @@ wait:
 			s.Close()
 		}
 	}
-	done := make(chan struct{})
-	go func() { h.handlers.Wait(); close(done) }()
+	done := h.handlers.idle()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -419,7 +418,7 @@ func (h *HTTP) Close() error {
 			err = e
 		}
 	}
-	h.handlers.Wait()
+	<-h.handlers.idle()
 	h.closeTransports()
 	return err
 }
@@ -495,8 +494,8 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	h.handlers.Add(1)
-	defer h.handlers.Done()
+	h.handlers.add()
+	defer h.handlers.done()
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
 		if hc := rawConn(c); hc != nil {
 			hc.served.Store(true)
@@ -908,4 +907,43 @@ func (l *serverLog) Write(p []byte) (int, error) {
 		l.h.ErrorLog.Warn(s)
 	}
 	return len(p), nil
+}
+
+// inflight counts handlers in flight. Unlike a sync.WaitGroup it may be
+// waited on while handlers still start (a request arriving as Close runs),
+// and it takes no lock on the request path unless someone is waiting.
+type inflight struct {
+	n       atomic.Int64
+	waiting atomic.Bool
+	mu      sync.Mutex    // guards ch
+	ch      chan struct{} // closed when n reaches 0 while waiting
+}
+
+func (f *inflight) add() { f.n.Add(1) }
+
+func (f *inflight) done() {
+	if f.n.Add(-1) == 0 && f.waiting.Load() {
+		f.mu.Lock()
+		if f.ch != nil && f.n.Load() == 0 {
+			close(f.ch)
+			f.ch = nil
+		}
+		f.mu.Unlock()
+	}
+}
+
+// idle returns a channel closed once no handler is in flight.
+func (f *inflight) idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waiting.Store(true)
+	if f.n.Load() == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	if f.ch == nil {
+		f.ch = make(chan struct{})
+	}
+	return f.ch
 }
