@@ -471,7 +471,8 @@ type reqFields struct {
 	resp  respBody
 	reply *replay
 
-	untrack func() // ends an upgraded connection's registration
+	untrack func()    // ends an upgraded connection's registration
+	hc      *httpConn // nil when served by another server
 }
 
 // dialTiming passes a connect time from the transport's dialing goroutine
@@ -496,8 +497,9 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	h.handlers.add()
 	defer h.handlers.done()
+	var hc *httpConn
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
-		if hc := rawConn(c); hc != nil {
+		if hc = rawConn(c); hc != nil {
 			hc.served.Store(true)
 		}
 	}
@@ -508,7 +510,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rs := h.pool.Get().(*reqState)
 	defer func() { rs.reset(); h.pool.Put(rs) }()
-	rs.h, rs.in, rs.start = h, r, start
+	rs.h, rs.in, rs.start, rs.hc = h, r, start, hc
 	rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
 	rs.client = rs.peer.Addr().Unmap()
 	rs.method, rs.host, rs.path, rs.proto, rs.tls = r.Method, r.Host, r.URL.Path, r.Proto, r.TLS != nil
@@ -673,20 +675,27 @@ func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	peer := rs.peer.Addr()
 	trusted := h.trusted.Load().Allows(peer) && h.trusted.Load() != nil
 	hd := out.Header
-	hd["X-Forwarded-For"] = []string{xffValue(in.Header["X-Forwarded-For"], peer, trusted)}
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	hd["X-Forwarded-Proto"] = []string{proto}
-	hd["X-Forwarded-Host"] = []string{in.Host}
-	if la, ok := in.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ta, ok := la.(*net.TCPAddr); ok {
-			hd["X-Forwarded-Port"] = []string{strconv.Itoa(ta.Port)}
+	prior := in.Header["X-Forwarded-For"]
+	if hc := rs.hc; hc != nil {
+		if trusted && len(prior) > 0 {
+			hd["X-Forwarded-For"] = []string{xffValue(prior, peer, trusted)}
+		} else {
+			hd["X-Forwarded-For"] = hc.xff
+		}
+		hd["X-Forwarded-Proto"] = hc.proto
+		if hc.port != nil {
+			hd["X-Forwarded-Port"] = hc.port
+		}
+	} else {
+		hd["X-Forwarded-For"] = []string{xffValue(prior, peer, trusted)}
+		hd["X-Forwarded-Proto"] = []string{scheme(in)}
+		if la, ok := in.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+			hd["X-Forwarded-Port"] = []string{strconv.Itoa(la.Port)}
 		}
 	}
+	hd["X-Forwarded-Host"] = []string{in.Host}
 	if h.Forwarded {
-		fwd := forwardedValue(peer, in.Host, proto)
+		fwd := forwardedValue(peer, in.Host, scheme(in))
 		if prior := in.Header["Forwarded"]; trusted && len(prior) > 0 {
 			fwd = strings.Join(prior, ", ") + ", " + fwd
 		}
@@ -694,6 +703,14 @@ func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	} else if !trusted {
 		delete(hd, "Forwarded")
 	}
+}
+
+// scheme returns the scheme the client used.
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // modifyResponse runs when a target's response header arrives, before it is

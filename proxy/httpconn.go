@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -36,8 +37,15 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		l.h.stats.conns.Add(1)
 		l.h.stats.activeConns.Add(1)
-		hc := &httpConn{Conn: c, h: l.h, peer: peer}
+		hc := &httpConn{Conn: c, h: l.h, peer: peer,
+			xff:   []string{peer.Addr().Unmap().String()},
+			proto: []string{"http"},
+		}
+		if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
+			hc.port = []string{strconv.Itoa(la.Port)}
+		}
 		if l.tls != nil {
+			hc.proto = []string{"https"}
 			return tls.Server(hc, l.tls), nil
 		}
 		return hc, nil
@@ -52,6 +60,11 @@ type httpConn struct {
 	net.Conn
 	h    *HTTP
 	peer netip.AddrPort
+
+	// Header values computed once per connection and shared, read-only,
+	// by its requests' outgoing headers: the peer alone as
+	// X-Forwarded-For, X-Forwarded-Port, X-Forwarded-Proto.
+	xff, port, proto []string
 
 	timedOut atomic.Bool // a read hit its deadline
 	served   atomic.Bool // a handler ran for the current request
