@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/flowtable"
 )
 
 // Defaults of the HTTP proxy, from the reference load balancers. The
@@ -133,10 +134,12 @@ type HTTP struct {
 	// and the proxy's own. Nil discards them.
 	ErrorLog *slog.Logger
 
-	// OnRefused, if set, is called for every client the ACL refuses, with
-	// its address. It is called on the accepting or serving goroutine with
-	// no lock held and must not block.
-	OnRefused func(client netip.AddrPort)
+	// OnRefuse, if set, is called for every client the ACL refuses, at
+	// accept or on a request, with Reason RefusedACL and Err wrapping
+	// ErrDenied (the hook the TCP and UDP proxies share). It is called on
+	// the accepting or serving goroutine with no lock held and must not
+	// block.
+	OnRefuse func(Refusal)
 
 	once    sync.Once
 	initErr error
@@ -518,8 +521,8 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if !h.acl.Load().Allows(rs.peer.Addr()) {
 		st.refusedRequests.Add(1)
-		if h.OnRefused != nil {
-			h.OnRefused(rs.peer)
+		if h.OnRefuse != nil {
+			h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: rs.peer, Reason: RefusedACL, Err: ErrDenied})
 		}
 		h.answer(w, rs, http.StatusForbidden, "client refused by the ACL")
 		return

@@ -57,7 +57,12 @@ func TestHTTPStatus403ACL(t *testing.T) {
 	require.NoError(t, err)
 	var refused atomic.Int64
 	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))),
-		OnRefused: func(netip.AddrPort) { refused.Add(1) }}
+		OnRefuse: func(r Refusal) {
+			assert.Equal(t, RefusedACL, r.Reason)
+			assert.ErrorIs(t, r.Err, ErrDenied)
+			assert.Equal(t, netip.MustParseAddr("127.0.0.1"), r.Client.Addr())
+			refused.Add(1)
+		}}
 	addr := serve(t, h)
 	c := client(t)
 	code, _ := get(t, c, "http://"+addr+"/") // a keep-alive connection, accepted

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strconv"
 	"sync/atomic"
+
+	"github.com/lbkit/lbkit/flowtable"
 )
 
 // listener is the HTTP proxy's accept side: it refuses clients the ACL
@@ -30,8 +32,8 @@ func (l *listener) Accept() (net.Conn, error) {
 		if !l.h.acl.Load().Allows(peer.Addr()) {
 			l.h.stats.refusedConns.Add(1)
 			c.Close()
-			if l.h.OnRefused != nil {
-				l.h.OnRefused(peer)
+			if l.h.OnRefuse != nil {
+				l.h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: peer, Reason: RefusedACL, Err: ErrDenied})
 			}
 			continue
 		}
