@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -86,14 +85,13 @@ type HTTP struct {
 	TLS *TLS
 
 	// IdleTimeout is how long a keep-alive connection waits for its next
-	// request. Default: DefaultIdleTimeout. It is fixed when Serve starts.
+	// request. Default: DefaultIdleTimeout.
 	IdleTimeout time.Duration
 
 	// RequestTimeout is how long a client has to send a whole request,
 	// headers and body, from its first byte; then it gets 408 (over
 	// HTTP/1.x; HTTP/2 streams are reset) and the connection is closed.
-	// Default: DefaultRequestTimeout. The header part is fixed when Serve
-	// starts; the body part follows SetTimeouts.
+	// Default: DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
 	// ConnectTimeout bounds a connection attempt to a target; then the
@@ -160,10 +158,12 @@ type HTTP struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
-	mu        sync.Mutex // guards servers and closed
-	servers   []*http.Server
+	mu        sync.Mutex    // guards the fields below
+	gens      []*generation // servers of connections, the current one last
 	listeners []*listener
 	closed    bool
+	serving   sync.WaitGroup // the generations' serving goroutines
+
 	connsGone chan struct{} // signalled when the last client connection closes
 	handlers  inflight      // requests in ServeHTTP, upgraded ones included
 }
@@ -171,8 +171,12 @@ type HTTP struct {
 // Timeouts are the HTTP proxy's timeouts that SetTimeouts changes at run
 // time. Zero fields take their defaults.
 type Timeouts struct {
-	// Request bounds the receipt of a request's body (its headers' bound
-	// is fixed when Serve starts, see HTTP.RequestTimeout).
+	// Idle is the keep-alive idle timeout of connections accepted after
+	// the change (established ones keep theirs).
+	Idle time.Duration
+	// Request bounds the receipt of a whole request from its first byte:
+	// its headers on connections accepted after the change, its body from
+	// the next request on.
 	Request time.Duration
 	// Connect bounds a connection attempt to a target.
 	Connect time.Duration
@@ -181,6 +185,9 @@ type Timeouts struct {
 }
 
 func (t Timeouts) withDefaults() Timeouts {
+	if t.Idle <= 0 {
+		t.Idle = DefaultIdleTimeout
+	}
 	if t.Request <= 0 {
 		t.Request = DefaultRequestTimeout
 	}
@@ -207,7 +214,7 @@ func (h *HTTP) setup() error {
 			h.trusted.Store(h.TrustedProxies)
 		}
 		if h.tmo.Load() == nil {
-			t := Timeouts{Request: h.RequestTimeout, Connect: h.ConnectTimeout, Response: h.ResponseTimeout}.withDefaults()
+			t := Timeouts{Idle: h.IdleTimeout, Request: h.RequestTimeout, Connect: h.ConnectTimeout, Response: h.ResponseTimeout}.withDefaults()
 			h.tmo.Store(&t)
 		}
 		if h.TLS != nil {
@@ -278,152 +285,15 @@ func (h *HTTP) SetTrustedProxies(a *ACL) {
 	h.trusted.Store(a)
 }
 
-// SetTimeouts replaces the connect, response and body timeouts. They apply
-// to the next request; zero fields take their defaults.
+// SetTimeouts replaces the timeouts; zero fields take their defaults. The
+// connect, response and body timeouts apply to the next request; the idle
+// and header timeouts to connections accepted afterwards (net/http fixes a
+// server's connection timeouts, so new connections go to a new server while
+// the established ones stay with theirs).
 func (h *HTTP) SetTimeouts(t Timeouts) {
 	_ = h.setup()
 	t = t.withDefaults()
 	h.tmo.Store(&t)
-}
-
-// Serve accepts connections on ln and serves them, over TLS when h.TLS is
-// set, until Shutdown or Close; it then returns http.ErrServerClosed. It may
-// be called for several listeners. It returns at once with an error when the
-// configuration is invalid.
-func (h *HTTP) Serve(ln net.Listener) error {
-	if err := h.setup(); err != nil {
-		ln.Close()
-		return err
-	}
-	idle := h.IdleTimeout
-	if idle == 0 {
-		idle = DefaultIdleTimeout
-	}
-	hdrTimeout := h.RequestTimeout
-	if hdrTimeout == 0 {
-		hdrTimeout = DefaultRequestTimeout
-	}
-	maxHdr := h.MaxHeaderBytes
-	if maxHdr == 0 {
-		maxHdr = DefaultMaxHeaderBytes
-	}
-	errLog := log.New(&serverLog{h: h}, "", 0)
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: hdrTimeout,
-		IdleTimeout:       idle,
-		// net/http reads up to MaxHeaderBytes plus 4096 bytes of slack.
-		MaxHeaderBytes: max(maxHdr-4096, 1),
-		ErrorLog:       errLog,
-		ConnState:      h.connState,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
-		},
-		BaseContext: func(net.Listener) context.Context { return h.baseCtx },
-	}
-	var cfg *tls.Config
-	if h.tls != nil {
-		cfg = h.tls.cfg
-		srv.TLSConfig = cfg
-		srv.TLSNextProto = nil // net/http adds HTTP/2 when NextProtos offers it
-	}
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		ln.Close()
-		return http.ErrServerClosed
-	}
-	l := &listener{Listener: ln, h: h, tls: cfg}
-	h.servers = append(h.servers, srv)
-	h.listeners = append(h.listeners, l)
-	h.mu.Unlock()
-	err := srv.Serve(l)
-	h.mu.Lock()
-	closed := h.closed
-	h.mu.Unlock()
-	if closed {
-		return http.ErrServerClosed // Shutdown closed the listener
-	}
-	return err
-}
-
-// Shutdown stops the proxy gracefully, as a load balancer removes an L7
-// listener: the listeners close at once, and established keep-alive
-// connections go on serving their clients until they close, idle out, or
-// IdleTimeout has passed since Shutdown began; then whatever is left is
-// shut down the way http.Server.Shutdown does (requests in flight finish,
-// idle connections close). Upgraded connections (WebSocket) last until ctx
-// is done. When ctx is done first, everything is closed at once and ctx's
-// error returned. Serve then returns http.ErrServerClosed.
-func (h *HTTP) Shutdown(ctx context.Context) error {
-	_ = h.setup()
-	h.mu.Lock()
-	h.closed = true
-	srvs, lns := h.servers, h.listeners
-	h.mu.Unlock()
-	for _, l := range lns {
-		l.Close()
-	}
-	idle := h.IdleTimeout
-	if idle == 0 {
-		idle = DefaultIdleTimeout
-	}
-	grace := time.NewTimer(idle)
-	defer grace.Stop()
-	var err error
-wait:
-	for h.stats.activeConns.Load() > 0 {
-		select {
-		case <-h.connsGone:
-		case <-grace.C:
-			break wait
-		case <-ctx.Done():
-			err = ctx.Err()
-			break wait
-		}
-	}
-	for _, s := range srvs {
-		if err == nil {
-			err = s.Shutdown(ctx)
-		}
-		if err != nil {
-			s.Close()
-		}
-	}
-	done := h.handlers.idle()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
-		}
-		h.cancel()
-		<-done
-	}
-	h.cancel()
-	h.closeTransports()
-	return err
-}
-
-// Close stops the proxy at once: listeners and connections close, requests
-// in flight and upgraded connections are cut. It waits for their handlers
-// to return.
-func (h *HTTP) Close() error {
-	_ = h.setup()
-	h.mu.Lock()
-	h.closed = true
-	srvs := h.servers
-	h.mu.Unlock()
-	h.cancel()
-	var err error
-	for _, s := range srvs {
-		if e := s.Close(); e != nil && err == nil {
-			err = e
-		}
-	}
-	<-h.handlers.idle()
-	h.closeTransports()
-	return err
 }
 
 func (h *HTTP) closeTransports() {

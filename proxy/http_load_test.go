@@ -233,3 +233,39 @@ func TestHTTPShutdownWaitsForIdleTimeout(t *testing.T) {
 	assert.Zero(t, h.Stats().ActiveConnections)
 	assert.ErrorIs(t, <-served, http.ErrServerClosed)
 }
+
+// TestHTTPSetTimeoutsNewConnections: a changed idle timeout applies to new
+// connections; an established one keeps its own.
+func TestHTTPSetTimeoutsNewConnections(t *testing.T) {
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), IdleTimeout: time.Hour}
+	addr := serve(t, h)
+	request := func(c net.Conn, br *bufio.Reader) {
+		t.Helper()
+		_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	old, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer old.Close()
+	require.NoError(t, old.SetDeadline(time.Now().Add(10*time.Second)))
+	oldR := bufio.NewReader(old)
+	request(old, oldR)
+
+	h.SetTimeouts(Timeouts{Idle: 100 * time.Millisecond})
+	fresh, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer fresh.Close()
+	require.NoError(t, fresh.SetDeadline(time.Now().Add(10*time.Second)))
+	freshR := bufio.NewReader(fresh)
+	request(fresh, freshR)
+	_, err = freshR.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "the new connection idles out after 100ms")
+
+	request(old, oldR) // idle longer than 100ms, and still open
+	assert.Equal(t, int64(1), h.Stats().ActiveConnections)
+}
