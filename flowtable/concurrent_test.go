@@ -107,7 +107,7 @@ func startWaiters(t *testing.T, tb *Table[string], k Key, n int, calls *atomic.I
 	waitFor(t, "waiters to block", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.waiters == n
+		return s.waiters.Load() == int32(n)
 	})
 	return out
 }
@@ -425,4 +425,30 @@ func TestLookupsDuringGrowth(t *testing.T) {
 	wg.Wait()
 	require.Zero(t, misses.Load(), "a stable flow was missed while the index was rebuilt")
 	checkInvariants(t, tb, "after growth")
+}
+
+// TestPendingFlowSurvivesSweeps keeps a create running across sweeps past
+// the deadline the flow would have had if it had been published at once:
+// the sweeps must leave it alone, and once published it lives its full
+// timeout from then.
+func TestPendingFlowSurvivesSweeps(t *testing.T) {
+	var expired []string
+	tb, clk := newManual[string](t, WithIdleTimeout(UDP, 2*time.Second),
+		WithOnExpire(func(_ Key, v string) { expired = append(expired, v) }))
+	k := key4(UDP, 1)
+	p := startPending(tb, k, func() (string, error) { return "slow", nil })
+	for range 6 {
+		require.Zero(t, tb.Sweep(clk.Advance(time.Second))) // up to tick 7
+	}
+	close(p.release)
+	<-p.done
+	require.NoError(t, p.err)
+	require.True(t, p.created)
+	checkInvariants(t, tb, "after publishing")
+	// Seen at tick 7, due at tick 7+1+2.
+	require.Zero(t, tb.Sweep(clk.Advance(time.Second)))
+	require.Zero(t, tb.Sweep(clk.Advance(time.Second)))
+	require.Empty(t, expired)
+	require.Equal(t, 1, tb.Sweep(clk.Advance(time.Second)))
+	require.Equal(t, []string{"slow"}, expired)
 }

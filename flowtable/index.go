@@ -116,7 +116,7 @@ func (x *index[V]) find(h uint64, k *ckey) *entry[V] {
 		grp := &x.groups[g]
 		c := grp.ctrl.Load()
 		for m := matchTag(c, tag); m != 0; m &= m - 1 {
-			if e := grp.slots[slotOf(m)].Load(); e != nil && e.key == *k {
+			if e := grp.slots[slotOf(m)].Load(); e != nil && e.key.equal(k) {
 				return e
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"strconv"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -84,9 +85,11 @@ func (k Key) valid() bool {
 // ckey is the compact form of a Key that the table stores and compares: 40
 // bytes instead of the 72 of a Key (netip.AddrPort is 32 bytes because it
 // carries a zone pointer), with no pointer for the garbage collector to
-// follow. It has no implicit padding, so == compares exactly its fields.
+// follow. It has no implicit padding and is word-aligned, so equal can
+// compare it as five words (== on it calls the runtime's memequal).
 type ckey struct {
-	src, dst     [16]byte // addresses in 16-byte form (IPv4 as ::ffff:a.b.c.d)
+	_            [0]uint64 // word alignment, for equal
+	src, dst     [16]byte  // addresses in 16-byte form (IPv4 as ::ffff:a.b.c.d)
 	sport, dport uint16
 	proto        Proto
 	flags        uint8   // flagSrc4, flagDst4: the address was IPv4, not IPv6
@@ -129,6 +132,12 @@ func (c *ckey) key() Key {
 		Src:   netip.AddrPortFrom(addr16(c.src, c.flags&flagSrc4 != 0), c.sport),
 		Dst:   netip.AddrPortFrom(addr16(c.dst, c.flags&flagDst4 != 0), c.dport),
 	}
+}
+
+// equal reports whether c and o are the same key.
+func (c *ckey) equal(o *ckey) bool {
+	a, b := (*[5]uint64)(unsafe.Pointer(c)), (*[5]uint64)(unsafe.Pointer(o))
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
 }
 
 // protoIdx returns the index of the key's protocol in per-protocol arrays.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -74,4 +75,17 @@ func FuzzKey(f *testing.F) {
 		}
 		_ = k.String()
 	})
+}
+
+func TestCompactKeyLayout(t *testing.T) {
+	require.Equal(t, uintptr(40), unsafe.Sizeof(ckey{}), "equal compares five words")
+	require.Equal(t, uintptr(8), unsafe.Alignof(ckey{}))
+	a, _ := makeKey(key4(TCP, 1))
+	b := a
+	require.True(t, a.equal(&b))
+	for i := range 5 {
+		c := b
+		(*[5]uint64)(unsafe.Pointer(&c))[i] ^= 1
+		require.False(t, a.equal(&c), "word %d", i)
+	}
 }

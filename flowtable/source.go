@@ -22,7 +22,7 @@ type sources struct {
 
 type sourceShard struct {
 	mu sync.Mutex         // guards n
-	n  map[[16]byte]int32 // flows (live and pending) per source address ; no zero counts
+	n  map[[16]byte]int32 // flows (live and pending) per source; no zero counts
 	_  [cacheLine - 16]byte
 }
 

@@ -14,7 +14,8 @@ const sweepBatch = 256
 // clock's reading; with WithManualSweep the caller does, which makes expiry
 // exact in tests. The clock never goes backwards: a now earlier than a
 // previous sweep's expires what is due at the previous one. Sweeps are
-// serialised; Sweep must not be called from the expiry callback.
+// serialised; Sweep must not be called from the expiry callback. After
+// Close it does nothing.
 //
 // # Expiry rule
 //
@@ -35,6 +36,9 @@ const sweepBatch = 256
 func (t *Table[V]) Sweep(now time.Time) int {
 	t.sweepMu.Lock()
 	defer t.sweepMu.Unlock()
+	if t.closed.Load() {
+		return 0
+	}
 	t.sweepNow = now
 	c := t.tickAt(now)
 	if cur := t.tick.Load(); c > cur {
@@ -111,7 +115,16 @@ func (t *Table[V]) sweepList(s *shard[V], b uint16, c uint64, budget *int) int {
 func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
 	asked := false
 	for {
-		w := e.seen.Load() // not 0: a flow leaves the wheel when it dies
+		w := e.seen.Load()
+		if w == 0 {
+			// Pending: its create is running. Look again at the next
+			// sweep, when it may be live with a deadline already due.
+			if b != overdue {
+				s.unlink(e)
+				s.link(e, 0, c)
+			}
+			return false
+		}
 		d := w + 1 + uint64(e.timeout)
 		if d > c {
 			if uint16(d&wheelMask) != b {

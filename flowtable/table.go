@@ -25,7 +25,7 @@ type Table[V any] struct {
 	// Read by every lookup; tick is written once per sweep.
 	shards []shard[V]
 	shift  uint   // 64 - log2(len(shards)): a key's shard is the top bits of its hash
-	seed   uint64 // hashed before every key, so that clients cannot aim collisions
+	seed   uint64 // mixed into every key's hash, so that clients cannot aim collisions
 	// tick is the coarse clock: the number of sweep intervals from the
 	// table's epoch to the latest sweep, plus 1 (0 marks a flow that is not
 	// live, see entry.seen). Only Sweep advances it, and never backwards.
@@ -59,13 +59,14 @@ type Table[V any] struct {
 // entry is one flow. Lookups reach it without a lock, so everything they
 // read is fixed before the entry is published, except seen, which is atomic:
 // key before the entry enters the index, val before seen first becomes
-// non-zero. The wheel fields are touched only under the shard's mutex.
+// non-zero. The wheel fields and timeout are touched only under the shard's
+// mutex.
 //
 // Lookups read key, seen and val, so they come first; with V a pointer the
 // entry is 80 bytes.
 type entry[V any] struct {
 	key     ckey
-	list    uint16 // wheel bucket holding the entry; noList while pending
+	list    uint16 // wheel list holding the entry; noList once removed
 	timeout uint32 // idle timeout in ticks, fixed at creation unless SetFlowTimeout
 	// seen is the tick of the flow's latest lookup, or 0 while the flow is
 	// pending (its creation is in progress) or dead (deleted or expired).
@@ -90,11 +91,11 @@ type shard[V any] struct {
 	idx atomic.Pointer[index[V]]
 	_   [cacheLine - 8]byte
 
-	mu      sync.Mutex // guards the fields below, the groups of idx, and the wheel fields of entries
-	cond    sync.Cond  // L is &mu; broadcast when a pending flow is published or abandoned
-	waiters int        // goroutines waiting in cond for a pending flow
-	count   int        // entries in idx, live and pending
-	used    int        // slots of idx not empty: count plus tombstones
+	mu      sync.Mutex   // guards the fields below, the groups of idx, and the wheel fields of entries
+	cond    sync.Cond    // L is &mu; broadcast when a pending flow is published or abandoned
+	waiters atomic.Int32 // goroutines waiting in cond for a pending flow; see create
+	count   int          // entries in idx, live and pending
+	used    int          // slots of idx not empty: count plus tombstones
 	wheel[V]
 	cnt [numProtos]counters // atomics written under mu, read by Stats without it
 }
@@ -231,12 +232,12 @@ func (t *Table[V]) Lookup(k Key) (v V, ok bool) {
 // Before create runs, the new flow is checked against the capacity and the
 // per-source limit. When either is reached the flow is refused with ErrFull
 // or ErrSourceLimit and counted, create is not called, and no established
-// flow is touched. LoadOrCreate returns ErrInvalidKey for an invalid key and
-// ErrClosed after Close. These errors are returned unwrapped and refusing
+// flow is touched. LoadOrCreate returns ErrInvalidKey for an invalid key and,
+// after Close, ErrClosed for a new flow. These errors are returned unwrapped and refusing
 // allocates nothing.
 //
-// A new flow's idle timeout is the one in force for its protocol when it is
-// published, after create returns.
+// A new flow's idle timeout is the one in force for its protocol when
+// LoadOrCreate is called.
 func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created bool, err error) {
 	ck, h, valid := t.pack(k)
 	if !valid {
@@ -251,6 +252,17 @@ func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created b
 
 // create is the slow path of LoadOrCreate: the flow was not found live
 // without the lock.
+//
+// It reserves capacity and inserts a pending entry (seen 0) under the
+// shard's mutex, runs create without the mutex, and publishes the entry by
+// storing seen, still without the mutex: the entry is already in the index
+// and in the wheel (with the deadline it will have at the earliest), so
+// publishing needs no other write. Callers that find the pending entry wait
+// on the shard's condition variable. The hand-off is a Dekker pair on
+// seen and waiters: a waiter counts itself in waiters before it checks
+// seen, the publisher stores seen before it reads waiters, so either the
+// waiter sees the flow or the publisher sees the waiter and broadcasts,
+// taking the mutex first so that the waiter is already in Wait.
 func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, error)) (v V, created bool, err error) {
 	p := ck.protoIdx()
 	s.mu.Lock()
@@ -259,16 +271,17 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 		if e == nil {
 			break
 		}
+		s.waiters.Add(1)
 		if t.touch(e) {
+			s.waiters.Add(-1)
 			v = e.val
 			s.mu.Unlock()
 			return v, false, nil
 		}
 		// Found but not live under the mutex: pending, as dead entries
 		// leave the index in the same critical section that kills them.
-		s.waiters++
 		s.cond.Wait()
-		s.waiters--
+		s.waiters.Add(-1)
 	}
 	switch {
 	case t.closed.Load():
@@ -285,8 +298,10 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 		s.mu.Unlock()
 		return v, false, err
 	}
-	e := &entry[V]{key: *ck, list: noList}
+	e := &entry[V]{key: *ck, timeout: t.timeouts[p].Load()}
 	t.insert(s, h, e)
+	now := t.tick.Load()
+	s.link(e, now+1+uint64(e.timeout), now)
 	s.mu.Unlock()
 
 	published := false
@@ -294,10 +309,9 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 		if !published { // create failed or panicked: abandon the pending flow
 			s.mu.Lock()
 			t.removeIndex(s, h, e)
+			s.unlink(e)
 			t.release(ck)
-			if s.waiters > 0 {
-				s.cond.Broadcast()
-			}
+			s.cond.Broadcast()
 			s.mu.Unlock()
 		}
 	}()
@@ -308,19 +322,16 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 		}
 	}
 
-	s.mu.Lock()
 	e.val = v
-	e.timeout = t.timeouts[p].Load()
-	now := t.tick.Load()
-	e.seen.Store(now) // publishes the flow to lookups
-	s.link(e, now+1+uint64(e.timeout), now)
 	s.cnt[p].created.Add(1)
-	s.cnt[p].active.Add(1)
-	if s.waiters > 0 {
-		s.cond.Broadcast()
-	}
+	s.cnt[p].active.Add(1)      // before the flow is visible, so that no Delete counts it down first
+	e.seen.Store(t.tick.Load()) // publishes the flow
 	published = true
-	s.mu.Unlock()
+	if s.waiters.Load() > 0 {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
 	return v, true, nil
 }
 
@@ -518,9 +529,10 @@ func (t *Table[V]) SetFlowTimeout(k Key, d time.Duration) error {
 
 // Close stops the table's sweeper goroutine and waits for it to return; it
 // must not be called from the expiry callback. Afterwards no flow expires
-// and LoadOrCreate returns ErrClosed, while Lookup, Delete, Range and Stats
-// keep working so that the owner can drain the flows. Close is idempotent
-// and returns nil.
+// (Sweep does nothing) and LoadOrCreate refuses new flows with ErrClosed,
+// while Lookup, LoadOrCreate of existing flows, Delete, Range and Stats keep
+// working, so that the owner can drain the flows. Close is idempotent and
+// returns nil.
 func (t *Table[V]) Close() error {
 	t.closed.Store(true)
 	if t.stop != nil {

@@ -13,10 +13,12 @@ package flowtable
 // each refreshed or long-lived flow about once per timeout or per
 // wheelSize ticks, whichever is longer.
 //
-// Invariant, kept under the shard's mutex: every live flow sits either in
-// the bucket of some tick B with swept < B <= deadline, so it is visited no
+// Invariant, kept under the shard's mutex: every flow sits either in the
+// bucket of some tick B with swept < B <= deadline, so it is visited no
 // later than at its deadline, or in the overdue list, which every sweep
-// visits first. Deadlines only grow (lookups) except through SetFlowTimeout,
+// visits first. A pending flow (its create running) is linked with the
+// earliest deadline it can have once published, and a sweep that finds it
+// still pending moves it to the overdue list. Deadlines only grow (lookups) except through SetFlowTimeout,
 // which relinks the flow, into the overdue list if its new deadline has
 // passed.
 const (

@@ -28,11 +28,22 @@ type CheckerFunc func(ctx context.Context, t Target) error
 // Check calls f(ctx, t).
 func (f CheckerFunc) Check(ctx context.Context, t Target) error { return f(ctx, t) }
 
-// timeoutKey carries the Monitor's configured timeout in a check's context.
-// The deadline alone would do for the check itself, but the reason must say
+// timeoutKey carries a check's configured timeout in its context. The
+// deadline alone would do for the check itself, but the reason must say
 // "timeout after 3s", not "timeout after 2.999871s": the configured figure
 // people recognise.
 type timeoutKey struct{}
+
+// ContextWithTimeout returns a context for one check that ends after d,
+// like context.WithTimeout, and that makes the checks of this package quote
+// d exactly in their reasons ("timeout after 3s"). With a plain context,
+// they quote the time left until its deadline when the check started,
+// snapped to a round figure when within 1% of one. The Monitor gives every
+// check such a context.
+func ContextWithTimeout(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, d)
+	return context.WithValue(ctx, timeoutKey{}, d), cancel
+}
 
 // budget returns the context a check runs under and the time it is given:
 // the Monitor's timeout when it set one, else what is left until ctx's

@@ -13,7 +13,8 @@
 // error whose reason in words Reason returns ("connection refused",
 // "timeout after 3s", "status 404, want 200", "ICMP port unreachable",
 // "no ICMP echo reply in 3s", "TLS: certificate signed by unknown
-// authority"). The timeout is the context's deadline.
+// authority"). The timeout is the context's deadline; ContextWithTimeout
+// makes reasons quote it exactly.
 //
 //   - TCP: a connection opens within the timeout.
 //   - HTTP (NewHTTP): HTTP or HTTPS; method, absolute path, Host, headers,

@@ -187,16 +187,32 @@ func tlsReason(err error) (string, bool) {
 }
 
 // formatDuration prints a check budget the way people write it ("3s",
-// "1.5s", "150ms"), rounding away the microseconds a context deadline
-// computed from the clock inevitably carries.
+// "1.5s", "150ms"). A budget computed from a deadline is a little short of
+// the timeout someone set (2.9987s for 3s): within 1% of a figure with one
+// or two significant digits, it is snapped to it; otherwise it is rounded
+// to a few significant digits.
 func formatDuration(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		d = d.Round(10 * time.Millisecond)
-	case d >= 10*time.Millisecond:
-		d = d.Round(time.Millisecond)
-	default:
-		d = d.Round(time.Microsecond)
+	if d <= 0 {
+		return d.String()
 	}
-	return d.String()
+	for _, digits := range []int{1, 2} {
+		c := roundSignificant(d, digits)
+		if diff := (d - c).Abs(); diff*100 <= c {
+			return c.String()
+		}
+	}
+	return roundSignificant(d, 3).String()
+}
+
+// roundSignificant rounds d to the given number of significant decimal
+// digits.
+func roundSignificant(d time.Duration, digits int) time.Duration {
+	unit := time.Duration(1)
+	for v := d; v >= 10; v /= 10 {
+		unit *= 10
+	}
+	for range digits - 1 {
+		unit /= 10
+	}
+	return d.Round(max(unit, 1))
 }

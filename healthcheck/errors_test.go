@@ -59,6 +59,26 @@ func TestReasons(t *testing.T) {
 	assert.Equal(t, "", Reason(nil))
 }
 
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		3 * time.Second:                  "3s",
+		2999871 * time.Microsecond:       "3s", // a deadline a moment after it was set
+		1500 * time.Millisecond:          "1.5s",
+		149400 * time.Microsecond:        "150ms",
+		155 * time.Millisecond:           "155ms", // not near a round figure: kept
+		1234 * time.Millisecond:          "1.23s",
+		48 * time.Millisecond:            "48ms",
+		90 * time.Second:                 "1m30s",
+		0:                                "0s",
+		-time.Millisecond:                "-1ms",
+		time.Duration(1):                 "1ns",
+		123456789 * time.Nanosecond:      "123ms",
+		10*time.Second + time.Nanosecond: "10s",
+	} {
+		assert.Equal(t, want, formatDuration(d), "%v", d)
+	}
+}
+
 func TestCheckErrorWraps(t *testing.T) {
 	cause := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	err := fail(cause, time.Second)
