@@ -188,7 +188,7 @@ func (p *TCP) Serve(ln net.Listener) error {
 				return ErrProxyClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporaryAccept(err)) {
+			if errors.As(err, &ne) && ne.Timeout() || temporaryAccept(err) {
 				// Out of file descriptors and the like: back off as
 				// net/http does, instead of spinning.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
@@ -204,18 +204,15 @@ func (p *TCP) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		p.stats.accepted.Add(1)
-		p.admit(c, ft, ctx)
+		p.admit(ctx, c, ft)
 	}
 }
 
-// errTemporaryAccept returns err if it is an accept error worth retrying
-// (too many open files, connection aborted before accept), else nil.
-func errTemporaryAccept(err error) error {
+// temporaryAccept reports whether err is an accept error worth retrying
+// (too many open files, connection aborted before accept).
+func temporaryAccept(err error) bool {
 	var se interface{ Temporary() bool }
-	if errors.As(err, &se) && se.Temporary() {
-		return err
-	}
-	return nil
+	return errors.As(err, &se) && se.Temporary()
 }
 
 func (p *TCP) isClosed() bool {
@@ -226,7 +223,7 @@ func (p *TCP) isClosed() bool {
 
 // admit does the accept loop's share of a new connection: the ACL, checked
 // before any other work, then the connection's goroutine.
-func (p *TCP) admit(c net.Conn, ft *FlowTable, ctx context.Context) {
+func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 	peer := addrPortOf(c.RemoteAddr())
 	trusted := p.TrustedProxies != nil && p.TrustedProxies.Allows(peer.Addr())
 	if !trusted && !p.acl.Load().Allows(peer.Addr()) {
@@ -260,7 +257,7 @@ func (p *TCP) admit(c net.Conn, ft *FlowTable, ctx context.Context) {
 			delete(p.conns, tc)
 			p.mu.Unlock()
 		}()
-		tc.serve(ft, ctx, trusted)
+		tc.serve(ctx, ft, trusted)
 	}()
 }
 

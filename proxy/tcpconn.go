@@ -71,7 +71,7 @@ func (d drainCloser) Close() error {
 }
 
 // serve runs one connection from its acceptance to its end.
-func (tc *tcpConn) serve(ft *FlowTable, ctx context.Context, trusted bool) {
+func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 	p := tc.p
 	client := tc.peer // the client's address as the targets see it
 	dst := tc.local
