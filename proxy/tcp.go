@@ -96,6 +96,7 @@ type TCP struct {
 
 	wg    sync.WaitGroup // connection goroutines
 	bufs  sync.Pool      // *[]byte copy buffers for connections that cannot splice (TLS)
+	small sync.Pool      // *[smallCopyBuf]byte buffers of the small phase of spliced copies
 	stats tcpCounters
 }
 

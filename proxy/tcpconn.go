@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lbkit/lbkit/balancer"
@@ -28,6 +29,8 @@ type tcpConn struct {
 	clientTCP *net.TCPConn // the client socket; nil for non-TCP listeners
 	peer      netip.AddrPort
 	local     netip.AddrPort
+
+	ended atomic.Int32 // directions that reached EOF, see halfClose
 
 	mu      sync.Mutex // guards target and aborted
 	target  net.Conn   // the target connection, once connected
@@ -267,11 +270,11 @@ func (tc *tcpConn) forward(client, target net.Conn, rest []byte, st *targetState
 		defer p.wg.Done()
 		done <- tc.upload(client, target, rest, untrustedCheck, st)
 	}()
-	errDown := copyCounted(client, target, &p.stats.bytesOut, &st.bytesOut, &p.bufs)
+	errDown := copyCounted(client, target, &p.stats.bytesOut, &st.bytesOut, &p.bufs, &p.small)
 	if errDown != nil {
 		tc.abort()
 	} else {
-		closeWrite(client)
+		tc.halfClose(client)
 	}
 	errUp := <-done
 	if errDown != nil || errUp != nil {
@@ -319,7 +322,7 @@ func (tc *tcpConn) upload(client, target net.Conn, rest []byte, untrustedCheck b
 					st.bytesIn.Add(uint64(n))
 				}
 				if err == io.EOF {
-					closeWrite(target)
+					tc.halfClose(target)
 					return nil
 				}
 				if err != nil {
@@ -330,13 +333,24 @@ func (tc *tcpConn) upload(client, target net.Conn, rest []byte, untrustedCheck b
 			}
 		}
 	}
-	err := copyCounted(target, client, &p.stats.bytesIn, &st.bytesIn, &p.bufs)
+	err := copyCounted(target, client, &p.stats.bytesIn, &st.bytesIn, &p.bufs, &p.small)
 	if err != nil {
 		tc.abort()
 		return err
 	}
-	closeWrite(target)
+	tc.halfClose(target)
 	return nil
+}
+
+// halfClose passes an end of stream on to dst. The first direction to end
+// half-closes its destination; the second needs not, as forward closes both
+// connections right after it, and the close sends the FIN (both sources
+// have been read to EOF, so no unread data turns it into a reset). That
+// saves a system call per connection.
+func (tc *tcpConn) halfClose(dst net.Conn) {
+	if tc.ended.Add(1) == 1 {
+		closeWrite(dst)
+	}
 }
 
 // counter is an atomic byte counter.
@@ -348,10 +362,16 @@ type counter interface{ Add(uint64) uint64 }
 // LimitedReader splice also takes) let the counters advance during long
 // transfers at no cost to the copy. Other connections (TLS) copy through a
 // pooled buffer.
-func copyCounted(dst, src net.Conn, a, b counter, bufs *sync.Pool) error {
+func copyCounted(dst, src net.Conn, a, b counter, bufs, small *sync.Pool) error {
 	_, dstTCP := dst.(*net.TCPConn)
 	_, srcTCP := src.(*net.TCPConn)
 	if dstTCP && srcTCP {
+		// Small messages first go through a small buffer: for a short
+		// request and response, read and write cost less than splice's
+		// pipe. The first read that fills it means bulk data: splice.
+		if done, err := copySmall(dst, src, a, b, small); done {
+			return err
+		}
 		for {
 			n, err := io.CopyN(dst, src, copyChunk)
 			if n > 0 {
@@ -395,6 +415,40 @@ func copyCounted(dst, src net.Conn, a, b counter, bufs *sync.Pool) error {
 		}
 		if err != nil {
 			return err
+		}
+	}
+}
+
+// smallCopyBuf is the buffer of copySmall: one read that fills it ends the
+// small phase.
+const smallCopyBuf = 4 << 10
+
+// copySmall copies src to dst through a pooled 4 KiB buffer while reads
+// return less than its size. It reports done with the copy's outcome at EOF
+// or an error, or not done (the buffer filled: bulk data) for the caller to
+// splice the rest.
+func copySmall(dst, src net.Conn, a, b counter, bufs *sync.Pool) (done bool, err error) {
+	bp, _ := bufs.Get().(*[smallCopyBuf]byte)
+	if bp == nil {
+		bp = new([smallCopyBuf]byte)
+	}
+	defer bufs.Put(bp)
+	for {
+		n, rerr := src.Read(bp[:])
+		if n > 0 {
+			if _, werr := dst.Write(bp[:n]); werr != nil {
+				return true, werr
+			}
+			a.Add(uint64(n))
+			b.Add(uint64(n))
+		}
+		switch {
+		case rerr == io.EOF:
+			return true, nil
+		case rerr != nil:
+			return true, rerr
+		case n == len(bp):
+			return false, nil
 		}
 	}
 }

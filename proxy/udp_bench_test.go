@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"net"
+	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -97,4 +99,54 @@ func BenchmarkUDPForward(b *testing.B) {
 			l.handle(msg, from)
 		}
 	})
+}
+
+// BenchmarkUDPNewFlows makes 1 000 flows per round from distinct client
+// addresses (a flood of new clients) and reports the memory each costs
+// while it lives: its table entry, its target socket and its parked reply
+// reader. The sockets are closed between rounds.
+func BenchmarkUDPNewFlows(b *testing.B) {
+	const flows = 1000
+	sink, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	msg := make([]byte, 64)
+	var perFlow float64
+	b.ReportAllocs()
+	for range b.N {
+		b.StopTimer()
+		p := &UDP{Flows: newTestFlows(b)}
+		u := newTestUpstream(b)
+		_ = u.Balancer.Add(benchTargetOf(sink.LocalAddr().String()))
+		p.SetUpstream(u)
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Serve(pc) }()
+		var l *udpListener
+		waitFor(b, "proxy serving", func() bool { l = p.listenerForTest(); return l != nil })
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		for i := range flows {
+			l.handle(msg, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)}), 4000))
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perFlow = float64(after.HeapInuse+after.StackInuse-before.HeapInuse-before.StackInuse) / flows
+		if p.Stats().Flows != flows {
+			b.Fatalf("%d flows made, want %d", p.Stats().Flows, flows)
+		}
+		p.Close()
+		<-done
+		b.StartTimer()
+	}
+	b.ReportMetric(perFlow, "bytes/flow")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*flows), "ns/flow")
 }
