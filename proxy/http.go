@@ -89,8 +89,9 @@ type HTTP struct {
 	IdleTimeout time.Duration
 
 	// RequestTimeout is how long a client has to send a whole request,
-	// headers and body, from its first byte; then it gets 408 (over
-	// HTTP/1.x; HTTP/2 streams are reset) and the connection is closed.
+	// headers and body, from its first byte; then it gets 408 and the
+	// connection is closed. Over HTTP/2 it bounds the body only (the
+	// stream gets 408; HTTP/2 has its own framing timeouts).
 	// Default: DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
@@ -124,8 +125,18 @@ type HTTP struct {
 	// load. Default: DefaultMaxIdleConnsPerTarget.
 	MaxIdleConnsPerTarget int
 
-	// AccessLog, if set, receives one record per request (see logAccess for
-	// the attributes). Nil logs nothing.
+	// AccessLog, if set, receives one record per request, at Info level,
+	// message "http", with these attributes (nginx's names where nginx has
+	// one): client (peer host:port), client_ip (as trusted, see
+	// TrustedProxies), method, host, path, proto, rule ("default" for the
+	// default action), group, status (what the proxy answered; 499 when
+	// the client went away first), upstream_status, upstream_addr, bytes
+	// (response body bytes), request_time, upstream_connect_time,
+	// upstream_header_time, upstream_response_time (seconds with
+	// millisecond resolution; one value per attempt joined by ", " when
+	// retried; "-" when no target was reached), and error when the proxy
+	// answered itself. Requests net/http refused before routing (400,
+	// 431, 501 on plain HTTP) and 408s are logged too. Nil logs nothing.
 	AccessLog *slog.Logger
 
 	// ErrorLog, if set, receives net/http's errors (TLS handshakes, ...)
