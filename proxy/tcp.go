@@ -1,0 +1,475 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lbkit/lbkit/flowtable"
+)
+
+// Defaults of the TCP proxy, from the reference load balancers.
+const (
+	// DefaultConnectTimeout is how long connecting to one target may take
+	// (including the TLS handshake and PROXY header to it) before the next
+	// target is tried.
+	DefaultConnectTimeout = 5 * time.Second
+	// DefaultConnectAttempts is how many targets a new connection tries at
+	// most.
+	DefaultConnectAttempts = 3
+	// DefaultHeaderTimeout is how long a client may take to send its PROXY
+	// protocol header or complete its TLS handshake.
+	DefaultHeaderTimeout = 10 * time.Second
+)
+
+// TCP is a TCP proxy, the L4 data plane of one TCP listener: it accepts
+// connections, checks the ACL, admits each as a flow in the flow table,
+// picks a target from its Upstream (sticky by source IP when the Upstream
+// has a policy), connects (retrying other targets on refusal or timeout) and
+// forwards bytes both ways until both sides are done.
+//
+// Bytes move with splice between the two sockets (io.Copy between
+// *net.TCPConn), half-closes are propagated (a client's FIN reaches the
+// target as a FIN while the response keeps flowing back), and a connection
+// idle for the flow table's TCP idle timeout is reset (RST) on both sides,
+// as the reference load balancer does. Idleness comes from the kernel
+// (TCP_INFO), so splicing and idle timeouts coexist; the proxy disables TCP
+// keepalive on its own sockets, as the peers' keepalive probes are what
+// keeps an idle connection alive.
+//
+// Like httputil.ReverseProxy, TCP is a plain struct: set its fields before
+// the first Serve and do not change them afterwards; the zero value of each
+// field means the documented default. What changes while traffic flows goes
+// through the Set methods (target group, ACL, TLS, timeouts), which apply to
+// new connections. Serve may be called for several listeners; Shutdown or
+// Close stops them all.
+type TCP struct {
+	// Flows is the flow table the proxy admits its connections to, shared
+	// by the L4 proxies of one load balancer. Nil makes a private table
+	// with the flowtable defaults, closed by Close and Shutdown.
+	Flows *FlowTable
+
+	// ConnectAttempts is how many different targets a connection tries
+	// before it is closed. Zero means DefaultConnectAttempts.
+	ConnectAttempts int
+
+	// TrustedProxies, if set, turns on the PROXY protocol (v1 and v2) for
+	// clients it allows: lbkit behind another balancer. Those must open
+	// with a PROXY header; the client address it carries is the one the
+	// ACL checks, stickiness keys on and targets are told. A connection
+	// from a trusted source with a missing or malformed header, and one
+	// from anyone else that starts with a PROXY header, is reset and
+	// counted; no header is ever forwarded as data. Nil: the listener does
+	// not speak the PROXY protocol and whatever clients send is data.
+	TrustedProxies *ACL
+
+	// HeaderTimeout bounds how long a client may take to send its PROXY
+	// header and to complete its TLS handshake. Zero means
+	// DefaultHeaderTimeout.
+	HeaderTimeout time.Duration
+
+	// OnRefuse, if set, is called for every connection refused before it
+	// reached a target. It is called from the connection's goroutine with
+	// no lock held and must not block.
+	OnRefuse func(Refusal)
+
+	upstream       atomic.Pointer[Upstream]
+	acl            atomic.Pointer[ACL]
+	tls            atomic.Pointer[tls.Config]
+	connectTimeout atomic.Int64 // nanoseconds; 0: DefaultConnectTimeout
+	idleTimeout    atomic.Int64 // nanoseconds; 0: the flow table's
+
+	mu        sync.Mutex // guards the fields below
+	listeners map[net.Listener]struct{}
+	conns     map[*tcpConn]struct{}
+	flows     *FlowTable // Flows, or the private table; set by the first Serve
+	ownFlows  bool       // flows is private: Close closes it
+	ctx       context.Context
+	cancel    context.CancelFunc // cancels dials in progress, on Close
+	closed    bool
+
+	wg    sync.WaitGroup // connection goroutines
+	bufs  sync.Pool      // *[]byte copy buffers for connections that cannot splice (TLS)
+	stats tcpCounters
+}
+
+// SetUpstream sets the target group of new connections; nil refuses them
+// (RefusedNoTarget). Established connections keep their target.
+func (p *TCP) SetUpstream(u *Upstream) { p.upstream.Store(u) }
+
+// Upstream returns the current target group, or nil.
+func (p *TCP) Upstream() *Upstream { return p.upstream.Load() }
+
+// SetACL sets the access control of new connections; nil admits everyone.
+func (p *TCP) SetACL(a *ACL) { p.acl.Store(a) }
+
+// ACL returns the current access control, or nil.
+func (p *TCP) ACL() *ACL { return p.acl.Load() }
+
+// SetTLSConfig turns on TLS termination for new connections with cfg (which
+// must hold a certificate or GetCertificate), or off with nil. Established
+// connections keep the configuration they were accepted with; rotating a
+// certificate is SetTLSConfig with a new config, or a GetCertificate that
+// changes its answer.
+func (p *TCP) SetTLSConfig(cfg *tls.Config) { p.tls.Store(cfg) }
+
+// SetConnectTimeout sets how long each connection attempt to a target may
+// take, for new connections; 0 means DefaultConnectTimeout.
+func (p *TCP) SetConnectTimeout(d time.Duration) { p.connectTimeout.Store(int64(max(d, 0))) }
+
+// SetIdleTimeout gives new connections of this listener their own idle
+// timeout, overriding the flow table's TCP idle timeout; 0 goes back to the
+// table's. Established connections keep theirs, as on the reference load
+// balancer.
+func (p *TCP) SetIdleTimeout(d time.Duration) { p.idleTimeout.Store(int64(max(d, 0))) }
+
+// table returns the flow table, making the private one on first use.
+func (p *TCP) table() (*FlowTable, context.Context, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, nil, ErrProxyClosed
+	}
+	if p.flows == nil {
+		if p.Flows != nil {
+			p.flows = p.Flows
+		} else {
+			ft, err := NewFlowTable()
+			if err != nil {
+				return nil, nil, err
+			}
+			p.flows, p.ownFlows = ft, true
+		}
+		p.ctx, p.cancel = context.WithCancel(context.Background())
+	}
+	return p.flows, p.ctx, nil
+}
+
+// Serve accepts connections on ln and proxies them until Shutdown or Close,
+// then returns ErrProxyClosed; it returns another error if accepting fails
+// for good. ln is usually a *net.TCPListener; other listeners work, without
+// splice for connections that are not *net.TCPConn. Serve closes ln when it
+// returns.
+func (p *TCP) Serve(ln net.Listener) error {
+	ft, ctx, err := p.table()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		ln.Close()
+		return ErrProxyClosed
+	}
+	if p.listeners == nil {
+		p.listeners = make(map[net.Listener]struct{})
+	}
+	p.listeners[ln] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.listeners, ln)
+		p.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if p.isClosed() {
+				return ErrProxyClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporaryAccept(err)) {
+				// Out of file descriptors and the like: back off as
+				// net/http does, instead of spinning.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+				continue
+			}
+			return fmt.Errorf("proxy: tcp accept on %s: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		p.stats.accepted.Add(1)
+		p.admit(c, ft, ctx)
+	}
+}
+
+// errTemporaryAccept returns err if it is an accept error worth retrying
+// (too many open files, connection aborted before accept), else nil.
+func errTemporaryAccept(err error) error {
+	var se interface{ Temporary() bool }
+	if errors.As(err, &se) && se.Temporary() {
+		return err
+	}
+	return nil
+}
+
+func (p *TCP) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// admit does the accept loop's share of a new connection: the ACL, checked
+// before any other work, then the connection's goroutine.
+func (p *TCP) admit(c net.Conn, ft *FlowTable, ctx context.Context) {
+	peer := addrPortOf(c.RemoteAddr())
+	trusted := p.TrustedProxies != nil && p.TrustedProxies.Allows(peer.Addr())
+	if !trusted && !p.acl.Load().Allows(peer.Addr()) {
+		p.stats.denied.Add(1)
+		resetClose(c)
+		p.refuse(peer, RefusedACL, fmt.Errorf("%w: %s", ErrDenied, peer.Addr()))
+		return
+	}
+	tc := &tcpConn{p: p, client: c, clientTCP: tcpConnOf(c), peer: peer, local: addrPortOf(c.LocalAddr())}
+	if tc.clientTCP != nil {
+		// The idle timeout is the flow table's; the proxy's own keepalive
+		// probes (Go turns them on by default) would reset it.
+		_ = tc.clientTCP.SetKeepAlive(false)
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		resetClose(c)
+		return
+	}
+	if p.conns == nil {
+		p.conns = make(map[*tcpConn]struct{})
+	}
+	p.conns[tc] = struct{}{}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		defer func() {
+			p.mu.Lock()
+			delete(p.conns, tc)
+			p.mu.Unlock()
+		}()
+		tc.serve(ft, ctx, trusted)
+	}()
+}
+
+// refuse counts nothing (the caller has) and tells the hook.
+func (p *TCP) refuse(client netip.AddrPort, r RefuseReason, err error) {
+	if p.OnRefuse != nil {
+		p.OnRefuse(Refusal{Proto: flowtable.TCP, Client: client, Reason: r, Err: err})
+	}
+}
+
+// Shutdown stops accepting at once (Serve returns ErrProxyClosed), then
+// waits for the open connections to end by themselves. When ctx is done
+// first, it resets those still open, as Close does, and returns ctx's
+// error.
+func (p *TCP) Shutdown(ctx context.Context) error {
+	p.stop()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		p.finish()
+		return nil
+	case <-ctx.Done():
+		p.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting and resets every open connection at once (the
+// reference's "deleting an L4 listener stops forwarding at once"), waits
+// for their goroutines, and closes the private flow table if any. It is
+// idempotent.
+func (p *TCP) Close() error {
+	p.stop()
+	p.mu.Lock()
+	for tc := range p.conns {
+		tc.abort()
+	}
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	p.finish()
+	return nil
+}
+
+// stop marks the proxy closed and closes its listeners.
+func (p *TCP) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for ln := range p.listeners {
+		ln.Close()
+	}
+}
+
+// finish releases what outlives the connections: the dial context and the
+// private flow table.
+func (p *TCP) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cancel != nil {
+		p.cancel()
+	}
+	if p.ownFlows && p.flows != nil {
+		p.flows.Close()
+	}
+}
+
+func (p *TCP) attempts() int {
+	if p.ConnectAttempts > 0 {
+		return p.ConnectAttempts
+	}
+	return DefaultConnectAttempts
+}
+
+func (p *TCP) headerTimeout() time.Duration {
+	if p.HeaderTimeout > 0 {
+		return p.HeaderTimeout
+	}
+	return DefaultHeaderTimeout
+}
+
+func (p *TCP) dialTimeout() time.Duration {
+	if d := time.Duration(p.connectTimeout.Load()); d > 0 {
+		return d
+	}
+	return DefaultConnectTimeout
+}
+
+// TCPStats are a TCP proxy's counters since it was made.
+type TCPStats struct {
+	// Accepted counts connections accepted.
+	Accepted uint64
+	// Active is the number of connections being forwarded now.
+	Active int64
+	// Forwarded counts connections that reached a target.
+	Forwarded uint64
+	// Denied counts connections refused by the ACL.
+	Denied uint64
+	// RejectedTableFull and RejectedSourceLimit count connections the flow
+	// table refused: full, or the client's address at its flow limit
+	// (the reference's RejectedFlowCount_TCP).
+	RejectedTableFull, RejectedSourceLimit uint64
+	// NoTarget counts connections closed because no target could be
+	// picked.
+	NoTarget uint64
+	// ConnectErrors counts failed attempts to connect to a target (refused,
+	// timed out, TLS or PROXY header write failed); ConnectFailed counts
+	// connections closed because every attempt failed.
+	ConnectErrors, ConnectFailed uint64
+	// ProxyHeaderUntrusted counts connections from untrusted sources that
+	// sent a PROXY header; ProxyHeaderBad counts trusted ones whose header
+	// was missing, malformed or late.
+	ProxyHeaderUntrusted, ProxyHeaderBad uint64
+	// TLSHandshakeErrors counts clients whose TLS handshake failed.
+	TLSHandshakeErrors uint64
+	// IdleResets counts connections reset after their idle timeout.
+	IdleResets uint64
+	// DrainResets counts connections reset when their target's
+	// deregistration delay passed.
+	DrainResets uint64
+	// BytesIn and BytesOut count bytes from clients to targets and back.
+	// They advance when a copy ends and every 4 MiB during long copies.
+	BytesIn, BytesOut uint64
+}
+
+// tcpCounters are the atomics behind TCPStats.
+type tcpCounters struct {
+	accepted, forwarded, denied, tableFull, sourceLimit, noTarget     atomic.Uint64
+	connectErrors, connectFailed, headerUntrusted, headerBad, tlsErrs atomic.Uint64
+	idleResets, drainResets, bytesIn, bytesOut                        atomic.Uint64
+	active                                                            atomic.Int64
+}
+
+// Stats returns a snapshot of the proxy's counters; it reads atomics only.
+func (p *TCP) Stats() TCPStats {
+	s := &p.stats
+	return TCPStats{
+		Accepted:             s.accepted.Load(),
+		Active:               s.active.Load(),
+		Forwarded:            s.forwarded.Load(),
+		Denied:               s.denied.Load(),
+		RejectedTableFull:    s.tableFull.Load(),
+		RejectedSourceLimit:  s.sourceLimit.Load(),
+		NoTarget:             s.noTarget.Load(),
+		ConnectErrors:        s.connectErrors.Load(),
+		ConnectFailed:        s.connectFailed.Load(),
+		ProxyHeaderUntrusted: s.headerUntrusted.Load(),
+		ProxyHeaderBad:       s.headerBad.Load(),
+		TLSHandshakeErrors:   s.tlsErrs.Load(),
+		IdleResets:           s.idleResets.Load(),
+		DrainResets:          s.drainResets.Load(),
+		BytesIn:              s.bytesIn.Load(),
+		BytesOut:             s.bytesOut.Load(),
+	}
+}
+
+// addrPortOf returns a TCP or UDP address as a netip.AddrPort, or the zero
+// value for other kinds.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+// tcpConnOf returns the *net.TCPConn under c (through TLS), or nil.
+func tcpConnOf(c net.Conn) *net.TCPConn {
+	for {
+		switch x := c.(type) {
+		case *net.TCPConn:
+			return x
+		case *tls.Conn:
+			c = x.NetConn()
+		case *prefixConn:
+			c = x.Conn
+		default:
+			return nil
+		}
+	}
+}
+
+// resetClose closes c with a TCP reset (SO_LINGER 0) when it is TCP, so the
+// peer sees ECONNRESET at once rather than a clean end of stream, and the
+// proxy keeps no TIME_WAIT state.
+func resetClose(c net.Conn) {
+	if tc := tcpConnOf(c); tc != nil {
+		_ = tc.SetLinger(0)
+		_ = tc.Close()
+		return
+	}
+	_ = c.Close()
+}
+
+// targetHost returns the host of a "host:port" address, for the TLS server
+// name.
+func targetHost(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}

@@ -1,0 +1,429 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/flowtable"
+)
+
+// copyChunk is how many bytes a spliced copy moves between updates of the
+// byte counters: coarse enough to cost nothing next to the copy, fine
+// enough for stats of long transfers to move.
+const copyChunk = 4 << 20
+
+// tcpConn is one client connection and, once connected, its target
+// connection.
+type tcpConn struct {
+	p         *TCP
+	client    net.Conn     // as accepted; TLS wraps it later, see serve
+	clientTCP *net.TCPConn // the client socket; nil for non-TCP listeners
+	peer      netip.AddrPort
+	local     netip.AddrPort
+
+	mu      sync.Mutex // guards target and aborted
+	target  net.Conn   // the target connection, once connected
+	aborted bool       // abort was called: a target connected later is reset at once
+}
+
+// abort resets both connections; the goroutines copying between them see
+// errors and end. It may be called from any goroutine, any number of times.
+func (tc *tcpConn) abort() {
+	tc.mu.Lock()
+	tc.aborted = true
+	t := tc.target
+	tc.mu.Unlock()
+	resetClose(tc.client)
+	if t != nil {
+		resetClose(t)
+	}
+}
+
+// setTarget records the target connection, or reports false (and resets
+// it) when the connection was aborted meanwhile.
+func (tc *tcpConn) setTarget(t net.Conn) bool {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.aborted {
+		resetClose(t)
+		return false
+	}
+	tc.target = t
+	return true
+}
+
+// drainCloser is what Upstream's drain registry closes when the target's
+// deregistration delay passes.
+type drainCloser struct{ tc *tcpConn }
+
+func (d drainCloser) Close() error {
+	d.tc.p.stats.drainResets.Add(1)
+	d.tc.abort()
+	return nil
+}
+
+// serve runs one connection from its acceptance to its end.
+func (tc *tcpConn) serve(ft *FlowTable, ctx context.Context, trusted bool) {
+	p := tc.p
+	client := tc.peer // the client's address as the targets see it
+	dst := tc.local
+	var rest []byte // bytes read along with a PROXY header, for the target
+	refuse := func(r RefuseReason, err error) {
+		tc.abort()
+		p.refuse(tc.peer, r, err)
+	}
+
+	if trusted {
+		h, err := readProxyHeader(tc.client, p.headerTimeout())
+		if err != nil {
+			p.stats.headerBad.Add(1)
+			refuse(RefusedProxyHeader, fmt.Errorf("from %s: %w", tc.peer, err))
+			return
+		}
+		if h.client.IsValid() {
+			client, dst = h.client, h.dst
+		}
+		rest = h.rest
+		if !p.acl.Load().Allows(client.Addr()) {
+			p.stats.denied.Add(1)
+			refuse(RefusedACL, fmt.Errorf("%w: %s (via %s)", ErrDenied, client.Addr(), tc.peer))
+			return
+		}
+	}
+
+	conn := tc.client
+	if cfg := p.tls.Load(); cfg != nil {
+		if rest != nil {
+			conn = &prefixConn{Conn: conn, prefix: rest}
+			rest = nil
+		}
+		tlsConn := tls.Server(conn, cfg)
+		hctx, cancel := context.WithTimeout(ctx, p.headerTimeout())
+		err := tlsConn.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			p.stats.tlsErrs.Add(1)
+			refuse(RefusedTLS, fmt.Errorf("proxy: TLS handshake from %s: %w", client, err))
+			return
+		}
+		conn = tlsConn
+	}
+
+	// Flow-table admission: the 5-tuple of the socket, so that every
+	// connection is its own flow even behind another balancer.
+	key := flowtable.Key{Proto: flowtable.TCP, Src: tc.peer, Dst: tc.local}
+	f := &tcpFlow{c: tc}
+	_, created, err := ft.t.LoadOrCreate(key, func() (flow, error) { return f, nil })
+	if err != nil {
+		if r := refuseReasonOf(err); r == RefusedSourceLimit {
+			p.stats.sourceLimit.Add(1)
+		} else {
+			p.stats.tableFull.Add(1)
+		}
+		refuse(refuseReasonOf(err), fmt.Errorf("proxy: flow %s: %w", key, err))
+		return
+	}
+	if created {
+		// The kernel never has two live sockets with one 4-tuple; a flow
+		// found instead of created is a closed connection's whose
+		// goroutine has not deleted it yet, and stays that one's.
+		defer ft.t.Delete(key)
+		if d := time.Duration(p.idleTimeout.Load()); d > 0 {
+			_ = ft.t.SetFlowTimeout(key, d)
+		}
+	}
+
+	u := p.upstream.Load()
+	if u == nil {
+		p.stats.noTarget.Add(1)
+		refuse(RefusedNoTarget, ErrNoUpstream)
+		return
+	}
+	info := balancer.PickInfo{Source: client.Addr()}
+	choice, target, err := tc.connect(ctx, u, info, client, dst)
+	if err != nil {
+		if errors.Is(err, balancer.ErrNoTarget) {
+			p.stats.noTarget.Add(1)
+			refuse(RefusedNoTarget, err)
+		} else {
+			p.stats.connectFailed.Add(1)
+			refuse(RefusedConnect, err)
+		}
+		return
+	}
+	defer choice.Done()
+	if !tc.setTarget(target) {
+		return
+	}
+	u.Remember(info, nil, choice, nil)
+	st := choice.st
+	st.conns.Add(1)
+	st.activeConns.Add(1)
+	defer st.activeConns.Add(-1)
+	release := st.track(drainCloser{tc})
+	defer release()
+	p.stats.forwarded.Add(1)
+	p.stats.active.Add(1)
+	defer p.stats.active.Add(-1)
+	f.baseline(tc.clientTCP, tcpConnOf(target))
+
+	tc.forward(conn, target, rest, st)
+}
+
+// connect picks targets and dials them until one answers, at most
+// ConnectAttempts different targets, reporting every outcome to the
+// Upstream's passive health.
+func (tc *tcpConn) connect(ctx context.Context, u *Upstream, info balancer.PickInfo, client, dst netip.AddrPort) (Choice, net.Conn, error) {
+	p := tc.p
+	var triedBuf [8]string
+	tried := triedBuf[:0]
+	var errs []error
+	timeout := p.dialTimeout()
+	for range p.attempts() {
+		info.Exclude = tried
+		choice, err := u.Choose(info, nil)
+		if err != nil {
+			if len(errs) == 0 {
+				return Choice{}, nil, err
+			}
+			break // every target tried
+		}
+		id := choice.Target.ID
+		c, err := dialTarget(ctx, u, choice.Target.Addr, timeout, client, dst)
+		if err == nil {
+			u.report(id, nil)
+			return choice, c, nil
+		}
+		choice.Done()
+		p.stats.connectErrors.Add(1)
+		choice.st.connectErrors.Add(1)
+		u.report(id, err)
+		errs = append(errs, fmt.Errorf("target %s (%s): %w", id, choice.Target.Addr, err))
+		tried = append(tried, id)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return Choice{}, nil, fmt.Errorf("%w of group %q: %w", ErrConnect, u.Name, errors.Join(errs...))
+}
+
+// dialTarget connects to addr within timeout: TCP, then the PROXY header
+// and TLS when the group wants them.
+func dialTarget(ctx context.Context, u *Upstream, addr string, timeout time.Duration, client, dst netip.AddrPort) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// KeepAlive off: the idle timeout is the flow table's, and the
+	// proxy's own probes would look like the peers' traffic.
+	d := net.Dialer{KeepAlive: -1}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if v := u.ProxyProtocol; v == 1 || v == 2 {
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetWriteDeadline(dl)
+		}
+		if err := writeProxyHeader(c, v, client, dst); err != nil {
+			resetClose(c)
+			return nil, fmt.Errorf("PROXY header: %w", err)
+		}
+		_ = c.SetWriteDeadline(time.Time{})
+	}
+	if u.TLS != nil {
+		cfg := u.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = targetHost(addr)
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			resetClose(c)
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		return tc, nil
+	}
+	return c, nil
+}
+
+// forward copies both ways until both directions have ended, then closes
+// both connections. A direction that ends with EOF half-closes its
+// destination (the FIN travels on); one that fails resets both.
+func (tc *tcpConn) forward(client, target net.Conn, rest []byte, st *targetState) {
+	p := tc.p
+	untrustedCheck := p.TrustedProxies != nil && rest == nil && !p.TrustedProxies.Allows(tc.peer.Addr())
+	done := make(chan error, 1)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		done <- tc.upload(client, target, rest, untrustedCheck, st)
+	}()
+	errDown := copyCounted(client, target, &p.stats.bytesOut, &st.bytesOut, &p.bufs)
+	if errDown != nil {
+		tc.abort()
+	} else {
+		closeWrite(client)
+	}
+	errUp := <-done
+	if errDown != nil || errUp != nil {
+		tc.abort()
+		return
+	}
+	_ = client.Close()
+	_ = target.Close()
+}
+
+// upload is the client-to-target direction: the bytes read along with a
+// PROXY header first, then, on a listener that speaks the PROXY protocol,
+// a look at what an untrusted client sends first (a header is refused),
+// then the copy.
+func (tc *tcpConn) upload(client, target net.Conn, rest []byte, untrustedCheck bool, st *targetState) error {
+	p := tc.p
+	if len(rest) > 0 {
+		if _, err := target.Write(rest); err != nil {
+			tc.abort()
+			return err
+		}
+		p.stats.bytesIn.Add(uint64(len(rest)))
+		st.bytesIn.Add(uint64(len(rest)))
+	}
+	if untrustedCheck {
+		var buf [512]byte
+		n := 0
+		for {
+			m, err := client.Read(buf[n:])
+			n += m
+			sig, partial := proxySigPrefix(buf[:n])
+			if sig {
+				p.stats.headerUntrusted.Add(1)
+				tc.abort()
+				p.refuse(tc.peer, RefusedProxyHeader, fmt.Errorf("from %s: %w", tc.peer, ErrUntrustedProxyHeader))
+				return ErrUntrustedProxyHeader
+			}
+			if err != nil || !partial || n == len(buf) {
+				if n > 0 {
+					if _, werr := target.Write(buf[:n]); werr != nil {
+						tc.abort()
+						return werr
+					}
+					p.stats.bytesIn.Add(uint64(n))
+					st.bytesIn.Add(uint64(n))
+				}
+				if err == io.EOF {
+					closeWrite(target)
+					return nil
+				}
+				if err != nil {
+					tc.abort()
+					return err
+				}
+				break
+			}
+		}
+	}
+	err := copyCounted(target, client, &p.stats.bytesIn, &st.bytesIn, &p.bufs)
+	if err != nil {
+		tc.abort()
+		return err
+	}
+	closeWrite(target)
+	return nil
+}
+
+// counter is an atomic byte counter.
+type counter interface{ Add(uint64) uint64 }
+
+// copyCounted copies src to dst until EOF (returning nil) or an error,
+// adding the bytes to both counters as it goes. Between two TCP sockets
+// io.Copy splices in the kernel; chunks of copyChunk bytes (io.CopyN, whose
+// LimitedReader splice also takes) let the counters advance during long
+// transfers at no cost to the copy. Other connections (TLS) copy through a
+// pooled buffer.
+func copyCounted(dst, src net.Conn, a, b counter, bufs *sync.Pool) error {
+	_, dstTCP := dst.(*net.TCPConn)
+	_, srcTCP := src.(*net.TCPConn)
+	if dstTCP && srcTCP {
+		for {
+			n, err := io.CopyN(dst, src, copyChunk)
+			if n > 0 {
+				a.Add(uint64(n))
+				b.Add(uint64(n))
+			}
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	bp, _ := bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 64<<10)
+		bp = &b
+	}
+	defer bufs.Put(bp)
+	buf := *bp
+	var pending uint64
+	flush := func() {
+		a.Add(pending)
+		b.Add(pending)
+		pending = 0
+	}
+	defer flush()
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if pending += uint64(n); pending >= copyChunk {
+				flush()
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// closeWrite half-closes c: a FIN for TCP, close_notify then FIN for TLS.
+func closeWrite(c net.Conn) {
+	switch x := c.(type) {
+	case *net.TCPConn:
+		_ = x.CloseWrite()
+	case *tls.Conn:
+		_ = x.CloseWrite()
+		if tcp := tcpConnOf(x); tcp != nil {
+			_ = tcp.CloseWrite()
+		}
+	case *prefixConn:
+		closeWrite(x.Conn)
+	}
+}
+
+// prefixConn is a connection whose first bytes were already read (along
+// with a PROXY header); Read returns them first.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}

@@ -1,0 +1,571 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/flowtable"
+	"golang.org/x/sys/unix"
+)
+
+// maxDatagram is the listener's read buffer: larger than any UDP payload
+// (65507 bytes over IPv4, 65527 over IPv6 without jumbograms), so no
+// datagram is ever truncated.
+const maxDatagram = 64 << 10
+
+// UDP is a UDP proxy, the L4 data plane of one UDP listener. Each client
+// address is a flow in the flow table; each flow has its own connected
+// socket to its target, so the target sees one peer per client and its
+// replies come back on that socket and go to the client from the listener's
+// own address. IPv4 and IPv6 alike.
+//
+// A flow idle for the flow table's UDP idle timeout (no datagram either
+// way) is removed and its socket closed; the client's next datagram makes a
+// new flow. UDP has no connection to break, so when a flow's target turns
+// unhealthy or leaves the group its next datagram goes to a newly picked
+// healthy target (failover), and when a draining target's deregistration
+// delay passes its flows move the same way. Datagrams are forwarded as they
+// are, whatever they hold; what cannot be forwarded (ACL, full table, no
+// target) is dropped and counted.
+//
+// The data path allocates nothing per datagram: one 64 KiB buffer per
+// listener, pooled buffers for replies, no clock reading (the flow table's
+// coarse clock). Serve the listener with the address clients send to (not a
+// wildcard address) so that replies leave from it.
+//
+// As with TCP, set the fields before the first Serve; what changes while
+// traffic flows goes through the Set methods and applies to new flows.
+type UDP struct {
+	// Flows is the flow table, shared by the L4 proxies of one load
+	// balancer; its capacity and per-source limit bound what spoofed
+	// floods can take. Nil makes a private table with the flowtable
+	// defaults, closed by Close.
+	Flows *FlowTable
+
+	// OnRefuse, if set, is called for every datagram dropped because of
+	// the ACL, the flow table or no target, from the listener's goroutine
+	// with no lock held. It must not block; under a flood it is called for
+	// every datagram.
+	OnRefuse func(Refusal)
+
+	upstream    atomic.Pointer[Upstream]
+	acl         atomic.Pointer[ACL]
+	idleTimeout atomic.Int64 // nanoseconds; 0: the flow table's
+
+	mu        sync.Mutex // guards the fields below
+	listeners map[*net.UDPConn]struct{}
+	flows     *FlowTable
+	ownFlows  bool
+	closed    bool
+
+	loops   sync.WaitGroup // Serve loops
+	readers sync.WaitGroup // reply readers, one per flow's target socket
+	bufs    sync.Pool      // *[maxDatagram]byte reply buffers
+	stats   udpCounters
+}
+
+// SetUpstream sets the target group of new flows; nil drops their
+// datagrams (RefusedNoTarget). Established flows keep their group.
+func (p *UDP) SetUpstream(u *Upstream) { p.upstream.Store(u) }
+
+// Upstream returns the current target group, or nil.
+func (p *UDP) Upstream() *Upstream { return p.upstream.Load() }
+
+// SetACL sets the access control, checked on every datagram's source; nil
+// admits everyone.
+func (p *UDP) SetACL(a *ACL) { p.acl.Store(a) }
+
+// ACL returns the current access control, or nil.
+func (p *UDP) ACL() *ACL { return p.acl.Load() }
+
+// SetIdleTimeout gives new flows of this listener their own idle timeout,
+// overriding the flow table's UDP idle timeout; 0 goes back to the
+// table's.
+func (p *UDP) SetIdleTimeout(d time.Duration) { p.idleTimeout.Store(int64(max(d, 0))) }
+
+// UDPStats are a UDP proxy's counters since it was made.
+type UDPStats struct {
+	// DatagramsIn and BytesIn count datagrams and bytes forwarded from
+	// clients to targets; DatagramsOut and BytesOut from targets back to
+	// clients.
+	DatagramsIn, BytesIn, DatagramsOut, BytesOut uint64
+	// Flows counts flows made by this proxy; ActiveFlows is how many are
+	// open now.
+	Flows       uint64
+	ActiveFlows int64
+	// Denied counts datagrams dropped by the ACL.
+	Denied uint64
+	// RejectedTableFull and RejectedSourceLimit count datagrams dropped
+	// because the flow table refused a new flow.
+	RejectedTableFull, RejectedSourceLimit uint64
+	// NoTarget counts datagrams dropped because no target could be picked
+	// or reached.
+	NoTarget uint64
+	// Failovers counts flows moved to another target because theirs
+	// turned unhealthy, left the group or was drained.
+	Failovers uint64
+	// SendErrors counts datagrams a target socket would not take (full
+	// buffer, ICMP unreachable reported); ReplyErrors counts replies the
+	// listener socket would not send.
+	SendErrors, ReplyErrors uint64
+	// IdleExpired counts flows removed after their idle timeout.
+	IdleExpired uint64
+}
+
+type udpCounters struct {
+	datagramsIn, bytesIn, datagramsOut, bytesOut, flows atomic.Uint64
+	denied, tableFull, sourceLimit, noTarget, failovers atomic.Uint64
+	sendErrors, replyErrors, idleExpired                atomic.Uint64
+	activeFlows                                         atomic.Int64
+}
+
+// Stats returns a snapshot of the proxy's counters; it reads atomics only.
+func (p *UDP) Stats() UDPStats {
+	s := &p.stats
+	return UDPStats{
+		DatagramsIn:         s.datagramsIn.Load(),
+		BytesIn:             s.bytesIn.Load(),
+		DatagramsOut:        s.datagramsOut.Load(),
+		BytesOut:            s.bytesOut.Load(),
+		Flows:               s.flows.Load(),
+		ActiveFlows:         s.activeFlows.Load(),
+		Denied:              s.denied.Load(),
+		RejectedTableFull:   s.tableFull.Load(),
+		RejectedSourceLimit: s.sourceLimit.Load(),
+		NoTarget:            s.noTarget.Load(),
+		Failovers:           s.failovers.Load(),
+		SendErrors:          s.sendErrors.Load(),
+		ReplyErrors:         s.replyErrors.Load(),
+		IdleExpired:         s.idleExpired.Load(),
+	}
+}
+
+// udpListener is one socket served by Serve.
+type udpListener struct {
+	p     *UDP
+	conn  *net.UDPConn
+	local netip.AddrPort
+	ft    *FlowTable
+}
+
+// Serve reads datagrams from pc, which must be a *net.UDPConn, and proxies
+// them until Close, then returns ErrProxyClosed. Serve closes pc when it
+// returns.
+func (p *UDP) Serve(pc net.PacketConn) error {
+	conn, ok := pc.(*net.UDPConn)
+	if !ok {
+		pc.Close()
+		return fmt.Errorf("proxy: udp: Serve needs a *net.UDPConn, got %T", pc)
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		conn.Close()
+		return ErrProxyClosed
+	}
+	if p.flows == nil {
+		if p.Flows != nil {
+			p.flows = p.Flows
+		} else {
+			ft, err := NewFlowTable()
+			if err != nil {
+				p.mu.Unlock()
+				conn.Close()
+				return err
+			}
+			p.flows, p.ownFlows = ft, true
+		}
+	}
+	if p.listeners == nil {
+		p.listeners = make(map[*net.UDPConn]struct{})
+	}
+	p.listeners[conn] = struct{}{}
+	p.loops.Add(1)
+	l := &udpListener{p: p, conn: conn, local: addrPortOf(conn.LocalAddr()), ft: p.flows}
+	p.mu.Unlock()
+	defer p.loops.Done()
+	defer conn.Close()
+
+	buf := make([]byte, maxDatagram)
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if p.isClosed() {
+				return ErrProxyClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("proxy: udp read on %s: %w", l.local, err)
+			}
+			// ICMP errors reported on the listening socket and the like:
+			// nothing to do for one datagram.
+			continue
+		}
+		l.handle(buf[:n], from)
+	}
+}
+
+func (p *UDP) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// handle forwards one datagram from a client. It is the hot path: no lock
+// beyond the flow table's lock-free lookup, no allocation.
+func (l *udpListener) handle(b []byte, from netip.AddrPort) {
+	p := l.p
+	if !p.acl.Load().Allows(from.Addr()) {
+		p.stats.denied.Add(1)
+		p.refuseDatagram(from, RefusedACL, ErrDenied)
+		return
+	}
+	key := flowtable.Key{Proto: flowtable.UDP, Src: from, Dst: l.local}
+	v, ok := l.ft.t.Lookup(key)
+	if !ok {
+		v = l.newFlow(key)
+		if v == nil {
+			return
+		}
+	}
+	f, ok := v.(*udpFlow)
+	if !ok {
+		return // not a UDP flow: cannot happen with a UDP key
+	}
+	f.send(b)
+}
+
+// newFlow admits a new flow for key, or counts and reports why not.
+func (l *udpListener) newFlow(key flowtable.Key) flow {
+	p := l.p
+	u := p.upstream.Load()
+	if u == nil {
+		p.stats.noTarget.Add(1)
+		p.refuseDatagram(key.Src, RefusedNoTarget, ErrNoUpstream)
+		return nil
+	}
+	v, created, err := l.ft.t.LoadOrCreate(key, func() (flow, error) {
+		f := &udpFlow{l: l, key: key, u: u}
+		if _, err := f.connect(nil); err != nil {
+			return nil, err
+		}
+		return f, nil
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, flowtable.ErrFull):
+			p.stats.tableFull.Add(1)
+			p.refuseDatagram(key.Src, RefusedTableFull, err)
+		case errors.Is(err, flowtable.ErrSourceLimit):
+			p.stats.sourceLimit.Add(1)
+			p.refuseDatagram(key.Src, RefusedSourceLimit, err)
+		default:
+			p.stats.noTarget.Add(1)
+			p.refuseDatagram(key.Src, RefusedNoTarget, err)
+		}
+		return nil
+	}
+	if created {
+		p.stats.flows.Add(1)
+		p.stats.activeFlows.Add(1)
+		if d := time.Duration(p.idleTimeout.Load()); d > 0 {
+			_ = l.ft.t.SetFlowTimeout(key, d)
+		}
+	}
+	return v
+}
+
+func (p *UDP) refuseDatagram(client netip.AddrPort, r RefuseReason, err error) {
+	if p.OnRefuse != nil {
+		p.OnRefuse(Refusal{Proto: flowtable.UDP, Client: client, Reason: r, Err: err})
+	}
+}
+
+// Close stops every Serve loop, closes every flow of this proxy (their
+// target sockets), waits for their readers and closes the private flow
+// table if any. It is idempotent. There is nothing to drain in UDP, so
+// there is no Shutdown.
+func (p *UDP) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	for c := range p.listeners {
+		c.Close()
+	}
+	ft := p.flows
+	p.mu.Unlock()
+	p.loops.Wait() // no new flow after this
+	if ft != nil {
+		ft.t.Range(func(k flowtable.Key, v flow) bool {
+			if f, ok := v.(*udpFlow); ok && f.l.p == p {
+				if _, ok := ft.t.Delete(k); ok {
+					f.close()
+				}
+			}
+			return true
+		})
+	}
+	p.readers.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ownFlows && p.flows != nil {
+		p.flows.Close()
+		p.ownFlows = false
+	}
+	return nil
+}
+
+// udpFlow is one client address's flow.
+type udpFlow struct {
+	l   *udpListener
+	key flowtable.Key
+	u   *Upstream // the group the flow was made in
+
+	cur atomic.Pointer[udpUpstream] // the target socket; nil after close
+
+	mu   sync.Mutex // guards dead and changes of cur (failover, close)
+	dead bool       // closed or expired: nothing more is sent
+}
+
+// udpUpstream is a flow's connected socket to one target.
+type udpUpstream struct {
+	f        *udpFlow
+	conn     *net.UDPConn
+	id       string
+	addr     string
+	choice   Choice
+	release  func()
+	closed   atomic.Bool           // the socket is closed (drained, failed over, flow closed)
+	finished atomic.Bool           // close has released the pick and counters
+	read     func(fd uintptr) bool // the reply reader's callback, made once
+}
+
+// send forwards b to the flow's target, moving the flow to another target
+// first when its own may no longer serve.
+func (f *udpFlow) send(b []byte) {
+	p := f.l.p
+	up := f.cur.Load()
+	if up == nil || !f.usable(up) {
+		var err error
+		if up, err = f.failover(up); err != nil {
+			p.stats.noTarget.Add(1)
+			p.refuseDatagram(f.key.Src, RefusedNoTarget, err)
+			return
+		}
+	}
+	n, err := up.conn.Write(b)
+	if err != nil && up.closed.Load() {
+		// Drained or failed over meanwhile: once more on a new socket.
+		if up, err = f.failover(up); err == nil {
+			n, err = up.conn.Write(b)
+		}
+	}
+	if err != nil {
+		p.stats.sendErrors.Add(1)
+		return
+	}
+	p.stats.datagramsIn.Add(1)
+	p.stats.bytesIn.Add(uint64(n))
+	up.choice.st.bytesIn.Add(uint64(n))
+}
+
+// usable reports whether up's target may still take the flow's datagrams:
+// still in the group, healthy, at the same address, and its socket open.
+// A weight-0 (draining) target keeps its flows. It takes no lock and
+// allocates nothing.
+func (f *udpFlow) usable(up *udpUpstream) bool {
+	if up.closed.Load() {
+		return false
+	}
+	pk, ok := f.u.Balancer.PickTarget(up.id)
+	if !ok {
+		return false
+	}
+	pk.Done()
+	return pk.Target.Health == balancer.Healthy && pk.Target.Addr == up.addr
+}
+
+// failover replaces old (nil for a new flow) by a socket to a newly picked
+// target, or returns the one another caller already put in its place.
+func (f *udpFlow) failover(old *udpUpstream) (*udpUpstream, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dead {
+		return nil, fmt.Errorf("proxy: udp flow %s closed", f.key)
+	}
+	if cur := f.cur.Load(); cur != old && cur != nil && !cur.closed.Load() {
+		return cur, nil
+	}
+	up, err := f.connect(old)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil {
+		f.l.p.stats.failovers.Add(1)
+	}
+	return up, nil
+}
+
+// connect opens a socket to a target picked for the flow, excluding old's,
+// makes it the flow's current one, closes old and starts the reply reader.
+// f.mu is held, or f is not yet published.
+func (f *udpFlow) connect(old *udpUpstream) (*udpUpstream, error) {
+	p := f.l.p
+	info := balancer.PickInfo{Source: f.key.Src.Addr()}
+	var excl [1]string
+	if old != nil {
+		excl[0] = old.id
+		info.Exclude = excl[:]
+	}
+	var errs []error
+	for range DefaultConnectAttempts {
+		choice, err := f.u.Choose(info, nil)
+		if err != nil && old != nil && len(info.Exclude) > 0 && len(errs) == 0 {
+			// The old target was the only one: let it have the flow
+			// back if it may serve again.
+			info.Exclude = nil
+			choice, err = f.u.Choose(info, nil)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		raddr, err := net.ResolveUDPAddr("udp", choice.Target.Addr)
+		var conn *net.UDPConn
+		if err == nil {
+			conn, err = net.DialUDP("udp", nil, raddr)
+		}
+		if err != nil {
+			choice.Done()
+			choice.st.connectErrors.Add(1)
+			f.u.report(choice.Target.ID, err)
+			errs = append(errs, fmt.Errorf("target %s (%s): %w", choice.Target.ID, choice.Target.Addr, err))
+			info.Exclude = append(info.Exclude[:len(info.Exclude):len(info.Exclude)], choice.Target.ID)
+			continue
+		}
+		up := &udpUpstream{f: f, conn: conn, id: choice.Target.ID, addr: choice.Target.Addr, choice: choice}
+		up.read = up.readReplies
+		st := choice.st
+		st.conns.Add(1)
+		st.activeConns.Add(1)
+		f.u.Remember(info, nil, choice, nil)
+		p.readers.Add(1)
+		go up.replies()
+		up.release = st.track(udpDrainCloser{up})
+		f.cur.Store(up)
+		if old != nil {
+			old.close()
+		}
+		return up, nil
+	}
+	return nil, fmt.Errorf("proxy: udp flow %s: %w", f.key, errors.Join(errs...))
+}
+
+// udpDrainCloser is what the drain registry closes when the target's
+// deregistration delay passes: the socket, so that the next datagram fails
+// over.
+type udpDrainCloser struct{ up *udpUpstream }
+
+func (d udpDrainCloser) Close() error {
+	_ = d.up.conn.Close()
+	d.up.closed.Store(true)
+	return nil
+}
+
+// close releases up: its socket (which ends its reader), its drain
+// registration, its pick and its counters. Idempotent. Not called with the
+// target's drain lock held (the drain closer only closes the socket).
+func (up *udpUpstream) close() {
+	up.closed.Store(true)
+	_ = up.conn.Close()
+	if up.finished.Swap(true) {
+		return
+	}
+	if up.release != nil {
+		up.release()
+	}
+	up.choice.Done()
+	up.choice.st.activeConns.Add(-1)
+}
+
+// replies runs the reply reader of up until its socket closes. It waits
+// for readability in Go's netpoller with no buffer held, then drains the
+// socket with a pooled buffer, so an idle flow costs a parked goroutine and
+// no buffer.
+func (up *udpUpstream) replies() {
+	defer up.f.l.p.readers.Done()
+	rc, err := up.conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	// Read returns when the callback gives up on a failed socket, or with
+	// an error once the socket is closed.
+	_ = rc.Read(up.read)
+}
+
+// readReplies is the reply reader's callback: it reads every datagram
+// waiting on the socket and sends each to the client from the listener's
+// socket, then asks to wait (false) or to stop (true) when the socket
+// failed for good.
+func (up *udpUpstream) readReplies(fd uintptr) bool {
+	f := up.f
+	l := f.l
+	p := l.p
+	bp, _ := p.bufs.Get().(*[maxDatagram]byte)
+	if bp == nil {
+		bp = new([maxDatagram]byte)
+	}
+	defer p.bufs.Put(bp)
+	for {
+		n, err := unix.Read(int(fd), bp[:])
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			return false
+		case err == unix.ECONNREFUSED:
+			// ICMP port unreachable from the target, reported on the
+			// connected socket: the datagram was lost.
+			p.stats.sendErrors.Add(1)
+			continue
+		case err != nil:
+			return true
+		}
+		l.ft.t.Lookup(f.key) // a reply is traffic too: refresh the flow
+		m, err := l.conn.WriteToUDPAddrPort(bp[:n], f.key.Src)
+		if err != nil {
+			p.stats.replyErrors.Add(1)
+			continue
+		}
+		p.stats.datagramsOut.Add(1)
+		p.stats.bytesOut.Add(uint64(m))
+		up.choice.st.bytesOut.Add(uint64(m))
+	}
+}
+
+// expire implements flow: the idle timeout passed.
+func (f *udpFlow) expire() {
+	f.l.p.stats.idleExpired.Add(1)
+	f.close()
+}
+
+// close ends the flow and its target socket.
+func (f *udpFlow) close() {
+	f.mu.Lock()
+	if f.dead {
+		f.mu.Unlock()
+		return
+	}
+	f.dead = true
+	up := f.cur.Swap(nil)
+	f.mu.Unlock()
+	if up != nil {
+		up.close()
+	}
+	f.l.p.stats.activeFlows.Add(-1)
+}
+
+// idle implements flow: the table sees every datagram of a UDP flow.
+func (f *udpFlow) idle() (time.Duration, bool) { return 0, false }

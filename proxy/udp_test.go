@@ -1,0 +1,383 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/stretchr/testify/require"
+)
+
+// udpTarget is a loopback UDP echo server that prefixes each reply with its
+// ID and remembers the sources it saw.
+type udpTarget struct {
+	conn *net.UDPConn
+	id   string
+	got  atomic.Int64
+
+	mu      sync.Mutex // guards sources
+	sources map[string]int
+
+	done chan struct{}
+}
+
+func startUDPTarget(t testing.TB, network, id string) *udpTarget {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "udp6" {
+		addr = "[::1]:0"
+	}
+	pc, err := net.ListenPacket(network, addr)
+	require.NoError(t, err)
+	s := &udpTarget{conn: pc.(*net.UDPConn), id: id, sources: map[string]int{}, done: make(chan struct{})}
+	go s.serve()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *udpTarget) Addr() string { return s.conn.LocalAddr().String() }
+
+func (s *udpTarget) serve() {
+	defer close(s.done)
+	buf := make([]byte, 70000)
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf[len(s.id):])
+		if err != nil {
+			if isClosedErr(err) {
+				return
+			}
+			continue
+		}
+		s.got.Add(1)
+		s.mu.Lock()
+		s.sources[from.String()]++
+		s.mu.Unlock()
+		copy(buf, s.id)
+		_, _ = s.conn.WriteToUDPAddrPort(buf[:len(s.id)+n], from)
+	}
+}
+
+func (s *udpTarget) stop() {
+	s.conn.Close()
+	<-s.done
+}
+
+func (s *udpTarget) sourceCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sources)
+}
+
+func isClosedErr(err error) bool { return err != nil && errorsIsClosed(err) }
+
+// startUDPProxy serves p on a loopback socket and returns its address.
+func startUDPProxy(t testing.TB, p *UDP, network string) string {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "udp6" {
+		addr = "[::1]:0"
+	}
+	pc, err := net.ListenPacket(network, addr)
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() { errc <- p.Serve(pc) }()
+	t.Cleanup(func() {
+		require.NoError(t, p.Close())
+		require.ErrorIs(t, <-errc, ErrProxyClosed)
+	})
+	return pc.LocalAddr().String()
+}
+
+func newUDPUpstream(t testing.TB, targets ...*udpTarget) *Upstream {
+	t.Helper()
+	var ts []balancer.Target
+	for _, s := range targets {
+		ts = append(ts, balancer.Target{ID: s.id, Addr: s.Addr(), Weight: 1})
+	}
+	b, err := balancer.New(balancer.WithTargets(ts...))
+	require.NoError(t, err)
+	return &Upstream{Name: "udp", Balancer: b}
+}
+
+// udpClient is a connected client socket with a bounded read.
+func udpClient(t testing.TB, network, addr string) *net.UDPConn {
+	t.Helper()
+	c, err := net.Dial(network, addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.UDPConn)
+}
+
+// roundTrip sends msg and waits for one reply, resending a few times: UDP
+// on loopback does not lose datagrams unless a buffer overflows, but the
+// test must not hang if one is.
+func roundTrip(t testing.TB, c *net.UDPConn, msg string) string {
+	t.Helper()
+	buf := make([]byte, 70000)
+	for range 5 {
+		_, err := c.Write([]byte(msg))
+		require.NoError(t, err)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+	}
+	t.Fatalf("no reply to %q", msg)
+	return ""
+}
+
+func TestUDPEcho(t *testing.T) {
+	checkFDs(t)
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) {
+			a := startUDPTarget(t, network, "a")
+			p := &UDP{Flows: newTestFlows(t)}
+			p.SetUpstream(newUDPUpstream(t, a))
+			addr := startUDPProxy(t, p, network)
+			c := udpClient(t, network, addr)
+			require.Equal(t, "ahello", roundTrip(t, c, "hello"))
+			require.Equal(t, "aagain", roundTrip(t, c, "again"))
+			st := p.Stats()
+			require.Equal(t, uint64(1), st.Flows)
+			require.Equal(t, int64(1), st.ActiveFlows)
+			require.Equal(t, 1, a.sourceCount())
+		})
+	}
+}
+
+// startUDPTargetAt is startUDPTarget on a given loopback address.
+func startUDPTargetAt(t testing.TB, addr, id string) *udpTarget {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	require.NoError(t, err)
+	s := &udpTarget{conn: pc.(*net.UDPConn), id: id, sources: map[string]int{}, done: make(chan struct{})}
+	go s.serve()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// TestUDPFailover is the reference scenario: two UDP targets whose health
+// is checked over TCP on another port; when one target's health port
+// stops, the next datagram of each of its flows goes to the other target.
+func TestUDPFailover(t *testing.T) {
+	checkFDs(t)
+	// Two hosts on the loopback range, same health port on each.
+	hA, err := net.Listen("tcp4", "127.0.0.2:0")
+	require.NoError(t, err)
+	defer hA.Close()
+	_, port, _ := net.SplitHostPort(hA.Addr().String())
+	hB, err := net.Listen("tcp4", "127.0.0.3:"+port)
+	if err != nil {
+		t.Skipf("health port %s taken on 127.0.0.3: %v", port, err)
+	}
+	defer hB.Close()
+	healthPort, _ := strconv.Atoi(port)
+	a := startUDPTargetAt(t, "127.0.0.2:0", "a")
+	b := startUDPTargetAt(t, "127.0.0.3:0", "b")
+	u := newUDPUpstream(t, a, b)
+	for _, id := range []string{"a", "b"} {
+		require.NoError(t, u.Balancer.SetHealth(id, balancer.Unhealthy))
+	}
+	changes := make(chan healthcheck.Change, 16)
+	m, err := healthcheck.New(healthcheck.TCP{Port: healthPort},
+		healthcheck.WithInterval(50*time.Millisecond),
+		healthcheck.WithTimeout(50*time.Millisecond),
+		healthcheck.WithThresholds(1, 1),
+		healthcheck.WithOnChange(func(c healthcheck.Change) {
+			h := balancer.Unhealthy
+			if c.New.Serving() {
+				h = balancer.Healthy
+			}
+			_ = u.Balancer.SetHealth(c.Target.ID, h)
+			changes <- c
+		}),
+		healthcheck.WithTargets(
+			healthcheck.Target{ID: "a", Addr: a.Addr()},
+			healthcheck.Target{ID: "b", Addr: b.Addr()},
+		),
+	)
+	require.NoError(t, err)
+	defer m.Close()
+	up := map[string]bool{}
+	for len(up) < 2 {
+		c := <-changes
+		require.True(t, c.New.Serving(), "%v", c)
+		up[c.Target.ID] = true
+	}
+
+	p := &UDP{Flows: newTestFlows(t)}
+	p.SetUpstream(u)
+	addr := startUDPProxy(t, p, "udp4")
+	const clients = 6
+	var cs []*net.UDPConn
+	onA := 0
+	for i := range clients {
+		c := udpClient(t, "udp4", addr)
+		cs = append(cs, c)
+		r := roundTrip(t, c, fmt.Sprint("hello ", i))
+		if r[0] == 'a' {
+			onA++
+		}
+		require.Equal(t, r[:1], roundTrip(t, c, "again")[:1], "a flow keeps its target")
+	}
+	require.Equal(t, clients/2, onA, "round-robin spreads new flows")
+
+	// Stop a's health port; wait for the monitor to say so.
+	hA.Close()
+	c := <-changes
+	require.Equal(t, "a", c.Target.ID)
+	require.False(t, c.New.Serving())
+	t.Logf("health change: %v", c)
+
+	for i, c := range cs {
+		require.Equal(t, "bmoved", roundTrip(t, c, "moved"), "client %d", i)
+	}
+	require.Equal(t, uint64(onA), p.Stats().Failovers)
+	require.Equal(t, clients, b.sourceCount(), "b now sees every flow")
+	// Flows were not remade: the client's flow is the same, only its
+	// target socket changed.
+	require.Equal(t, uint64(clients), p.Flows.Stats().UDP.NewFlowCount)
+}
+
+// TestUDPIdleExpiry: a flow without a datagram either way for the idle
+// timeout is removed with its target socket; the next datagram makes a new
+// flow, which the target sees as a new source.
+func TestUDPIdleExpiry(t *testing.T) {
+	checkFDs(t)
+	a := startUDPTarget(t, "udp4", "a")
+	ft := newTestFlows(t, flowtable.WithIdleTimeout(flowtable.UDP, 200*time.Millisecond))
+	p := &UDP{Flows: ft}
+	p.SetUpstream(newUDPUpstream(t, a))
+	addr := startUDPProxy(t, p, "udp4")
+	c := udpClient(t, "udp4", addr)
+	require.Equal(t, "a1", roundTrip(t, c, "1"))
+	fds := fdCount(t)
+	waitFor(t, "flow expired", func() bool { return ft.Stats().UDP.ExpiredFlowCount == 1 })
+	require.Equal(t, uint64(1), p.Stats().IdleExpired)
+	require.Zero(t, p.Stats().ActiveFlows)
+	require.Zero(t, ft.Len())
+	waitFor(t, "target socket closed", func() bool { return fdCount(t) == fds-1 })
+
+	require.Equal(t, "a2", roundTrip(t, c, "2"))
+	require.Equal(t, uint64(2), ft.Stats().UDP.NewFlowCount)
+	require.Equal(t, 2, a.sourceCount(), "a new flow has a new socket")
+}
+
+// TestUDPLimits: the table's capacity and per-source limit bound what a
+// flood of new client addresses can take; refused datagrams are dropped and
+// counted, established flows keep working.
+func TestUDPLimits(t *testing.T) {
+	checkFDs(t)
+	a := startUDPTarget(t, "udp4", "a")
+	ft := newTestFlows(t, flowtable.WithMaxFlows(3), flowtable.WithMaxFlowsPerSource(2))
+	var refused sync.Map
+	p := &UDP{Flows: ft, OnRefuse: func(r Refusal) { refused.Store(r.Client, r.Reason) }}
+	p.SetUpstream(newUDPUpstream(t, a))
+	addr := startUDPProxy(t, p, "udp4")
+	p6 := &UDP{Flows: ft}
+	p6.SetUpstream(newUDPUpstream(t, a))
+	addr6 := startUDPProxy(t, p6, "udp6")
+
+	c1, c2 := udpClient(t, "udp4", addr), udpClient(t, "udp4", addr)
+	require.Equal(t, "a1", roundTrip(t, c1, "1"))
+	require.Equal(t, "a2", roundTrip(t, c2, "2"))
+	// A third flow from 127.0.0.1: over the per-source limit.
+	c3 := udpClient(t, "udp4", addr)
+	_, err := c3.Write([]byte("3"))
+	require.NoError(t, err)
+	waitFor(t, "source limit", func() bool { return p.Stats().RejectedSourceLimit == 1 })
+	// From ::1: a third flow in the table; a fourth is over capacity.
+	c4 := udpClient(t, "udp6", addr6)
+	require.Equal(t, "a4", roundTrip(t, c4, "4"))
+	c5 := udpClient(t, "udp6", addr6)
+	_, err = c5.Write([]byte("5"))
+	require.NoError(t, err)
+	waitFor(t, "table full", func() bool { return p6.Stats().RejectedTableFull == 1 })
+
+	fs := ft.Stats().UDP
+	require.Equal(t, uint64(3), fs.NewFlowCount)
+	require.Equal(t, uint64(1), fs.RejectedFlowCount)
+	require.Equal(t, uint64(1), fs.RejectedSourceFlowCount)
+	r, ok := refused.Load(addrPortOf(c3.LocalAddr()))
+	require.True(t, ok)
+	require.Equal(t, RefusedSourceLimit, r)
+	require.Equal(t, "a1", roundTrip(t, c1, "1"), "established flows are untouched")
+}
+
+// TestUDPDatagrams: datagrams are forwarded as they are, empty or of the
+// largest size, garbage or not; the ACL drops and counts.
+func TestUDPDatagrams(t *testing.T) {
+	checkFDs(t)
+	a := startUDPTarget(t, "udp4", "a")
+	p := &UDP{Flows: newTestFlows(t)}
+	p.SetUpstream(newUDPUpstream(t, a))
+	addr := startUDPProxy(t, p, "udp4")
+	c := udpClient(t, "udp4", addr)
+	require.NoError(t, c.SetReadBuffer(1<<20))
+	require.Equal(t, "a", roundTrip(t, c, ""))
+	big := make([]byte, 65507-1) // the reply adds the 1-byte ID
+	_, _ = rand.Read(big)
+	require.Equal(t, "a"+string(big), roundTrip(t, c, string(big)))
+	garbage := "\x00\xff PROXY TCP4 \r\n\x0d\x0a\x0d\x0a"
+	require.Equal(t, "a"+garbage, roundTrip(t, c, garbage))
+
+	deny, err := ParseACL(nil, []string{"127.0.0.1/32"})
+	require.NoError(t, err)
+	p.SetACL(deny)
+	before := a.got.Load()
+	_, err = c.Write([]byte("denied"))
+	require.NoError(t, err)
+	waitFor(t, "denied", func() bool { return p.Stats().Denied == 1 })
+	require.Equal(t, before, a.got.Load())
+	st := p.Stats()
+	require.Equal(t, uint64(3), st.DatagramsIn)
+	require.Equal(t, uint64(3), st.DatagramsOut)
+	require.Equal(t, uint64(len(big)+len(garbage)), st.BytesIn)
+}
+
+// TestUDPDrain: a drained target's flows move to another target once its
+// deregistration delay has passed.
+func TestUDPDrain(t *testing.T) {
+	checkFDs(t)
+	a := startUDPTarget(t, "udp4", "a")
+	b := startUDPTarget(t, "udp4", "b")
+	u := newUDPUpstream(t, a, b)
+	require.NoError(t, u.Balancer.SetWeight("b", 0))
+	p := &UDP{Flows: newTestFlows(t)}
+	p.SetUpstream(u)
+	addr := startUDPProxy(t, p, "udp4")
+	c := udpClient(t, "udp4", addr)
+	require.Equal(t, "a1", roundTrip(t, c, "1"))
+	require.NoError(t, u.Balancer.SetWeight("b", 1))
+	require.NoError(t, u.Balancer.SetWeight("a", 0))
+	require.Equal(t, "a2", roundTrip(t, c, "2"), "weight 0 keeps established flows")
+	u.Drain("a", 0)
+	require.Equal(t, "b3", roundTrip(t, c, "3"), "after the delay the flow moves")
+	require.Equal(t, uint64(1), p.Stats().Failovers)
+}
+
+// TestUDPZeroAllocs: forwarding a datagram of an established flow
+// allocates nothing.
+func TestUDPZeroAllocs(t *testing.T) {
+	checkFDs(t)
+	a := startUDPTarget(t, "udp4", "a")
+	p := &UDP{Flows: newTestFlows(t)}
+	p.SetUpstream(newUDPUpstream(t, a))
+	addr := startUDPProxy(t, p, "udp4")
+	c := udpClient(t, "udp4", addr)
+	require.Equal(t, "ax", roundTrip(t, c, "x"))
+	l := p.listenerForTest()
+	from := addrPortOf(c.LocalAddr())
+	msg := []byte("payload")
+	allocs := testing.AllocsPerRun(1000, func() { l.handle(msg, from) })
+	require.Zero(t, allocs)
+}
