@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// attempt is one try of a request on one target.
+type attempt struct {
+	addr     string
+	status   int           // target's status; 0 if it gave none
+	connect  time.Duration // -1: reused connection (nginx logs 0)
+	header   time.Duration // to the response header; -1 if none
+	response time.Duration // to the end of the body; -1 if not ended
+}
+
+// The access log's record has these attributes, nginx's names where nginx
+// has one:
+//
+//	client                 the client's address (the peer, host:port)
+//	client_ip              the client IP the proxy trusts (X-Forwarded-For
+//	                       from a trusted peer, else the peer)
+//	method, host, path     from the request line and Host
+//	proto                  HTTP/1.1, HTTP/2.0
+//	rule                   the rule that routed it ("default" for the
+//	                       default action)
+//	group                  the target group's name, or "-"
+//	status                 what the proxy answered (499: the client went
+//	                       away first)
+//	upstream_status        what each target answered, "-" for none
+//	upstream_addr          each target tried
+//	bytes                  response body bytes sent to the client
+//	request_time           seconds from the request's arrival to its end
+//	upstream_connect_time  seconds to connect to each target (0 on a reused
+//	                       connection), "-" when none was reached
+//	upstream_header_time   seconds from each attempt's start to the target's
+//	                       response header
+//	upstream_response_time seconds from each attempt's start to the end of
+//	                       its response
+//	error                  why the proxy answered itself, when it did
+//
+// Several values (one per attempt, when retried) are joined by ", ", the
+// way nginx joins them.
+func (h *HTTP) logAccess(ctx context.Context, rs *reqState, status int, bytes int64, total time.Duration, errText string) {
+	l := h.AccessLog
+	if l == nil || !l.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	group := "-"
+	if rs.up != nil && rs.up.Name != "" {
+		group = rs.up.Name
+	}
+	attrs := []slog.Attr{
+		slog.String("client", rs.peer.String()),
+		slog.String("client_ip", addrString(rs.client)),
+		slog.String("method", rs.method),
+		slog.String("host", rs.host),
+		slog.String("path", rs.path),
+		slog.String("proto", rs.proto),
+		slog.String("rule", rs.rule),
+		slog.String("group", group),
+		slog.Int("status", status),
+		slog.String("upstream_status", joinAttempts(rs.attempts, func(a *attempt) string {
+			if a.status == 0 {
+				return "-"
+			}
+			return strconv.Itoa(a.status)
+		})),
+		slog.String("upstream_addr", joinAttempts(rs.attempts, func(a *attempt) string { return a.addr })),
+		slog.Int64("bytes", bytes),
+		slog.String("request_time", seconds(total)),
+		slog.String("upstream_connect_time", joinAttempts(rs.attempts, func(a *attempt) string { return seconds(max(a.connect, 0)) })),
+		slog.String("upstream_header_time", joinAttempts(rs.attempts, func(a *attempt) string { return seconds(a.header) })),
+		slog.String("upstream_response_time", joinAttempts(rs.attempts, func(a *attempt) string { return seconds(a.response) })),
+	}
+	if errText != "" {
+		attrs = append(attrs, slog.String("error", errText))
+	}
+	l.LogAttrs(ctx, slog.LevelInfo, "http", attrs...)
+}
+
+// logMalformed logs a request that net/http answered itself before any
+// handler ran (400, 431, 501, 505) or that timed out (408).
+func (h *HTTP) logMalformed(peer netip.AddrPort, status int) {
+	l := h.AccessLog
+	if l == nil {
+		return
+	}
+	l.LogAttrs(context.Background(), slog.LevelInfo, "http",
+		slog.String("client", peer.String()),
+		slog.String("client_ip", addrString(peer.Addr())),
+		slog.Int("status", status),
+		slog.String("upstream_status", "-"),
+		slog.String("upstream_addr", "-"),
+		slog.String("upstream_connect_time", "-"),
+		slog.String("upstream_header_time", "-"),
+		slog.String("upstream_response_time", "-"),
+		slog.String("error", "request rejected before routing"),
+	)
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return "-"
+	}
+	return a.String()
+}
+
+// seconds formats d as nginx does, in seconds with millisecond resolution;
+// a negative d (no such time) is "-".
+func seconds(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	ms := d.Milliseconds()
+	return strconv.FormatInt(ms/1000, 10) + "." + strconv.FormatInt(1000+ms%1000, 10)[1:]
+}
+
+// joinAttempts joins one value per attempt, "-" when there was none.
+func joinAttempts(as []attempt, f func(*attempt) string) string {
+	switch len(as) {
+	case 0:
+		return "-"
+	case 1:
+		return f(&as[0])
+	}
+	var b strings.Builder
+	for i := range as {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(f(&as[i]))
+	}
+	return b.String()
+}

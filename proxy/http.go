@@ -1,0 +1,856 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+)
+
+// Defaults of the HTTP proxy, from the reference load balancers.
+const (
+	DefaultIdleTimeout           = 60 * time.Second
+	DefaultRequestTimeout        = 60 * time.Second
+	DefaultConnectTimeout        = 5 * time.Second
+	DefaultResponseTimeout       = 60 * time.Second
+	DefaultMaxHeaderBytes        = 64 << 10
+	DefaultMaxBodyBytes          = 10 << 30
+	DefaultMaxURILength          = 8 << 10
+	DefaultMaxIdleConnsPerTarget = 512
+)
+
+// StatusClientClosed is the status the access log records for a request
+// whose client went away before the response: nginx's 499. It is never
+// sent.
+const StatusClientClosed = 499
+
+// HTTP is an HTTP and HTTPS reverse proxy: the L7 listener of a load
+// balancer. A request passes the listener's ACL, is routed by host and path
+// to an action (forward to a target group, redirect, fixed response), and is
+// forwarded by net/http/httputil's ReverseProxy to a target the group's
+// Upstream chooses (with stickiness), retried on another target when that is
+// safe, and logged.
+//
+// Configure it by its fields before the first Serve or ServeHTTP and do not
+// change them afterwards; the zero value of each means its documented
+// default. What changes at run time goes through SetRouter, SetACL,
+// SetTrustedProxies, SetTimeouts and TLS.Certificates, all safe while
+// requests flow.
+//
+// The proxy answers these itself: 400 malformed request (net/http), 403
+// client refused by the ACL, 408 request not received within
+// RequestTimeout, 413 body over MaxBodyBytes, 414 URI over MaxURILength, 421
+// Host and SNI differ where that would bypass mutual TLS, 431 headers over
+// MaxHeaderBytes, 501 unsupported Transfer-Encoding, 502 target refused,
+// reset or answered malformed, 503 no healthy target, 504 connect or
+// response timeout. 499 is logged (never sent) when the client goes away
+// first.
+type HTTP struct {
+	// Router routes requests; required (see NewRouter and Forward), unless
+	// SetRouter is called before the first request.
+	Router *Router
+
+	// ACL is checked on the client's address when a connection is accepted
+	// (refused connections are closed at once) and again on every request
+	// (403), so SetACL applies to established keep-alive connections too.
+	// Nil admits everyone.
+	ACL *ACL
+
+	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
+	// proxy appends to it and takes the client IP from it (for stickiness,
+	// the log and Forwarded). From any other peer it is replaced by the
+	// peer's address. Nil trusts nobody.
+	TrustedProxies *ACL
+
+	// Forwarded adds an RFC 7239 Forwarded header (kept and appended to
+	// from trusted peers, replaced otherwise) beside the X-Forwarded-*
+	// headers, which are always sent.
+	Forwarded bool
+
+	// TLS, if set, makes the listener HTTPS (HTTP/2 offered by ALPN).
+	TLS *TLS
+
+	// IdleTimeout is how long a keep-alive connection waits for its next
+	// request. Default: DefaultIdleTimeout. It is fixed when Serve starts.
+	IdleTimeout time.Duration
+
+	// RequestTimeout is how long a client has to send a whole request,
+	// headers and body, from its first byte; then it gets 408 (over
+	// HTTP/1.x; HTTP/2 streams are reset) and the connection is closed.
+	// Default: DefaultRequestTimeout. The header part is fixed when Serve
+	// starts; the body part follows SetTimeouts.
+	RequestTimeout time.Duration
+
+	// ConnectTimeout bounds a connection attempt to a target; then the
+	// next target is tried, or 504. Default: DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+
+	// ResponseTimeout bounds the wait for a target's response header after
+	// the request was sent; then the request is retried when safe, else
+	// 504. Default: DefaultResponseTimeout.
+	ResponseTimeout time.Duration
+
+	// MaxHeaderBytes limits the request line and headers: above it, 431.
+	// Default: DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+
+	// MaxBodyBytes limits a request body: above it, 413. Default:
+	// DefaultMaxBodyBytes (10 GiB).
+	MaxBodyBytes int64
+
+	// MaxURILength limits the request target: above it, 414. Default:
+	// DefaultMaxURILength (8 KiB).
+	MaxURILength int
+
+	// Retry bounds retries on another target. Zero fields take their
+	// defaults (see Retry).
+	Retry Retry
+
+	// MaxIdleConnsPerTarget is the keep-alive pool to each target. Go's
+	// default of 2 would halve throughput and exhaust local ports under
+	// load. Default: DefaultMaxIdleConnsPerTarget.
+	MaxIdleConnsPerTarget int
+
+	// AccessLog, if set, receives one record per request (see logAccess for
+	// the attributes). Nil logs nothing.
+	AccessLog *slog.Logger
+
+	// ErrorLog, if set, receives net/http's errors (TLS handshakes, ...)
+	// and the proxy's own. Nil discards them.
+	ErrorLog *slog.Logger
+
+	// OnRefused, if set, is called for every client the ACL refuses, with
+	// its address. It is called on the accepting or serving goroutine with
+	// no lock held and must not block.
+	OnRefused func(client netip.AddrPort)
+
+	once    sync.Once
+	initErr error
+	router  atomic.Pointer[Router]
+	acl     atomic.Pointer[ACL]
+	trusted atomic.Pointer[ACL]
+	tmo     atomic.Pointer[Timeouts]
+	tls     *tlsSetup
+	rp      *httputil.ReverseProxy
+	budget  *budget
+	retry   Retry
+	pool    sync.Pool // *reqState
+	bufs    sync.Pool // *[copyBufferSize]byte
+	stats   httpCounters
+
+	transports sync.Map // *Upstream → *transport
+
+	baseCtx context.Context
+	cancel  context.CancelFunc
+
+	mu       sync.Mutex // guards servers and closed
+	servers  []*http.Server
+	closed   bool
+	handlers sync.WaitGroup // requests in ServeHTTP, upgraded ones included
+}
+
+// Timeouts are the HTTP proxy's timeouts that SetTimeouts changes at run
+// time. Zero fields take their defaults.
+type Timeouts struct {
+	// Request bounds the receipt of a request's body (its headers' bound
+	// is fixed when Serve starts, see HTTP.RequestTimeout).
+	Request time.Duration
+	// Connect bounds a connection attempt to a target.
+	Connect time.Duration
+	// Response bounds the wait for a target's response header.
+	Response time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.Request <= 0 {
+		t.Request = DefaultRequestTimeout
+	}
+	if t.Connect <= 0 {
+		t.Connect = DefaultConnectTimeout
+	}
+	if t.Response <= 0 {
+		t.Response = DefaultResponseTimeout
+	}
+	return t
+}
+
+// setup checks the configuration and builds the running state, once.
+func (h *HTTP) setup() error {
+	h.once.Do(func() {
+		var errs []error
+		if h.Router != nil && h.router.Load() == nil {
+			h.router.Store(h.Router)
+		}
+		if h.acl.Load() == nil {
+			h.acl.Store(h.ACL)
+		}
+		if h.trusted.Load() == nil {
+			h.trusted.Store(h.TrustedProxies)
+		}
+		if h.tmo.Load() == nil {
+			t := Timeouts{Request: h.RequestTimeout, Connect: h.ConnectTimeout, Response: h.ResponseTimeout}.withDefaults()
+			h.tmo.Store(&t)
+		}
+		if h.TLS != nil {
+			ts, err := h.TLS.compile()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			h.tls = ts
+		}
+		for _, c := range []struct {
+			name string
+			v    int64
+		}{
+			{"IdleTimeout", int64(h.IdleTimeout)}, {"RequestTimeout", int64(h.RequestTimeout)},
+			{"ConnectTimeout", int64(h.ConnectTimeout)}, {"ResponseTimeout", int64(h.ResponseTimeout)},
+			{"MaxHeaderBytes", int64(h.MaxHeaderBytes)}, {"MaxBodyBytes", h.MaxBodyBytes},
+			{"MaxURILength", int64(h.MaxURILength)}, {"MaxIdleConnsPerTarget", int64(h.MaxIdleConnsPerTarget)},
+			{"Retry.Attempts", int64(h.Retry.Attempts)}, {"Retry.Timeout", int64(h.Retry.Timeout)},
+			{"Retry.MinPerSecond", int64(h.Retry.MinPerSecond)},
+		} {
+			if c.v < 0 {
+				errs = append(errs, fmt.Errorf("proxy: HTTP.%s is negative: %d", c.name, c.v))
+			}
+		}
+		if h.Retry.Ratio < 0 || h.Retry.Ratio > 10 {
+			errs = append(errs, fmt.Errorf("proxy: HTTP.Retry.Ratio %v is outside 0..10", h.Retry.Ratio))
+		}
+		h.initErr = errors.Join(errs...)
+		h.retry = h.Retry.withDefaults()
+		h.budget = newBudget(h.retry, time.Now())
+		h.baseCtx, h.cancel = context.WithCancel(context.Background())
+		h.rp = &httputil.ReverseProxy{
+			Rewrite:        h.rewrite,
+			Transport:      roundTripper{h},
+			ModifyResponse: h.modifyResponse,
+			ErrorHandler:   h.errorHandler,
+			BufferPool:     bufferPool{&h.bufs},
+			ErrorLog:       log.New(io.Discard, "", 0),
+			FlushInterval:  -1, // stream: a proxy must not hold back a target's bytes
+		}
+		if h.ErrorLog != nil {
+			h.rp.ErrorLog = slog.NewLogLogger(h.ErrorLog.Handler(), slog.LevelWarn)
+		}
+		h.pool.New = func() any { return &reqState{dial: new(dialTiming)} }
+		h.bufs.New = func() any { return new([copyBufferSize]byte) }
+	})
+	return h.initErr
+}
+
+// SetRouter replaces the router. It applies to the next request.
+func (h *HTTP) SetRouter(r *Router) { h.router.Store(r) }
+
+// SetACL replaces the access control. It applies to the next connection
+// and the next request, on established connections too. Nil admits
+// everyone.
+func (h *HTTP) SetACL(a *ACL) {
+	_ = h.setup()
+	h.acl.Store(a)
+}
+
+// SetTrustedProxies replaces the peers whose X-Forwarded-For is trusted.
+// It applies to the next request.
+func (h *HTTP) SetTrustedProxies(a *ACL) {
+	_ = h.setup()
+	h.trusted.Store(a)
+}
+
+// SetTimeouts replaces the connect, response and body timeouts. They apply
+// to the next request; zero fields take their defaults.
+func (h *HTTP) SetTimeouts(t Timeouts) {
+	_ = h.setup()
+	t = t.withDefaults()
+	h.tmo.Store(&t)
+}
+
+// Serve accepts connections on ln and serves them, over TLS when h.TLS is
+// set, until Shutdown or Close; it then returns http.ErrServerClosed. It may
+// be called for several listeners. It returns at once with an error when the
+// configuration is invalid.
+func (h *HTTP) Serve(ln net.Listener) error {
+	if err := h.setup(); err != nil {
+		ln.Close()
+		return err
+	}
+	idle := h.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	hdrTimeout := h.RequestTimeout
+	if hdrTimeout == 0 {
+		hdrTimeout = DefaultRequestTimeout
+	}
+	maxHdr := h.MaxHeaderBytes
+	if maxHdr == 0 {
+		maxHdr = DefaultMaxHeaderBytes
+	}
+	errLog := log.New(&serverLog{h: h}, "", 0)
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: hdrTimeout,
+		IdleTimeout:       idle,
+		// net/http reads up to MaxHeaderBytes plus 4096 bytes of slack.
+		MaxHeaderBytes: max(maxHdr-4096, 1),
+		ErrorLog:       errLog,
+		ConnState:      h.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		BaseContext: func(net.Listener) context.Context { return h.baseCtx },
+	}
+	var cfg *tls.Config
+	if h.tls != nil {
+		cfg = h.tls.cfg
+		srv.TLSConfig = cfg
+		srv.TLSNextProto = nil // net/http adds HTTP/2 when NextProtos offers it
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	h.servers = append(h.servers, srv)
+	h.mu.Unlock()
+	return srv.Serve(&listener{Listener: ln, h: h, tls: cfg})
+}
+
+// Shutdown stops the proxy gracefully: listeners close at once, idle
+// connections close, and requests in flight finish (keep-alive connections
+// close after their current request). Upgraded connections (WebSocket) get
+// until ctx is done, then are closed. It returns when everything has ended,
+// or ctx's error when it is done first (everything is then closed).
+func (h *HTTP) Shutdown(ctx context.Context) error {
+	_ = h.setup()
+	h.mu.Lock()
+	h.closed = true
+	srvs := h.servers
+	h.mu.Unlock()
+	var errs []error
+	for _, s := range srvs {
+		if err := s.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+			s.Close()
+		}
+	}
+	done := make(chan struct{})
+	go func() { h.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		h.cancel()
+		<-done
+		errs = append(errs, ctx.Err())
+	}
+	h.cancel()
+	h.closeTransports()
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// Close stops the proxy at once: listeners and connections close, requests
+// in flight and upgraded connections are cut. It waits for their handlers
+// to return.
+func (h *HTTP) Close() error {
+	_ = h.setup()
+	h.mu.Lock()
+	h.closed = true
+	srvs := h.servers
+	h.mu.Unlock()
+	h.cancel()
+	var err error
+	for _, s := range srvs {
+		if e := s.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	h.handlers.Wait()
+	h.closeTransports()
+	return err
+}
+
+func (h *HTTP) closeTransports() {
+	h.transports.Range(func(k, v any) bool {
+		v.(*transport).t.CloseIdleConnections()
+		return true
+	})
+}
+
+// connKey is the context key of the request's connection.
+type connKey struct{}
+
+// reqKey is the context key of the request's state.
+type reqKey struct{}
+
+// reqState is the state of one proxied request, pooled.
+type reqState struct {
+	h      *HTTP
+	in     *http.Request
+	up     *Upstream
+	peer   netip.AddrPort
+	client netip.Addr
+	start  time.Time
+	rule   string
+	method string
+	host   string
+	path   string
+	proto  string
+	tls    bool
+
+	tried    []string
+	attempts []attempt
+	choice   Choice
+	chosen   bool // choice holds a live pick to release
+	upStatus int
+	status   int    // what the proxy answered itself, 0 if the target did
+	errText  string // why
+
+	dial  *dialTiming // kept across reset
+	body  *clientBody // nil without a body
+	resp  respBody
+	reply *replay
+}
+
+// dialTiming passes a connect time from the transport's dialing goroutine
+// to the attempt.
+type dialTiming struct {
+	gen   atomic.Uint64 // bumped when the request state is recycled
+	nanos atomic.Int64  // the attempt's connect time; -1: none (a reused connection)
+}
+
+func (rs *reqState) reset() {
+	tried, attempts, dial := rs.tried[:0], rs.attempts[:0], rs.dial
+	dial.gen.Add(1)
+	*rs = reqState{tried: tried, attempts: attempts, dial: dial}
+}
+
+// ServeHTTP proxies one request. It makes HTTP an http.Handler too, for use
+// behind another server; Serve uses it.
+func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h.setup(); err != nil {
+		http.Error(w, "proxy misconfigured", http.StatusInternalServerError)
+		return
+	}
+	start := time.Now()
+	h.handlers.Add(1)
+	defer h.handlers.Done()
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		if hc := rawConn(c); hc != nil {
+			hc.served.Store(true)
+		}
+	}
+	st := &h.stats
+	st.requests.Add(1)
+	st.activeRequests.Add(1)
+	defer st.activeRequests.Add(-1)
+
+	rs := h.pool.Get().(*reqState)
+	defer func() { rs.reset(); h.pool.Put(rs) }()
+	rs.h, rs.in, rs.start = h, r, start
+	rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
+	rs.client = rs.peer.Addr().Unmap()
+	rs.method, rs.host, rs.path, rs.proto, rs.tls = r.Method, r.Host, r.URL.Path, r.Proto, r.TLS != nil
+	rs.rule = "-"
+
+	if !h.acl.Load().Allows(rs.peer.Addr()) {
+		st.refusedRequests.Add(1)
+		if h.OnRefused != nil {
+			h.OnRefused(rs.peer)
+		}
+		h.answer(w, rs, http.StatusForbidden, "client refused by the ACL")
+		return
+	}
+	h.budget.deposit()
+	maxURI := h.MaxURILength
+	if maxURI == 0 {
+		maxURI = DefaultMaxURILength
+	}
+	maxBody := h.MaxBodyBytes
+	if maxBody == 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	switch {
+	case len(r.RequestURI) > maxURI:
+		h.answer(w, rs, http.StatusRequestURITooLong, "URI of "+strconv.Itoa(len(r.RequestURI))+" bytes is over the limit")
+		return
+	case r.ContentLength > maxBody:
+		w.Header().Set("Connection", "close")
+		h.answer(w, rs, http.StatusRequestEntityTooLarge, "body of "+strconv.FormatInt(r.ContentLength, 10)+" bytes is over the limit")
+		return
+	case h.tls.misdirected(r.Host, r.TLS):
+		h.stats.misdirected.Add(1)
+		h.answer(w, rs, http.StatusMisdirectedRequest, "Host "+r.Host+" needs client authentication its SNI did not")
+		return
+	}
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent beside Transfer-Encoding
+		// before the handler sees the request, so the two cannot be told
+		// apart: every chunked request closes its connection afterwards,
+		// as RFC 9112 §6.1 asks for TE+CL (browsers send no chunked
+		// requests, so only odd clients pay a reconnection).
+		w.Header().Set("Connection", "close")
+	}
+	stripH2C(r.Header)
+
+	rt := h.router.Load()
+	if rt == nil {
+		h.answer(w, rs, http.StatusServiceUnavailable, "no router")
+		return
+	}
+	route := rt.match(normalizeHost(r.Host), cleanPath(r.URL.Path))
+	rs.rule = route.name
+	switch a := &route.action; {
+	case a.Redirect != nil:
+		rs.status = a.Redirect.serve(w, r, r.TLS != nil)
+		h.finish(rs, rs.status, 0)
+		return
+	case a.Fixed != nil:
+		rs.status = a.Fixed.serve(w)
+		h.finish(rs, rs.status, int64(len(a.Fixed.Body)))
+		return
+	}
+	rs.up = route.upstream()
+	rs.client = clientAddr(r.Header["X-Forwarded-For"], rs.peer.Addr(), h.trusted.Load())
+	if r.Body != nil && r.Body != http.NoBody {
+		rs.body = &clientBody{src: r.Body, limit: maxBody, w: w, deadline: start.Add(h.tmo.Load().Request)}
+		r.Body = rs.body
+	}
+
+	out := r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
+	defer func() {
+		if rs.reply != nil {
+			rs.reply.detach() // the transport may still hold the body
+		}
+		if rs.chosen {
+			rs.release()
+		}
+		if p := recover(); p != nil {
+			// ReverseProxy aborts with http.ErrAbortHandler when copying
+			// the response fails half-way (the client or the target went
+			// away): log what was sent, then let net/http close the
+			// connection.
+			status := rs.upStatus
+			if r.Context().Err() != nil {
+				status = StatusClientClosed
+			}
+			rs.errText = "response cut: " + fmt.Sprint(p)
+			h.finish(rs, status, rs.resp.n)
+			panic(p)
+		}
+	}()
+	h.rp.ServeHTTP(w, out)
+	status := rs.status
+	if status == 0 {
+		status = rs.upStatus
+	}
+	h.finish(rs, status, rs.resp.n)
+}
+
+// bodyErr returns why reading the client's body failed, if it did.
+func (rs *reqState) bodyErr() error {
+	if rs.body == nil {
+		return nil
+	}
+	return rs.body.failure()
+}
+
+// release ends the chosen target's request.
+func (rs *reqState) release() {
+	rs.chosen = false
+	rs.choice.st.activeRequests.Add(-1)
+	rs.choice.Done()
+}
+
+// answer writes the proxy's own response and finishes the request.
+func (h *HTTP) answer(w http.ResponseWriter, rs *reqState, code int, why string) {
+	rs.status, rs.errText = code, why
+	if code != StatusClientClosed {
+		body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
+		hd := w.Header()
+		hd.Set("Content-Type", "text/plain; charset=utf-8")
+		hd.Set("Content-Length", strconv.Itoa(len(body)))
+		hd.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(code)
+		io.WriteString(w, body)
+		h.finish(rs, code, int64(len(body)))
+		return
+	}
+	h.finish(rs, code, 0)
+}
+
+// finish counts and logs a request once.
+func (h *HTTP) finish(rs *reqState, status int, n int64) {
+	if rs.h == nil { // already finished
+		return
+	}
+	h.stats.observe(status)
+	switch status {
+	case http.StatusRequestTimeout:
+		h.stats.requestTimeouts.Add(1)
+	case StatusClientClosed:
+		h.stats.clientClosed.Add(1)
+	}
+	h.logAccess(rs.in.Context(), rs, status, n, time.Since(rs.start), rs.errText)
+	rs.h = nil
+}
+
+// rewrite builds the outgoing request's headers (ReverseProxy has already
+// removed hop-by-hop headers and the incoming X-Forwarded-*).
+func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
+	rs := pr.In.Context().Value(reqKey{}).(*reqState)
+	in, out := pr.In, pr.Out
+	out.URL.Scheme = "http"
+	if rs.up.TLS != nil {
+		out.URL.Scheme = "https"
+	}
+	out.URL.Host = "target" // set per attempt
+	out.Host = in.Host
+	peer := rs.peer.Addr()
+	trusted := h.trusted.Load().Allows(peer) && h.trusted.Load() != nil
+	hd := out.Header
+	hd["X-Forwarded-For"] = []string{xffValue(in.Header["X-Forwarded-For"], peer, trusted)}
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	hd["X-Forwarded-Proto"] = []string{proto}
+	hd["X-Forwarded-Host"] = []string{in.Host}
+	if la, ok := in.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ta, ok := la.(*net.TCPAddr); ok {
+			hd["X-Forwarded-Port"] = []string{strconv.Itoa(ta.Port)}
+		}
+	}
+	if h.Forwarded {
+		fwd := forwardedValue(peer, in.Host, proto)
+		if prior := in.Header["Forwarded"]; trusted && len(prior) > 0 {
+			fwd = strings.Join(prior, ", ") + ", " + fwd
+		}
+		hd["Forwarded"] = []string{fwd}
+	} else if !trusted {
+		delete(hd, "Forwarded")
+	}
+}
+
+// modifyResponse runs when a target's response header arrives, before it is
+// written to the client: stickiness is remembered here, so that a cookie
+// policy can set its cookie.
+func (h *HTTP) modifyResponse(resp *http.Response) error {
+	rs := resp.Request.Context().Value(reqKey{}).(*reqState)
+	rs.upStatus = resp.StatusCode
+	rs.up.Remember(balancer.PickInfo{Source: rs.client}, rs.in, rs.choice, resp.Header)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		rs.resp = respBody{rs: rs, src: resp.Body, at: rs.resp.at}
+		resp.Body = &rs.resp
+	}
+	return nil
+}
+
+// errorHandler answers when no target gave a response.
+func (h *HTTP) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	rs := r.Context().Value(reqKey{}).(*reqState)
+	code, why := h.classify(rs, r, err)
+	switch code {
+	case http.StatusRequestTimeout, http.StatusRequestEntityTooLarge:
+		w.Header().Set("Connection", "close")
+	case http.StatusServiceUnavailable:
+		h.stats.noTarget.Add(1)
+	}
+	rs.status, rs.errText = code, why
+	if code == StatusClientClosed {
+		return
+	}
+	body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
+	hd := w.Header()
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	io.WriteString(w, body)
+	rs.resp.n = int64(len(body))
+}
+
+// classify maps a failed request to the proxy's answer.
+func (h *HTTP) classify(rs *reqState, r *http.Request, err error) (int, string) {
+	if be := rs.bodyErr(); be != nil {
+		switch {
+		case errors.Is(be, errBodyTooLarge):
+			return http.StatusRequestEntityTooLarge, "body over the limit"
+		case isTimeout(be):
+			return http.StatusRequestTimeout, "request body not received in time"
+		}
+		return StatusClientClosed, "client body: " + be.Error()
+	}
+	if r.Context().Err() != nil && h.baseCtx.Err() == nil {
+		return StatusClientClosed, "client went away"
+	}
+	var de *dialError
+	switch {
+	case errors.Is(err, balancer.ErrNoTarget):
+		return http.StatusServiceUnavailable, err.Error()
+	case errors.As(err, &de):
+		if isTimeout(de.err) {
+			return http.StatusGatewayTimeout, "connect: " + de.err.Error()
+		}
+		return http.StatusBadGateway, "connect: " + de.err.Error()
+	case isTimeout(err):
+		return http.StatusGatewayTimeout, "response timeout"
+	}
+	return http.StatusBadGateway, err.Error()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+}
+
+// errBodyTooLarge is a client body's read error past MaxBodyBytes.
+var errBodyTooLarge = errors.New("proxy: request body over the limit")
+
+// clientBody wraps the client's request body: it enforces MaxBodyBytes on
+// bodies of unknown length, bounds the wait for the body by the request
+// timeout (a read deadline on the connection, set on first read and cleared
+// at the end, so bodiless requests pay nothing), and remembers why reading
+// failed so the answer can be 408 or 413 rather than 502. Reads come from
+// the transport's goroutine, through a replay that the handler detaches
+// before the request state is recycled.
+type clientBody struct {
+	src      io.ReadCloser
+	w        http.ResponseWriter
+	limit    int64
+	deadline time.Time
+
+	mu    sync.Mutex // guards the fields below
+	rc    *http.ResponseController
+	n     int64
+	armed bool
+	done  bool
+	err   error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if err := b.err; err != nil {
+		b.mu.Unlock()
+		return 0, err
+	}
+	if !b.armed {
+		b.armed = true
+		b.rc = http.NewResponseController(b.w)
+		_ = b.rc.SetReadDeadline(b.deadline)
+	}
+	b.mu.Unlock()
+	n, err := b.src.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n += int64(n)
+	if b.n > b.limit {
+		b.err = errBodyTooLarge
+		return n, b.err
+	}
+	switch {
+	case err == io.EOF:
+		b.disarmLocked()
+	case err != nil:
+		b.err = err
+	}
+	return n, err
+}
+
+// failure returns why reading failed, if it did.
+func (b *clientBody) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+func (b *clientBody) disarmLocked() {
+	if b.armed && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+}
+
+func (b *clientBody) Close() error {
+	b.mu.Lock()
+	b.disarmLocked()
+	b.mu.Unlock()
+	return b.src.Close()
+}
+
+// respBody wraps a target's response body to count bytes and time its end.
+type respBody struct {
+	rs   *reqState
+	src  io.ReadCloser
+	n    int64
+	at   time.Time // the attempt's start
+	done bool
+}
+
+func (b *respBody) Read(p []byte) (int, error) {
+	n, err := b.src.Read(p)
+	b.n += int64(n)
+	if err != nil {
+		b.end()
+	}
+	return n, err
+}
+
+func (b *respBody) end() {
+	if !b.done {
+		b.done = true
+		if k := len(b.rs.attempts); k > 0 {
+			b.rs.attempts[k-1].response = time.Since(b.at)
+		}
+	}
+}
+
+func (b *respBody) Close() error {
+	b.end()
+	return b.src.Close()
+}
+
+// copyBufferSize is the size of ReverseProxy's copy buffers.
+const copyBufferSize = 32 << 10
+
+// bufferPool is ReverseProxy's copy buffers, pooled as array pointers so
+// that Put allocates nothing.
+type bufferPool struct{ p *sync.Pool }
+
+func (b bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
+
+func (b bufferPool) Put(buf []byte) {
+	if len(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf))
+	}
+}
+
+// serverLog receives net/http's error log: it counts TLS handshake errors
+// and passes the lines to ErrorLog.
+type serverLog struct{ h *HTTP }
+
+func (l *serverLog) Write(p []byte) (int, error) {
+	s := strings.TrimSpace(string(p))
+	if strings.Contains(s, "TLS handshake error") {
+		l.h.stats.tlsErrors.Add(1)
+	}
+	if l.h.ErrorLog != nil {
+		l.h.ErrorLog.Warn(s)
+	}
+	return len(p), nil
+}

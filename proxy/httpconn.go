@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+)
+
+// listener is the HTTP proxy's accept side: it refuses clients the ACL
+// denies before any byte is read, counts connections, and wraps each in an
+// httpConn (under TLS when the listener is HTTPS, so net/http still sees a
+// *tls.Conn and offers HTTP/2).
+type listener struct {
+	net.Listener
+	h   *HTTP
+	tls *tls.Config
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		peer := addrPortOf(c.RemoteAddr())
+		if !l.h.acl.Load().Allows(peer.Addr()) {
+			l.h.stats.refusedConns.Add(1)
+			c.Close()
+			if l.h.OnRefused != nil {
+				l.h.OnRefused(peer)
+			}
+			continue
+		}
+		l.h.stats.conns.Add(1)
+		l.h.stats.activeConns.Add(1)
+		hc := &httpConn{Conn: c, h: l.h, peer: peer}
+		if l.tls != nil {
+			return tls.Server(hc, l.tls), nil
+		}
+		return hc, nil
+	}
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// httpConn is a client connection as the proxy sees it, under TLS if any.
+// It exists for what net/http does not offer: a 408 answer when a request's
+// headers time out (net/http closes silently), and counting the errors
+// net/http answers by itself (400, 431, 501, 505) before any handler runs.
+type httpConn struct {
+	net.Conn
+	h    *HTTP
+	peer netip.AddrPort
+
+	timedOut atomic.Bool // a read hit its deadline
+	served   atomic.Bool // a handler ran for the current request
+	closed   atomic.Bool
+}
+
+func (c *httpConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.timedOut.Store(true)
+		}
+	}
+	return n, err
+}
+
+// Write sees what net/http writes on a plain connection. A response written
+// while no handler ran for the current request is one net/http made itself
+// for a request it could not parse: its status is counted and logged.
+func (c *httpConn) Write(p []byte) (int, error) {
+	if !c.served.Load() && len(p) >= 12 && string(p[:9]) == "HTTP/1.1 " {
+		if code := atoi3(p[9:12]); code >= 400 {
+			c.h.stats.malformed.Add(1)
+			c.h.stats.observe(code)
+			c.h.logMalformed(c.peer, code)
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+func atoi3(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func (c *httpConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.h.stats.activeConns.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+// rawConn returns the httpConn under c (a *tls.Conn or the httpConn
+// itself), or nil for connections the proxy did not accept.
+func rawConn(c net.Conn) *httpConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	hc, _ := c.(*httpConn)
+	return hc
+}
+
+// request408 is the answer to a request whose headers did not arrive in
+// time.
+const request408 = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 20\r\n\r\n408 Request Timeout\n"
+
+// connState follows net/http's connection states. net/http reports
+// StateActive right after it stops reading a request's headers, on the
+// connection's goroutine, before it acts on an error: when that read ended
+// in a timeout with bytes of a request received, the client gets its 408
+// here, through TLS if any, before net/http closes the connection.
+func (h *HTTP) connState(c net.Conn, s http.ConnState) {
+	hc := rawConn(c)
+	if hc == nil {
+		return
+	}
+	switch s {
+	case http.StateActive:
+		if hc.timedOut.Load() && !hc.served.Load() {
+			if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+				return
+			}
+			hc.served.Store(true) // the 408 is not net/http's error answer
+			_, _ = c.Write([]byte(request408))
+			h.stats.observe(http.StatusRequestTimeout)
+			h.stats.requestTimeouts.Add(1)
+			h.logMalformed(hc.peer, http.StatusRequestTimeout)
+		}
+	case http.StateIdle:
+		hc.served.Store(false)
+		hc.timedOut.Store(false)
+	case http.StateClosed, http.StateHijacked:
+		if s == http.StateClosed {
+			hc.Close()
+		}
+	}
+}
