@@ -45,8 +45,11 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
 	}
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap

@@ -16,10 +16,6 @@ import (
 
 // Defaults of the TCP proxy, from the reference load balancers.
 const (
-	// DefaultConnectTimeout is how long connecting to one target may take
-	// (including the TLS handshake and PROXY header to it) before the next
-	// target is tried.
-	DefaultConnectTimeout = 5 * time.Second
 	// DefaultConnectAttempts is how many targets a new connection tries at
 	// most.
 	DefaultConnectAttempts = 3
@@ -426,15 +422,6 @@ func (p *TCP) Stats() TCPStats {
 
 // addrPortOf returns a TCP or UDP address as a netip.AddrPort, or the zero
 // value for other kinds.
-func addrPortOf(a net.Addr) netip.AddrPort {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.AddrPort()
-	case *net.UDPAddr:
-		return a.AddrPort()
-	}
-	return netip.AddrPort{}
-}
 
 // tcpConnOf returns the *net.TCPConn under c (through TLS), or nil.
 func tcpConnOf(c net.Conn) *net.TCPConn {
