@@ -40,6 +40,7 @@ type LoadBalancer struct {
 	mu        sync.Mutex // serialises control-plane work; guards the fields below
 	cfg       *config
 	started   bool
+	stopping  bool // Shutdown is waiting for connections to end
 	stopped   bool
 	flows     *proxy.FlowTable
 	groups    map[string]*group
@@ -135,23 +136,36 @@ func (l *LoadBalancer) Serve(ctx context.Context) error {
 // whatever is left is closed. Health checks and discovery stop. It returns
 // ctx's error if connections had to be cut.
 func (l *LoadBalancer) Shutdown(ctx context.Context) error {
+	// Stop accepting under the lock, wait without it (so Stats, Diagnose
+	// and Addr still answer meanwhile), then tear down under it again.
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped {
+	if l.stopped || l.stopping {
+		l.mu.Unlock()
 		return nil
 	}
-	var eg errgroup.Group
+	l.stopping = true
+	var servers []server
 	for _, li := range l.listeners {
 		if li.view != nil {
 			li.view.Close()
 		}
-		li.closeSocket() // stop accepting at once: nobody waits in a backlog
-		s := li.server()
+		li.closeSocket() // nobody waits in a backlog
+		servers = append(servers, li.server())
+	}
+	l.mu.Unlock()
+
+	var eg errgroup.Group
+	for _, s := range servers {
 		eg.Go(func() error { return s.Shutdown(ctx) })
 	}
 	err := eg.Wait()
-	l.teardown(err)
-	l.log.Info("load balancer stopped")
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.teardown(err)
+		l.log.Info("load balancer stopped")
+	}
 	return err
 }
 
@@ -217,7 +231,7 @@ func (l *LoadBalancer) Reconfigure(opts ...Option) error {
 func (l *LoadBalancer) change(f func(*config) *config) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stopped {
+	if l.stopped || l.stopping {
 		return ErrClosed
 	}
 	c := f(l.cfg.clone())

@@ -145,7 +145,8 @@ func TestShutdownIsGraceful(t *testing.T) {
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())
-	c, err := net.Dial("tcp", addr(t, l, "tcp"))
+	front := addr(t, l, "tcp")
+	c, err := net.Dial("tcp", front)
 	require.NoError(t, err)
 	ask(t, c, "before")
 	done := make(chan error, 1)
@@ -154,15 +155,17 @@ func TestShutdownIsGraceful(t *testing.T) {
 	go func() { done <- l.Shutdown(ctx) }()
 	// New connections are refused once the listener stops accepting...
 	require.Eventually(t, func() bool {
-		nc, err := net.DialTimeout("tcp", addr(t, l, "tcp"), time.Second)
+		nc, err := net.DialTimeout("tcp", front, time.Second)
 		if err != nil {
 			return true
 		}
 		nc.Close()
 		return false
 	}, 10*time.Second, 5*time.Millisecond)
-	// ...while the established one keeps working until it ends.
+	// ...while the established one keeps working until it ends, and the
+	// load balancer still answers questions.
 	assert.Equal(t, "a", ask(t, c, "during shutdown"))
+	assert.Len(t, l.Stats().Listeners, 1)
 	c.Close()
 	require.NoError(t, <-done)
 	assert.ErrorIs(t, l.AddTarget("app", a.addr), ErrClosed)

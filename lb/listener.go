@@ -233,18 +233,28 @@ func (l *LoadBalancer) updateListener(li *listener, cfg *listenerConfig) error {
 	return l.serveListener(li, cfg)
 }
 
-// retire shuts a replaced or removed proxy down in the background: it
-// finishes what it has (L7 keep-alive connections up to their idle timeout;
-// L4 connections until they end) and is closed if the load balancer closes
-// first.
+// retire lets a replaced or removed proxy finish in the background; its
+// listener view is already closed, so it accepts nothing new. A TCP proxy
+// finishes its connections (Shutdown waits for them). An HTTP proxy keeps
+// serving its keep-alive connections until they go idle for their idle
+// timeout, as the reference does when an L7 listener is deleted; closing
+// them at once (Shutdown) would race clients sending their next request on
+// them. Whatever is left when the load balancer closes is closed.
 func (l *LoadBalancer) retire(s server) {
 	l.retiring.Add(1)
 	l.eg.Go(func() error {
 		defer l.retiring.Add(-1)
-		select {
-		case <-l.closing:
-			return s.Close()
-		default:
+		if h, ok := s.(*proxy.HTTP); ok {
+			t := time.NewTicker(retirePoll)
+			defer t.Stop()
+			for h.Stats().ActiveConnections > 0 {
+				select {
+				case <-l.closing:
+					return h.Close()
+				case <-t.C:
+				}
+			}
+			return h.Close()
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -261,6 +271,10 @@ func (l *LoadBalancer) retire(s server) {
 		return nil
 	})
 }
+
+// retirePoll is how often a retiring HTTP proxy is checked for connections
+// left.
+const retirePoll = 250 * time.Millisecond
 
 // stop stops a removed listener: an L4 listener at once (connections
 // closed), an L7 one gracefully (keep-alive connections finish).
