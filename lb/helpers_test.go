@@ -187,7 +187,17 @@ func startLB(t *testing.T, opts ...Option) *LoadBalancer {
 	l, err := New(append([]Option{WithLogger(quietLog)}, opts...)...)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() {
+		if t.Failed() { // what the load balancer saw, to explain the failure
+			st := l.Stats()
+			for _, ls := range st.Listeners {
+				t.Logf("listener %s: tcp %+v udp %+v http %+v", ls.Name, ls.TCP, ls.UDP, ls.HTTP)
+			}
+			t.Logf("flows: %+v", st.Flows)
+			t.Logf("diagnosis:\n%s", l.Diagnose(Query{}))
+		}
+		l.Close()
+	})
 	return l
 }
 
