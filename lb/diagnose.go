@@ -294,11 +294,7 @@ func describeUnhealthy(st healthcheck.Status, cfg *groupConfig) string {
 		fmt.Fprintf(&b, " (%d consecutive failed checks)", st.Failures)
 	}
 	if st.Successes > 0 {
-		need := max(cfg.health.HealthyThreshold, 1)
-		if cfg.health.HealthyThreshold == 0 {
-			need = 3
-		}
-		fmt.Fprintf(&b, " (%d of %d successes needed)", st.Successes, need)
+		fmt.Fprintf(&b, " (%d of %d successes needed)", st.Successes, cmpOr(cfg.health.HealthyThreshold, healthcheck.DefaultHealthyThreshold))
 	}
 	var recent []string
 	for _, r := range st.Results[max(0, len(st.Results)-3):] {
@@ -343,8 +339,8 @@ func (g *groupConfig) describeHealth() string {
 		b.WriteString(" on the traffic port")
 	}
 	fmt.Fprintf(&b, ", every %s, timeout %s, healthy after %d, unhealthy after %d",
-		orDuration(h.Interval, 5*time.Second), orDuration(h.Timeout, 3*time.Second),
-		cmpOr(h.HealthyThreshold, 3), cmpOr(h.UnhealthyThreshold, 3))
+		orDuration(h.Interval, healthcheck.DefaultInterval), orDuration(h.Timeout, healthcheck.DefaultTimeout),
+		cmpOr(h.HealthyThreshold, healthcheck.DefaultHealthyThreshold), cmpOr(h.UnhealthyThreshold, healthcheck.DefaultUnhealthyThreshold))
 	return b.String()
 }
 

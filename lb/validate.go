@@ -91,7 +91,23 @@ func (c *config) validate() error {
 			add("%s: certificates are set but a %s listener does not use TLS", where, l.proto)
 		}
 	}
+	if errs != nil {
+		errs.ErrorFormat = formatErrors
+	}
 	return errs.ErrorOrNil()
+}
+
+// formatErrors lists configuration problems one per line, without the
+// trailing blank line of multierror's default format.
+func formatErrors(es []error) string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = "\t* " + e.Error()
+	}
+	return fmt.Sprintf("%d problems:\n%s", len(es), strings.Join(lines, "\n"))
 }
 
 // actionProblems checks what a listener forwards to: its default action and,
@@ -247,7 +263,7 @@ func (h *HealthCheck) problems(p Protocol) []error {
 	if h.Interval < 0 || h.Timeout < 0 {
 		add("interval %s and timeout %s must not be negative", h.Interval, h.Timeout)
 	}
-	iv, to := orDuration(h.Interval, 5*time.Second), orDuration(h.Timeout, 3*time.Second)
+	iv, to := orDuration(h.Interval, healthcheck.DefaultInterval), orDuration(h.Timeout, healthcheck.DefaultTimeout)
 	if to >= iv {
 		add("timeout %s must be below the interval %s", to, iv)
 	}
