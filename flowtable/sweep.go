@@ -14,7 +14,8 @@ const sweepBatch = 256
 // clock's reading; with WithManualSweep the caller does, which makes expiry
 // exact in tests. The clock never goes backwards: a now earlier than a
 // previous sweep's expires what is due at the previous one. Sweeps are
-// serialised; Sweep must not be called from the expiry callback.
+// serialised; Sweep must not be called from the expiry callback. After
+// Close it does nothing.
 //
 // # Expiry rule
 //
@@ -35,6 +36,9 @@ const sweepBatch = 256
 func (t *Table[V]) Sweep(now time.Time) int {
 	t.sweepMu.Lock()
 	defer t.sweepMu.Unlock()
+	if t.closed.Load() {
+		return 0
+	}
 	t.sweepNow = now
 	c := t.tickAt(now)
 	if cur := t.tick.Load(); c > cur {

@@ -25,7 +25,7 @@ type Table[V any] struct {
 	// Read by every lookup; tick is written once per sweep.
 	shards []shard[V]
 	shift  uint   // 64 - log2(len(shards)): a key's shard is the top bits of its hash
-	seed   uint64 // hashed before every key, so that clients cannot aim collisions
+	seed   uint64 // mixed into every key's hash, so that clients cannot aim collisions
 	// tick is the coarse clock: the number of sweep intervals from the
 	// table's epoch to the latest sweep, plus 1 (0 marks a flow that is not
 	// live, see entry.seen). Only Sweep advances it, and never backwards.
@@ -232,8 +232,8 @@ func (t *Table[V]) Lookup(k Key) (v V, ok bool) {
 // Before create runs, the new flow is checked against the capacity and the
 // per-source limit. When either is reached the flow is refused with ErrFull
 // or ErrSourceLimit and counted, create is not called, and no established
-// flow is touched. LoadOrCreate returns ErrInvalidKey for an invalid key and
-// ErrClosed after Close. These errors are returned unwrapped and refusing
+// flow is touched. LoadOrCreate returns ErrInvalidKey for an invalid key and,
+// after Close, ErrClosed for a new flow. These errors are returned unwrapped and refusing
 // allocates nothing.
 //
 // A new flow's idle timeout is the one in force for its protocol when
@@ -529,9 +529,10 @@ func (t *Table[V]) SetFlowTimeout(k Key, d time.Duration) error {
 
 // Close stops the table's sweeper goroutine and waits for it to return; it
 // must not be called from the expiry callback. Afterwards no flow expires
-// and LoadOrCreate returns ErrClosed, while Lookup, Delete, Range and Stats
-// keep working so that the owner can drain the flows. Close is idempotent
-// and returns nil.
+// (Sweep does nothing) and LoadOrCreate refuses new flows with ErrClosed,
+// while Lookup, LoadOrCreate of existing flows, Delete, Range and Stats keep
+// working, so that the owner can drain the flows. Close is idempotent and
+// returns nil.
 func (t *Table[V]) Close() error {
 	t.closed.Store(true)
 	if t.stop != nil {

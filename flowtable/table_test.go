@@ -480,6 +480,7 @@ func TestCloseStopsSweeperAndRefusesNewFlows(t *testing.T) {
 	require.NoError(t, tb.Close())
 	require.NoError(t, tb.Close(), "Close is idempotent")
 	require.ErrorIs(t, create(tb, key4(TCP, 3)), ErrClosed)
+	require.Zero(t, tb.Sweep(time.Now().Add(time.Hour)), "a closed table expires nothing")
 	// What is in the table can still be read and drained.
 	_, ok := tb.Lookup(key4(TCP, 2))
 	require.True(t, ok)

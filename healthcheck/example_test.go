@@ -88,8 +88,8 @@ func ExampleMonitor() {
 	}
 	changes := make(chan healthcheck.Change, 10)
 	m, err := healthcheck.New(healthcheck.TCP{},
-		healthcheck.WithInterval(50*time.Millisecond),
-		healthcheck.WithTimeout(50*time.Millisecond),
+		healthcheck.WithInterval(200*time.Millisecond),
+		healthcheck.WithTimeout(200*time.Millisecond),
 		healthcheck.WithRetries(1),
 		healthcheck.WithOnChange(func(c healthcheck.Change) { changes <- c }),
 	)

@@ -138,8 +138,8 @@ func (s *scripted) Check(_ context.Context, t Target) error {
 	return s.errs[t.ID]
 }
 
-// refused is what scripted checks return for a failure.
-var refused = &CheckError{Reason: "connection refused"}
+// errRefused is what scripted checks return for a failure.
+func errRefused() error { return &CheckError{Reason: "connection refused"} }
 
 // record is one check result as the Monitor's test hook saw it.
 type record struct {

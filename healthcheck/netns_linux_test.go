@@ -6,13 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,9 +22,6 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/sys/unix"
 )
-
-// netnsSeq numbers the namespaces one test process creates.
-var netnsSeq atomic.Int32
 
 // testNetns is a network namespace the test created, joined to the root
 // namespace by a veth pair. Its addresses are private (10.0.0.0/8,
@@ -50,7 +47,12 @@ func newNetns(t *testing.T) *testNetns {
 			t.Skip("needs the ip command (iproute2)")
 		}
 	}
-	pid, n := os.Getpid(), int(netnsSeq.Add(1))
+	// Names and subnets come from the process and the test name, so
+	// concurrent test processes (and the other tests of this one, should a
+	// cleanup fail) never collide.
+	h := fnv.New32a()
+	h.Write([]byte(t.Name()))
+	pid, n := os.Getpid(), int(h.Sum32()%60)+1
 	ns := &testNetns{
 		name:  fmt.Sprintf("lbkit-hc-%d-%d", pid, n),
 		ip:    ipCmd,
@@ -160,7 +162,7 @@ func TestUDPCheckInNetns(t *testing.T) {
 			open := Target{ID: "open", Addr: pc.LocalAddr().String()}
 			closed := Target{ID: "closed", Addr: net.JoinHostPort(f.target.String(), "9")} // discard: nothing listens
 
-			require.NoError(t, u.Check(timeoutCtx(t, 300*time.Millisecond), open), "echo reply, then silence")
+			require.NoError(t, u.Check(timeoutCtx(t, 500*time.Millisecond), open), "echo reply, then silence")
 			err = u.Check(timeoutCtx(t, wait), closed)
 			assert.Equal(t, "ICMP port unreachable", Reason(err), "echo reply, then port unreachable")
 
@@ -182,7 +184,7 @@ func TestUDPCheckInNetns(t *testing.T) {
 func TestMonitorUDPInNetns(t *testing.T) {
 	ns := newNetns(t)
 	u := newUDPOrSkip(t, UDPConfig{})
-	h := newHarness(t, u, WithInterval(100*time.Millisecond), WithTimeout(50*time.Millisecond), WithRetries(1))
+	h := newHarness(t, u, WithInterval(200*time.Millisecond), WithTimeout(150*time.Millisecond), WithRetries(1))
 	var pc net.PacketConn
 	var err error
 	require.NoError(t, ns.do(func() { pc, err = net.ListenPacket("udp", net.JoinHostPort(ns.ns4.String(), "0")) }))
@@ -195,8 +197,8 @@ func TestMonitorUDPInNetns(t *testing.T) {
 	ns.sysctl(t, "net.ipv4.icmp_echo_ignore_all", "1")
 	c = h.change(t)
 	assert.Equal(t, Unhealthy, c.New.State)
-	assert.Equal(t, "no ICMP echo reply in 50ms", c.Reason)
-	assert.Equal(t, "no ICMP echo reply in 50ms", mustStatus(t, h.Monitor, "dns").Reason)
+	assert.Equal(t, "no ICMP echo reply in 150ms", c.Reason)
+	assert.Equal(t, "no ICMP echo reply in 150ms", mustStatus(t, h.Monitor, "dns").Reason)
 }
 
 // TestPingSocketInNetns exercises the unprivileged path for real: raw

@@ -117,7 +117,7 @@ func TestEjectionCapNeverEmptiesSmallGroups(t *testing.T) {
 func TestEjectionAndHealthCombine(t *testing.T) {
 	clk := newFakeClock()
 	sc := newScripted()
-	sc.set("a", refused)
+	sc.set("a", errRefused())
 	h := newHarness(t, sc, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 		WithRetries(1), WithInitialState(Healthy), WithEjection(1, time.Minute), WithRand(seqRand(sec/2)),
 		WithTargets(Target{ID: "a", Addr: "127.0.0.1:1"}, Target{ID: "b", Addr: "127.0.0.1:2"}))

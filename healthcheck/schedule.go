@@ -75,21 +75,20 @@ func (m *Monitor) dispatch(e *entry, due time.Time) bool {
 		m.sem.Release(1)
 		return !m.closed
 	}
-	start := m.cfg.clock.Now()
-	if start.Sub(due) > m.cfg.interval/10 {
-		m.late++
-	}
 	ctx, cancel := ContextWithTimeout(m.ctx, m.cfg.timeout)
 	e.cancel = cancel
 	m.inFlight++
 	m.wg.Add(1) // m.closed is false under m.mu: Close has not reached Wait
-	go m.run(ctx, cancel, e, due, start)
+	go m.run(ctx, cancel, e, due)
 	return true
 }
 
-// run is one check's goroutine.
-func (m *Monitor) run(ctx context.Context, cancel context.CancelFunc, e *entry, due, start time.Time) {
+// run is one check's goroutine. The check starts, for the record, when
+// the goroutine runs: waiting for a slot and for the Go scheduler counts as
+// lateness, not as the target's latency.
+func (m *Monitor) run(ctx context.Context, cancel context.CancelFunc, e *entry, due time.Time) {
 	defer m.wg.Done()
+	start := m.cfg.clock.Now()
 	err := m.checker.Check(ctx, e.t)
 	cancel()
 	m.sem.Release(1)
@@ -116,6 +115,9 @@ func (m *Monitor) record(e *entry, due, start time.Time, err error) {
 		return
 	}
 	e.running, e.cancel = false, nil
+	if start.Sub(due) > m.cfg.interval/10 {
+		m.late++
+	}
 	m.checks++
 	if !r.OK {
 		m.failures++

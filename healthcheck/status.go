@@ -59,7 +59,8 @@ type Status struct {
 	// Successes and Failures count the consecutive check results toward
 	// the thresholds; one of them is always 0.
 	Successes, Failures int
-	// Checking reports that a check is running now.
+	// Checking reports that a check is running now, or is due and waiting
+	// for a free slot (see WithMaxConcurrent).
 	Checking bool
 	// NextCheck is when the next check is due; zero while one is running
 	// or when the Monitor has no checker.

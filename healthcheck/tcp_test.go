@@ -44,7 +44,7 @@ func fullBacklog(t *testing.T) string {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	for range 8 { // nobody accepts: the queue fills after a connection or two
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
 		if err != nil {
 			return addr
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +56,8 @@ type UDP struct {
 	// opened, so NewUDP succeeded).
 	err4, err6 error
 	dialer     net.Dialer
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // NewUDP opens the ICMP sockets the checker shares between all its checks:
@@ -93,17 +96,21 @@ func (u *UDP) Privileged() bool {
 }
 
 // Close closes the checker's ICMP sockets. Checks in flight fail; later
-// checks fail with "ICMP socket closed".
+// checks fail with "ICMP socket closed". Later calls return the first
+// call's result.
 func (u *UDP) Close() error {
-	var errs []error
-	for _, s := range []*icmpSocket{u.v4, u.v6} {
-		if s != nil {
-			if err := s.close(); err != nil {
-				errs = append(errs, err)
+	u.closeOnce.Do(func() {
+		var errs []error
+		for _, s := range []*icmpSocket{u.v4, u.v6} {
+			if s != nil {
+				if err := s.close(); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
-	}
-	return errors.Join(errs...)
+		u.closeErr = errors.Join(errs...)
+	})
+	return u.closeErr
 }
 
 // Check runs the echo, then the UDP probe, within ctx's deadline

@@ -66,7 +66,7 @@ func TestUDPPortOpenVersusClosed(t *testing.T) {
 			closed := closedAddr(t, "udp", host+":0")
 
 			// Open and silent: healthy once the timeout passes.
-			require.NoError(t, u.Check(timeoutCtx(t, 200*time.Millisecond), Target{ID: "a", Addr: silent}))
+			require.NoError(t, u.Check(timeoutCtx(t, 500*time.Millisecond), Target{ID: "a", Addr: silent}))
 			assert.Equal(t, "ping", string(<-got), "the probe carries the payload")
 
 			err := u.Check(timeoutCtx(t, wait), Target{ID: "a", Addr: closed})
@@ -99,6 +99,7 @@ func TestUDPHealthPortAndNames(t *testing.T) {
 func TestUDPClosed(t *testing.T) {
 	u := newUDPOrSkip(t, UDPConfig{})
 	require.NoError(t, u.Close())
+	require.NoError(t, u.Close(), "Close twice is fine")
 	err := u.Check(timeoutCtx(t, wait), Target{ID: "a", Addr: "127.0.0.1:9"})
 	assert.Equal(t, "ICMP socket closed", Reason(err))
 }

@@ -547,8 +547,8 @@ type FlowRejectedEvent struct {
 	Proto Protocol
 	// Client is the client's address.
 	Client netip.AddrPort
-	// Reason classifies the refusal: "acl", "table full", "source limit",
-	// "no target", "proxy header", ...
+	// Reason classifies the refusal: "acl", "table_full", "source_limit",
+	// "no_target", "connect", "proxy_header", "tls".
 	Reason string
 	// Err says what happened.
 	Err error

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"reflect"
 	"time"
 
@@ -83,11 +82,7 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 			Retry:          cfg.retry,
 			AccessLog:      cfg.accessLog,
 			ErrorLog:       l.log.With("listener", cfg.name),
-			OnRefused: func(client netip.AddrPort) {
-				if f := l.hooks().FlowRejected; f != nil {
-					f(FlowRejectedEvent{Listener: cfg.name, Proto: TCP, Client: client, Reason: "acl", Err: errRefusedACL})
-				}
-			},
+			OnRefuse:       l.refused(cfg.name),
 		}
 		if cfg.proto == HTTPS {
 			h.TLS = &proxy.TLS{
@@ -169,7 +164,7 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 			trusted, _ = proxy.ParseACL(cfg.trusted, nil)
 		}
 		h.SetTrustedProxies(trusted)
-		h.SetTimeouts(proxy.Timeouts{Request: cfg.requestTimeout, Connect: cfg.connectTimeout, Response: cfg.responseTimeout})
+		h.SetTimeouts(proxy.Timeouts{Idle: cfg.idle, Request: cfg.requestTimeout, Connect: cfg.connectTimeout, Response: cfg.responseTimeout})
 		r, err := l.router(cfg, func(name string) *proxy.Upstream { return l.groups[name].up() })
 		if err != nil {
 			return err
@@ -215,7 +210,7 @@ func fixedAtServe(cfg *listenerConfig) any {
 	case TCP, TLS:
 		return []any{cfg.connectAttempts, cfg.headerTimeout, cfg.trusted}
 	case HTTP, HTTPS:
-		return []any{cfg.forwarded, cfg.idle, cfg.requestTimeout, cfg.maxHeaderBytes, cfg.maxBodyBytes,
+		return []any{cfg.forwarded, cfg.maxHeaderBytes, cfg.maxBodyBytes,
 			cfg.maxURILength, cfg.retry, cfg.accessLog, cfg.minTLS, cfg.ciphers, cfg.clientAuth,
 			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2}
 	}
@@ -299,9 +294,6 @@ func (li *listener) closeSocket() {
 		li.pc.Close()
 	}
 }
-
-// errRefusedACL is the error of an HTTP client refused by the ACL.
-var errRefusedACL = errors.New("client refused by the listener's access control")
 
 // serveErr drops the errors a proxy's Serve returns on a normal stop.
 func serveErr(err error) error {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,13 +18,14 @@ import (
 	"time"
 
 	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/flowtable"
 )
 
-// Defaults of the HTTP proxy, from the reference load balancers.
+// Defaults of the HTTP proxy, from the reference load balancers. The
+// connect timeout, DefaultConnectTimeout, is shared with the TCP proxy.
 const (
 	DefaultIdleTimeout           = 60 * time.Second
 	DefaultRequestTimeout        = 60 * time.Second
-	DefaultConnectTimeout        = 5 * time.Second
 	DefaultResponseTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes        = 64 << 10
 	DefaultMaxBodyBytes          = 10 << 30
@@ -85,14 +85,13 @@ type HTTP struct {
 	TLS *TLS
 
 	// IdleTimeout is how long a keep-alive connection waits for its next
-	// request. Default: DefaultIdleTimeout. It is fixed when Serve starts.
+	// request. Default: DefaultIdleTimeout.
 	IdleTimeout time.Duration
 
 	// RequestTimeout is how long a client has to send a whole request,
 	// headers and body, from its first byte; then it gets 408 (over
 	// HTTP/1.x; HTTP/2 streams are reset) and the connection is closed.
-	// Default: DefaultRequestTimeout. The header part is fixed when Serve
-	// starts; the body part follows SetTimeouts.
+	// Default: DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
 	// ConnectTimeout bounds a connection attempt to a target; then the
@@ -133,10 +132,12 @@ type HTTP struct {
 	// and the proxy's own. Nil discards them.
 	ErrorLog *slog.Logger
 
-	// OnRefused, if set, is called for every client the ACL refuses, with
-	// its address. It is called on the accepting or serving goroutine with
-	// no lock held and must not block.
-	OnRefused func(client netip.AddrPort)
+	// OnRefuse, if set, is called for every client the ACL refuses, at
+	// accept or on a request, with Reason RefusedACL and Err wrapping
+	// ErrDenied (the hook the TCP and UDP proxies share). It is called on
+	// the accepting or serving goroutine with no lock held and must not
+	// block.
+	OnRefuse func(Refusal)
 
 	once    sync.Once
 	initErr error
@@ -157,17 +158,25 @@ type HTTP struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
-	mu       sync.Mutex // guards servers and closed
-	servers  []*http.Server
-	closed   bool
-	handlers sync.WaitGroup // requests in ServeHTTP, upgraded ones included
+	mu        sync.Mutex    // guards the fields below
+	gens      []*generation // servers of connections, the current one last
+	listeners []*listener
+	closed    bool
+	serving   sync.WaitGroup // the generations' serving goroutines
+
+	connsGone chan struct{} // signalled when the last client connection closes
+	handlers  inflight      // requests in ServeHTTP, upgraded ones included
 }
 
 // Timeouts are the HTTP proxy's timeouts that SetTimeouts changes at run
 // time. Zero fields take their defaults.
 type Timeouts struct {
-	// Request bounds the receipt of a request's body (its headers' bound
-	// is fixed when Serve starts, see HTTP.RequestTimeout).
+	// Idle is the keep-alive idle timeout of connections accepted after
+	// the change (established ones keep theirs).
+	Idle time.Duration
+	// Request bounds the receipt of a whole request from its first byte:
+	// its headers on connections accepted after the change, its body from
+	// the next request on.
 	Request time.Duration
 	// Connect bounds a connection attempt to a target.
 	Connect time.Duration
@@ -176,6 +185,9 @@ type Timeouts struct {
 }
 
 func (t Timeouts) withDefaults() Timeouts {
+	if t.Idle <= 0 {
+		t.Idle = DefaultIdleTimeout
+	}
 	if t.Request <= 0 {
 		t.Request = DefaultRequestTimeout
 	}
@@ -202,7 +214,7 @@ func (h *HTTP) setup() error {
 			h.trusted.Store(h.TrustedProxies)
 		}
 		if h.tmo.Load() == nil {
-			t := Timeouts{Request: h.RequestTimeout, Connect: h.ConnectTimeout, Response: h.ResponseTimeout}.withDefaults()
+			t := Timeouts{Idle: h.IdleTimeout, Request: h.RequestTimeout, Connect: h.ConnectTimeout, Response: h.ResponseTimeout}.withDefaults()
 			h.tmo.Store(&t)
 		}
 		if h.TLS != nil {
@@ -241,12 +253,15 @@ func (h *HTTP) setup() error {
 			ErrorHandler:   h.errorHandler,
 			BufferPool:     bufferPool{&h.bufs},
 			ErrorLog:       log.New(io.Discard, "", 0),
-			FlushInterval:  -1, // stream: a proxy must not hold back a target's bytes
+			// FlushInterval 0: ReverseProxy flushes streamed responses (no
+			// Content-Length, event streams) at once by itself, and a
+			// response of known length goes out in one write.
 		}
 		if h.ErrorLog != nil {
 			h.rp.ErrorLog = slog.NewLogLogger(h.ErrorLog.Handler(), slog.LevelWarn)
 		}
 		h.pool.New = func() any { return &reqState{dial: new(dialTiming)} }
+		h.connsGone = make(chan struct{}, 1)
 		h.bufs.New = func() any { return new([copyBufferSize]byte) }
 	})
 	return h.initErr
@@ -270,120 +285,15 @@ func (h *HTTP) SetTrustedProxies(a *ACL) {
 	h.trusted.Store(a)
 }
 
-// SetTimeouts replaces the connect, response and body timeouts. They apply
-// to the next request; zero fields take their defaults.
+// SetTimeouts replaces the timeouts; zero fields take their defaults. The
+// connect, response and body timeouts apply to the next request; the idle
+// and header timeouts to connections accepted afterwards (net/http fixes a
+// server's connection timeouts, so new connections go to a new server while
+// the established ones stay with theirs).
 func (h *HTTP) SetTimeouts(t Timeouts) {
 	_ = h.setup()
 	t = t.withDefaults()
 	h.tmo.Store(&t)
-}
-
-// Serve accepts connections on ln and serves them, over TLS when h.TLS is
-// set, until Shutdown or Close; it then returns http.ErrServerClosed. It may
-// be called for several listeners. It returns at once with an error when the
-// configuration is invalid.
-func (h *HTTP) Serve(ln net.Listener) error {
-	if err := h.setup(); err != nil {
-		ln.Close()
-		return err
-	}
-	idle := h.IdleTimeout
-	if idle == 0 {
-		idle = DefaultIdleTimeout
-	}
-	hdrTimeout := h.RequestTimeout
-	if hdrTimeout == 0 {
-		hdrTimeout = DefaultRequestTimeout
-	}
-	maxHdr := h.MaxHeaderBytes
-	if maxHdr == 0 {
-		maxHdr = DefaultMaxHeaderBytes
-	}
-	errLog := log.New(&serverLog{h: h}, "", 0)
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: hdrTimeout,
-		IdleTimeout:       idle,
-		// net/http reads up to MaxHeaderBytes plus 4096 bytes of slack.
-		MaxHeaderBytes: max(maxHdr-4096, 1),
-		ErrorLog:       errLog,
-		ConnState:      h.connState,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
-		},
-		BaseContext: func(net.Listener) context.Context { return h.baseCtx },
-	}
-	var cfg *tls.Config
-	if h.tls != nil {
-		cfg = h.tls.cfg
-		srv.TLSConfig = cfg
-		srv.TLSNextProto = nil // net/http adds HTTP/2 when NextProtos offers it
-	}
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		ln.Close()
-		return http.ErrServerClosed
-	}
-	h.servers = append(h.servers, srv)
-	h.mu.Unlock()
-	return srv.Serve(&listener{Listener: ln, h: h, tls: cfg})
-}
-
-// Shutdown stops the proxy gracefully: listeners close at once, idle
-// connections close, and requests in flight finish (keep-alive connections
-// close after their current request). Upgraded connections (WebSocket) get
-// until ctx is done, then are closed. It returns when everything has ended,
-// or ctx's error when it is done first (everything is then closed).
-func (h *HTTP) Shutdown(ctx context.Context) error {
-	_ = h.setup()
-	h.mu.Lock()
-	h.closed = true
-	srvs := h.servers
-	h.mu.Unlock()
-	var errs []error
-	for _, s := range srvs {
-		if err := s.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
-			s.Close()
-		}
-	}
-	done := make(chan struct{})
-	go func() { h.handlers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		h.cancel()
-		<-done
-		errs = append(errs, ctx.Err())
-	}
-	h.cancel()
-	h.closeTransports()
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
-}
-
-// Close stops the proxy at once: listeners and connections close, requests
-// in flight and upgraded connections are cut. It waits for their handlers
-// to return.
-func (h *HTTP) Close() error {
-	_ = h.setup()
-	h.mu.Lock()
-	h.closed = true
-	srvs := h.servers
-	h.mu.Unlock()
-	h.cancel()
-	var err error
-	for _, s := range srvs {
-		if e := s.Close(); e != nil && err == nil {
-			err = e
-		}
-	}
-	h.handlers.Wait()
-	h.closeTransports()
-	return err
 }
 
 func (h *HTTP) closeTransports() {
@@ -399,8 +309,16 @@ type connKey struct{}
 // reqKey is the context key of the request's state.
 type reqKey struct{}
 
-// reqState is the state of one proxied request, pooled.
+// reqState is the state of one proxied request, pooled. dial outlives a
+// request (the transport's dialing goroutine may read it late), so reset
+// leaves it alone.
 type reqState struct {
+	dial *dialTiming
+	reqFields
+}
+
+// reqFields are a request's state that reset clears.
+type reqFields struct {
 	h      *HTTP
 	in     *http.Request
 	up     *Upstream
@@ -422,10 +340,12 @@ type reqState struct {
 	status   int    // what the proxy answered itself, 0 if the target did
 	errText  string // why
 
-	dial  *dialTiming // kept across reset
 	body  *clientBody // nil without a body
 	resp  respBody
 	reply *replay
+
+	untrack func()    // ends an upgraded connection's registration
+	hc      *httpConn // nil when served by another server
 }
 
 // dialTiming passes a connect time from the transport's dialing goroutine
@@ -436,9 +356,8 @@ type dialTiming struct {
 }
 
 func (rs *reqState) reset() {
-	tried, attempts, dial := rs.tried[:0], rs.attempts[:0], rs.dial
-	dial.gen.Add(1)
-	*rs = reqState{tried: tried, attempts: attempts, dial: dial}
+	rs.dial.gen.Add(1)
+	rs.reqFields = reqFields{tried: rs.tried[:0], attempts: rs.attempts[:0]}
 }
 
 // ServeHTTP proxies one request. It makes HTTP an http.Handler too, for use
@@ -449,10 +368,11 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	h.handlers.Add(1)
-	defer h.handlers.Done()
+	h.handlers.add()
+	defer h.handlers.done()
+	var hc *httpConn
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
-		if hc := rawConn(c); hc != nil {
+		if hc = rawConn(c); hc != nil {
 			hc.served.Store(true)
 		}
 	}
@@ -463,7 +383,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rs := h.pool.Get().(*reqState)
 	defer func() { rs.reset(); h.pool.Put(rs) }()
-	rs.h, rs.in, rs.start = h, r, start
+	rs.h, rs.in, rs.start, rs.hc = h, r, start, hc
 	rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
 	rs.client = rs.peer.Addr().Unmap()
 	rs.method, rs.host, rs.path, rs.proto, rs.tls = r.Method, r.Host, r.URL.Path, r.Proto, r.TLS != nil
@@ -471,8 +391,8 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if !h.acl.Load().Allows(rs.peer.Addr()) {
 		st.refusedRequests.Add(1)
-		if h.OnRefused != nil {
-			h.OnRefused(rs.peer)
+		if h.OnRefuse != nil {
+			h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: rs.peer, Reason: RefusedACL, Err: ErrDenied})
 		}
 		h.answer(w, rs, http.StatusForbidden, "client refused by the ACL")
 		return
@@ -537,6 +457,9 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if rs.reply != nil {
 			rs.reply.detach() // the transport may still hold the body
+		}
+		if rs.untrack != nil {
+			rs.untrack()
 		}
 		if rs.chosen {
 			rs.release()
@@ -625,20 +548,27 @@ func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	peer := rs.peer.Addr()
 	trusted := h.trusted.Load().Allows(peer) && h.trusted.Load() != nil
 	hd := out.Header
-	hd["X-Forwarded-For"] = []string{xffValue(in.Header["X-Forwarded-For"], peer, trusted)}
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	hd["X-Forwarded-Proto"] = []string{proto}
-	hd["X-Forwarded-Host"] = []string{in.Host}
-	if la, ok := in.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ta, ok := la.(*net.TCPAddr); ok {
-			hd["X-Forwarded-Port"] = []string{strconv.Itoa(ta.Port)}
+	prior := in.Header["X-Forwarded-For"]
+	if hc := rs.hc; hc != nil {
+		if trusted && len(prior) > 0 {
+			hd["X-Forwarded-For"] = []string{xffValue(prior, peer, trusted)}
+		} else {
+			hd["X-Forwarded-For"] = hc.xff
+		}
+		hd["X-Forwarded-Proto"] = hc.proto
+		if hc.port != nil {
+			hd["X-Forwarded-Port"] = hc.port
+		}
+	} else {
+		hd["X-Forwarded-For"] = []string{xffValue(prior, peer, trusted)}
+		hd["X-Forwarded-Proto"] = []string{scheme(in)}
+		if la, ok := in.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+			hd["X-Forwarded-Port"] = []string{strconv.Itoa(la.Port)}
 		}
 	}
+	hd["X-Forwarded-Host"] = []string{in.Host}
 	if h.Forwarded {
-		fwd := forwardedValue(peer, in.Host, proto)
+		fwd := forwardedValue(peer, in.Host, scheme(in))
 		if prior := in.Header["Forwarded"]; trusted && len(prior) > 0 {
 			fwd = strings.Join(prior, ", ") + ", " + fwd
 		}
@@ -646,6 +576,14 @@ func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	} else if !trusted {
 		delete(hd, "Forwarded")
 	}
+}
+
+// scheme returns the scheme the client used.
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // modifyResponse runs when a target's response header arrives, before it is
@@ -658,7 +596,13 @@ func (h *HTTP) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		rs.resp = respBody{rs: rs, src: resp.Body, at: rs.resp.at}
 		resp.Body = &rs.resp
+		return nil
 	}
+	// An upgraded connection (WebSocket) lives on with its target: it is
+	// registered so that draining the target closes it at the deadline.
+	// Plain requests are not: they end by themselves well before any
+	// sensible drain delay, and registering each would cost a lock.
+	rs.untrack = rs.choice.st.track(resp.Body)
 	return nil
 }
 
@@ -853,4 +797,43 @@ func (l *serverLog) Write(p []byte) (int, error) {
 		l.h.ErrorLog.Warn(s)
 	}
 	return len(p), nil
+}
+
+// inflight counts handlers in flight. Unlike a sync.WaitGroup it may be
+// waited on while handlers still start (a request arriving as Close runs),
+// and it takes no lock on the request path unless someone is waiting.
+type inflight struct {
+	n       atomic.Int64
+	waiting atomic.Bool
+	mu      sync.Mutex    // guards ch
+	ch      chan struct{} // closed when n reaches 0 while waiting
+}
+
+func (f *inflight) add() { f.n.Add(1) }
+
+func (f *inflight) done() {
+	if f.n.Add(-1) == 0 && f.waiting.Load() {
+		f.mu.Lock()
+		if f.ch != nil && f.n.Load() == 0 {
+			close(f.ch)
+			f.ch = nil
+		}
+		f.mu.Unlock()
+	}
+}
+
+// idle returns a channel closed once no handler is in flight.
+func (f *inflight) idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waiting.Store(true)
+	if f.n.Load() == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	if f.ch == nil {
+		f.ch = make(chan struct{})
+	}
+	return f.ch
 }

@@ -157,20 +157,6 @@ func (l *logBuffer) logger() *slog.Logger {
 	}))
 }
 
-// waitFor polls cond every millisecond up to 5 s: for effects of another
-// goroutine that have no event to wait on (a log line written after the
-// response).
-func waitFor(t testing.TB, cond func() bool, what string) {
-	t.Helper()
-	for range 5000 {
-		if cond() {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 var errTest = errors.New("test")
 
 func hdr(kv ...string) string {

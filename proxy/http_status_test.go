@@ -30,7 +30,7 @@ func forwardTo(t testing.TB, up *Upstream) *Router {
 // flight (a record is written after the response).
 func lastLog(t testing.TB, h *HTTP, l *logBuffer) map[string]any {
 	t.Helper()
-	waitFor(t, func() bool { return h.Stats().ActiveRequests == 0 && l.String() != "" }, "the access log record")
+	waitFor(t, "the access log record", func() bool { return h.Stats().ActiveRequests == 0 && l.String() != "" })
 	lines := strings.Split(strings.TrimSpace(l.String()), "\n")
 	var m map[string]any
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &m), l.String())
@@ -45,7 +45,7 @@ func TestHTTPStatus400Malformed(t *testing.T) {
 	assert.Equal(t, 400, resp.StatusCode)
 	resp = raw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
 	assert.Equal(t, 400, resp.StatusCode)
-	waitFor(t, func() bool { return h.Stats().Malformed == 2 }, "malformed counted")
+	waitFor(t, "malformed counted", func() bool { return h.Stats().Malformed == 2 })
 	assert.Equal(t, uint64(2), h.Stats().Status[3])
 	m := lastLog(t, h, &logs)
 	assert.EqualValues(t, 400, m["status"])
@@ -57,7 +57,12 @@ func TestHTTPStatus403ACL(t *testing.T) {
 	require.NoError(t, err)
 	var refused atomic.Int64
 	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))),
-		OnRefused: func(netip.AddrPort) { refused.Add(1) }}
+		OnRefuse: func(r Refusal) {
+			assert.Equal(t, RefusedACL, r.Reason)
+			assert.ErrorIs(t, r.Err, ErrDenied)
+			assert.Equal(t, netip.MustParseAddr("127.0.0.1"), r.Client.Addr())
+			refused.Add(1)
+		}}
 	addr := serve(t, h)
 	c := client(t)
 	code, _ := get(t, c, "http://"+addr+"/") // a keep-alive connection, accepted
@@ -245,7 +250,7 @@ func TestHTTPStatus499ClientGone(t *testing.T) {
 	require.NoError(t, err)
 	<-reached
 	c.Close()
-	waitFor(t, func() bool { return h.Stats().ClientClosed == 1 }, "499")
+	waitFor(t, "499", func() bool { return h.Stats().ClientClosed == 1 })
 	m := lastLog(t, h, &logs)
 	assert.EqualValues(t, 499, m["status"])
 	assert.Equal(t, [5]uint64{}, h.Stats().Status, "499 is never sent")

@@ -6,7 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
+
+	"github.com/lbkit/lbkit/flowtable"
 )
 
 // listener is the HTTP proxy's accept side: it refuses clients the ACL
@@ -29,30 +32,26 @@ func (l *listener) Accept() (net.Conn, error) {
 		if !l.h.acl.Load().Allows(peer.Addr()) {
 			l.h.stats.refusedConns.Add(1)
 			c.Close()
-			if l.h.OnRefused != nil {
-				l.h.OnRefused(peer)
+			if l.h.OnRefuse != nil {
+				l.h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: peer, Reason: RefusedACL, Err: ErrDenied})
 			}
 			continue
 		}
 		l.h.stats.conns.Add(1)
 		l.h.stats.activeConns.Add(1)
-		hc := &httpConn{Conn: c, h: l.h, peer: peer}
+		hc := &httpConn{Conn: c, h: l.h, peer: peer,
+			xff:   []string{peer.Addr().Unmap().String()},
+			proto: []string{"http"},
+		}
+		if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
+			hc.port = []string{strconv.Itoa(la.Port)}
+		}
 		if l.tls != nil {
+			hc.proto = []string{"https"}
 			return tls.Server(hc, l.tls), nil
 		}
 		return hc, nil
 	}
-}
-
-func addrPortOf(a net.Addr) netip.AddrPort {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.AddrPort()
-	case *net.UDPAddr:
-		return a.AddrPort()
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
 }
 
 // httpConn is a client connection as the proxy sees it, under TLS if any.
@@ -63,6 +62,11 @@ type httpConn struct {
 	net.Conn
 	h    *HTTP
 	peer netip.AddrPort
+
+	// Header values computed once per connection and shared, read-only,
+	// by its requests' outgoing headers: the peer alone as
+	// X-Forwarded-For, X-Forwarded-Port, X-Forwarded-Proto.
+	xff, port, proto []string
 
 	timedOut atomic.Bool // a read hit its deadline
 	served   atomic.Bool // a handler ran for the current request
@@ -106,8 +110,11 @@ func atoi3(b []byte) int {
 }
 
 func (c *httpConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.h.stats.activeConns.Add(-1)
+	if c.closed.CompareAndSwap(false, true) && c.h.stats.activeConns.Add(-1) == 0 {
+		select {
+		case c.h.connsGone <- struct{}{}: // Shutdown may be waiting
+		default:
+		}
 	}
 	return c.Conn.Close()
 }

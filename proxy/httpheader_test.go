@@ -26,10 +26,10 @@ func TestClientAddr(t *testing.T) {
 	}{
 		{nil, peer, "10.1.1.1"},
 		{[]string{"203.0.113.9"}, peer, "203.0.113.9"},
-		{[]string{"198.51.100.1, 203.0.113.9"}, peer, "203.0.113.9"},  // rightmost untrusted
-		{[]string{"198.51.100.1, 10.2.2.2"}, peer, "198.51.100.1"},    // trusted hops skipped
-		{[]string{"198.51.100.1", "10.2.2.2"}, peer, "198.51.100.1"},  // several header lines
-		{[]string{"garbage, 10.2.2.2"}, peer, "10.2.2.2"},             // garbage stops the walk
+		{[]string{"198.51.100.1, 203.0.113.9"}, peer, "203.0.113.9"},   // rightmost untrusted
+		{[]string{"198.51.100.1, 10.2.2.2"}, peer, "198.51.100.1"},     // trusted hops skipped
+		{[]string{"198.51.100.1", "10.2.2.2"}, peer, "198.51.100.1"},   // several header lines
+		{[]string{"garbage, 10.2.2.2"}, peer, "10.2.2.2"},              // garbage stops the walk
 		{[]string{"[2001:db8::1]:443, 10.2.2.2"}, peer, "2001:db8::1"}, // bracketed with port
 		{[]string{"203.0.113.9:1234"}, peer, "203.0.113.9"},
 		{[]string{"::ffff:203.0.113.9"}, peer, "203.0.113.9"},

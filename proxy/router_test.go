@@ -30,18 +30,18 @@ func TestRouterMatch(t *testing.T) {
 	require.NoError(t, err)
 	for _, c := range []struct{ host, path, want string }{
 		{"api.example.com", "/x", "api"},
-		{"API.Example.COM.:8080", "/x", "api"},          // case, trailing dot and port ignored
-		{"api.example.com", "/img/a.png", "img"},        // lower priority number first
-		{"a.b.example.com", "/", "www"},                 // any depth
-		{"example.com", "/", "default"},                 // not the apex
-		{"other.org", "/healthz", "exact"},              // any host
-		{"other.org", "/healthz/", "default"},           // exact is exact
-		{"other.org", "/public/../healthz", "exact"},    // cleaned before matching
-		{"other.org", "//healthz", "exact"},             // repeated slashes merged
-		{"other.org", "/v2/users", "re"},                // regular expression
-		{"other.org", "/img/x", "default"},              // host does not match
-		{"[2001:db8::1]:80", "/", "default"},            // IPv6 literal
-		{"www.example.com", "/img", "www"},              // /img/* is the prefix /img/
+		{"API.Example.COM.:8080", "/x", "api"},       // case, trailing dot and port ignored
+		{"api.example.com", "/img/a.png", "img"},     // lower priority number first
+		{"a.b.example.com", "/", "www"},              // any depth
+		{"example.com", "/", "default"},              // not the apex
+		{"other.org", "/healthz", "exact"},           // any host
+		{"other.org", "/healthz/", "default"},        // exact is exact
+		{"other.org", "/public/../healthz", "exact"}, // cleaned before matching
+		{"other.org", "//healthz", "exact"},          // repeated slashes merged
+		{"other.org", "/v2/users", "re"},             // regular expression
+		{"other.org", "/img/x", "default"},           // host does not match
+		{"[2001:db8::1]:80", "/", "default"},         // IPv6 literal
+		{"www.example.com", "/img", "www"},           // /img/* is the prefix /img/
 	} {
 		name, _ := rt.Match(c.host, c.path)
 		assert.Equal(t, c.want, name, "%s %s", c.host, c.path)

@@ -16,6 +16,10 @@ import (
 
 // Defaults of the TCP proxy, from the reference load balancers.
 const (
+	// DefaultConnectTimeout is how long connecting to one target may take
+	// (including the TLS handshake and PROXY header to it) before the next
+	// target is tried.
+	DefaultConnectTimeout = 5 * time.Second
 	// DefaultConnectAttempts is how many targets a new connection tries at
 	// most.
 	DefaultConnectAttempts = 3
@@ -227,8 +231,8 @@ func (p *TCP) admit(c net.Conn, ft *FlowTable, ctx context.Context) {
 	trusted := p.TrustedProxies != nil && p.TrustedProxies.Allows(peer.Addr())
 	if !trusted && !p.acl.Load().Allows(peer.Addr()) {
 		p.stats.denied.Add(1)
-		resetClose(c)
 		p.refuse(peer, RefusedACL, fmt.Errorf("%w: %s", ErrDenied, peer.Addr()))
+		resetClose(c)
 		return
 	}
 	tc := &tcpConn{p: p, client: c, clientTCP: tcpConnOf(c), peer: peer, local: addrPortOf(c.LocalAddr())}
@@ -422,6 +426,15 @@ func (p *TCP) Stats() TCPStats {
 
 // addrPortOf returns a TCP or UDP address as a netip.AddrPort, or the zero
 // value for other kinds.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
+}
 
 // tcpConnOf returns the *net.TCPConn under c (through TLS), or nil.
 func tcpConnOf(c net.Conn) *net.TCPConn {

@@ -77,8 +77,10 @@ func (tc *tcpConn) serve(ft *FlowTable, ctx context.Context, trusted bool) {
 	dst := tc.local
 	var rest []byte // bytes read along with a PROXY header, for the target
 	refuse := func(r RefuseReason, err error) {
-		tc.abort()
+		// The hook first, so that whoever sees the reset also sees it
+		// reported.
 		p.refuse(tc.peer, r, err)
+		tc.abort()
 	}
 
 	if trusted {
@@ -303,8 +305,8 @@ func (tc *tcpConn) upload(client, target net.Conn, rest []byte, untrustedCheck b
 			sig, partial := proxySigPrefix(buf[:n])
 			if sig {
 				p.stats.headerUntrusted.Add(1)
-				tc.abort()
 				p.refuse(tc.peer, RefusedProxyHeader, fmt.Errorf("from %s: %w", tc.peer, ErrUntrustedProxyHeader))
+				tc.abort()
 				return ErrUntrustedProxyHeader
 			}
 			if err != nil || !partial || n == len(buf) {

@@ -217,9 +217,10 @@ func WithDomain(d string) Option {
 	return func(c *config) { c.use("WithDomain", kindCookie); c.domain = d }
 }
 
-// WithSecure(true) marks every load-balancer cookie Secure, for listeners
-// behind a TLS terminator. Default: false, which marks it Secure when the
-// request arrived over TLS (Request.HTTP.TLS set) or SameSite is None.
+// WithSecure with always set marks every load-balancer cookie Secure, for
+// listeners behind a TLS terminator. Default: false, which marks it Secure
+// when the request arrived over TLS (Request.HTTP.TLS set) or SameSite is
+// None.
 func WithSecure(always bool) Option {
 	return func(c *config) { c.use("WithSecure", kindCookie); c.secureAlways = always }
 }

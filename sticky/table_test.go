@@ -15,11 +15,11 @@ import (
 // them lazily, in bounded sweeps, with no goroutine; from outside the two
 // must be indistinguishable.
 type refTable struct {
-	m                       map[uint64]refEntry
-	ttl                     int64
-	capacity                int
-	found, missed           uint64
-	expired, refused, moved uint64
+	m                map[uint64]refEntry
+	ttl              int64
+	capacity         int
+	found, missed    uint64
+	expired, refused uint64
 }
 
 type refEntry struct {

@@ -1,0 +1,135 @@
+// Command http is the HTTP side of lbkit's peer benchmark: a target that
+// answers 100 bytes, lbkit's HTTP proxy, and a plain httputil.ReverseProxy,
+// each on 127.0.0.1, for run.sh to put beside nginx and HAProxy under wrk.
+// It uses only lbkit's public API.
+//
+//	go run ./examples/bench/http -mode target -listen 127.0.0.1:18080
+//	go run ./examples/bench/http -mode lbkit -listen 127.0.0.1:18081 -target 127.0.0.1:18080
+//	go run ./examples/bench/http -mode httputil -listen 127.0.0.1:18082 -target 127.0.0.1:18080
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/proxy"
+)
+
+func main() {
+	mode := flag.String("mode", "lbkit", "target, lbkit, httputil or httputil-pool")
+	listen := flag.String("listen", "127.0.0.1:18081", "address to listen on (127.0.0.1 only)")
+	target := flag.String("target", "127.0.0.1:18080", "the target's address")
+	size := flag.Int("size", 100, "response size in bytes (target mode)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file until the process is stopped")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*mode, *listen, *target, *size); err != nil {
+		log.Print(err)
+		return
+	}
+}
+
+func run(mode, listen, target string, size int) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || host != "127.0.0.1" {
+		return fmt.Errorf("listen address %q: only 127.0.0.1 is allowed", listen)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var serve func() error
+	var shutdown func(context.Context) error
+	switch mode {
+	case "target":
+		body := []byte(strings.Repeat("x", size))
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write(body)
+		})}
+		serve, shutdown = func() error { return srv.Serve(ln) }, srv.Shutdown
+	case "lbkit":
+		b, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "t", Addr: target, Weight: 1}))
+		if err != nil {
+			return err
+		}
+		router, err := proxy.Forward(&proxy.Upstream{Name: "bench", Balancer: b})
+		if err != nil {
+			return err
+		}
+		h := &proxy.HTTP{Router: router}
+		serve, shutdown = func() error { return h.Serve(ln) }, h.Shutdown
+	case "httputil", "httputil-pool":
+		u, _ := url.Parse("http://" + target)
+		rp := httputil.NewSingleHostReverseProxy(u)
+		if mode == "httputil-pool" {
+			rp.Transport = &http.Transport{MaxIdleConnsPerHost: 512}
+			rp.BufferPool = newPool()
+		}
+		srv := &http.Server{Handler: rp}
+		serve, shutdown = func() error { return srv.Serve(ln) }, srv.Shutdown
+	default:
+		return fmt.Errorf("unknown mode %q", mode)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// pool is a ReverseProxy buffer pool, for the httputil-pool variant.
+type pool struct{ c chan []byte }
+
+func newPool() *pool { return &pool{c: make(chan []byte, 256)} }
+
+func (p *pool) Get() []byte {
+	select {
+	case b := <-p.c:
+		return b
+	default:
+		return make([]byte, 32<<10)
+	}
+}
+
+func (p *pool) Put(b []byte) {
+	select {
+	case p.c <- b:
+	default:
+	}
+}

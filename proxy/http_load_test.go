@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHTTPSlowClients: 1 000 connections trickling a request one byte at
+// a time do not stop 100 normal clients, and each slow one ends with 408
+// when its request timeout passes.
+func TestHTTPSlowClients(t *testing.T) {
+	const slow, normal = 1000, 100
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < 4*slow {
+		t.Skipf("needs %d file descriptors, have %d", 4*slow, lim.Cur)
+	}
+	tg := newTarget(t, "a", nil)
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), RequestTimeout: 2 * time.Second}
+	addr := serve(t, h)
+
+	conns := make([]net.Conn, 0, slow)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range slow {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	// One goroutine trickles a byte to every slow connection every 200ms.
+	stop := make(chan struct{})
+	trickled := make(chan struct{})
+	go func() {
+		defer close(trickled)
+		msg := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 100)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < len(msg); i++ {
+			for _, c := range conns {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				c.Write([]byte{msg[i]}) // fails once the proxy has answered 408 and closed
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range normal {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+			for range 5 {
+				resp, err := c.Get("http://" + addr + "/")
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, int64(normal*5), ok.Load(), "every normal request succeeds")
+
+	// The slow ones get 408 when their 2 s pass.
+	var got408 atomic.Int64
+	var rg sync.WaitGroup
+	for _, c := range conns {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err == nil && resp.StatusCode == http.StatusRequestTimeout {
+				got408.Add(1)
+			}
+		}()
+	}
+	rg.Wait()
+	close(stop)
+	<-trickled
+	assert.Equal(t, int64(slow), got408.Load())
+	assert.Equal(t, uint64(slow), h.Stats().RequestTimeouts)
+}
+
+func TestHTTPShutdown(t *testing.T) {
+	reached := make(chan struct{})
+	release := make(chan struct{})
+	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(reached)
+			<-release
+		}
+		io.WriteString(w, "done")
+	})
+	wsTarget := newTarget(t, "ws", wsEcho)
+	rt, err := NewRouter(Action{Forward: upstreamOf(t, "web", tg)},
+		Rule{Path: "/chat", Action: Action{Forward: upstreamOf(t, "ws", wsTarget)}})
+	require.NoError(t, err)
+	h := &HTTP{Router: rt}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(ln) }()
+	addr := ln.Addr().String()
+
+	ws, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer ws.Close()
+	wsRoundTrip(t, ws)
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	c := client(t)
+	code, _ := get(t, c, "http://"+addr+"/") // leaves a kept-alive connection
+	require.Equal(t, 200, code)
+	res := make(chan result, 1)
+	go func() {
+		resp, err := client(t).Get("http://" + addr + "/slow")
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- result{code: resp.StatusCode, body: string(b)}
+	}()
+	<-reached
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- h.Shutdown(ctx) }()
+	require.ErrorIs(t, <-served, http.ErrServerClosed, "the listener closes at once")
+	_, err = net.Dial("tcp", addr)
+	require.Error(t, err, "no new connections")
+	code, body := get(t, c, "http://"+addr+"/")
+	assert.Equal(t, 200, code, "the kept-alive connection still serves: %s", body)
+	close(release)
+	r := <-res
+	require.NoError(t, r.err)
+	assert.Equal(t, "done", r.body, "the request in flight finishes")
+	// The WebSocket is not a keep-alive connection: it is cut when ctx ends.
+	assert.ErrorIs(t, <-shut, context.DeadlineExceeded)
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = ws.Read(make([]byte, 1))
+	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "got %v", err)
+	assert.ErrorIs(t, h.Serve(ln), http.ErrServerClosed, "no serving after shutdown")
+}
+
+func TestHTTPSetRouterLive(t *testing.T) {
+	a, b := newTarget(t, "a", nil), newTarget(t, "b", nil)
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "ga", a))}
+	addr := serve(t, h)
+	c := client(t)
+	_, body := get(t, c, "http://"+addr+"/")
+	assert.Equal(t, "a", body)
+	h.SetRouter(forwardTo(t, upstreamOf(t, "gb", b)))
+	_, body = get(t, c, "http://"+addr+"/")
+	assert.Equal(t, "b", body, "the next request, on the same connection, takes the new router")
+	h.SetTimeouts(Timeouts{Connect: time.Nanosecond})
+	code, _ := get(t, c, "http://"+addr+"/")
+	assert.Equal(t, 504, code, "new timeouts apply to the next request")
+}
+
+func TestHTTPDrainCutsUpgrades(t *testing.T) {
+	tg := newTarget(t, "ws", wsEcho)
+	up := upstreamOf(t, "ws", tg)
+	addr := serve(t, &HTTP{Router: forwardTo(t, up)})
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	wsRoundTrip(t, c)
+	up.Drain("ws", 0)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "the drained target's WebSocket is closed, got %v", err)
+}
+
+func TestHTTPConfigErrors(t *testing.T) {
+	h := &HTTP{IdleTimeout: -1, MaxBodyBytes: -5, Retry: Retry{Ratio: 20}, TLS: &TLS{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	err = h.Serve(ln)
+	require.Error(t, err)
+	for _, want := range []string{"HTTP.IdleTimeout is negative: -1", "HTTP.MaxBodyBytes is negative: -5", "Retry.Ratio 20 is outside", "tls: Certificates is nil"} {
+		assert.Contains(t, err.Error(), want)
+	}
+	require.NoError(t, h.Close())
+}
+
+func TestHTTPShutdownWaitsForIdleTimeout(t *testing.T) {
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), IdleTimeout: 200 * time.Millisecond}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(ln) }()
+	c := client(t)
+	code, _ := get(t, c, "http://"+ln.Addr().String()+"/")
+	require.Equal(t, 200, code)
+	require.Equal(t, int64(1), h.Stats().ActiveConnections)
+	start := time.Now()
+	require.NoError(t, h.Shutdown(context.Background()), "the kept-alive connection idles out by itself")
+	assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "it was given its idle timeout")
+	assert.Zero(t, h.Stats().ActiveConnections)
+	assert.ErrorIs(t, <-served, http.ErrServerClosed)
+}
+
+// TestHTTPSetTimeoutsNewConnections: a changed idle timeout applies to new
+// connections; an established one keeps its own.
+func TestHTTPSetTimeoutsNewConnections(t *testing.T) {
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), IdleTimeout: time.Hour}
+	addr := serve(t, h)
+	request := func(c net.Conn, br *bufio.Reader) {
+		t.Helper()
+		_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	old, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer old.Close()
+	require.NoError(t, old.SetDeadline(time.Now().Add(10*time.Second)))
+	oldR := bufio.NewReader(old)
+	request(old, oldR)
+
+	h.SetTimeouts(Timeouts{Idle: 100 * time.Millisecond})
+	fresh, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer fresh.Close()
+	require.NoError(t, fresh.SetDeadline(time.Now().Add(10*time.Second)))
+	freshR := bufio.NewReader(fresh)
+	request(fresh, freshR)
+	_, err = freshR.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "the new connection idles out after 100ms")
+
+	request(old, oldR) // idle longer than 100ms, and still open
+	assert.Equal(t, int64(1), h.Stats().ActiveConnections)
+}

@@ -1,0 +1,282 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// generation is an http.Server with one set of connection timeouts (idle,
+// request headers), serving the connections accepted while those were
+// current. net/http reads a server's timeouts for every connection and does
+// not let them change, so SetTimeouts changing either starts a new
+// generation for new connections while older ones keep serving theirs: a
+// changed timeout applies to new connections only, as the reference load
+// balancers do.
+type generation struct {
+	srv          *http.Server
+	ln           *chanListener
+	idle, header time.Duration
+	conns        atomic.Int64 // open connections
+}
+
+// chanListener hands a generation's server the connections Serve accepted
+// for it.
+type chanListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// generation returns the generation for a new connection, starting one
+// when the timeouts changed; h.mu must not be held.
+func (h *HTTP) generation() (*generation, error) {
+	t := h.tmo.Load()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, http.ErrServerClosed
+	}
+	if n := len(h.gens); n > 0 {
+		if g := h.gens[n-1]; g.idle == t.Idle && g.header == t.Request {
+			return g, nil
+		}
+		// Superseded: its server stops accepting (its connections live
+		// on), and earlier ones with no connection left are let go.
+		h.gens[n-1].ln.Close()
+		keep := h.gens[:0]
+		for i, g := range h.gens {
+			if i == n-1 || g.conns.Load() > 0 {
+				keep = append(keep, g)
+			} else {
+				g.srv.Close()
+			}
+		}
+		h.gens = keep
+	}
+	g := h.newGeneration(t)
+	h.gens = append(h.gens, g)
+	h.serving.Add(1)
+	go func() {
+		defer h.serving.Done()
+		_ = g.srv.Serve(g.ln) // returns when the generation is superseded or closed
+	}()
+	return g, nil
+}
+
+// newGeneration builds a generation's server.
+func (h *HTTP) newGeneration(t *Timeouts) *generation {
+	maxHdr := h.MaxHeaderBytes
+	if maxHdr == 0 {
+		maxHdr = DefaultMaxHeaderBytes
+	}
+	g := &generation{idle: t.Idle, header: t.Request,
+		ln: &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}}
+	g.srv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.Request,
+		IdleTimeout:       t.Idle,
+		// net/http reads up to MaxHeaderBytes plus 4096 bytes of slack.
+		MaxHeaderBytes: max(maxHdr-4096, 1),
+		ErrorLog:       log.New(&serverLog{h: h}, "", 0),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				g.conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				g.conns.Add(-1)
+			}
+			h.connState(c, s)
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		BaseContext: func(net.Listener) context.Context { return h.baseCtx },
+	}
+	if h.tls != nil {
+		// The listener wraps connections in TLS; net/http sees *tls.Conn
+		// and offers HTTP/2 because NextProtos does.
+		g.srv.TLSConfig = h.tls.cfg
+	}
+	return g
+}
+
+// Serve accepts connections on ln and serves them, over TLS when h.TLS is
+// set, until Shutdown or Close; it then returns http.ErrServerClosed. It may
+// be called for several listeners. It returns at once with an error when the
+// configuration is invalid.
+func (h *HTTP) Serve(ln net.Listener) error {
+	if err := h.setup(); err != nil {
+		ln.Close()
+		return err
+	}
+	l := &listener{Listener: ln, h: h}
+	if h.tls != nil {
+		l.tls = h.tls.cfg
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	h.listeners = append(h.listeners, l)
+	h.mu.Unlock()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if h.isClosed() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors and the like: wait a little, as
+				// net/http does, rather than spin or give up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-h.baseCtx.Done():
+					t.Stop()
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !h.dispatch(c) {
+			return http.ErrServerClosed
+		}
+	}
+}
+
+// dispatch hands c to the current generation's server, reporting false
+// (and closing c) when the proxy is closed.
+func (h *HTTP) dispatch(c net.Conn) bool {
+	for {
+		g, err := h.generation()
+		if err != nil {
+			c.Close()
+			return false
+		}
+		select {
+		case g.ln.ch <- c:
+			return true
+		case <-g.ln.done: // superseded meanwhile: take the next one
+		}
+	}
+}
+
+func (h *HTTP) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// stop marks the proxy closed, closes its listeners and returns its
+// generations.
+func (h *HTTP) stop() []*generation {
+	h.mu.Lock()
+	h.closed = true
+	gens, lns := h.gens, h.listeners
+	h.mu.Unlock()
+	for _, l := range lns {
+		l.Close()
+	}
+	for _, g := range gens {
+		g.ln.Close()
+	}
+	return gens
+}
+
+// Shutdown stops the proxy gracefully, as a load balancer removes an L7
+// listener: the listeners close at once, and established keep-alive
+// connections go on serving their clients until they close, idle out, or
+// the idle timeout has passed since Shutdown began; then whatever is left is
+// shut down the way http.Server.Shutdown does (requests in flight finish,
+// idle connections close). Upgraded connections (WebSocket) last until ctx
+// is done. When ctx is done first, everything is closed at once and ctx's
+// error returned. Serve then returns http.ErrServerClosed.
+func (h *HTTP) Shutdown(ctx context.Context) error {
+	_ = h.setup()
+	gens := h.stop()
+	grace := time.NewTimer(h.tmo.Load().Idle)
+	defer grace.Stop()
+	var err error
+wait:
+	for h.stats.activeConns.Load() > 0 {
+		select {
+		case <-h.connsGone:
+		case <-grace.C:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		}
+	}
+	for _, g := range gens {
+		if err == nil {
+			err = g.srv.Shutdown(ctx)
+		}
+		if err != nil {
+			g.srv.Close()
+		}
+	}
+	done := h.handlers.idle()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+		h.cancel()
+		<-done
+	}
+	h.cancel()
+	h.serving.Wait()
+	h.closeTransports()
+	return err
+}
+
+// Close stops the proxy at once: listeners and connections close, requests
+// in flight and upgraded connections are cut. It waits for their handlers
+// to return.
+func (h *HTTP) Close() error {
+	_ = h.setup()
+	gens := h.stop()
+	h.cancel()
+	var err error
+	for _, g := range gens {
+		if e := g.srv.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	<-h.handlers.idle()
+	h.serving.Wait()
+	h.closeTransports()
+	return err
+}
