@@ -339,7 +339,9 @@ func (g *group) replaceMonitor(cfg *groupConfig) error {
 		opts = append(opts, healthcheck.WithTimeout(h.Timeout))
 	}
 	if h.HealthyThreshold > 0 || h.UnhealthyThreshold > 0 {
-		opts = append(opts, healthcheck.WithThresholds(max(h.HealthyThreshold, 0), max(h.UnhealthyThreshold, 0)))
+		opts = append(opts, healthcheck.WithThresholds(
+			cmpOr(h.HealthyThreshold, healthcheck.DefaultHealthyThreshold),
+			cmpOr(h.UnhealthyThreshold, healthcheck.DefaultUnhealthyThreshold)))
 	}
 	if cfg.ejectFailures != 0 {
 		opts = append(opts, healthcheck.WithEjection(max(cfg.ejectFailures, 0), cfg.ejectPeriod), healthcheck.WithMaxEjectedPercent(cfg.ejectMaxPct))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -254,4 +255,12 @@ func refusedErr(t testing.TB, network, addr string) error {
 	}
 	defer c.Close()
 	return readErr(c)
+}
+
+// tcpAddr parses a literal "ip:port".
+func tcpAddr(s string) *net.TCPAddr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+
+// benchTargetOf is a balancer target for addr.
+func benchTargetOf(addr string) balancer.Target {
+	return balancer.Target{ID: addr, Addr: addr, Weight: 1}
 }

@@ -597,3 +597,33 @@ func TestTCPNoUpstream(t *testing.T) {
 	assert.ErrorIs(t, r.Err, ErrNoUpstream)
 	assert.Equal(t, "no_target", r.Reason.String())
 }
+
+// TestTCPKeepaliveKeepsFlow: TCP keepalive probes from a client count as
+// activity, as on the reference load balancer, although they carry no data
+// and the proxy forwards nothing; once they stop, the idle connection is
+// reset.
+func TestTCPKeepaliveKeepsFlow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 8 s: keepalive probes are at least a second apart")
+	}
+	checkFDs(t)
+	const idle = 1500 * time.Millisecond
+	a := startTCPTarget(t, "tcp4", "a", echoHandler)
+	ft := newTestFlows(t, flowtable.WithIdleTimeout(flowtable.TCP, idle))
+	p := &TCP{Flows: ft}
+	p.SetUpstream(newTestUpstream(t, a))
+	addr := startTCPProxy(t, p, "tcp4")
+	c := dial(t, "tcp4", addr).(*net.TCPConn)
+	require.NoError(t, c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 9}))
+	require.Equal(t, "x", exchange(t, c, "x", 0))
+	// No data for more than three idle timeouts, probes only.
+	_ = c.SetReadDeadline(time.Now().Add(3*idle + 500*time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	require.True(t, errors.As(err, &ne) && ne.Timeout(), "still open, only the read deadline passed: %v", err)
+	require.Zero(t, p.Stats().IdleResets)
+
+	require.NoError(t, c.SetKeepAlive(false))
+	require.True(t, isReset(readErr(c)), "reset once the probes stop")
+	require.Equal(t, uint64(1), p.Stats().IdleResets)
+}

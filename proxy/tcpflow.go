@@ -1,11 +1,19 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// tcpActivity is what the kernel says about one socket's recent traffic.
+type tcpActivity struct {
+	idle       time.Duration // since data last moved either way
+	bareIn     uint32        // segments received without data: ACKs, keepalive probes
+	dataSegOut uint32        // data segments sent, each of which may draw an ACK
+}
 
 // tcpFlow is a TCP connection's entry in the flow table.
 //
@@ -13,20 +21,20 @@ import (
 // read and would expire every busy connection after its idle timeout. The
 // table asks idle instead before expiring a due flow, and idle answers from
 // TCP_INFO of both sockets: when data last moved either way, and whether
-// segments arrived without data since the previous question (TCP keepalive
-// probes, which the reference counts as activity; the proxy's own sockets
-// send none). The first answer is taken as of now, the next ones wait a full
-// idle timeout, so a connection is reset between its idle timeout and twice
-// that after its last keepalive probe, and within its idle timeout plus one
-// sweep interval after its last data.
+// more segments without data arrived since the previous question than the
+// data the socket sent could have drawn as ACKs: those are TCP keepalive
+// probes, which the reference counts as activity (the proxy's own sockets
+// send none). Their time is unknown, so they count as activity now: a
+// connection is reset within its idle timeout plus one sweep interval after
+// its last data, and between one and two idle timeouts after its last
+// keepalive probe.
 type tcpFlow struct {
 	c *tcpConn
 
 	target atomic.Pointer[net.TCPConn] // set once connected; nil before
 
-	mu        sync.Mutex // guards the fields below; idle runs on the sweeper, baseline on the connection's goroutine
-	segsIn    [2]uint32  // segments received by the client and target sockets at the previous look
-	prevCheck time.Time  // when the previous look happened
+	mu   sync.Mutex     // guards prev; idle runs on the sweeper, baseline on the connection's goroutine
+	prev [2]tcpActivity // the client and target sockets at the previous look
 }
 
 // baseline records the segment counts of both sockets once connected, so
@@ -35,13 +43,12 @@ func (f *tcpFlow) baseline(client, target *net.TCPConn) {
 	f.target.Store(target)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.prevCheck = time.Now()
 	for i, c := range [2]*net.TCPConn{client, target} {
 		if c == nil {
 			continue
 		}
 		if a, err := tcpActivityOf(c); err == nil {
-			f.segsIn[i] = a.segsIn
+			f.prev[i] = a
 		}
 	}
 }
@@ -55,7 +62,6 @@ func (f *tcpFlow) idle() (time.Duration, bool) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := time.Now()
 	idle := time.Duration(1<<63 - 1)
 	probed := false
 	for i, c := range [2]*net.TCPConn{client, target} {
@@ -63,21 +69,24 @@ func (f *tcpFlow) idle() (time.Duration, bool) {
 			continue
 		}
 		a, err := tcpActivityOf(c)
+		if errors.Is(err, errors.ErrUnsupported) {
+			return 0, true // no TCP_INFO here: never reset a connection that may be busy
+		}
 		if err != nil { // closed meanwhile: let it expire
 			return 0, false
 		}
 		idle = min(idle, a.idle)
-		if a.segsIn != f.segsIn[i] {
+		// Unsigned differences: the counters wrap.
+		if a.bareIn-f.prev[i].bareIn > a.dataSegOut-f.prev[i].dataSegOut {
 			probed = true
-			f.segsIn[i] = a.segsIn
 		}
+		f.prev[i] = a
 	}
-	if probed && now.Add(-idle).Before(f.prevCheck) {
-		// Segments but no data since the previous look: keepalive probes
-		// at some moment since then; take the latest possible.
+	if probed {
+		// Keepalive probes since the previous look, at a moment unknown:
+		// take the latest possible.
 		idle = 0
 	}
-	f.prevCheck = now
 	return idle, true
 }
 

@@ -7,15 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tcpActivity is what the kernel says about one socket's recent traffic.
-type tcpActivity struct {
-	idle   time.Duration // since data last moved either way
-	segsIn uint32        // segments received, data or not (keepalive probes too)
-}
-
 // tcpActivityOf reads TCP_INFO of c: the time since data was last received
-// and sent (tcpi_last_data_recv, tcpi_last_data_sent, in milliseconds) and
-// the count of segments received.
+// and sent (tcpi_last_data_recv, tcpi_last_data_sent, in milliseconds), the
+// segments received without data and the data segments sent.
 func tcpActivityOf(c *net.TCPConn) (tcpActivity, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -34,5 +28,9 @@ func tcpActivityOf(c *net.TCPConn) (tcpActivity, error) {
 		return tcpActivity{}, ierr
 	}
 	ms := min(info.Last_data_recv, info.Last_data_sent)
-	return tcpActivity{idle: time.Duration(ms) * time.Millisecond, segsIn: info.Segs_in}, nil
+	return tcpActivity{
+		idle:       time.Duration(ms) * time.Millisecond,
+		bareIn:     info.Segs_in - info.Data_segs_in,
+		dataSegOut: info.Data_segs_out,
+	}, nil
 }

@@ -7,11 +7,11 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/flowtable"
-	"golang.org/x/sys/unix"
 )
 
 // maxDatagram is the listener's read buffer: larger than any UDP payload
@@ -152,6 +152,7 @@ type udpListener struct {
 	conn  *net.UDPConn
 	local netip.AddrPort
 	ft    *FlowTable
+	batch *udpBatch // batched reads and writes (Linux); nil for one by one
 }
 
 // Serve reads datagrams from pc, which must be a *net.UDPConn, and proxies
@@ -192,22 +193,35 @@ func (p *UDP) Serve(pc net.PacketConn) error {
 	defer p.loops.Done()
 	defer conn.Close()
 
+	return l.serve()
+}
+
+// serveEach is the portable read loop: one datagram per system call.
+func (l *udpListener) serveEach() error {
 	buf := make([]byte, maxDatagram)
 	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if p.isClosed() {
-				return ErrProxyClosed
+			if done, err := l.readFailed(err); done {
+				return err
 			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("proxy: udp read on %s: %w", l.local, err)
-			}
-			// ICMP errors reported on the listening socket and the like:
-			// nothing to do for one datagram.
 			continue
 		}
 		l.handle(buf[:n], from)
 	}
+}
+
+// readFailed decides what a read error on the listening socket means:
+// the end of Serve (done) with its error, or a passing error (an ICMP
+// error reported on the socket) to ignore.
+func (l *udpListener) readFailed(err error) (done bool, _ error) {
+	if l.p.isClosed() {
+		return true, ErrProxyClosed
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return true, fmt.Errorf("proxy: udp read on %s: %w", l.local, err)
+	}
+	return false, nil
 }
 
 func (p *UDP) isClosed() bool {
@@ -219,25 +233,29 @@ func (p *UDP) isClosed() bool {
 // handle forwards one datagram from a client. It is the hot path: no lock
 // beyond the flow table's lock-free lookup, no allocation.
 func (l *udpListener) handle(b []byte, from netip.AddrPort) {
+	if f := l.flowOf(from); f != nil {
+		f.send(b)
+	}
+}
+
+// flowOf returns the flow of a datagram from client from, making it if
+// needed, or nil when the datagram is to be dropped (counted and reported).
+func (l *udpListener) flowOf(from netip.AddrPort) *udpFlow {
 	p := l.p
 	if !p.acl.Load().Allows(from.Addr()) {
 		p.stats.denied.Add(1)
 		p.refuseDatagram(from, RefusedACL, ErrDenied)
-		return
+		return nil
 	}
 	key := flowtable.Key{Proto: flowtable.UDP, Src: from, Dst: l.local}
 	v, ok := l.ft.t.Lookup(key)
 	if !ok {
-		v = l.newFlow(key)
-		if v == nil {
-			return
+		if v = l.newFlow(key); v == nil {
+			return nil
 		}
 	}
-	f, ok := v.(*udpFlow)
-	if !ok {
-		return // not a UDP flow: cannot happen with a UDP key
-	}
-	f.send(b)
+	f, _ := v.(*udpFlow) // always: the key is UDP
+	return f
 }
 
 // newFlow admits a new flow for key, or counts and reports why not.
@@ -342,20 +360,20 @@ type udpUpstream struct {
 	closed   atomic.Bool           // the socket is closed (drained, failed over, flow closed)
 	finished atomic.Bool           // close has released the pick and counters
 	read     func(fd uintptr) bool // the reply reader's callback, made once
+
+	// Batched writes from the listener's Serve goroutine (Linux).
+	rc         syscall.RawConn
+	writeBatch func(fd uintptr) bool // made once
+	sendq      int                   // datagrams of the listener's batch to send
 }
 
 // send forwards b to the flow's target, moving the flow to another target
 // first when its own may no longer serve.
 func (f *udpFlow) send(b []byte) {
 	p := f.l.p
-	up := f.cur.Load()
-	if up == nil || !f.usable(up) {
-		var err error
-		if up, err = f.failover(up); err != nil {
-			p.stats.noTarget.Add(1)
-			p.refuseDatagram(f.key.Src, RefusedNoTarget, err)
-			return
-		}
+	up := f.target()
+	if up == nil {
+		return
 	}
 	n, err := up.conn.Write(b)
 	if err != nil && up.closed.Load() {
@@ -371,6 +389,24 @@ func (f *udpFlow) send(b []byte) {
 	p.stats.datagramsIn.Add(1)
 	p.stats.bytesIn.Add(uint64(n))
 	up.choice.st.bytesIn.Add(uint64(n))
+}
+
+// target returns the flow's target socket, after moving the flow to
+// another target if its own may no longer serve, or nil (counted and
+// reported) when there is none.
+func (f *udpFlow) target() *udpUpstream {
+	up := f.cur.Load()
+	if up != nil && f.usable(up) {
+		return up
+	}
+	up, err := f.failover(up)
+	if err != nil {
+		p := f.l.p
+		p.stats.noTarget.Add(1)
+		p.refuseDatagram(f.key.Src, RefusedNoTarget, err)
+		return nil
+	}
+	return up
 }
 
 // usable reports whether up's target may still take the flow's datagrams:
@@ -448,7 +484,7 @@ func (f *udpFlow) connect(old *udpUpstream) (*udpUpstream, error) {
 			continue
 		}
 		up := &udpUpstream{f: f, conn: conn, id: choice.Target.ID, addr: choice.Target.Addr, choice: choice}
-		up.read = up.readReplies
+		up.initBatch()
 		st := choice.st
 		st.conns.Add(1)
 		st.activeConns.Add(1)
@@ -490,59 +526,6 @@ func (up *udpUpstream) close() {
 	}
 	up.choice.Done()
 	up.choice.st.activeConns.Add(-1)
-}
-
-// replies runs the reply reader of up until its socket closes. It waits
-// for readability in Go's netpoller with no buffer held, then drains the
-// socket with a pooled buffer, so an idle flow costs a parked goroutine and
-// no buffer.
-func (up *udpUpstream) replies() {
-	defer up.f.l.p.readers.Done()
-	rc, err := up.conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	// Read returns when the callback gives up on a failed socket, or with
-	// an error once the socket is closed.
-	_ = rc.Read(up.read)
-}
-
-// readReplies is the reply reader's callback: it reads every datagram
-// waiting on the socket and sends each to the client from the listener's
-// socket, then asks to wait (false) or to stop (true) when the socket
-// failed for good.
-func (up *udpUpstream) readReplies(fd uintptr) bool {
-	f := up.f
-	l := f.l
-	p := l.p
-	bp, _ := p.bufs.Get().(*[maxDatagram]byte)
-	if bp == nil {
-		bp = new([maxDatagram]byte)
-	}
-	defer p.bufs.Put(bp)
-	for {
-		n, err := unix.Read(int(fd), bp[:])
-		switch {
-		case err == unix.EAGAIN || err == unix.EINTR:
-			return false
-		case err == unix.ECONNREFUSED:
-			// ICMP port unreachable from the target, reported on the
-			// connected socket: the datagram was lost.
-			p.stats.sendErrors.Add(1)
-			continue
-		case err != nil:
-			return true
-		}
-		l.ft.t.Lookup(f.key) // a reply is traffic too: refresh the flow
-		m, err := l.conn.WriteToUDPAddrPort(bp[:n], f.key.Src)
-		if err != nil {
-			p.stats.replyErrors.Add(1)
-			continue
-		}
-		p.stats.datagramsOut.Add(1)
-		p.stats.bytesOut.Add(uint64(m))
-		up.choice.st.bytesOut.Add(uint64(m))
-	}
 }
 
 // expire implements flow: the idle timeout passed.

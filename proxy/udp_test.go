@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,7 +25,7 @@ type udpTarget struct {
 	got  atomic.Int64
 
 	mu      sync.Mutex // guards sources
-	sources map[string]int
+	sources map[netip.AddrPort]int
 
 	done chan struct{}
 }
@@ -37,7 +38,7 @@ func startUDPTarget(t testing.TB, network, id string) *udpTarget {
 	}
 	pc, err := net.ListenPacket(network, addr)
 	require.NoError(t, err)
-	s := &udpTarget{conn: pc.(*net.UDPConn), id: id, sources: map[string]int{}, done: make(chan struct{})}
+	s := &udpTarget{conn: pc.(*net.UDPConn), id: id, sources: map[netip.AddrPort]int{}, done: make(chan struct{})}
 	go s.serve()
 	t.Cleanup(s.stop)
 	return s
@@ -58,7 +59,7 @@ func (s *udpTarget) serve() {
 		}
 		s.got.Add(1)
 		s.mu.Lock()
-		s.sources[from.String()]++
+		s.sources[from]++
 		s.mu.Unlock()
 		copy(buf, s.id)
 		_, _ = s.conn.WriteToUDPAddrPort(buf[:len(s.id)+n], from)
@@ -159,7 +160,7 @@ func startUDPTargetAt(t testing.TB, addr, id string) *udpTarget {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", addr)
 	require.NoError(t, err)
-	s := &udpTarget{conn: pc.(*net.UDPConn), id: id, sources: map[string]int{}, done: make(chan struct{})}
+	s := &udpTarget{conn: pc.(*net.UDPConn), id: id, sources: map[netip.AddrPort]int{}, done: make(chan struct{})}
 	go s.serve()
 	t.Cleanup(s.stop)
 	return s
@@ -383,4 +384,27 @@ func TestUDPZeroAllocs(t *testing.T) {
 	msg := []byte("payload")
 	allocs := testing.AllocsPerRun(1000, func() { l.handle(msg, from) })
 	require.Zero(t, allocs)
+}
+
+// TestUDPZeroAllocsEndToEnd: a datagram's whole round trip through the
+// proxy over real sockets (batched read on the listener, batched send to
+// the target, the reply's read and send back) allocates nothing anywhere
+// in the process.
+func TestUDPZeroAllocsEndToEnd(t *testing.T) {
+	checkFDs(t)
+	a := startUDPTarget(t, "udp4", "a")
+	p := &UDP{Flows: newTestFlows(t)}
+	p.SetUpstream(newUDPUpstream(t, a))
+	addr := startUDPProxy(t, p, "udp4")
+	c := udpClient(t, "udp4", addr)
+	require.Equal(t, "ax", roundTrip(t, c, "x"))
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(time.Minute)))
+	msg := []byte("payload")
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(500, func() {
+		_, _ = c.Write(msg)
+		_, _ = c.Read(buf)
+	})
+	require.Zero(t, allocs)
+	require.Equal(t, uint64(502), p.Stats().DatagramsIn)
 }

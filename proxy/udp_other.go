@@ -1,0 +1,46 @@
+//go:build !linux
+
+package proxy
+
+import (
+	"errors"
+	"net"
+)
+
+// udpBatch is unused off Linux.
+type udpBatch struct{}
+
+// serve is the portable read loop.
+func (l *udpListener) serve() error { return l.serveEach() }
+
+// initBatch does nothing off Linux: datagrams go one by one.
+func (up *udpUpstream) initBatch() {}
+
+// replies runs the reply reader of up until its socket closes: a blocking
+// read with a buffer of its own, the portable way.
+func (up *udpUpstream) replies() {
+	f := up.f
+	l := f.l
+	p := l.p
+	defer p.readers.Done()
+	buf := make([]byte, maxDatagram)
+	for {
+		n, err := up.conn.Read(buf)
+		if err != nil {
+			if up.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			p.stats.sendErrors.Add(1)
+			continue
+		}
+		l.ft.t.Lookup(f.key)
+		m, err := l.conn.WriteToUDPAddrPort(buf[:n], f.key.Src)
+		if err != nil {
+			p.stats.replyErrors.Add(1)
+			continue
+		}
+		p.stats.datagramsOut.Add(1)
+		p.stats.bytesOut.Add(uint64(m))
+		up.choice.st.bytesOut.Add(uint64(m))
+	}
+}
