@@ -33,10 +33,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		peer := addrPortOf(c.RemoteAddr())
 		if !l.h.acl.Load().Allows(peer.Addr()) {
 			l.h.stats.refusedConns.Add(1)
-			c.Close()
 			if l.h.OnRefuse != nil {
 				l.h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: peer, Reason: RefusedACL, Err: ErrDenied})
 			}
+			c.Close()
 			continue
 		}
 		l.h.stats.conns.Add(1)
