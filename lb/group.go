@@ -346,18 +346,34 @@ func (g *group) replaceMonitor(cfg *groupConfig) error {
 	if cfg.ejectFailures != 0 {
 		opts = append(opts, healthcheck.WithEjection(max(cfg.ejectFailures, 0), cfg.ejectPeriod), healthcheck.WithMaxEjectedPercent(cfg.ejectMaxPct))
 	}
-	g.mu.Lock()
-	var ts []healthcheck.Target
-	for _, m := range g.members {
-		ts = append(ts, healthcheck.Target{ID: m.t.id, Addr: m.t.addr})
-	}
-	g.mu.Unlock()
-	mon, err := healthcheck.New(checker, append(opts, healthcheck.WithTargets(ts...))...)
+	mon, err := healthcheck.New(checker, opts...)
 	if err != nil {
 		if closer != nil {
 			closer.Close()
 		}
 		return err
+	}
+	// Targets keep their health across the swap: a new monitor of new
+	// settings must not send every target back to the initial state.
+	g.mu.Lock()
+	var up, down []healthcheck.Target
+	for _, m := range g.members {
+		t := healthcheck.Target{ID: m.t.id, Addr: m.t.addr}
+		if m.cond.State == healthcheck.Healthy {
+			up = append(up, t)
+		} else {
+			down = append(down, t)
+		}
+	}
+	g.mu.Unlock()
+	for s, ts := range map[healthcheck.State][]healthcheck.Target{healthcheck.Healthy: up, healthcheck.Unhealthy: down} {
+		if err := mon.AddWithState(s, ts...); err != nil {
+			mon.Close()
+			if closer != nil {
+				closer.Close()
+			}
+			return err
+		}
 	}
 	oldMon := g.monPtr.Swap(mon)
 	g.mu.Lock()

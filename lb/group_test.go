@@ -304,3 +304,26 @@ func TestGroupDiscovery(t *testing.T) {
 }
 
 func sorted(s ...string) []string { slices.Sort(s); return s }
+
+// TestGroupHealthCheckChangeKeepsTargetsServing: new health-check settings
+// replace the monitor, and targets keep their health meanwhile (no flap).
+func TestGroupHealthCheckChangeKeepsTargetsServing(t *testing.T) {
+	a := newTCPTarget(t)
+	ev := newEvents()
+	g := startGroup(t, ev, Target(a.addr, ID("a")), WithHealthCheck(fastHealth))
+	ev.waitServing(t, "a", true)
+	var c config
+	slower := fastHealth
+	slower.Interval, slower.HealthyThreshold, slower.UnhealthyThreshold = time.Hour, 3, 3
+	WithTargetGroup("web", TCP, Target(a.addr, ID("a")), WithHealthCheck(slower))(&c)
+	require.NoError(t, g.apply(c.groups[0]))
+	assert.Equal(t, map[string]int{"a": 5}, pickIDs(t, g, 5), "still serving right after the swap")
+	st, ok := g.mon().Status("a")
+	require.True(t, ok)
+	assert.True(t, st.Serving())
+	select {
+	case e := <-ev.ch:
+		t.Fatalf("unexpected health change after the swap: %+v", e)
+	default:
+	}
+}
