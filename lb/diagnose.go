@@ -316,15 +316,7 @@ func (g *groupConfig) describeHealth() string {
 		return "off: every target counts as healthy"
 	}
 	h := g.health
-	p := h.Protocol
-	if p == 0 {
-		switch g.proto {
-		case HTTP, HTTPS, UDP:
-			p = g.proto
-		default:
-			p = TCP
-		}
-	}
+	p := g.healthProtocol()
 	var b strings.Builder
 	b.WriteString(p.String())
 	if p.l7() {

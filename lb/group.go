@@ -396,15 +396,7 @@ func newChecker(cfg *groupConfig) (healthcheck.Checker, io.Closer, error) {
 		return nil, nil, nil
 	}
 	h := cfg.health
-	p := h.Protocol
-	if p == 0 {
-		switch cfg.proto {
-		case HTTP, HTTPS, UDP:
-			p = cfg.proto
-		default:
-			p = TCP
-		}
-	}
+	p := cfg.healthProtocol()
 	switch p {
 	case TCP:
 		return healthcheck.TCP{Port: h.Port}, nil, nil
@@ -503,6 +495,19 @@ func (g *group) close() {
 	if checker != nil {
 		checker.Close()
 	}
+}
+
+// healthProtocol is how the group's targets are checked: the health check's
+// protocol, else the group's own (HTTP, HTTPS, UDP), else TCP.
+func (g *groupConfig) healthProtocol() Protocol {
+	if p := g.health.Protocol; p != 0 {
+		return p
+	}
+	switch g.proto {
+	case HTTP, HTTPS, UDP:
+		return g.proto
+	}
+	return TCP
 }
 
 // balancerTargets returns the group's static targets as the balancer sees
