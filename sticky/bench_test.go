@@ -3,12 +3,13 @@ package sticky
 import (
 	"encoding/base64"
 	"fmt"
-	"github.com/lbkit/lbkit/internal/benchcpu"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lbkit/lbkit/internal/benchcpu"
 )
 
 // clientAddrs returns n distinct client addresses, IPv4 and IPv6 mixed.
