@@ -34,7 +34,6 @@ func (o *output) String() string {
 	return o.b.String()
 }
 
-
 // TestIdleTimeouts runs the demonstration and checks what the guide says it
 // shows: the quiet TCP connection is reset on both sides, not before its
 // idle timeout; the one with keepalive probes survives twice the timeout;
