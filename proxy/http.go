@@ -309,7 +309,7 @@ func (h *HTTP) SetTimeouts(t Timeouts) {
 
 func (h *HTTP) closeTransports() {
 	h.transports.Range(func(k, v any) bool {
-		v.(*transport).t.CloseIdleConnections()
+		v.(*transport).closeIdle()
 		return true
 	})
 }

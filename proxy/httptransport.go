@@ -11,11 +11,20 @@ import (
 	"github.com/lbkit/lbkit/balancer"
 )
 
-// transport is the connection pool to one Upstream's targets, built for
-// one set of timeouts.
+// transport is the connection pools to one Upstream's targets, built for
+// one set of timeouts: the direct client for the common requests, and
+// http.Transport for the rest (upgrades, large or chunked bodies,
+// 100-continue).
 type transport struct {
-	t   *http.Transport
-	tmo *Timeouts
+	t    *http.Transport
+	fast *h1Client
+	tmo  *Timeouts
+}
+
+// closeIdle closes both pools' idle connections.
+func (t *transport) closeIdle() {
+	t.t.CloseIdleConnections()
+	t.fast.closeIdle()
 }
 
 // transportFor returns up's pool, rebuilding it when SetTimeouts changed
@@ -43,9 +52,10 @@ func (h *HTTP) transportFor(up *Upstream) *transport {
 	if up.TLS != nil {
 		t.t.TLSClientConfig = up.TLS.Clone() // an empty ServerName becomes each target's host
 	}
+	t.fast = newH1Client(tmo, up.TLS, maxIdle)
 	if ok {
 		if h.transports.CompareAndSwap(up, v, t) {
-			v.(*transport).t.CloseIdleConnections()
+			v.(*transport).closeIdle()
 			return t
 		}
 	} else if v, loaded := h.transports.LoadOrStore(up, t); loaded {
@@ -97,6 +107,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 	tr := h.transportFor(up)
 	retries := h.retry.Attempts > 1 && up.Sticky() == nil
 	hasBody := out.Body != nil && out.Body != http.NoBody
+	fast := fastEligible(out, hasBody)
 	if hasBody {
 		// Even without retries the body goes through a replay: the
 		// handler detaches it before it returns, as the transport may
@@ -140,10 +151,15 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		rs.attempts = append(rs.attempts, attempt{addr: c.Target.Addr, connect: -1, header: -1, response: -1})
 		at := time.Now()
 		rs.resp.at = at
-		rs.dial.nanos.Store(-1)
-		resp, err := tr.t.RoundTrip(req)
+		var resp *http.Response
 		a := &rs.attempts[len(rs.attempts)-1]
-		a.connect = time.Duration(rs.dial.nanos.Load())
+		if fast {
+			resp, a.connect, err = tr.fast.roundTrip(req, c.Target.Addr, hasBody)
+		} else {
+			rs.dial.nanos.Store(-1)
+			resp, err = tr.t.RoundTrip(req)
+			a.connect = time.Duration(rs.dial.nanos.Load())
+		}
 		if err == nil {
 			a.header = time.Since(at)
 			a.status = resp.StatusCode
