@@ -10,8 +10,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
 	"slices"
 	"sync"
 	"syscall"
@@ -48,8 +46,8 @@ const (
 var errStaleConn = errors.New("proxy: idle connection to the target was closed")
 
 // h1Client is the HTTP proxy's own HTTP/1.1 client to one Upstream's
-// targets, for the requests it can send simply (see fastEligible): no
-// body, or a small one of known length, and no upgrade or 100-continue.
+// targets, for the fast path's requests (see fastEligible): no body, or a
+// small one of known length, and no upgrade or 100-continue.
 //
 // It exists because http.Transport hands every request to two goroutines
 // per connection (a writeLoop and a readLoop) through channels and waits:
@@ -123,38 +121,16 @@ func newH1Client(tmo *Timeouts, cfg *tls.Config, maxIdle int) *h1Client {
 	return cl
 }
 
-// fastEligible reports whether the direct client may send req: HTTP/1.1
-// without upgrade, 100-continue or trailers, with no body or a small one of
-// known length. Everything else goes through http.Transport.
-func fastEligible(req *http.Request, hasBody bool) bool {
-	if hasBody {
-		if req.ContentLength <= 0 || req.ContentLength > fastBodyLimit {
-			return false
-		}
-	} else if req.ContentLength > 0 {
-		return false
-	}
-	if len(req.TransferEncoding) > 0 || req.Trailer != nil {
-		return false
-	}
-	h := req.Header
-	if _, ok := h["Upgrade"]; ok {
-		return false
-	}
-	if _, ok := h["Expect"]; ok {
-		return false
-	}
-	return true
-}
-
-// roundTrip sends req to the target at addr and reads the response header.
-// connect is the time taken to connect when a new connection was made, -1
-// when an idle one was reused. A failure to connect is a *dialError.
-func (cl *h1Client) roundTrip(req *http.Request, addr string, hasBody bool) (resp *http.Response, connect time.Duration, err error) {
-	ctx := req.Context()
+// roundTrip sends rs's request, with body (nil for none), to the target at
+// addr and reads the response header. connect is the time taken to connect
+// when a new connection was made, -1 when an idle one was reused. A
+// failure to connect is a *dialError.
+func (cl *h1Client) roundTrip(rs *reqState, addr string, body io.Reader) (resp *http.Response, connect time.Duration, err error) {
+	ctx := rs.in.Context()
+	hasBody := body != nil
 	host := cl.host(addr)
 	connect = -1
-	resend := !hasBody && idempotent(req.Method)
+	resend := !hasBody && idempotent(rs.in.Method)
 	for try := 0; ; try++ {
 		c := cl.take(host, try == 0 && resend)
 		if c == nil {
@@ -166,7 +142,7 @@ func (cl *h1Client) roundTrip(req *http.Request, addr string, hasBody bool) (res
 			}
 			try = 1 // a new connection is not sent to again
 		}
-		resp, err = c.roundTrip(ctx, req, hasBody)
+		resp, err = c.roundTrip(ctx, rs, body)
 		if err == nil {
 			return resp, connect, nil
 		}
@@ -175,7 +151,7 @@ func (cl *h1Client) roundTrip(req *http.Request, addr string, hasBody bool) (res
 		// new one (http.Transport's rule: idempotent methods, or any
 		// method when the request could not be written at all).
 		var se *staleError
-		if try > 0 || hasBody || !errors.As(err, &se) || ctx.Err() != nil || !(se.unwritten || idempotent(req.Method)) {
+		if try > 0 || hasBody || !errors.As(err, &se) || ctx.Err() != nil || !(se.unwritten || idempotent(rs.in.Method)) {
 			return nil, connect, err
 		}
 	}
@@ -387,13 +363,14 @@ func (c *h1Conn) usable() bool {
 // roundTrip writes req and reads the response header on the caller's
 // goroutine. The response timeout bounds the wait for the header; ctx
 // aborts the connection's I/O whenever it is done, until the body ends.
-func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request, hasBody bool) (*http.Response, error) {
+func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*http.Response, error) {
+	hasBody := body != nil
 	reused := !c.idleAt.IsZero()
 	stop := context.AfterFunc(ctx, c.cancel)
 	_ = c.conn.SetDeadline(time.Now().Add(c.cl.tmo.Response))
 	bw := c.cl.writers.Get().(*bufio.Writer)
 	bw.Reset(c.conn)
-	err := req.Write(bw)
+	err := rs.h.writeRequest(bw, rs, c.host.addr, body)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -412,7 +389,7 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request, hasBody bool)
 		_ = c.conn.SetReadDeadline(time.Now().Add(c.cl.tmo.Response))
 	}
 	c.limit = maxResponseHeaderBytes
-	resp, err := c.readResponse(ctx, req, reused)
+	resp, err := c.readResponse(rs, reused)
 	if err != nil {
 		stop()
 		c.conn.Close()
@@ -432,10 +409,9 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request, hasBody bool)
 	return resp, nil
 }
 
-// readResponse reads the final response header, passing informational
-// ones (103 Early Hints) to the request's client trace, as http.Transport
-// does (ReverseProxy forwards them to the client from there).
-func (c *h1Conn) readResponse(ctx context.Context, req *http.Request, reused bool) (*http.Response, error) {
+// readResponse reads the final response header, forwarding informational
+// ones (103 Early Hints) to the client as ReverseProxy does.
+func (c *h1Conn) readResponse(rs *reqState, reused bool) (*http.Response, error) {
 	if reused {
 		if _, err := c.br.Peek(1); err != nil {
 			if isTimeout(err) {
@@ -445,7 +421,7 @@ func (c *h1Conn) readResponse(ctx context.Context, req *http.Request, reused boo
 		}
 	}
 	for n := 0; ; n++ {
-		resp, err := http.ReadResponse(c.br, req)
+		resp, err := http.ReadResponse(c.br, rs.in)
 		if err != nil {
 			return nil, err
 		}
@@ -458,11 +434,7 @@ func (c *h1Conn) readResponse(ctx context.Context, req *http.Request, reused boo
 		case n >= max1xx:
 			return nil, errors.New("too many 1xx informational responses")
 		}
-		if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.Got1xxResponse != nil {
-			if err := tr.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
-				return nil, err
-			}
-		}
+		rs.got1xx(code, resp.Header)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -101,13 +102,27 @@ func (h *HTTP) dialer(timeout time.Duration) func(ctx context.Context, network, 
 type roundTripper struct{ h *HTTP }
 
 func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
-	h := rt.h
-	rs := out.Context().Value(reqKey{}).(*reqState)
+	return rt.h.try(out.Context().Value(reqKey{}).(*reqState), out)
+}
+
+// try sends rs's request to a target chosen for each attempt, retrying on
+// another when that is safe (see Retry): out through http.Transport, or,
+// when out is nil, the client's request itself by the fast path.
+func (h *HTTP) try(rs *reqState, out *http.Request) (*http.Response, error) {
 	up := rs.up
 	tr := h.transportFor(up)
 	retries := h.retry.Attempts > 1 && up.Sticky() == nil
-	hasBody := out.Body != nil && out.Body != http.NoBody
-	fast := fastEligible(out, hasBody)
+	ctx, method := rs.in.Context(), rs.in.Method
+	var body io.Reader // the client's, nil without one
+	if out != nil {
+		if out.Body != nil && out.Body != http.NoBody {
+			body = out.Body
+		}
+	} else if rs.body != nil {
+		body = rs.body
+	}
+	hasBody := body != nil
+	var sendBody io.Reader
 	if hasBody {
 		// Even without retries the body goes through a replay: the
 		// handler detaches it before it returns, as the transport may
@@ -116,8 +131,12 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		if retries {
 			limit = max(h.retry.BodyLimit, 0)
 		}
-		rs.reply = &replay{src: out.Body, limit: limit}
-		out.Body, _ = rs.reply.next()
+		rs.reply = &replay{src: body, limit: limit}
+		b, _ := rs.reply.next()
+		sendBody = b
+		if out != nil {
+			out.Body = b
+		}
 	}
 	first := time.Now()
 	req := out
@@ -131,19 +150,24 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		if n > 0 {
-			// A fresh request: the failed attempt's transport may still
-			// be reading the old one in another goroutine.
-			req = out.Clone(out.Context())
+			var b *attemptBody
 			if hasBody {
-				body, ok := rs.reply.next()
-				if !ok {
+				var ok bool
+				if b, ok = rs.reply.next(); !ok {
 					c.Done()
 					return nil, lastErr
 				}
-				req.Body = body
+				sendBody = b
+			}
+			if out != nil {
+				// A fresh request: the failed attempt's transport may
+				// still be reading the old one in another goroutine.
+				req = out.Clone(ctx)
+				if hasBody {
+					req.Body = b
+				}
 			}
 		}
-		req.URL.Host = c.Target.Addr
 		rs.tried = append(rs.tried, c.Target.ID)
 		rs.choice, rs.chosen = c, true
 		c.st.requests.Add(1)
@@ -153,9 +177,10 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		rs.resp.at = at
 		var resp *http.Response
 		a := &rs.attempts[len(rs.attempts)-1]
-		if fast {
-			resp, a.connect, err = tr.fast.roundTrip(req, c.Target.Addr, hasBody)
+		if out == nil {
+			resp, a.connect, err = tr.fast.roundTrip(rs, c.Target.Addr, sendBody)
 		} else {
+			req.URL.Host = c.Target.Addr
 			rs.dial.nanos.Store(-1)
 			resp, err = tr.t.RoundTrip(req)
 			a.connect = time.Duration(rs.dial.nanos.Load())
@@ -179,7 +204,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		if dial {
 			c.st.connectErrors.Add(1)
 		}
-		if out.Context().Err() != nil || rs.bodyErr() != nil {
+		if ctx.Err() != nil || rs.bodyErr() != nil {
 			return nil, err // the client's doing, not the target's
 		}
 		up.report(c.Target.ID, err)
@@ -187,7 +212,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		switch {
 		case !retries, n+1 >= h.retry.Attempts, time.Since(first) >= h.retry.Timeout:
 			return nil, err
-		case !dial && !idempotent(out.Method):
+		case !dial && !idempotent(method):
 			return nil, err
 		case hasBody && !rs.reply.replayable():
 			return nil, err
