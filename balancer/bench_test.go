@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"github.com/lbkit/lbkit/internal/benchcpu"
 )
 
 // BenchmarkPick measures one pick and its Done for every algorithm at 3 to
@@ -48,6 +50,8 @@ func BenchmarkPick(b *testing.B) {
 
 func run(b *testing.B, mode string, f func()) {
 	b.ReportAllocs()
+	b.ResetTimer() // the setup (building tables) is not the pick
+	defer benchcpu.Measure(b)()
 	if mode == "serial" {
 		for b.Loop() {
 			f()
@@ -72,6 +76,7 @@ func BenchmarkMaglevBuild(b *testing.B) {
 		m := maglevSizeFor(n)
 		b.Run(fmt.Sprintf("n=%d/m=%d", n, m), func(b *testing.B) {
 			b.ReportAllocs()
+			defer benchcpu.Measure(b)()
 			for b.Loop() {
 				_ = buildMaglev(ids, ws, m)
 			}

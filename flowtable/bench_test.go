@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/lbkit/lbkit/internal/benchcpu"
 )
 
 // The benchmarks compare the Table with two baselines measured in the same
@@ -242,13 +244,9 @@ func (w *workload) run(b *testing.B, op, mode string) {
 		}
 		return w.lookup(r, win)
 	}
-	// cpu-ns/op is the process's CPU time (all threads, the garbage
-	// collector's included) per operation. Wall time per operation
-	// (ns/op) also counts the time other processes ran; CPU time does not,
-	// which makes it the steadier figure on a shared machine.
-	cpu0 := cpuTime()
-	defer func() { b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op") }()
+	// cpu-ns/op (benchcpu) is the steadier figure on a shared machine.
 	if mode == "serial" {
+		defer benchcpu.Measure(b)()
 		r := rng(0x9e3779b97f4a7c15)
 		win := 0
 		for b.Loop() {
@@ -265,7 +263,7 @@ func (w *workload) run(b *testing.B, op, mode string) {
 		b.Skip("more goroutines than windows")
 	}
 	b.ResetTimer()
-	cpu0 = cpuTime()
+	defer benchcpu.Measure(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		id := int(ids.Add(1) - 1)
 		r := rng(0x9e3779b97f4a7c15 ^ uint64(id+1)*0xbf58476d1ce4e5b9)

@@ -151,7 +151,6 @@ func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
 	s.unlink(e)
 	t.release(&e.key)
 	p := e.key.protoIdx()
-	s.cnt[p].active.Add(-1)
 	s.cnt[p].expired.Add(1)
 	t.expired = append(t.expired, expiredFlow[V]{key: e.key, val: e.val})
 	return true

@@ -323,8 +323,7 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 	}
 
 	e.val = v
-	s.cnt[p].created.Add(1)
-	s.cnt[p].active.Add(1)      // before the flow is visible, so that no Delete counts it down first
+	s.cnt[p].created.Add(1)     // before the flow is visible, so that no removal is counted first
 	e.seen.Store(t.tick.Load()) // publishes the flow
 	published = true
 	if s.waiters.Load() > 0 {
@@ -413,7 +412,6 @@ func (t *Table[V]) kill(s *shard[V], h uint64, e *entry[V]) bool {
 	t.removeIndex(s, h, e)
 	s.unlink(e)
 	t.release(&e.key)
-	s.cnt[e.key.protoIdx()].active.Add(-1)
 	return true
 }
 
@@ -460,10 +458,10 @@ func (t *Table[V]) Range(f func(k Key, v V) bool) {
 // Len returns the number of flows in the table. Creations in progress are
 // not counted.
 func (t *Table[V]) Len() int {
-	n := int64(0)
+	n := uint64(0)
 	for i := range t.shards {
 		for p := range t.shards[i].cnt {
-			n += t.shards[i].cnt[p].active.Load()
+			n += t.shards[i].cnt[p].active()
 		}
 	}
 	return int(n)

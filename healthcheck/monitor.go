@@ -104,7 +104,7 @@ func New(c Checker, opts ...Option) (*Monitor, error) {
 	}
 	now := cfg.clock.Now()
 	for _, t := range cfg.targets {
-		m.add(t, now)
+		m.add(t, now, cfg.initial, true)
 	}
 	m.cfg.targets = nil
 	if cfg.onChange != nil {
@@ -119,7 +119,24 @@ func New(c Checker, opts ...Option) (*Monitor, error) {
 // moment inside the first interval; until a check passes, a target is in the
 // initial state (see WithInitialState). If any target is invalid or its ID
 // is already monitored, nothing is added and the error lists every problem.
-func (m *Monitor) Add(ts ...Target) error {
+func (m *Monitor) Add(ts ...Target) error { return m.addAll(ts, m.cfg.initial, true) }
+
+// AddWithState starts monitoring targets whose health is already known, in
+// state s: for a caller that replaces a Monitor with one of new settings
+// and must not send its targets back to the initial state meanwhile (a
+// flap of every target). Unlike new targets, they follow the thresholds
+// from their first check: a Healthy one needs the unhealthy threshold of
+// failures to go down, an Unhealthy one the healthy threshold of successes
+// to come up. The first check is still due at a random moment inside the
+// first interval. Validation is as for Add.
+func (m *Monitor) AddWithState(s State, ts ...Target) error {
+	if s != Healthy && s != Unhealthy {
+		return fmt.Errorf("healthcheck: %w: state %d is unknown", ErrInvalidOption, s)
+	}
+	return m.addAll(ts, s, false)
+}
+
+func (m *Monitor) addAll(ts []Target, s State, fresh bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -130,7 +147,7 @@ func (m *Monitor) Add(ts ...Target) error {
 	}
 	now := m.cfg.clock.Now()
 	for _, t := range ts {
-		m.add(t, now)
+		m.add(t, now, s, fresh)
 	}
 	m.poke()
 	return nil
@@ -147,10 +164,11 @@ func (m *Monitor) checkNew(ts []Target) error {
 	return errors.Join(errs...)
 }
 
-// add adds a valid target with a new ID; m.mu is held or m is not shared.
-func (m *Monitor) add(t Target, now time.Time) {
-	e := &entry{t: t, dueIdx: -1, ejIdx: -1, since: now, state: m.cfg.initial, reason: "not checked yet"}
-	e.fresh = e.state == Unhealthy
+// add adds a valid target with a new ID in state s; fresh targets turn
+// healthy at their first success. m.mu is held or m is not shared.
+func (m *Monitor) add(t Target, now time.Time, s State, fresh bool) {
+	e := &entry{t: t, dueIdx: -1, ejIdx: -1, since: now, state: s, reason: "not checked yet"}
+	e.fresh = fresh && s == Unhealthy
 	m.targets[t.ID] = e
 	if m.checker == nil {
 		e.state, e.fresh, e.reason = Healthy, false, "health checking off"
@@ -228,7 +246,7 @@ func (m *Monitor) Update(ts []Target) error {
 	now := m.cfg.clock.Now()
 	for _, t := range ts {
 		if _, ok := m.targets[t.ID]; !ok {
-			m.add(t, now)
+			m.add(t, now, m.cfg.initial, true)
 		}
 	}
 	m.poke()

@@ -614,3 +614,33 @@ func TestMonitorWithRealTCP(t *testing.T) {
 	assert.Equal(t, Healthy, c.New.State)
 	assert.Equal(t, "2 consecutive successful checks", c.Reason)
 }
+
+func TestAddWithStateCarriesHealthOver(t *testing.T) {
+	clk := newFakeClock()
+	sc := newScripted()
+	h := newHarness(t, sc, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+		WithThresholds(2, 2), WithRand(seqRand(0, 0)))
+	sc.set("down", errRefused())
+	require.NoError(t, h.AddWithState(Healthy, Target{ID: "up", Addr: "127.0.0.1:1"}))
+	require.NoError(t, h.AddWithState(Unhealthy, Target{ID: "down", Addr: "127.0.0.1:2"}))
+	assert.True(t, mustStatus(t, h.Monitor, "up").Serving(), "carried over: serving before any check")
+	assert.False(t, mustStatus(t, h.Monitor, "down").Serving())
+
+	h.checks(t, 2) // both due at once: offset 0
+	assert.Equal(t, Healthy, mustStatus(t, h.Monitor, "up").State)
+	assert.Equal(t, Unhealthy, mustStatus(t, h.Monitor, "down").State)
+	sc.set("down", nil)
+	clk.Advance(time.Second)
+	h.checks(t, 2)
+	assert.Equal(t, Unhealthy, mustStatus(t, h.Monitor, "down").State,
+		"not new: one success is not enough, the healthy threshold applies")
+	clk.Advance(time.Second)
+	h.checks(t, 2)
+	assert.Equal(t, Healthy, mustStatus(t, h.Monitor, "down").State)
+
+	require.ErrorIs(t, h.AddWithState(State(9), Target{ID: "x", Addr: "127.0.0.1:3"}), ErrInvalidOption)
+	require.ErrorIs(t, h.AddWithState(Healthy, Target{ID: "up", Addr: "127.0.0.1:1"}), ErrDuplicateTarget)
+	changes := h.closeAndDrain(t)
+	require.Len(t, changes, 1, "only down's recovery is a change")
+	assert.Equal(t, "down", changes[0].Target.ID)
+}

@@ -339,23 +339,41 @@ func (g *group) replaceMonitor(cfg *groupConfig) error {
 		opts = append(opts, healthcheck.WithTimeout(h.Timeout))
 	}
 	if h.HealthyThreshold > 0 || h.UnhealthyThreshold > 0 {
-		opts = append(opts, healthcheck.WithThresholds(max(h.HealthyThreshold, 0), max(h.UnhealthyThreshold, 0)))
+		opts = append(opts, healthcheck.WithThresholds(
+			cmpOr(h.HealthyThreshold, healthcheck.DefaultHealthyThreshold),
+			cmpOr(h.UnhealthyThreshold, healthcheck.DefaultUnhealthyThreshold)))
 	}
 	if cfg.ejectFailures != 0 {
 		opts = append(opts, healthcheck.WithEjection(max(cfg.ejectFailures, 0), cfg.ejectPeriod), healthcheck.WithMaxEjectedPercent(cfg.ejectMaxPct))
 	}
-	g.mu.Lock()
-	var ts []healthcheck.Target
-	for _, m := range g.members {
-		ts = append(ts, healthcheck.Target{ID: m.t.id, Addr: m.t.addr})
-	}
-	g.mu.Unlock()
-	mon, err := healthcheck.New(checker, append(opts, healthcheck.WithTargets(ts...))...)
+	mon, err := healthcheck.New(checker, opts...)
 	if err != nil {
 		if closer != nil {
 			closer.Close()
 		}
 		return err
+	}
+	// Targets keep their health across the swap: a new monitor of new
+	// settings must not send every target back to the initial state.
+	g.mu.Lock()
+	var up, down []healthcheck.Target
+	for _, m := range g.members {
+		t := healthcheck.Target{ID: m.t.id, Addr: m.t.addr}
+		if m.cond.State == healthcheck.Healthy {
+			up = append(up, t)
+		} else {
+			down = append(down, t)
+		}
+	}
+	g.mu.Unlock()
+	for s, ts := range map[healthcheck.State][]healthcheck.Target{healthcheck.Healthy: up, healthcheck.Unhealthy: down} {
+		if err := mon.AddWithState(s, ts...); err != nil {
+			mon.Close()
+			if closer != nil {
+				closer.Close()
+			}
+			return err
+		}
 	}
 	oldMon := g.monPtr.Swap(mon)
 	g.mu.Lock()
@@ -378,15 +396,7 @@ func newChecker(cfg *groupConfig) (healthcheck.Checker, io.Closer, error) {
 		return nil, nil, nil
 	}
 	h := cfg.health
-	p := h.Protocol
-	if p == 0 {
-		switch cfg.proto {
-		case HTTP, HTTPS, UDP:
-			p = cfg.proto
-		default:
-			p = TCP
-		}
-	}
+	p := cfg.healthProtocol()
 	switch p {
 	case TCP:
 		return healthcheck.TCP{Port: h.Port}, nil, nil
@@ -485,6 +495,19 @@ func (g *group) close() {
 	if checker != nil {
 		checker.Close()
 	}
+}
+
+// healthProtocol is how the group's targets are checked: the health check's
+// protocol, else the group's own (HTTP, HTTPS, UDP), else TCP.
+func (g *groupConfig) healthProtocol() Protocol {
+	if p := g.health.Protocol; p != 0 {
+		return p
+	}
+	switch g.proto {
+	case HTTP, HTTPS, UDP:
+		return g.proto
+	}
+	return TCP
 }
 
 // balancerTargets returns the group's static targets as the balancer sees

@@ -52,6 +52,11 @@ type Hooks struct {
 	// HealthChange is called when a target's health or ejection changes,
 	// with the reason in words.
 	HealthChange func(HealthEvent)
+	// FlowRejected is called for every client connection, datagram or
+	// HTTP client refused before it reached a target: access control, a
+	// full flow table, a source over its flow limit, no healthy target, a
+	// bad PROXY header. Under a flood it is called for every one.
+	FlowRejected func(FlowRejectedEvent)
 }
 
 // HealthEvent is a target's change of health or ejection.

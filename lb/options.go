@@ -2,10 +2,12 @@ package lb
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"time"
 
 	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/proxy"
 )
 
 // Defaults, from the reference load balancers (AWS NLB/ALB, Huawei ELB).
@@ -50,7 +52,30 @@ type listenerConfig struct {
 	idle           time.Duration // 0: the protocol's default
 	connectTimeout time.Duration // 0: DefaultConnectTimeout
 
-	certs []tls.Certificate // TLS, HTTPS
+	certs        []tls.Certificate // TLS, HTTPS
+	wildcard     proxy.WildcardMode
+	minTLS       uint16
+	ciphers      []uint16
+	clientAuth   tls.ClientAuthType
+	clientCAs    *x509.CertPool
+	clientHosts  []string
+	disableHTTP2 bool
+
+	connectAttempts int // L4; 0: the proxy's default
+	headerTimeout   time.Duration
+
+	// L7
+	rules           []Rule
+	defRedirect     *proxy.Redirect
+	defFixed        *proxy.FixedResponse
+	requestTimeout  time.Duration
+	responseTimeout time.Duration
+	maxHeaderBytes  int
+	maxBodyBytes    int64
+	maxURILength    int
+	retry           proxy.Retry
+	forwarded       bool
+	accessLog       *slog.Logger
 }
 
 // groupConfig is one target group's configuration.
@@ -180,6 +205,148 @@ func ConnectTimeout(d time.Duration) ListenerOption {
 // interrupts a connection: established ones keep the old certificate.
 func Certificates(certs ...tls.Certificate) ListenerOption {
 	return func(l *listenerConfig) { l.certs = append(l.certs, certs...) }
+}
+
+// ConnectAttempts sets how many different targets a new TCP or TLS
+// connection (or an HTTP request that never reached a target) tries before
+// giving up. Default 3.
+func ConnectAttempts(n int) ListenerOption {
+	return func(l *listenerConfig) { l.connectAttempts = n }
+}
+
+// HeaderTimeout bounds how long a TCP or TLS client may take to send its
+// PROXY protocol header and finish its TLS handshake. Default: the proxy's
+// (proxy.DefaultHeaderTimeout).
+func HeaderTimeout(d time.Duration) ListenerOption {
+	return func(l *listenerConfig) { l.headerTimeout = d }
+}
+
+// WildcardMatch sets how wildcard certificates match server names:
+// proxy.WildcardOneLabel (the default: *.example.com matches
+// a.example.com only) or proxy.WildcardSuffix (also a.b.example.com, the
+// longest suffix winning).
+func WildcardMatch(m proxy.WildcardMode) ListenerOption {
+	return func(l *listenerConfig) { l.wildcard = m }
+}
+
+// MinTLSVersion sets the lowest TLS version a TLS or HTTPS listener
+// accepts, e.g. tls.VersionTLS13. Default TLS 1.2.
+func MinTLSVersion(v uint16) ListenerOption { return func(l *listenerConfig) { l.minTLS = v } }
+
+// CipherSuites limits the TLS 1.0–1.2 cipher suites accepted. Default:
+// crypto/tls's secure list.
+func CipherSuites(ids ...uint16) ListenerOption {
+	return func(l *listenerConfig) { l.ciphers = append(l.ciphers, ids...) }
+}
+
+// ClientAuth turns on mutual TLS on an HTTPS listener:
+// tls.VerifyClientCertIfGiven (optional) or tls.RequireAndVerifyClientCert
+// (required), verified against cas. With hosts, only those server names
+// (host patterns as in Rule.Host) ask for a client certificate, and a request
+// whose Host needs one on a connection that did not present it gets 421.
+// Default: no client certificates.
+func ClientAuth(mode tls.ClientAuthType, cas *x509.CertPool, hosts ...string) ListenerOption {
+	return func(l *listenerConfig) { l.clientAuth, l.clientCAs, l.clientHosts = mode, cas, hosts }
+}
+
+// DisableHTTP2 stops an HTTPS listener from offering HTTP/2. Default:
+// offered.
+func DisableHTTP2() ListenerOption { return func(l *listenerConfig) { l.disableHTTP2 = true } }
+
+// Rule is an HTTP or HTTPS listener's forwarding rule: requests whose host
+// and path match get its action. Rules are tried by Priority, lowest first;
+// the first match wins; the listener's default action (ForwardTo,
+// DefaultRedirect or DefaultFixed) takes the rest. Two rules with the same
+// host, path and priority are a configuration error.
+type Rule struct {
+	// Name identifies the rule in errors and the access log.
+	Name string
+	// Priority orders rules, lowest first.
+	Priority int
+	// Host matches the request's host: "" any, "example.com" exactly,
+	// "*.example.com" its subdomains.
+	Host string
+	// Path matches the request's cleaned path: "" any, "/a" exactly,
+	// "/a/*" the prefix "/a/", "~regexp" a regular expression.
+	Path string
+
+	// Set exactly one action.
+
+	// Forward names the target group that gets matching requests.
+	Forward string
+	// Split shares matching requests between target groups by weight.
+	Split []GroupWeight
+	// Redirect answers with a redirect (e.g. to HTTPS).
+	Redirect *proxy.Redirect
+	// Fixed answers with a fixed response.
+	Fixed *proxy.FixedResponse
+}
+
+// GroupWeight is one target group's share of a Rule's Split.
+type GroupWeight struct {
+	// Group names the target group.
+	Group string
+	// Weight is its share, 0..1000.
+	Weight int
+}
+
+// Rules adds forwarding rules to an HTTP or HTTPS listener.
+func Rules(rules ...Rule) ListenerOption {
+	return func(l *listenerConfig) { l.rules = append(l.rules, rules...) }
+}
+
+// DefaultRedirect makes an HTTP or HTTPS listener answer requests no rule
+// matches with a redirect, e.g. proxy.Redirect{Scheme: "https"} for HTTP to
+// HTTPS. It replaces ForwardTo as the default action.
+func DefaultRedirect(r proxy.Redirect) ListenerOption {
+	return func(l *listenerConfig) { l.defRedirect = &r }
+}
+
+// DefaultFixed makes an HTTP or HTTPS listener answer requests no rule
+// matches with a fixed response. It replaces ForwardTo as the default action.
+func DefaultFixed(f proxy.FixedResponse) ListenerOption {
+	return func(l *listenerConfig) { l.defFixed = &f }
+}
+
+// RequestTimeout is how long an HTTP client has to send a whole request;
+// then it gets 408. Default 60 s.
+func RequestTimeout(d time.Duration) ListenerOption {
+	return func(l *listenerConfig) { l.requestTimeout = d }
+}
+
+// ResponseTimeout is how long a target has to answer a request's header;
+// then the request is retried on another target when safe, else 504.
+// Default 60 s.
+func ResponseTimeout(d time.Duration) ListenerOption {
+	return func(l *listenerConfig) { l.responseTimeout = d }
+}
+
+// MaxHeaderBytes limits an HTTP request's line and headers: above it, 431.
+// Default 64 KiB.
+func MaxHeaderBytes(n int) ListenerOption { return func(l *listenerConfig) { l.maxHeaderBytes = n } }
+
+// MaxBodyBytes limits an HTTP request's body: above it, 413. Default 10 GiB.
+func MaxBodyBytes(n int64) ListenerOption { return func(l *listenerConfig) { l.maxBodyBytes = n } }
+
+// MaxURILength limits an HTTP request's target: above it, 414. Default
+// 8 KiB.
+func MaxURILength(n int) ListenerOption { return func(l *listenerConfig) { l.maxURILength = n } }
+
+// Retries bounds how an HTTP listener retries requests on another target
+// (see proxy.Retry for what is retried, and the retry budget). Zero fields
+// take their defaults.
+func Retries(r proxy.Retry) ListenerOption { return func(l *listenerConfig) { l.retry = r } }
+
+// ForwardedHeader adds an RFC 7239 Forwarded header to requests, beside the
+// X-Forwarded-For, -Proto, -Port and -Host headers that are always sent.
+func ForwardedHeader() ListenerOption { return func(l *listenerConfig) { l.forwarded = true } }
+
+// AccessLog logs one record per HTTP request to logger: client and target
+// addresses, method, host, path, status (client side and target side),
+// bytes, request_time, upstream_connect_time, upstream_header_time,
+// upstream_response_time. Default: none.
+func AccessLog(logger *slog.Logger) ListenerOption {
+	return func(l *listenerConfig) { l.accessLog = logger }
 }
 
 // GroupOption configures one target group.

@@ -1,9 +1,11 @@
 package lb
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -65,21 +67,16 @@ func (c *config) validate() error {
 			}
 			addrs[key] = l.name
 		}
-		switch g, ok := groups[l.group]; {
-		case l.group == "":
-			add("%s: no target group to forward to (ForwardTo)", where)
-		case !ok:
-			add("%s: forwards to target group %q, which does not exist", where, l.group)
-		case l.proto.valid() && g.proto.valid() && !forwards(l.proto, g.proto):
-			add("%s: a %s listener cannot forward to %s target group %q (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)", where, l.proto, g.proto, g.name)
-		case ok && g.stickiness.Kind >= LBCookieStickiness && !l.proto.l7():
-			add("%s: target group %q uses %s stickiness, which needs an http or https listener", where, g.name, g.stickiness.Kind)
+		for _, e := range l.actionProblems(groups) {
+			add("%s: %v", where, e)
 		}
-		if _, err := proxy.ParseACL(l.allow, l.deny); err != nil {
-			add("%s: %v", where, err)
+		_, err := proxy.ParseACL(l.allow, l.deny)
+		for _, e := range lines(err) {
+			add("%s: %v", where, e)
 		}
-		if _, err := proxy.ParseACL(l.trusted, nil); err != nil {
-			add("%s: trusted proxies: %v", where, err)
+		_, err = proxy.ParseACL(l.trusted, nil)
+		for _, e := range lines(err) {
+			add("%s: trusted proxies: %v", where, e)
 		}
 		if l.idle < 0 {
 			add("%s: idle timeout %s is negative", where, l.idle)
@@ -94,7 +91,92 @@ func (c *config) validate() error {
 			add("%s: certificates are set but a %s listener does not use TLS", where, l.proto)
 		}
 	}
+	if errs != nil {
+		errs.ErrorFormat = formatErrors
+	}
 	return errs.ErrorOrNil()
+}
+
+// formatErrors lists configuration problems one per line, without the
+// trailing blank line of multierror's default format.
+func formatErrors(es []error) string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = "\t* " + e.Error()
+	}
+	return fmt.Sprintf("%d problems:\n%s", len(es), strings.Join(lines, "\n"))
+}
+
+// actionProblems checks what a listener forwards to: its default action and,
+// for HTTP and HTTPS, its rules (built into a router with stand-in groups, so
+// conflicting rules are found here).
+func (l *listenerConfig) actionProblems(groups map[string]*groupConfig) []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	target := func(prefix, name string) {
+		switch g, ok := groups[name]; {
+		case !ok:
+			add("%sforwards to target group %q, which does not exist", prefix, name)
+		case l.proto.valid() && g.proto.valid() && !forwards(l.proto, g.proto):
+			add("%sa %s listener cannot forward to %s target group %q (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)", prefix, l.proto, g.proto, g.name)
+		case g.stickiness.Kind >= LBCookieStickiness && !l.proto.l7():
+			add("%starget group %q uses %s stickiness, which needs an http or https listener", prefix, g.name, g.stickiness.Kind)
+		}
+	}
+	defaults := 0
+	for _, set := range []bool{l.group != "", l.defRedirect != nil, l.defFixed != nil} {
+		if set {
+			defaults++
+		}
+	}
+	if !l.proto.l7() {
+		if len(l.rules) > 0 || l.defRedirect != nil || l.defFixed != nil {
+			add("rules are for http and https listeners")
+		}
+		if l.requestTimeout != 0 || l.responseTimeout != 0 || l.maxHeaderBytes != 0 || l.maxBodyBytes != 0 || l.maxURILength != 0 {
+			add("request timeout, response timeout and header, body and URI limits are for http and https listeners")
+		}
+		if l.group == "" {
+			add("no target group to forward to (ForwardTo)")
+		} else {
+			target("", l.group)
+		}
+		return errs
+	}
+	switch {
+	case defaults == 0:
+		add("no default action (ForwardTo, DefaultRedirect or DefaultFixed)")
+	case defaults > 1:
+		add("more than one default action (ForwardTo, DefaultRedirect, DefaultFixed)")
+	}
+	if l.group != "" {
+		target("", l.group)
+	}
+	for i, r := range l.rules {
+		prefix := fmt.Sprintf("rule[%d]: ", i)
+		if r.Forward != "" {
+			target(prefix, r.Forward)
+		}
+		for _, s := range r.Split {
+			target(prefix, s.Group)
+		}
+	}
+	if defaults == 0 {
+		return errs
+	}
+	// Conflicts and malformed patterns: the proxy's own router says, given
+	// stand-in groups.
+	stand := map[string]*proxy.Upstream{}
+	_, err := (&LoadBalancer{}).router(l, func(name string) *proxy.Upstream {
+		if stand[name] == nil {
+			stand[name] = &proxy.Upstream{Name: name, Balancer: new(balancer.Balancer)}
+		}
+		return stand[name]
+	})
+	return append(errs, lines(errors.Unwrap(err))...) // unwrap the "listener %q: " prefix
 }
 
 // network returns the socket family a listener of the protocol binds.
@@ -181,7 +263,7 @@ func (h *HealthCheck) problems(p Protocol) []error {
 	if h.Interval < 0 || h.Timeout < 0 {
 		add("interval %s and timeout %s must not be negative", h.Interval, h.Timeout)
 	}
-	iv, to := orDuration(h.Interval, 5*time.Second), orDuration(h.Timeout, 3*time.Second)
+	iv, to := orDuration(h.Interval, healthcheck.DefaultInterval), orDuration(h.Timeout, healthcheck.DefaultTimeout)
 	if to >= iv {
 		add("timeout %s must be below the interval %s", to, iv)
 	}
@@ -204,6 +286,21 @@ func orDuration(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// lines splits an error of several lines (errors.Join) into one error per
+// line, so each can be prefixed with where it comes from.
+func lines(err error) []error {
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l != "" {
+			out = append(out, errors.New(l))
+		}
+	}
+	return out
 }
 
 // unwrapAll flattens an errors.Join tree into its leaves.

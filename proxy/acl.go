@@ -66,11 +66,14 @@ func ParseACL(allow, deny []string) (*ACL, error) {
 		out := make([]netip.Prefix, 0, len(ss))
 		for i, s := range ss {
 			p, err := parsePrefix(s)
-			if err != nil {
+			switch {
+			case err != nil:
 				errs = append(errs, fmt.Errorf("acl: %s[%d]: %w", list, i, err))
-				continue
+			case p.Masked() != p:
+				errs = append(errs, fmt.Errorf("acl: %s[%d]: %s has host bits set; did you mean %s?", list, i, p, p.Masked()))
+			default:
+				out = append(out, p)
 			}
-			out = append(out, p)
 		}
 		return out
 	}

@@ -7,6 +7,40 @@
 // live counters, and the registry of open connections that draining closes).
 //
 // Like net/http/httputil's ReverseProxy, each proxy is a plain struct whose
-// fields say what their zero value means; the lb package assembles them from
-// functional options.
+// fields say what their zero value means; what changes while traffic flows
+// goes through Set methods that apply to new connections or requests. The lb
+// package assembles them from functional options.
+//
+// # TCP and UDP
+//
+// TCP accepts a connection, checks the ACL, admits it as a flow in a
+// FlowTable (refused and counted when the table is full or the client is at
+// its flow limit), picks a target from its Upstream (sticky by source IP
+// when configured), connects with a timeout (another target on refusal or
+// timeout, bounded), and forwards bytes with splice between the two sockets,
+// propagating half-closes. A connection idle for the flow table's TCP idle
+// timeout is reset on both sides, as the reference load balancer does;
+// idleness comes from the kernel (TCP_INFO), so splicing and idle timeouts
+// coexist. PROXY protocol v1/v2 is sent to targets per Upstream and accepted
+// from trusted sources only; TLS can be terminated on the listener.
+//
+// UDP keeps a flow per client address, each with its own connected socket
+// to its target, so replies return to the client from the listener's
+// address. When a flow's target turns unhealthy or leaves, its next datagram
+// goes to a newly picked target. Nothing is allocated per datagram.
+//
+// # HTTP and HTTPS
+//
+// HTTP is the L7 proxy, built on httputil.ReverseProxy. A request passes the
+// listener's ACL, is routed by a Router (rules on host and path, by
+// priority, to forward, split, redirect or fixed-response actions), and is
+// forwarded to a target its group's Upstream chooses, with stickiness (any
+// sticky.Policy), X-Forwarded-* headers (trusted only from TrustedProxies),
+// retries on another target when that is safe and the retry budget allows,
+// and one access-log record with nginx's timing fields. HTTPS picks
+// certificates by SNI from a Certificates store that can be replaced while
+// serving, offers HTTP/2, and supports mutual TLS. The proxy's own answers
+// (400, 403, 408, 413, 414, 421, 431, 501, 502, 503, 504) are counted apart
+// from the targets' in Stats. Shutdown behaves as a load balancer removing
+// an L7 listener: keep-alive connections finish their requests.
 package proxy

@@ -89,8 +89,9 @@ type HTTP struct {
 	IdleTimeout time.Duration
 
 	// RequestTimeout is how long a client has to send a whole request,
-	// headers and body, from its first byte; then it gets 408 (over
-	// HTTP/1.x; HTTP/2 streams are reset) and the connection is closed.
+	// headers and body, from its first byte; then it gets 408 and the
+	// connection is closed. Over HTTP/2 it bounds the body only (the
+	// stream gets 408; HTTP/2 has its own framing timeouts).
 	// Default: DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
@@ -124,8 +125,18 @@ type HTTP struct {
 	// load. Default: DefaultMaxIdleConnsPerTarget.
 	MaxIdleConnsPerTarget int
 
-	// AccessLog, if set, receives one record per request (see logAccess for
-	// the attributes). Nil logs nothing.
+	// AccessLog, if set, receives one record per request, at Info level,
+	// message "http", with these attributes (nginx's names where nginx has
+	// one): client (peer host:port), client_ip (as trusted, see
+	// TrustedProxies), method, host, path, proto, rule ("default" for the
+	// default action), group, status (what the proxy answered; 499 when
+	// the client went away first), upstream_status, upstream_addr, bytes
+	// (response body bytes), request_time, upstream_connect_time,
+	// upstream_header_time, upstream_response_time (seconds with
+	// millisecond resolution; one value per attempt joined by ", " when
+	// retried; "-" when no target was reached), and error when the proxy
+	// answered itself. Requests net/http refused before routing (400,
+	// 431, 501 on plain HTTP) and 408s are logged too. Nil logs nothing.
 	AccessLog *slog.Logger
 
 	// ErrorLog, if set, receives net/http's errors (TLS handshakes, ...)
@@ -166,6 +177,10 @@ type HTTP struct {
 
 	connsGone chan struct{} // signalled when the last client connection closes
 	handlers  inflight      // requests in ServeHTTP, upgraded ones included
+
+	// slowOnly sends every request through ReverseProxy and
+	// http.Transport: tests compare the fast path with it.
+	slowOnly bool
 }
 
 // Timeouts are the HTTP proxy's timeouts that SetTimeouts changes at run
@@ -249,8 +264,8 @@ func (h *HTTP) setup() error {
 		h.rp = &httputil.ReverseProxy{
 			Rewrite:        h.rewrite,
 			Transport:      roundTripper{h},
-			ModifyResponse: h.modifyResponse,
-			ErrorHandler:   h.errorHandler,
+			ModifyResponse: h.modifyResponseRP,
+			ErrorHandler:   h.errorHandlerRP,
 			BufferPool:     bufferPool{&h.bufs},
 			ErrorLog:       log.New(io.Discard, "", 0),
 			// FlushInterval 0: ReverseProxy flushes streamed responses (no
@@ -298,7 +313,7 @@ func (h *HTTP) SetTimeouts(t Timeouts) {
 
 func (h *HTTP) closeTransports() {
 	h.transports.Range(func(k, v any) bool {
-		v.(*transport).t.CloseIdleConnections()
+		v.(*transport).closeIdle()
 		return true
 	})
 }
@@ -321,6 +336,7 @@ type reqState struct {
 type reqFields struct {
 	h      *HTTP
 	in     *http.Request
+	w      http.ResponseWriter
 	up     *Upstream
 	peer   netip.AddrPort
 	client netip.Addr
@@ -383,7 +399,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rs := h.pool.Get().(*reqState)
 	defer func() { rs.reset(); h.pool.Put(rs) }()
-	rs.h, rs.in, rs.start, rs.hc = h, r, start, hc
+	rs.h, rs.in, rs.w, rs.start, rs.hc = h, r, w, start, hc
 	rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
 	rs.client = rs.peer.Addr().Unmap()
 	rs.method, rs.host, rs.path, rs.proto, rs.tls = r.Method, r.Host, r.URL.Path, r.Proto, r.TLS != nil
@@ -453,7 +469,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = rs.body
 	}
 
-	out := r.WithContext(context.WithValue(r.Context(), reqKey{}, rs))
+	fast := !h.slowOnly && fastEligible(r, rs.body != nil)
 	defer func() {
 		if rs.reply != nil {
 			rs.reply.detach() // the transport may still hold the body
@@ -478,7 +494,11 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(p)
 		}
 	}()
-	h.rp.ServeHTTP(w, out)
+	if fast {
+		h.serveFast(w, rs)
+	} else {
+		h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqKey{}, rs)))
+	}
 	status := rs.status
 	if status == 0 {
 		status = rs.upStatus
@@ -535,7 +555,7 @@ func (h *HTTP) finish(rs *reqState, status int, n int64) {
 }
 
 // rewrite builds the outgoing request's headers (ReverseProxy has already
-// removed hop-by-hop headers and the incoming X-Forwarded-*).
+// removed hop-by-hop headers and the incoming Forwarded and X-Forwarded-*).
 func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	rs := pr.In.Context().Value(reqKey{}).(*reqState)
 	in, out := pr.In, pr.Out
@@ -545,37 +565,58 @@ func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	}
 	out.URL.Host = "target" // set per attempt
 	out.Host = in.Host
-	peer := rs.peer.Addr()
-	trusted := h.trusted.Load().Allows(peer) && h.trusted.Load() != nil
+	f := h.forwarding(rs)
 	hd := out.Header
-	prior := in.Header["X-Forwarded-For"]
-	if hc := rs.hc; hc != nil {
-		if trusted && len(prior) > 0 {
-			hd["X-Forwarded-For"] = []string{xffValue(prior, peer, trusted)}
-		} else {
-			hd["X-Forwarded-For"] = hc.xff
-		}
-		hd["X-Forwarded-Proto"] = hc.proto
-		if hc.port != nil {
-			hd["X-Forwarded-Port"] = hc.port
-		}
-	} else {
-		hd["X-Forwarded-For"] = []string{xffValue(prior, peer, trusted)}
-		hd["X-Forwarded-Proto"] = []string{scheme(in)}
-		if la, ok := in.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
-			hd["X-Forwarded-Port"] = []string{strconv.Itoa(la.Port)}
-		}
+	hd["X-Forwarded-For"] = f.xff
+	hd["X-Forwarded-Proto"] = f.proto
+	if f.port != nil {
+		hd["X-Forwarded-Port"] = f.port
 	}
 	hd["X-Forwarded-Host"] = []string{in.Host}
-	if h.Forwarded {
-		fwd := forwardedValue(peer, in.Host, scheme(in))
-		if prior := in.Header["Forwarded"]; trusted && len(prior) > 0 {
-			fwd = strings.Join(prior, ", ") + ", " + fwd
-		}
-		hd["Forwarded"] = []string{fwd}
-	} else if !trusted {
-		delete(hd, "Forwarded")
+	if f.forwarded != "" {
+		hd["Forwarded"] = []string{f.forwarded}
 	}
+}
+
+// fwdHeaders are the forwarding headers the proxy sends a target.
+type fwdHeaders struct {
+	xff, proto []string
+	port       []string // nil: the proxy does not know its port
+	forwarded  string   // "" unless HTTP.Forwarded
+}
+
+// forwarding returns the forwarding headers of rs's request:
+// X-Forwarded-For with the peer appended to a trusted peer's, or the peer
+// alone; the scheme and port the client used; and Forwarded when asked
+// for, appended to a trusted peer's. The values computed once per client
+// connection are shared, read-only.
+func (h *HTTP) forwarding(rs *reqState) fwdHeaders {
+	in := rs.in
+	peer := rs.peer.Addr()
+	trusted := h.trusted.Load().Allows(peer) && h.trusted.Load() != nil
+	prior := in.Header["X-Forwarded-For"]
+	var f fwdHeaders
+	if hc := rs.hc; hc != nil {
+		if trusted && len(prior) > 0 {
+			f.xff = []string{xffValue(prior, peer, trusted)}
+		} else {
+			f.xff = hc.xff
+		}
+		f.proto, f.port = hc.proto, hc.port
+	} else {
+		f.xff = []string{xffValue(prior, peer, trusted)}
+		f.proto = []string{scheme(in)}
+		if la, ok := in.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+			f.port = []string{strconv.Itoa(la.Port)}
+		}
+	}
+	if h.Forwarded {
+		f.forwarded = forwardedValue(peer, in.Host, scheme(in))
+		if prior := in.Header["Forwarded"]; trusted && len(prior) > 0 {
+			f.forwarded = strings.Join(prior, ", ") + ", " + f.forwarded
+		}
+	}
+	return f
 }
 
 // scheme returns the scheme the client used.
@@ -586,30 +627,38 @@ func scheme(r *http.Request) string {
 	return "http"
 }
 
+// modifyResponseRP is ReverseProxy's ModifyResponse.
+func (h *HTTP) modifyResponseRP(resp *http.Response) error {
+	h.modifyResponse(resp.Request.Context().Value(reqKey{}).(*reqState), resp)
+	return nil
+}
+
 // modifyResponse runs when a target's response header arrives, before it is
 // written to the client: stickiness is remembered here, so that a cookie
 // policy can set its cookie.
-func (h *HTTP) modifyResponse(resp *http.Response) error {
-	rs := resp.Request.Context().Value(reqKey{}).(*reqState)
+func (h *HTTP) modifyResponse(rs *reqState, resp *http.Response) {
 	rs.upStatus = resp.StatusCode
 	rs.up.Remember(balancer.PickInfo{Source: rs.client}, rs.in, rs.choice, resp.Header)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		rs.resp = respBody{rs: rs, src: resp.Body, at: rs.resp.at}
 		resp.Body = &rs.resp
-		return nil
+		return
 	}
 	// An upgraded connection (WebSocket) lives on with its target: it is
 	// registered so that draining the target closes it at the deadline.
 	// Plain requests are not: they end by themselves well before any
 	// sensible drain delay, and registering each would cost a lock.
 	rs.untrack = rs.choice.st.track(resp.Body)
-	return nil
+}
+
+// errorHandlerRP is ReverseProxy's ErrorHandler.
+func (h *HTTP) errorHandlerRP(w http.ResponseWriter, r *http.Request, err error) {
+	h.errorHandler(w, r.Context().Value(reqKey{}).(*reqState), err)
 }
 
 // errorHandler answers when no target gave a response.
-func (h *HTTP) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	rs := r.Context().Value(reqKey{}).(*reqState)
-	code, why := h.classify(rs, r, err)
+func (h *HTTP) errorHandler(w http.ResponseWriter, rs *reqState, err error) {
+	code, why := h.classify(rs, rs.in, err)
 	switch code {
 	case http.StatusRequestTimeout, http.StatusRequestEntityTooLarge:
 		w.Header().Set("Connection", "close")

@@ -37,10 +37,23 @@ func TestHTTPSlowClients(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// Each slow connection has a reader waiting for its answer from the
+	// start, as a real client would.
+	var got408 atomic.Int64
+	var rg sync.WaitGroup
 	for range slow {
 		c, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		conns = append(conns, c)
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			c.SetReadDeadline(time.Now().Add(15 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err == nil && resp.StatusCode == http.StatusRequestTimeout {
+				got408.Add(1)
+			}
+		}()
 	}
 	// One goroutine trickles a byte to every slow connection every 200ms.
 	stop := make(chan struct{})
@@ -89,19 +102,6 @@ func TestHTTPSlowClients(t *testing.T) {
 	assert.Equal(t, int64(normal*5), ok.Load(), "every normal request succeeds")
 
 	// The slow ones get 408 when their 2 s pass.
-	var got408 atomic.Int64
-	var rg sync.WaitGroup
-	for _, c := range conns {
-		rg.Add(1)
-		go func() {
-			defer rg.Done()
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err == nil && resp.StatusCode == http.StatusRequestTimeout {
-				got408.Add(1)
-			}
-		}()
-	}
 	rg.Wait()
 	close(stop)
 	<-trickled

@@ -3,11 +3,13 @@ package proxy
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/lbkit/lbkit/flowtable"
 )
@@ -31,10 +33,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		peer := addrPortOf(c.RemoteAddr())
 		if !l.h.acl.Load().Allows(peer.Addr()) {
 			l.h.stats.refusedConns.Add(1)
-			c.Close()
 			if l.h.OnRefuse != nil {
 				l.h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: peer, Reason: RefusedACL, Err: ErrDenied})
 			}
+			c.Close()
 			continue
 		}
 		l.h.stats.conns.Add(1)
@@ -119,6 +121,26 @@ func (c *httpConn) Close() error {
 	return c.Conn.Close()
 }
 
+// lingerTime is how long linger waits for a client's last bytes.
+const lingerTime = 500 * time.Millisecond
+
+// linger half-closes the connection and reads what the client still sends
+// for a moment, before net/http closes it: a client still writing (a slow
+// one that was just answered 408) would otherwise make the close a reset,
+// and a reset can discard the answer before the client reads it. net/http
+// does the same for its 431 answer.
+func (c *httpConn) linger() {
+	tc, ok := c.Conn.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if tc.CloseWrite() != nil {
+		return
+	}
+	_ = tc.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.Copy(io.Discard, io.LimitReader(tc, 64<<10))
+}
+
 // rawConn returns the httpConn under c (a *tls.Conn or the httpConn
 // itself), or nil for connections the proxy did not accept.
 func rawConn(c net.Conn) *httpConn {
@@ -150,10 +172,11 @@ func (h *HTTP) connState(c net.Conn, s http.ConnState) {
 				return
 			}
 			hc.served.Store(true) // the 408 is not net/http's error answer
-			_, _ = c.Write([]byte(request408))
 			h.stats.observe(http.StatusRequestTimeout)
 			h.stats.requestTimeouts.Add(1)
 			h.logMalformed(hc.peer, http.StatusRequestTimeout)
+			_, _ = c.Write([]byte(request408))
+			hc.linger()
 		}
 	case http.StateIdle:
 		hc.served.Store(false)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -11,11 +12,20 @@ import (
 	"github.com/lbkit/lbkit/balancer"
 )
 
-// transport is the connection pool to one Upstream's targets, built for
-// one set of timeouts.
+// transport is the connection pools to one Upstream's targets, built for
+// one set of timeouts: the direct client for the common requests, and
+// http.Transport for the rest (upgrades, large or chunked bodies,
+// 100-continue).
 type transport struct {
-	t   *http.Transport
-	tmo *Timeouts
+	t    *http.Transport
+	fast *h1Client
+	tmo  *Timeouts
+}
+
+// closeIdle closes both pools' idle connections.
+func (t *transport) closeIdle() {
+	t.t.CloseIdleConnections()
+	t.fast.closeIdle()
 }
 
 // transportFor returns up's pool, rebuilding it when SetTimeouts changed
@@ -43,9 +53,10 @@ func (h *HTTP) transportFor(up *Upstream) *transport {
 	if up.TLS != nil {
 		t.t.TLSClientConfig = up.TLS.Clone() // an empty ServerName becomes each target's host
 	}
+	t.fast = newH1Client(tmo, up.TLS, maxIdle)
 	if ok {
 		if h.transports.CompareAndSwap(up, v, t) {
-			v.(*transport).t.CloseIdleConnections()
+			v.(*transport).closeIdle()
 			return t
 		}
 	} else if v, loaded := h.transports.LoadOrStore(up, t); loaded {
@@ -91,12 +102,27 @@ func (h *HTTP) dialer(timeout time.Duration) func(ctx context.Context, network, 
 type roundTripper struct{ h *HTTP }
 
 func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
-	h := rt.h
-	rs := out.Context().Value(reqKey{}).(*reqState)
+	return rt.h.try(out.Context().Value(reqKey{}).(*reqState), out)
+}
+
+// try sends rs's request to a target chosen for each attempt, retrying on
+// another when that is safe (see Retry): out through http.Transport, or,
+// when out is nil, the client's request itself by the fast path.
+func (h *HTTP) try(rs *reqState, out *http.Request) (*http.Response, error) {
 	up := rs.up
 	tr := h.transportFor(up)
 	retries := h.retry.Attempts > 1 && up.Sticky() == nil
-	hasBody := out.Body != nil && out.Body != http.NoBody
+	ctx, method := rs.in.Context(), rs.in.Method
+	var body io.Reader // the client's, nil without one
+	if out != nil {
+		if out.Body != nil && out.Body != http.NoBody {
+			body = out.Body
+		}
+	} else if rs.body != nil {
+		body = rs.body
+	}
+	hasBody := body != nil
+	var sendBody io.Reader
 	if hasBody {
 		// Even without retries the body goes through a replay: the
 		// handler detaches it before it returns, as the transport may
@@ -105,8 +131,12 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		if retries {
 			limit = max(h.retry.BodyLimit, 0)
 		}
-		rs.reply = &replay{src: out.Body, limit: limit}
-		out.Body, _ = rs.reply.next()
+		rs.reply = &replay{src: body, limit: limit}
+		b, _ := rs.reply.next()
+		sendBody = b
+		if out != nil {
+			out.Body = b
+		}
 	}
 	first := time.Now()
 	req := out
@@ -120,19 +150,24 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		if n > 0 {
-			// A fresh request: the failed attempt's transport may still
-			// be reading the old one in another goroutine.
-			req = out.Clone(out.Context())
+			var b *attemptBody
 			if hasBody {
-				body, ok := rs.reply.next()
-				if !ok {
+				var ok bool
+				if b, ok = rs.reply.next(); !ok {
 					c.Done()
 					return nil, lastErr
 				}
-				req.Body = body
+				sendBody = b
+			}
+			if out != nil {
+				// A fresh request: the failed attempt's transport may
+				// still be reading the old one in another goroutine.
+				req = out.Clone(ctx)
+				if hasBody {
+					req.Body = b
+				}
 			}
 		}
-		req.URL.Host = c.Target.Addr
 		rs.tried = append(rs.tried, c.Target.ID)
 		rs.choice, rs.chosen = c, true
 		c.st.requests.Add(1)
@@ -140,10 +175,16 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		rs.attempts = append(rs.attempts, attempt{addr: c.Target.Addr, connect: -1, header: -1, response: -1})
 		at := time.Now()
 		rs.resp.at = at
-		rs.dial.nanos.Store(-1)
-		resp, err := tr.t.RoundTrip(req)
+		var resp *http.Response
 		a := &rs.attempts[len(rs.attempts)-1]
-		a.connect = time.Duration(rs.dial.nanos.Load())
+		if out == nil {
+			resp, a.connect, err = tr.fast.roundTrip(rs, c.Target.Addr, sendBody)
+		} else {
+			req.URL.Host = c.Target.Addr
+			rs.dial.nanos.Store(-1)
+			resp, err = tr.t.RoundTrip(req)
+			a.connect = time.Duration(rs.dial.nanos.Load())
+		}
 		if err == nil {
 			a.header = time.Since(at)
 			a.status = resp.StatusCode
@@ -163,7 +204,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		if dial {
 			c.st.connectErrors.Add(1)
 		}
-		if out.Context().Err() != nil || rs.bodyErr() != nil {
+		if ctx.Err() != nil || rs.bodyErr() != nil {
 			return nil, err // the client's doing, not the target's
 		}
 		up.report(c.Target.ID, err)
@@ -171,7 +212,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		switch {
 		case !retries, n+1 >= h.retry.Attempts, time.Since(first) >= h.retry.Timeout:
 			return nil, err
-		case !dial && !idempotent(out.Method):
+		case !dial && !idempotent(method):
 			return nil, err
 		case hasBody && !rs.reply.replayable():
 			return nil, err

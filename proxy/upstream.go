@@ -52,6 +52,10 @@ type Upstream struct {
 
 	sticky  atomic.Pointer[sticky.Policy] // nil: no stickiness
 	targets sync.Map                      // target ID → *targetState
+
+	// afterFunc is time.AfterFunc, replaced in tests to fire drain timers
+	// at chosen moments.
+	afterFunc func(time.Duration, func()) *time.Timer
 }
 
 // SetSticky sets the session-persistence policy; nil turns stickiness off.
@@ -196,24 +200,28 @@ func (u *Upstream) Drain(id string, delay time.Duration) {
 	st := u.state(id)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.timer != nil {
-		st.timer.Stop()
-		st.timer = nil
-	}
-	st.drained = false
+	st.stopDrainLocked()
 	st.deadline = time.Now().Add(delay)
 	if delay <= 0 {
 		st.closeAllLocked()
 		return
 	}
-	st.timer = time.AfterFunc(delay, func() {
+	// st.mu is held until t is set, so the callback always sees it; a
+	// timer replaced meanwhile (Drain again, Undrain) does nothing.
+	after := u.afterFunc
+	if after == nil {
+		after = time.AfterFunc
+	}
+	var t *time.Timer
+	t = after(delay, func() {
 		st.mu.Lock()
 		defer st.mu.Unlock()
-		if st.timer != nil { // not cancelled or moved meanwhile
+		if st.timer == t {
 			st.timer = nil
 			st.closeAllLocked()
 		}
 	})
+	st.timer = t
 }
 
 // Undrain cancels a drain of target id (it was registered again): open
@@ -222,12 +230,17 @@ func (u *Upstream) Undrain(id string) {
 	st := u.state(id)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.stopDrainLocked()
+	st.deadline = time.Time{}
+}
+
+// stopDrainLocked cancels a pending drain; st.mu is held.
+func (st *targetState) stopDrainLocked() {
 	if st.timer != nil {
 		st.timer.Stop()
 		st.timer = nil
 	}
 	st.drained = false
-	st.deadline = time.Time{}
 }
 
 // closeAllLocked closes every open connection; st.mu is held. Closers must

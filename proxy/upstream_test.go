@@ -154,3 +154,24 @@ func TestUpstreamStatsForgetsDepartedTargets(t *testing.T) {
 	assert.Len(t, u.Stats().Targets, 2, "reported once more after leaving")
 	assert.Len(t, u.Stats().Targets, 1, "then forgotten")
 }
+
+// TestUpstreamDrainMovedLater: a drain whose deadline moved later must not
+// close at the old deadline, even when the old timer fired just before the
+// move and its callback ran just after.
+func TestUpstreamDrainMovedLater(t *testing.T) {
+	u := testUpstream(t, 1)
+	var fires []func()
+	u.afterFunc = func(_ time.Duration, f func()) *time.Timer {
+		fires = append(fires, f)
+		return time.NewTimer(time.Hour) // stopped by the next Drain; never fires in the test
+	}
+	open := newCloser()
+	u.state("a").track(open)
+	u.Drain("a", time.Millisecond)
+	u.Drain("a", time.Hour) // the move: Stop could not catch the old timer
+	require.Len(t, fires, 2)
+	fires[0]() // the old timer's callback runs late
+	assert.False(t, open.isClosed(), "closed at the old deadline after it moved")
+	fires[1]()
+	assert.True(t, open.isClosed(), "closed at the new deadline")
+}

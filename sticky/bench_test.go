@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lbkit/lbkit/internal/benchcpu"
 )
 
 // clientAddrs returns n distinct client addresses, IPv4 and IPv6 mixed.
@@ -71,7 +73,7 @@ func runLookups(b *testing.B, mode string, n int, f func(i int) bool) {
 	var worker atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	defer reportCPU(b)()
+	defer benchcpu.Measure(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(worker.Add(1)*7919) % n
 		for pb.Next() {
@@ -89,21 +91,9 @@ func runLookups(b *testing.B, mode string, n int, f func(i int) bool) {
 // serial runs f b.N times with allocations and CPU time reported.
 func serial(b *testing.B, f func()) {
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer benchcpu.Measure(b)()
 	for b.Loop() {
 		f()
-	}
-}
-
-// reportCPU starts measuring the process's CPU time; the function it returns
-// reports it per operation as cpu-ns/op. Unlike ns/op, it leaves out the time
-// other programs on a shared machine held the cores.
-func reportCPU(b *testing.B) func() {
-	start, ok := cpuTime()
-	return func() {
-		if end, ok2 := cpuTime(); ok && ok2 && b.N > 0 {
-			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
-		}
 	}
 }
 

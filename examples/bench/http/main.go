@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -35,7 +36,21 @@ func main() {
 	target := flag.String("target", "127.0.0.1:18080", "the target's address")
 	size := flag.Int("size", 100, "response size in bytes (target mode)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file until the process is stopped")
+	memprofile := flag.String("memprofile", "", "write an allocation profile to this file when the process is stopped")
 	flag.Parse()
+	if *memprofile != "" {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				log.Fatal(err)
+			}
+		}()
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

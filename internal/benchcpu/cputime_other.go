@@ -1,8 +1,8 @@
 //go:build !unix
 
-package sticky
+package benchcpu
 
 import "time"
 
-// cpuTime is not measured here; benchmarks report wall time only.
+// cpuTime is not measured on this platform.
 func cpuTime() (time.Duration, bool) { return 0, false }

@@ -1,15 +1,13 @@
 //go:build unix
 
-package sticky
+package benchcpu
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime returns the CPU time the process has used. Benchmarks report it
-// per operation (cpu-ns/op) beside wall time, because on a shared machine
-// wall time also counts the time other programs held the cores.
+// cpuTime returns the CPU time the process has used, user and system.
 func cpuTime() (time.Duration, bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {

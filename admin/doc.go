@@ -1,0 +1,30 @@
+// Package admin is the admin endpoint of a load balancer: an http.Handler
+// that shows what the load balancer is doing and lets an operator reload
+// it.
+//
+//	GET  /           a status page for people: listeners, target groups and
+//	                 every target with its weight, health and the reason in
+//	                 words ("connection refused"), whether it serves, drains
+//	                 or is ejected, its connections and requests
+//	GET  /stats      lb.Stats, JSON
+//	GET  /diagnose   lb.Diagnosis, JSON; ?client=IP&port=N asks for one
+//	                 client's point of view; ?format=text in words
+//	GET  /health     every target's health and its reason, JSON
+//	POST /reload     calls the program's reload function: 200, or 422 with
+//	                 every problem of the refused configuration
+//	GET  /metrics    whatever handler the program mounts (metrics.Handler)
+//
+// The page is plain HTML from html/template, with no script; ?refresh=N
+// makes the browser reload it every N seconds.
+//
+// The package does not import Prometheus's client: a program that wants
+// /metrics passes metrics.Handler(l) with WithMetrics.
+//
+// # Example
+//
+//	h := admin.New(l,
+//		admin.WithReload(reload),               // func(context.Context) error
+//		admin.WithMetrics(metrics.Handler(l)),
+//	)
+//	go http.Serve(adminListener, h) // on 127.0.0.1: it can reload
+package admin

@@ -1,0 +1,64 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
+
+// problems collects a configuration's problems.
+type problems struct {
+	list  []Problem
+	extra int // problems beyond maxProblems, counted only
+}
+
+// add records a problem about the field at path, found on line (0:
+// unknown).
+func (p *problems) add(path string, line int, format string, a ...any) {
+	if len(p.list) >= maxProblems {
+		p.extra++
+		return
+	}
+	p.list = append(p.list, Problem{Path: path, Line: line, Message: fmt.Sprintf(format, a...)})
+}
+
+// has reports whether a problem was recorded at path or under it.
+func (p *problems) has(path string) bool {
+	return slices.ContainsFunc(p.list, func(q Problem) bool { return under(q.Path, path) })
+}
+
+// under reports whether path is prefix or a field or element under it.
+func under(path, prefix string) bool {
+	if len(path) < len(prefix) || path[:len(prefix)] != prefix {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '.' || path[len(prefix)] == '['
+}
+
+// err returns the problems as an *Error in file order, or nil.
+func (p *problems) err(file string) error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	list := slices.Clone(p.list)
+	slices.SortStableFunc(list, func(a, b Problem) int {
+		// Problems with no line (fields left out, lb's whole-object
+		// findings) go after those in the file.
+		if (a.Line == 0) != (b.Line == 0) {
+			if a.Line == 0 {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.Line, b.Line)
+	})
+	if p.extra > 0 {
+		list = append(list, Problem{Message: fmt.Sprintf("and %d more problems", p.extra)})
+	}
+	return &Error{File: file, Problems: list}
+}
+
+// hasExact reports whether a problem was recorded at exactly path.
+func (p *problems) hasExact(path string) bool {
+	return slices.ContainsFunc(p.list, func(q Problem) bool { return q.Path == path })
+}

@@ -1,0 +1,391 @@
+package lb
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/lbkit/lbkit/proxy"
+)
+
+// Query narrows a diagnosis to a client's point of view: which listener it
+// reaches on Port, and whether that listener's access control lets it in.
+// The zero Query asks about everything.
+type Query struct {
+	// Client is the client's IP address; zero for any client.
+	Client netip.Addr
+	// Port is the port the client connects to; 0 for every listener.
+	Port int
+}
+
+// Diagnosis says, for every listener, target group and target, whether it
+// can receive traffic and, if not, every reason, in words (Reasons) and as
+// data (the other fields). It answers the reference troubleshooting
+// questions from one call: is there a listener on that port; is the client
+// allowed by its access control; is the target group attached; is any target
+// healthy and if not why (refused, timeout, wrong status, ICMP unreachable);
+// is the weight 0; is the target draining or ejected; is the flow table
+// full. String renders it for people.
+type Diagnosis struct {
+	// Time is when the diagnosis was made.
+	Time time.Time
+	// Query is what was asked.
+	Query Query
+	// OK is true when every listener asked about can forward traffic to at
+	// least one target and nothing else is wrong.
+	OK bool
+	// Problems lists what stands in the way, in words, most important
+	// first; empty when OK.
+	Problems []string
+	// Flows describes the flow table.
+	Flows FlowDiagnosis
+	// Listeners and Groups are sorted by name.
+	Listeners []ListenerDiagnosis
+	Groups    []GroupDiagnosis
+}
+
+// FlowDiagnosis describes the flow table.
+type FlowDiagnosis struct {
+	// Active and Max are the flows held and the capacity.
+	Active, Max int
+	// Full is true when no new flow fits.
+	Full bool
+	// Rejected counts flows refused because the table was full;
+	// RejectedSource because their source was at its limit.
+	Rejected, RejectedSource uint64
+}
+
+// ListenerDiagnosis describes one listener.
+type ListenerDiagnosis struct {
+	Name     string
+	Protocol Protocol
+	// Addr is the address the listener is bound to.
+	Addr string
+	// Groups are the target groups it forwards to (its default action and
+	// its rules).
+	Groups []string
+	// ACL describes its access control.
+	ACL string
+	// ClientAllowed is false when Query.Client is set and the access
+	// control refuses it.
+	ClientAllowed bool
+	// OK is true when it can forward new traffic to a target.
+	OK bool
+	// Reasons says why not (and notes worth knowing).
+	Reasons []string
+}
+
+// GroupDiagnosis describes one target group.
+type GroupDiagnosis struct {
+	Name      string
+	Protocol  Protocol
+	Algorithm string
+	// Listeners are the listeners that forward to it.
+	Listeners []string
+	// HealthCheck describes its health check.
+	HealthCheck string
+	// Discovery describes its discovery source and its last answer.
+	Discovery string
+	// OK is true when at least one target can receive new traffic.
+	OK bool
+	// Reasons says why not (and notes worth knowing).
+	Reasons []string
+	Targets []TargetDiagnosis
+}
+
+// TargetDiagnosis describes one target.
+type TargetDiagnosis struct {
+	ID, Addr string
+	Weight   int
+	// OK is true when the target receives new traffic.
+	OK bool
+	// Reasons says why not, in words: "unhealthy: connection refused",
+	// "weight 0", "draining until 15:04:05", "ejected until 15:04:05: 5
+	// consecutive failures, last: connection reset".
+	Reasons []string
+	// Health is the target's health-check status: state, reason, the
+	// counts toward the thresholds, the last results and the next check.
+	Health healthcheck.Status
+	// DrainUntil is when its deregistration delay ends, if draining.
+	DrainUntil time.Time
+	// ActiveConnections and ActiveRequests are its open connections (L4)
+	// and requests in flight (L7).
+	ActiveConnections, ActiveRequests int64
+}
+
+// Diagnose explains whether traffic can reach each target and, if not,
+// why. With a Query it also says whether a client reaches a listener on a
+// port and whether the listener's access control admits it.
+func (l *LoadBalancer) Diagnose(q Query) Diagnosis {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := Diagnosis{Time: time.Now(), Query: q}
+	if !l.started || l.stopped {
+		d.Problems = append(d.Problems, "the load balancer is not running")
+		return d
+	}
+
+	fs := l.flows.Stats()
+	d.Flows = FlowDiagnosis{
+		Active: int(fs.Total.ActiveFlowCount), Max: fs.MaxFlows,
+		Full:     int(fs.Total.ActiveFlowCount) >= fs.MaxFlows,
+		Rejected: fs.Total.RejectedFlowCount, RejectedSource: fs.Total.RejectedSourceFlowCount,
+	}
+	if d.Flows.Full {
+		d.Problems = append(d.Problems, fmt.Sprintf("the flow table is full (%d of %d flows): new TCP connections and UDP flows are refused (%d so far)", d.Flows.Active, d.Flows.Max, d.Flows.Rejected))
+	}
+
+	attached := map[string][]string{}
+	groups := map[string]GroupDiagnosis{}
+	for _, g := range l.groups {
+		groups[g.name] = g.diagnose()
+	}
+	matched := false
+	for _, li := range l.listeners {
+		ld := l.diagnoseListener(li, q, groups)
+		for _, g := range ld.Groups {
+			attached[g] = append(attached[g], ld.Name)
+		}
+		if q.Port != 0 && portOf(li.addr) != q.Port {
+			continue
+		}
+		matched = true
+		if !ld.OK {
+			for _, r := range ld.Reasons {
+				d.Problems = append(d.Problems, fmt.Sprintf("listener %q: %s", ld.Name, r))
+			}
+		}
+		d.Listeners = append(d.Listeners, ld)
+	}
+	if q.Port != 0 && !matched {
+		var ports []string
+		for _, li := range l.listeners {
+			ports = append(ports, fmt.Sprintf("%s %s", li.cfg.name, li.addr))
+		}
+		slices.Sort(ports)
+		d.Problems = append([]string{fmt.Sprintf("no listener on port %d (listeners: %s)", q.Port, strings.Join(ports, ", "))}, d.Problems...)
+	}
+	for name, gd := range groups {
+		gd.Listeners = attached[name]
+		slices.Sort(gd.Listeners)
+		if len(gd.Listeners) == 0 {
+			gd.Reasons = append(gd.Reasons, "not attached to any listener: no traffic is forwarded to it")
+		}
+		if q.Port == 0 || len(gd.Listeners) > 0 && slices.ContainsFunc(d.Listeners, func(ld ListenerDiagnosis) bool { return slices.Contains(ld.Groups, name) }) {
+			d.Groups = append(d.Groups, gd)
+		}
+	}
+	slices.SortFunc(d.Listeners, func(a, b ListenerDiagnosis) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(d.Groups, func(a, b GroupDiagnosis) int { return cmp.Compare(a.Name, b.Name) })
+	d.OK = len(d.Problems) == 0
+	return d
+}
+
+// diagnoseListener describes a listener, whose groups are described in groups.
+func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string]GroupDiagnosis) ListenerDiagnosis {
+	cfg := li.cfg
+	ld := ListenerDiagnosis{Name: cfg.name, Protocol: cfg.proto, Addr: li.addr.String(), ClientAllowed: true}
+	acl, _ := proxy.ParseACL(cfg.allow, cfg.deny)
+	if len(cfg.allow) == 0 && len(cfg.deny) == 0 {
+		acl = nil
+	}
+	ld.ACL = acl.String()
+	if q.Client.IsValid() && !acl.Allows(q.Client) {
+		ld.ClientAllowed = false
+		ld.Reasons = append(ld.Reasons, fmt.Sprintf("client %s is denied by the access control (%s)", q.Client, ld.ACL))
+	}
+	names := map[string]bool{}
+	if cfg.group != "" && cfg.defRedirect == nil && cfg.defFixed == nil {
+		names[cfg.group] = true
+	}
+	for _, r := range cfg.rules {
+		if r.Forward != "" {
+			names[r.Forward] = true
+		}
+		for _, s := range r.Split {
+			names[s.Group] = true
+		}
+	}
+	ld.Groups = slices.Sorted(maps.Keys(names))
+	anyOK := len(ld.Groups) == 0 // redirects and fixed responses need no target
+	for _, name := range ld.Groups {
+		gd := groups[name]
+		if gd.OK {
+			anyOK = true
+			continue
+		}
+		ld.Reasons = append(ld.Reasons, fmt.Sprintf("target group %q has no target that can receive traffic", name))
+	}
+	if cfg.proto == UDP {
+		if a, ok := li.addr.(*net.UDPAddr); ok && a.IP.IsUnspecified() {
+			ld.Reasons = append(ld.Reasons, "note: bound to an unspecified address; replies leave from the address the kernel chooses, which clients may not accept")
+		}
+	}
+	ld.OK = anyOK && ld.ClientAllowed
+	return ld
+}
+
+// diagnose describes the group.
+func (g *group) diagnose() GroupDiagnosis {
+	statuses := map[string]healthcheck.Status{}
+	for _, s := range g.mon().Statuses() {
+		statuses[s.Target.ID] = s
+	}
+	counters := map[string]proxy.TargetStats{}
+	for _, t := range g.up().Stats().Targets {
+		counters[t.ID] = t
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gd := GroupDiagnosis{Name: g.name, Protocol: g.cfg.proto, Algorithm: g.cfg.algo.String(), HealthCheck: g.cfg.describeHealth()}
+	if d := g.disco; d != nil {
+		gd.Discovery = fmt.Sprintf("%s: %d targets", d.src, len(g.lastDisc))
+		if d.lastErr != nil {
+			gd.Reasons = append(gd.Reasons, fmt.Sprintf("discovery from %s failing since %s: %v (keeping the last good answer: %d targets)", d.src, d.lastErrAt.Format(time.TimeOnly), d.lastErr, len(g.lastDisc)))
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(g.members)) {
+		m := g.members[id]
+		td := TargetDiagnosis{ID: id, Addr: m.t.addr, Weight: m.t.weight, Health: statuses[id], DrainUntil: m.drainUntil}
+		c := counters[id]
+		td.ActiveConnections, td.ActiveRequests = c.ActiveConnections, c.ActiveRequests
+		st := statuses[id]
+		if m.cond.State != healthcheck.Healthy {
+			td.Reasons = append(td.Reasons, "unhealthy: "+describeUnhealthy(st, g.cfg))
+		}
+		if m.cond.Ejected {
+			td.Reasons = append(td.Reasons, fmt.Sprintf("ejected by passive checks until %s: %s", st.EjectedUntil.Format(time.TimeOnly), st.EjectionReason))
+		} else if st.EjectionReason != "" {
+			td.Reasons = append(td.Reasons, "note: "+st.EjectionReason)
+		}
+		if m.t.weight == 0 {
+			td.Reasons = append(td.Reasons, "weight 0: no new traffic; established connections continue")
+		}
+		if !m.drainUntil.IsZero() {
+			td.Reasons = append(td.Reasons, fmt.Sprintf("deregistered, draining until %s: no new traffic; established connections and sticky sessions continue until then", m.drainUntil.Format(time.TimeOnly)))
+		}
+		td.OK = m.cond.Serving() && m.t.weight > 0 && m.drainUntil.IsZero()
+		if td.OK {
+			gd.OK = true
+		}
+		gd.Targets = append(gd.Targets, td)
+	}
+	if len(gd.Targets) == 0 {
+		gd.Reasons = append(gd.Reasons, "no targets registered")
+	} else if !gd.OK {
+		gd.Reasons = append(gd.Reasons, "no target can receive traffic: new connections are refused (503 at L7)")
+	}
+	return gd
+}
+
+// describeUnhealthy says why a target is unhealthy: the last failure's
+// reason with the count toward the threshold and the recent results.
+func describeUnhealthy(st healthcheck.Status, cfg *groupConfig) string {
+	var b strings.Builder
+	b.WriteString(cmp.Or(st.Reason, "not checked yet"))
+	if st.Failures > 0 {
+		fmt.Fprintf(&b, " (%d consecutive failed checks)", st.Failures)
+	}
+	if st.Successes > 0 {
+		fmt.Fprintf(&b, " (%d of %d successes needed)", st.Successes, cmpOr(cfg.health.HealthyThreshold, healthcheck.DefaultHealthyThreshold))
+	}
+	var recent []string
+	for _, r := range st.Results[max(0, len(st.Results)-3):] {
+		res := "ok"
+		if !r.OK {
+			res = r.Reason
+		}
+		recent = append(recent, fmt.Sprintf("%s %s", r.Time.Format(time.TimeOnly), res))
+	}
+	if len(recent) > 0 {
+		fmt.Fprintf(&b, "; last checks: %s", strings.Join(recent, ", "))
+	}
+	return b.String()
+}
+
+// describeHealth describes a group's health check in words.
+func (g *groupConfig) describeHealth() string {
+	if g.noHealth {
+		return "off: every target counts as healthy"
+	}
+	h := g.health
+	p := g.healthProtocol()
+	var b strings.Builder
+	b.WriteString(p.String())
+	if p.l7() {
+		fmt.Fprintf(&b, " %s %s, status %s", cmp.Or(h.Method, "GET"), cmp.Or(h.Path, "/"), cmp.Or(h.Status, "200"))
+		if h.Host != "" {
+			fmt.Fprintf(&b, ", host %s", h.Host)
+		}
+	}
+	if h.Port != 0 {
+		fmt.Fprintf(&b, " on port %d", h.Port)
+	} else {
+		b.WriteString(" on the traffic port")
+	}
+	fmt.Fprintf(&b, ", every %s, timeout %s, healthy after %d, unhealthy after %d",
+		orDuration(h.Interval, healthcheck.DefaultInterval), orDuration(h.Timeout, healthcheck.DefaultTimeout),
+		cmpOr(h.HealthyThreshold, healthcheck.DefaultHealthyThreshold), cmpOr(h.UnhealthyThreshold, healthcheck.DefaultUnhealthyThreshold))
+	return b.String()
+}
+
+// String renders the diagnosis for people.
+func (d Diagnosis) String() string {
+	var b strings.Builder
+	if d.OK {
+		b.WriteString("OK: traffic can reach targets\n")
+	} else {
+		b.WriteString("PROBLEMS:\n")
+		for _, p := range d.Problems {
+			fmt.Fprintf(&b, "  - %s\n", p)
+		}
+	}
+	fmt.Fprintf(&b, "flow table: %d of %d flows, %d refused (full), %d refused (source limit)\n", d.Flows.Active, d.Flows.Max, d.Flows.Rejected, d.Flows.RejectedSource)
+	for _, l := range d.Listeners {
+		fmt.Fprintf(&b, "listener %s (%s %s) → %s: %s\n", l.Name, l.Protocol, l.Addr, strings.Join(l.Groups, ", "), okWord(l.OK))
+		fmt.Fprintf(&b, "  access control: %s\n", l.ACL)
+		for _, r := range l.Reasons {
+			fmt.Fprintf(&b, "  - %s\n", r)
+		}
+	}
+	for _, g := range d.Groups {
+		fmt.Fprintf(&b, "target group %s (%s, %s): %s\n", g.Name, g.Protocol, g.Algorithm, okWord(g.OK))
+		fmt.Fprintf(&b, "  health check: %s\n", g.HealthCheck)
+		if g.Discovery != "" {
+			fmt.Fprintf(&b, "  discovery: %s\n", g.Discovery)
+		}
+		for _, r := range g.Reasons {
+			fmt.Fprintf(&b, "  - %s\n", r)
+		}
+		for _, t := range g.Targets {
+			fmt.Fprintf(&b, "  target %s (%s, weight %d): %s\n", t.ID, t.Addr, t.Weight, okWord(t.OK))
+			for _, r := range t.Reasons {
+				fmt.Fprintf(&b, "    - %s\n", r)
+			}
+		}
+	}
+	return b.String()
+}
+
+func okWord(ok bool) string {
+	if ok {
+		return "receiving traffic"
+	}
+	return "NOT receiving traffic"
+}
+
+func portOf(a net.Addr) int {
+	_, p, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}

@@ -1,0 +1,136 @@
+package lb_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/lb"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// Example starts an HTTP load balancer in front of two targets and sends
+// it requests.
+func Example() {
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "a") }))
+	defer a.Close()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "b") }))
+	defer b.Close()
+
+	l, err := lb.New(
+		lb.WithLogger(quiet),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithTargetGroup("app", lb.HTTP,
+			lb.Target(a.Listener.Addr().String(), lb.ID("a")),
+			lb.Target(b.Listener.Addr().String(), lb.ID("b")),
+			lb.WithoutHealthCheck(), // every target counts as healthy
+		),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := l.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close()
+
+	front, _ := l.Addr("web")
+	var got []string
+	for range 4 {
+		resp, err := http.Get("http://" + front.String() + "/")
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got = append(got, string(body))
+	}
+	fmt.Println(strings.Join(got, " "))
+	// Output: a b a b
+}
+
+// ExampleNew_validation shows that an invalid configuration is refused
+// with every problem, each naming its object and field.
+func ExampleNew_validation() {
+	_, err := lb.New(
+		lb.WithListener("web", lb.TCP, "127.0.0.1:99999", lb.ForwardTo("app")),
+		lb.WithTargetGroup("app", lb.HTTP, lb.Target("127.0.0.1:9001", lb.Weight(150))),
+	)
+	fmt.Println(err)
+	// Output:
+	// 3 problems:
+	// 	* target group "app": target[0] "127.0.0.1:9001": invalid target: weight 150 is out of range 0..100
+	// 	* listener "web": addr "127.0.0.1:99999": port "99999" is out of range 0..65535
+	// 	* listener "web": a tcp listener cannot forward to http target group "app" (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)
+}
+
+// ExampleLoadBalancer_Diagnose asks why a target gets no traffic after it
+// went down.
+func ExampleLoadBalancer_Diagnose() {
+	target, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { // a target that accepts connections
+		for {
+			c, err := target.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	changes := make(chan lb.HealthEvent, 10)
+	l, _ := lb.New(
+		lb.WithLogger(quiet),
+		lb.WithHooks(lb.Hooks{HealthChange: func(e lb.HealthEvent) { changes <- e }}),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithTargetGroup("app", lb.TCP, lb.Target(target.Addr().String(), lb.ID("db-1")),
+			lb.WithHealthCheck(lb.HealthCheck{Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, UnhealthyThreshold: 1})),
+	)
+	if err := l.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close()
+	fmt.Println("serving:", (<-changes).Serving)
+	target.Close() // the target goes down
+	e := <-changes
+	fmt.Println("serving:", e.Serving, "because", e.Reason)
+	t := l.Diagnose(lb.Query{}).Groups[0].Targets[0]
+	fmt.Println(t.ID, "receives traffic:", t.OK)
+	// Output:
+	// serving: true
+	// serving: false because connection refused
+	// db-1 receives traffic: false
+}
+
+// ExampleLoadBalancer_SetWeight drains a target by weight: new connections
+// avoid it at once; established ones continue.
+func ExampleLoadBalancer_SetWeight() {
+	l, _ := lb.New(
+		lb.WithLogger(quiet),
+		lb.WithTargetGroup("app", lb.TCP, lb.Target("127.0.0.1:9001", lb.ID("a")), lb.Target("127.0.0.1:9002", lb.ID("b"))),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app")),
+	)
+	if err := l.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Shutdown(context.Background())
+	fmt.Println(l.SetWeight("app", "a", 0))
+	fmt.Println(l.SetWeight("app", "a", 101))
+	fmt.Println(l.SetAlgorithm("app", balancer.LeastConnections))
+	// Output:
+	// <nil>
+	// target group "app": target[0] "a": invalid target: weight 101 is out of range 0..100
+	// <nil>
+}

@@ -1,0 +1,555 @@
+package lb
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/proxy"
+)
+
+// DefaultShutdownTimeout bounds the graceful stop Serve makes when its
+// context ends.
+const DefaultShutdownTimeout = 30 * time.Second
+
+// ErrClosed is returned by methods of a LoadBalancer that was shut down or
+// closed.
+var ErrClosed = errors.New("lb: load balancer closed")
+
+// LoadBalancer is a load balancer: listeners that accept clients and forward
+// them to target groups. Build it with New, start it with Start (or Serve),
+// change it while it runs with Reconfigure or the granular methods (AddTarget,
+// SetWeight, ...), and stop it with Shutdown or Close.
+//
+// Every change applies to the next new connection (L4) or request (L7);
+// nothing established is broken by one. All methods are safe for concurrent
+// use; changes are applied one at a time.
+type LoadBalancer struct {
+	mu        sync.Mutex // serialises control-plane work; guards the fields below
+	cfg       *config
+	started   bool
+	stopping  bool // Shutdown is waiting for connections to end
+	stopped   bool
+	flows     *proxy.FlowTable
+	groups    map[string]*group
+	listeners map[string]*listener
+	log       *slog.Logger
+
+	hooksPtr atomic.Pointer[Hooks]
+	eg       errgroup.Group // serving and retiring proxies
+	closing  chan struct{}  // closed when the load balancer stops: retiring proxies close
+	retiring atomic.Int32   // proxies finishing in the background
+}
+
+// New returns a load balancer configured by opts, or an error listing every
+// problem of the configuration, each naming the object and the field. It
+// starts nothing: see Start.
+func New(opts ...Option) (*LoadBalancer, error) {
+	c := build(opts)
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	l := &LoadBalancer{cfg: c, closing: make(chan struct{})}
+	l.setLogging(c)
+	return l, nil
+}
+
+func build(opts []Option) *config {
+	c := &config{}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+func (l *LoadBalancer) setLogging(c *config) {
+	l.log = c.logger
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	h := c.hooks
+	l.hooksPtr.Store(&h)
+}
+
+func (l *LoadBalancer) hooks() Hooks { return *l.hooksPtr.Load() }
+
+// Start binds every listener, starts health checks and starts serving, then
+// returns. If a listener cannot bind, nothing is left running and the error
+// says which. Start may be called once.
+func (l *LoadBalancer) Start() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.stopped:
+		return ErrClosed
+	case l.started:
+		return errors.New("lb: already started")
+	}
+	c := l.cfg
+	var fopts []flowtable.Option
+	fopts = append(fopts, flowtable.WithMaxFlows(cmpOr(c.maxFlows, DefaultMaxFlows)))
+	if c.perSource > 0 {
+		fopts = append(fopts, flowtable.WithMaxFlowsPerSource(c.perSource))
+	}
+	flows, err := proxy.NewFlowTable(fopts...)
+	if err != nil {
+		return err
+	}
+	l.flows = flows
+	l.groups = map[string]*group{}
+	l.listeners = map[string]*listener{}
+	l.started = true
+	if err := l.reconcile(c); err != nil {
+		l.teardown(nil)
+		return err
+	}
+	l.log.Info("load balancer started", "listeners", len(l.listeners), "groups", len(l.groups))
+	return nil
+}
+
+// Serve starts the load balancer (see Start) and runs it until ctx is done,
+// then shuts it down gracefully within DefaultShutdownTimeout.
+func (l *LoadBalancer) Serve(ctx context.Context) error {
+	if err := l.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
+	defer cancel()
+	return l.Shutdown(sctx)
+}
+
+// Shutdown stops the load balancer gracefully: listeners stop accepting at
+// once, established connections and requests finish until ctx is done, then
+// whatever is left is closed. Health checks and discovery stop. It returns
+// ctx's error if connections had to be cut.
+func (l *LoadBalancer) Shutdown(ctx context.Context) error {
+	// Stop accepting under the lock, wait without it (so Stats, Diagnose
+	// and Addr still answer meanwhile), then tear down under it again.
+	l.mu.Lock()
+	if l.stopped || l.stopping {
+		l.mu.Unlock()
+		return nil
+	}
+	l.stopping = true
+	var servers []server
+	for _, li := range l.listeners {
+		if li.view != nil {
+			li.view.Close()
+		}
+		li.closeSocket() // nobody waits in a backlog
+		servers = append(servers, li.server())
+	}
+	l.mu.Unlock()
+
+	var eg errgroup.Group
+	for _, s := range servers {
+		eg.Go(func() error { return s.Shutdown(ctx) })
+	}
+	err := eg.Wait()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.teardown(err)
+		l.log.Info("load balancer stopped")
+	}
+	return err
+}
+
+// Close stops the load balancer at once: every connection is closed.
+func (l *LoadBalancer) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return nil
+	}
+	for _, li := range l.listeners {
+		li.server().Close()
+	}
+	l.teardown(nil)
+	return nil
+}
+
+// teardown closes everything after the proxies stopped; l.mu is held.
+func (l *LoadBalancer) teardown(error) {
+	l.stopped = true
+	close(l.closing)
+	for _, li := range l.listeners {
+		if li.view != nil {
+			li.view.Close()
+		}
+		li.server().Close()
+		li.closeSocket()
+	}
+	if err := l.eg.Wait(); err != nil {
+		l.log.Error("serving ended with an error", "err", err)
+	}
+	for _, g := range l.groups {
+		g.close()
+	}
+	if l.flows != nil {
+		l.flows.Close()
+	}
+}
+
+// Addr returns the address a listener is bound to (useful with port 0).
+func (l *LoadBalancer) Addr(listener string) (net.Addr, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if li, ok := l.listeners[listener]; ok {
+		return li.addr, true
+	}
+	return nil, false
+}
+
+// Reconfigure replaces the whole configuration with the one opts build, as
+// a configuration file reload does, and applies the difference live: new
+// listeners start, removed ones stop (L4 at once, L7 after their keep-alive
+// connections finish), changed settings apply to new connections and
+// requests, targets come and go with their deregistration delay. The new
+// configuration is validated first; if it is invalid, or a new listener
+// cannot bind, nothing changes and the error says why.
+func (l *LoadBalancer) Reconfigure(opts ...Option) error {
+	return l.change(func(*config) *config { return build(opts) })
+}
+
+// change validates and applies the configuration f makes from a copy of the
+// current one.
+func (l *LoadBalancer) change(f func(*config) *config) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped || l.stopping {
+		return ErrClosed
+	}
+	c := f(l.cfg.clone())
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if l.started {
+		if cmpOr(c.maxFlows, DefaultMaxFlows) != cmpOr(l.cfg.maxFlows, DefaultMaxFlows) || c.perSource != l.cfg.perSource {
+			return errors.New("lb: the flow table's capacity (WithMaxFlows, WithMaxFlowsPerSource) cannot change while the load balancer runs")
+		}
+		if err := l.reconcile(c); err != nil {
+			return err
+		}
+	}
+	l.cfg = c
+	l.setLogging(c)
+	return nil
+}
+
+// reconcile makes the running load balancer match c; l.mu is held. Sockets
+// of new listeners are bound first, so a port in use changes nothing.
+func (l *LoadBalancer) reconcile(c *config) error {
+	// 1. Bind what is new (or moved to another address or protocol).
+	fresh := map[string]*listener{}
+	for _, lc := range c.listeners {
+		if li, ok := l.listeners[lc.name]; ok && li.cfg.proto == lc.proto && li.cfg.addr == lc.addr {
+			continue
+		}
+		li, err := l.bind(lc)
+		if err != nil {
+			for _, f := range fresh {
+				f.closeSocket()
+			}
+			return err
+		}
+		fresh[lc.name] = li
+	}
+	// 2. Groups: new ones start, existing ones change.
+	want := map[string]bool{}
+	for _, gc := range c.groups {
+		want[gc.name] = true
+		if g, ok := l.groups[gc.name]; ok {
+			if err := g.apply(gc); err != nil {
+				for _, f := range fresh {
+					f.closeSocket()
+				}
+				return err
+			}
+			continue
+		}
+		g, err := newGroup(gc, l.log, l.hooks())
+		if err != nil {
+			for _, f := range fresh {
+				f.closeSocket()
+			}
+			return err
+		}
+		l.groups[gc.name] = g
+	}
+	// 3. Listeners: removed or moved ones stop, new ones start, the rest
+	// change live.
+	keep := map[string]bool{}
+	for _, lc := range c.listeners {
+		keep[lc.name] = true
+	}
+	for name, li := range l.listeners {
+		if !keep[name] || fresh[name] != nil {
+			l.stopListener(li)
+			delete(l.listeners, name)
+			l.log.Info("listener stopped", "listener", name)
+		}
+	}
+	var errs []error
+	for _, lc := range c.listeners {
+		if li := fresh[lc.name]; li != nil {
+			if err := l.serveListener(li, lc); err != nil {
+				li.closeSocket()
+				errs = append(errs, err)
+				continue
+			}
+			l.listeners[lc.name] = li
+			l.log.Info("listener started", "listener", lc.name, "protocol", lc.proto.String(), "addr", li.addr.String())
+			continue
+		}
+		if err := l.updateListener(l.listeners[lc.name], lc); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// 4. Removed groups stop.
+	for name, g := range l.groups {
+		if !want[name] {
+			g.close()
+			delete(l.groups, name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// bind opens a listener's socket.
+func (l *LoadBalancer) bind(cfg *listenerConfig) (*listener, error) {
+	li := &listener{cfg: cfg}
+	if cfg.proto.tls() {
+		li.certs = new(proxy.Certificates)
+	}
+	if cfg.proto == UDP {
+		pc, err := net.ListenPacket("udp", cfg.addr)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
+		}
+		li.pc, li.addr = pc, pc.LocalAddr()
+		return li, nil
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
+	}
+	li.sock, li.addr = newSocket(ln), ln.Addr()
+	return li, nil
+}
+
+// modifyGroup applies f to a copy of the named group's configuration.
+func (l *LoadBalancer) modifyGroup(name string, f func(*groupConfig) error) error {
+	return l.changeErr(func(c *config) error {
+		for _, g := range c.groups {
+			if g.name == name {
+				return f(g)
+			}
+		}
+		return fmt.Errorf("lb: target group %q does not exist", name)
+	})
+}
+
+// modifyListener applies f to a copy of the named listener's configuration.
+func (l *LoadBalancer) modifyListener(name string, f func(*listenerConfig) error) error {
+	return l.changeErr(func(c *config) error {
+		for _, li := range c.listeners {
+			if li.name == name {
+				return f(li)
+			}
+		}
+		return fmt.Errorf("lb: listener %q does not exist", name)
+	})
+}
+
+// changeErr is change for edits that may fail before validation.
+func (l *LoadBalancer) changeErr(f func(*config) error) error {
+	var ferr error
+	err := l.change(func(c *config) *config {
+		ferr = f(c)
+		return c
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// AddListener adds a listener and, if the load balancer runs, starts it.
+func (l *LoadBalancer) AddListener(name string, proto Protocol, addr string, opts ...ListenerOption) error {
+	return l.changeErr(func(c *config) error {
+		WithListener(name, proto, addr, opts...)(c)
+		return nil
+	})
+}
+
+// RemoveListener removes a listener: an L4 (TCP, UDP, TLS) listener stops
+// forwarding at once; an L7 (HTTP, HTTPS) one stops accepting and lets its
+// keep-alive connections finish their requests.
+func (l *LoadBalancer) RemoveListener(name string) error {
+	return l.changeErr(func(c *config) error {
+		i := slices.IndexFunc(c.listeners, func(li *listenerConfig) bool { return li.name == name })
+		if i < 0 {
+			return fmt.Errorf("lb: listener %q does not exist", name)
+		}
+		c.listeners = slices.Delete(c.listeners, i, i+1)
+		return nil
+	})
+}
+
+// AddTargetGroup adds a target group.
+func (l *LoadBalancer) AddTargetGroup(name string, proto Protocol, opts ...GroupOption) error {
+	return l.changeErr(func(c *config) error {
+		WithTargetGroup(name, proto, opts...)(c)
+		return nil
+	})
+}
+
+// RemoveTargetGroup removes a target group that no listener forwards to.
+func (l *LoadBalancer) RemoveTargetGroup(name string) error {
+	return l.changeErr(func(c *config) error {
+		i := slices.IndexFunc(c.groups, func(g *groupConfig) bool { return g.name == name })
+		if i < 0 {
+			return fmt.Errorf("lb: target group %q does not exist", name)
+		}
+		c.groups = slices.Delete(c.groups, i, i+1)
+		return nil
+	})
+}
+
+// AddTarget registers a target with a group (see Target for the options).
+// It gets traffic once its first health check passes.
+func (l *LoadBalancer) AddTarget(group, addr string, opts ...TargetOption) error {
+	return l.modifyGroup(group, func(g *groupConfig) error {
+		Target(addr, opts...)(g)
+		return nil
+	})
+}
+
+// RemoveTarget deregisters a target: it gets no new connections at once, and
+// its established connections and sticky sessions continue until the
+// group's deregistration delay passes.
+func (l *LoadBalancer) RemoveTarget(group, id string) error {
+	return l.modifyGroup(group, func(g *groupConfig) error {
+		i := slices.IndexFunc(g.targets, func(t targetConfig) bool { return t.id == id })
+		if i < 0 {
+			return fmt.Errorf("lb: target group %q has no target %q", group, id)
+		}
+		g.targets = slices.Delete(g.targets, i, i+1)
+		return nil
+	})
+}
+
+// SetWeight sets a target's weight (0..100). 0 stops new traffic to it;
+// established connections continue.
+func (l *LoadBalancer) SetWeight(group, id string, weight int) error {
+	return l.modifyGroup(group, func(g *groupConfig) error {
+		i := slices.IndexFunc(g.targets, func(t targetConfig) bool { return t.id == id })
+		if i < 0 {
+			return fmt.Errorf("lb: target group %q has no target %q", group, id)
+		}
+		g.targets[i].weight = weight
+		return nil
+	})
+}
+
+// SetAlgorithm changes a group's algorithm; established connections keep
+// their targets.
+func (l *LoadBalancer) SetAlgorithm(group string, a balancer.Algorithm) error {
+	return l.modifyGroup(group, func(g *groupConfig) error {
+		g.algo = a
+		return nil
+	})
+}
+
+// SetStickiness changes a group's session persistence. Sessions remembered
+// under the old setting are forgotten.
+func (l *LoadBalancer) SetStickiness(group string, s Stickiness) error {
+	return l.modifyGroup(group, func(g *groupConfig) error {
+		g.stickiness = s
+		return nil
+	})
+}
+
+// SetCertificates replaces a TLS or HTTPS listener's certificates: new
+// handshakes get them at once, established connections keep theirs.
+func (l *LoadBalancer) SetCertificates(listener string, certs ...tls.Certificate) error {
+	return l.modifyListener(listener, func(li *listenerConfig) error {
+		li.certs = slices.Clone(certs)
+		return nil
+	})
+}
+
+// SetIdleTimeout changes a listener's idle timeout (see IdleTimeout). It
+// applies to new connections only.
+func (l *LoadBalancer) SetIdleTimeout(listener string, d time.Duration) error {
+	return l.modifyListener(listener, func(li *listenerConfig) error {
+		li.idle = d
+		return nil
+	})
+}
+
+// SetACL replaces a listener's access control (see Allow and Deny).
+func (l *LoadBalancer) SetACL(listener string, allow, deny []string) error {
+	return l.modifyListener(listener, func(li *listenerConfig) error {
+		li.allow, li.deny = slices.Clone(allow), slices.Clone(deny)
+		return nil
+	})
+}
+
+// clone copies a configuration deeply enough that editing the copy never
+// changes the original.
+func (c *config) clone() *config {
+	d := *c
+	d.listeners = make([]*listenerConfig, len(c.listeners))
+	for i, li := range c.listeners {
+		x := *li
+		x.allow, x.deny, x.trusted = slices.Clone(li.allow), slices.Clone(li.deny), slices.Clone(li.trusted)
+		x.certs, x.rules, x.ciphers, x.clientHosts = slices.Clone(li.certs), slices.Clone(li.rules), slices.Clone(li.ciphers), slices.Clone(li.clientHosts)
+		d.listeners[i] = &x
+	}
+	d.groups = make([]*groupConfig, len(c.groups))
+	for i, g := range c.groups {
+		x := *g
+		x.targets = slices.Clone(g.targets)
+		d.groups[i] = &x
+	}
+	return &d
+}
+
+func cmpOr(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// FlowRejectedEvent is a client connection (TCP, TLS), datagram (UDP) or
+// HTTP client refused before it reached a target.
+type FlowRejectedEvent struct {
+	// Listener names the listener.
+	Listener string
+	// Proto is TCP or UDP (HTTP clients are TCP).
+	Proto Protocol
+	// Client is the client's address.
+	Client netip.AddrPort
+	// Reason classifies the refusal: "acl", "table_full", "source_limit",
+	// "no_target", "connect", "proxy_header", "tls".
+	Reason string
+	// Err says what happened.
+	Err error
+}

@@ -1,0 +1,334 @@
+package lb
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"time"
+
+	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/proxy"
+)
+
+// listener is a running listener: its socket and the proxy serving it.
+type listener struct {
+	cfg   *listenerConfig
+	addr  net.Addr
+	sock  *socket        // TCP, TLS, HTTP, HTTPS
+	pc    net.PacketConn // UDP
+	certs *proxy.Certificates
+
+	// Exactly one of these serves at a time; replaced (TCP kinds) when a
+	// setting the proxy fixes at Serve changes.
+	tcp  *proxy.TCP
+	udp  *proxy.UDP
+	http *proxy.HTTP
+	view *view
+}
+
+// server is what the three proxies have in common.
+type server interface {
+	Shutdown(ctx context.Context) error
+	Close() error
+}
+
+func (li *listener) server() server {
+	switch {
+	case li.tcp != nil:
+		return li.tcp
+	case li.udp != nil:
+		return udpServer{li.udp}
+	case li.http != nil:
+		return li.http
+	}
+	return nil
+}
+
+// udpServer gives the UDP proxy a Shutdown: UDP has no connection to let
+// finish, so stopping gracefully is stopping.
+type udpServer struct{ *proxy.UDP }
+
+func (u udpServer) Shutdown(context.Context) error { return u.Close() }
+
+// serveListener makes a proxy for cfg and starts it on li's socket, then
+// retires the proxy that served before, if any (it finishes what it has).
+func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
+	old := li.server() // nil when starting
+	li.tcp, li.udp, li.http = nil, nil, nil
+	switch cfg.proto {
+	case TCP, TLS:
+		li.tcp = &proxy.TCP{
+			Flows:           l.flows,
+			ConnectAttempts: cfg.connectAttempts,
+			HeaderTimeout:   cfg.headerTimeout,
+			OnRefuse:        l.refused(cfg.name),
+		}
+		if len(cfg.trusted) > 0 {
+			li.tcp.TrustedProxies, _ = proxy.ParseACL(cfg.trusted, nil) // validated
+		}
+	case UDP:
+		li.udp = &proxy.UDP{Flows: l.flows, OnRefuse: l.refused(cfg.name)}
+	case HTTP, HTTPS:
+		h := &proxy.HTTP{
+			Forwarded:      cfg.forwarded,
+			IdleTimeout:    cfg.idle,
+			RequestTimeout: cfg.requestTimeout,
+			MaxHeaderBytes: cfg.maxHeaderBytes,
+			MaxBodyBytes:   cfg.maxBodyBytes,
+			MaxURILength:   cfg.maxURILength,
+			Retry:          cfg.retry,
+			AccessLog:      cfg.accessLog,
+			ErrorLog:       l.log.With("listener", cfg.name),
+			OnRefuse:       l.refused(cfg.name),
+		}
+		if cfg.proto == HTTPS {
+			h.TLS = &proxy.TLS{
+				Certificates:    li.certs,
+				MinVersion:      cfg.minTLS,
+				CipherSuites:    cfg.ciphers,
+				ClientAuth:      cfg.clientAuth,
+				ClientCAs:       cfg.clientCAs,
+				ClientAuthHosts: cfg.clientHosts,
+				DisableHTTP2:    cfg.disableHTTP2,
+			}
+		}
+		li.http = h
+	}
+	li.cfg = cfg
+	if err := l.configureListener(li); err != nil {
+		return err
+	}
+	if li.udp != nil { // UDP fixes nothing at Serve: it is served once
+		p, pc := li.udp, li.pc
+		l.eg.Go(func() error { return serveErr(p.Serve(pc)) })
+		return nil
+	}
+	v := li.sock.view()
+	switch {
+	case li.tcp != nil:
+		p := li.tcp
+		l.eg.Go(func() error { return serveErr(p.Serve(v)) })
+	case li.http != nil:
+		p := li.http
+		l.eg.Go(func() error { return serveErr(p.Serve(v)) })
+	}
+	oldView := li.view
+	li.view = v
+	if old != nil {
+		oldView.Close()
+		l.retire(old)
+	}
+	return nil
+}
+
+// configureListener applies the settings every proxy changes live: target
+// group or router, ACL, trusted proxies, timeouts, certificates.
+func (l *LoadBalancer) configureListener(li *listener) error {
+	cfg := li.cfg
+	acl, _ := proxy.ParseACL(cfg.allow, cfg.deny) // validated
+	if len(cfg.allow) == 0 && len(cfg.deny) == 0 {
+		acl = nil
+	}
+	if li.certs != nil {
+		certs := make([]*tls.Certificate, len(cfg.certs))
+		for i := range cfg.certs {
+			certs[i] = &cfg.certs[i]
+		}
+		if err := li.certs.Set(cfg.wildcard, certs[0], certs...); err != nil {
+			return fmt.Errorf("listener %q: certificates: %w", cfg.name, err)
+		}
+	}
+	switch {
+	case li.tcp != nil:
+		p := li.tcp
+		p.SetACL(acl)
+		p.SetUpstream(l.groups[cfg.group].up())
+		p.SetIdleTimeout(cfg.idle)
+		p.SetConnectTimeout(cfg.connectTimeout)
+		if cfg.proto == TLS {
+			p.SetTLSConfig(&tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers})
+		}
+	case li.udp != nil:
+		p := li.udp
+		p.SetACL(acl)
+		p.SetUpstream(l.groups[cfg.group].up())
+		p.SetIdleTimeout(cfg.idle)
+	case li.http != nil:
+		h := li.http
+		h.SetACL(acl)
+		var trusted *proxy.ACL
+		if len(cfg.trusted) > 0 {
+			trusted, _ = proxy.ParseACL(cfg.trusted, nil)
+		}
+		h.SetTrustedProxies(trusted)
+		h.SetTimeouts(proxy.Timeouts{Idle: cfg.idle, Request: cfg.requestTimeout, Connect: cfg.connectTimeout, Response: cfg.responseTimeout})
+		r, err := l.router(cfg, func(name string) *proxy.Upstream { return l.groups[name].up() })
+		if err != nil {
+			return err
+		}
+		h.SetRouter(r)
+	}
+	return nil
+}
+
+// router builds an HTTP listener's router, resolving group names with up.
+func (l *LoadBalancer) router(cfg *listenerConfig, up func(string) *proxy.Upstream) (*proxy.Router, error) {
+	var def proxy.Action
+	switch {
+	case cfg.defRedirect != nil:
+		def.Redirect = cfg.defRedirect
+	case cfg.defFixed != nil:
+		def.Fixed = cfg.defFixed
+	case cfg.group != "":
+		def.Forward = up(cfg.group)
+	}
+	rules := make([]proxy.Rule, len(cfg.rules))
+	for i, r := range cfg.rules {
+		a := proxy.Action{Redirect: r.Redirect, Fixed: r.Fixed}
+		if r.Forward != "" {
+			a.Forward = up(r.Forward)
+		}
+		for _, s := range r.Split {
+			a.Split = append(a.Split, proxy.Split{Upstream: up(s.Group), Weight: s.Weight})
+		}
+		rules[i] = proxy.Rule{Name: r.Name, Priority: r.Priority, Host: r.Host, Path: r.Path, Action: a}
+	}
+	r, err := proxy.NewRouter(def, rules...)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
+	}
+	return r, nil
+}
+
+// fixedAtServe returns the settings of cfg that its proxy fixes when it
+// starts serving; when they change, the listener gets a new proxy.
+func fixedAtServe(cfg *listenerConfig) any {
+	switch cfg.proto {
+	case TCP, TLS:
+		return []any{cfg.connectAttempts, cfg.headerTimeout, cfg.trusted}
+	case HTTP, HTTPS:
+		return []any{cfg.forwarded, cfg.maxHeaderBytes, cfg.maxBodyBytes,
+			cfg.maxURILength, cfg.retry, cfg.accessLog, cfg.minTLS, cfg.ciphers, cfg.clientAuth,
+			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2}
+	}
+	return nil
+}
+
+// update applies a changed configuration of the same name, protocol and
+// address to a running listener: live where the proxy allows it, else with a
+// new proxy on the same socket.
+func (l *LoadBalancer) updateListener(li *listener, cfg *listenerConfig) error {
+	if reflect.DeepEqual(fixedAtServe(li.cfg), fixedAtServe(cfg)) {
+		li.cfg = cfg
+		return l.configureListener(li)
+	}
+	return l.serveListener(li, cfg)
+}
+
+// retire lets a replaced or removed proxy finish in the background; its
+// listener view is already closed, so it accepts nothing new. A TCP proxy
+// finishes its connections (Shutdown waits for them). An HTTP proxy keeps
+// serving its keep-alive connections until they go idle for their idle
+// timeout, as the reference does when an L7 listener is deleted; closing
+// them at once (Shutdown) would race clients sending their next request on
+// them. Whatever is left when the load balancer closes is closed.
+func (l *LoadBalancer) retire(s server) {
+	l.retiring.Add(1)
+	l.eg.Go(func() error {
+		defer l.retiring.Add(-1)
+		if h, ok := s.(*proxy.HTTP); ok {
+			t := time.NewTicker(retirePoll)
+			defer t.Stop()
+			for h.Stats().ActiveConnections > 0 {
+				select {
+				case <-l.closing:
+					return h.Close()
+				case <-t.C:
+				}
+			}
+			return h.Close()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-l.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if err := s.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	})
+}
+
+// retirePoll is how often a retiring HTTP proxy is checked for connections
+// left.
+const retirePoll = 250 * time.Millisecond
+
+// stop stops a removed listener: an L4 listener at once (connections
+// closed), an L7 one gracefully (keep-alive connections finish).
+func (l *LoadBalancer) stopListener(li *listener) {
+	if li.view != nil {
+		li.view.Close()
+	}
+	s := li.server()
+	if li.cfg.proto.l7() {
+		l.retire(s)
+	} else {
+		s.Close()
+	}
+	li.closeSocket()
+}
+
+func (li *listener) closeSocket() {
+	if li.sock != nil {
+		li.sock.close()
+	}
+	if li.pc != nil {
+		li.pc.Close()
+	}
+}
+
+// serveErr drops the errors a proxy's Serve returns on a normal stop.
+func serveErr(err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, proxy.ErrProxyClosed) {
+		return nil
+	}
+	return err
+}
+
+// refused returns an L4 proxy's OnRefuse hook for a listener.
+func (l *LoadBalancer) refused(name string) func(proxy.Refusal) {
+	return func(r proxy.Refusal) {
+		if f := l.hooks().FlowRejected; f != nil {
+			f(FlowRejectedEvent{Listener: name, Proto: protoOf(r.Proto), Client: r.Client, Reason: r.Reason.String(), Err: r.Err})
+		}
+	}
+}
+
+func protoOf(p flowtable.Proto) Protocol {
+	if p == flowtable.UDP {
+		return UDP
+	}
+	return TCP
+}
+
+// idleOrDefault is a listener's idle timeout with the protocol's default.
+func idleOrDefault(cfg *listenerConfig) time.Duration {
+	if cfg.idle > 0 {
+		return cfg.idle
+	}
+	switch cfg.proto {
+	case UDP:
+		return flowtable.DefaultUDPIdleTimeout
+	case HTTP, HTTPS:
+		return proxy.DefaultIdleTimeout
+	}
+	return flowtable.DefaultTCPIdleTimeout
+}

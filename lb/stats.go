@@ -1,0 +1,140 @@
+package lb
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/lbkit/lbkit/proxy"
+)
+
+// Stats is one snapshot of a load balancer's counters: the flow table,
+// every listener and every target group with its targets. Taking it is
+// cheap (atomics and short locks) and it is safe to call often.
+type Stats struct {
+	// Time is when the snapshot was taken.
+	Time time.Time
+	// Flows are the flow table's counters, per protocol and in total,
+	// named as the reference load balancer's metrics (NewFlowCount,
+	// ActiveFlowCount, RejectedFlowCount, ...).
+	Flows flowtable.Stats
+	// Listeners lists every listener, sorted by name.
+	Listeners []ListenerStats
+	// Groups lists every target group, sorted by name.
+	Groups []GroupStats
+}
+
+// ListenerStats are one listener's counters. Exactly one of TCP, UDP and
+// HTTP is set, by protocol (TLS listeners report TCP). They restart from zero
+// when a change of a setting the proxy fixes at start replaces the
+// listener's proxy.
+type ListenerStats struct {
+	Name     string
+	Protocol Protocol
+	// Addr is the bound address.
+	Addr string
+	TCP  *proxy.TCPStats
+	UDP  *proxy.UDPStats
+	HTTP *proxy.HTTPStats
+}
+
+// GroupStats are one target group's counters.
+type GroupStats struct {
+	Name      string
+	Protocol  Protocol
+	Algorithm balancer.Algorithm
+	// Healthy and Unhealthy count targets that do and do not receive new
+	// traffic for health reasons (checks or ejection); weight and draining
+	// do not count here.
+	Healthy, Unhealthy int
+	// NoTarget counts connections and requests refused because no target
+	// could take them.
+	NoTarget uint64
+	// Targets lists every target, sorted by ID.
+	Targets []TargetStats
+}
+
+// TargetStats are one target's state and counters.
+type TargetStats struct {
+	// ID and Addr identify the target; Weight is its weight.
+	ID, Addr string
+	Weight   int
+	// Healthy is its health from active checks; Ejected says passive
+	// signals took it out; Serving says it receives new traffic (healthy,
+	// not ejected, weight > 0, not draining).
+	Healthy, Ejected, Serving bool
+	// DrainUntil is when its deregistration delay ends, if it is
+	// deregistering.
+	DrainUntil time.Time
+	// Counters holds its traffic counters: connections, bytes, requests,
+	// status classes, average response time.
+	Counters proxy.TargetStats
+}
+
+// Stats returns a snapshot of the load balancer's counters.
+func (l *LoadBalancer) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := Stats{Time: time.Now()}
+	if l.flows != nil {
+		st.Flows = l.flows.Stats()
+	}
+	for _, li := range l.listeners {
+		ls := ListenerStats{Name: li.cfg.name, Protocol: li.cfg.proto, Addr: li.addr.String()}
+		switch {
+		case li.tcp != nil:
+			s := li.tcp.Stats()
+			ls.TCP = &s
+		case li.udp != nil:
+			s := li.udp.Stats()
+			ls.UDP = &s
+		case li.http != nil:
+			s := li.http.Stats()
+			ls.HTTP = &s
+		}
+		st.Listeners = append(st.Listeners, ls)
+	}
+	slices.SortFunc(st.Listeners, func(a, b ListenerStats) int { return cmp.Compare(a.Name, b.Name) })
+	for _, g := range l.groups {
+		st.Groups = append(st.Groups, g.stats())
+	}
+	slices.SortFunc(st.Groups, func(a, b GroupStats) int { return cmp.Compare(a.Name, b.Name) })
+	return st
+}
+
+// stats returns the group's state and counters.
+func (g *group) stats() GroupStats {
+	bs := g.bal.Stats()
+	counters := map[string]proxy.TargetStats{}
+	for _, t := range g.up().Stats().Targets {
+		counters[t.ID] = t
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gs := GroupStats{Name: g.name, Protocol: g.cfg.proto, Algorithm: bs.Algorithm, NoTarget: bs.NoTarget}
+	for _, bt := range bs.Targets {
+		m, ok := g.members[bt.ID]
+		if !ok {
+			continue
+		}
+		ts := TargetStats{
+			ID: bt.ID, Addr: bt.Addr, Weight: m.t.weight,
+			Healthy:    m.cond.State == healthcheck.Healthy,
+			Ejected:    m.cond.Ejected,
+			Serving:    m.cond.Serving() && bt.Weight > 0 && m.drainUntil.IsZero(),
+			DrainUntil: m.drainUntil,
+			Counters:   counters[bt.ID],
+		}
+		ts.Counters.ID = bt.ID
+		if m.cond.Serving() {
+			gs.Healthy++
+		} else {
+			gs.Unhealthy++
+		}
+		gs.Targets = append(gs.Targets, ts)
+	}
+	return gs
+}

@@ -1,0 +1,157 @@
+package lb
+
+import (
+	"crypto/tls"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/proxy"
+)
+
+func TestValidation(t *testing.T) {
+	web := WithTargetGroup("web", HTTP, Target("127.0.0.1:8080"))
+	tcp := WithTargetGroup("tcp", TCP, Target("127.0.0.1:9000"))
+	cert := tls.Certificate{Certificate: [][]byte{{1}}}
+	cases := []struct {
+		name string
+		opts []Option
+		want []string
+	}{
+		{"protocol pairs", []Option{web, tcp,
+			WithListener("a", TCP, "127.0.0.1:1", ForwardTo("web")),
+			WithListener("b", HTTP, "127.0.0.1:2", ForwardTo("tcp")),
+			WithListener("c", UDP, "127.0.0.1:3", ForwardTo("tcp")),
+		}, []string{
+			`listener "a": a tcp listener cannot forward to http target group "web"`,
+			`listener "b": a http listener cannot forward to tcp target group "tcp"`,
+			`listener "c": a udp listener cannot forward to tcp target group "tcp"`,
+		}},
+		{"ports and addresses", []Option{tcp,
+			WithListener("a", TCP, "127.0.0.1:70000", ForwardTo("tcp")),
+			WithListener("b", TCP, "no-port", ForwardTo("tcp")),
+			WithTargetGroup("g", TCP, Target("127.0.0.1:0"), Target("nohost")),
+		}, []string{
+			`listener "a": addr "127.0.0.1:70000": port "70000" is out of range 0..65535`,
+			`listener "b": addr "no-port" is not host:port`,
+			`target group "g": target[0] "127.0.0.1:0": invalid target: addr "127.0.0.1:0" has port "0", want 1..65535`,
+			`target group "g": target[1] "nohost": invalid target: addr "nohost" is not host:port`,
+		}},
+		{"duplicate names and addresses", []Option{tcp, tcp,
+			WithListener("a", TCP, "127.0.0.1:1", ForwardTo("tcp")),
+			WithListener("a", TCP, "127.0.0.1:1", ForwardTo("tcp")),
+			WithTargetGroup("d", TCP, Target("127.0.0.1:1"), Target("127.0.0.1:1")),
+		}, []string{
+			`target group "tcp": name is used by another target group`,
+			`listener "a": name is used by another listener`,
+			`listener "a": addr "127.0.0.1:1" is used by listener "a"`,
+			`target group "d": target[1] "127.0.0.1:1": duplicate target: id also used by target[0]`,
+		}},
+		{"missing and empty things", []Option{
+			WithListener("", TCP, "127.0.0.1:1", ForwardTo("nope")),
+			WithListener("x", TCP, "127.0.0.1:2"),
+			WithTargetGroup("", TCP),
+		}, []string{
+			`target group #1: name is empty`,
+			`listener #1: name is empty`,
+			`listener #1: forwards to target group "nope", which does not exist`,
+			`listener "x": no target group to forward to (ForwardTo)`,
+		}},
+		{"stickiness that does not fit", []Option{
+			WithTargetGroup("t", TCP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: LBCookieStickiness})),
+			WithTargetGroup("h", HTTP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: SourceIPStickiness}), Algorithm(balancer.SourceIPHash)),
+			WithTargetGroup("app", HTTP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: AppCookieStickiness})),
+			WithListener("l", TCP, "127.0.0.1:1", ForwardTo("t")),
+		}, []string{
+			`target group "t": lb_cookie stickiness needs an http or https target group, not tcp`,
+			`target group "h": source_ip stickiness with algorithm source_ip_hash: the algorithm already keeps each client on its target; choose one`,
+			`target group "app": app_cookie stickiness needs the application's cookie name (CookieName)`,
+			`listener "l": target group "t" uses lb_cookie stickiness, which needs an http or https listener`,
+		}},
+		{"health checks", []Option{
+			WithTargetGroup("g", HTTP, Target("127.0.0.1:1"), WithHealthCheck(HealthCheck{
+				Protocol: TLS, Port: 70000, Interval: time.Second, Timeout: 2 * time.Second,
+				HealthyThreshold: 11, Status: "200-x", Path: "health",
+			})),
+		}, []string{
+			`health check: protocol tls cannot be checked (tcp, http, https or udp)`,
+			`health check: port 70000 is out of range 0..65535`,
+			`health check: timeout 2s must be below the interval 1s`,
+			`health check: thresholds 11 and 0 must be within 1..10`,
+			`health check: path "health" is not absolute`,
+			`health check: `,
+		}},
+		{"tls and data-plane settings", []Option{tcp, web,
+			WithListener("s", HTTPS, "127.0.0.1:1", ForwardTo("web")),
+			WithListener("p", HTTP, "127.0.0.1:2", ForwardTo("web"), Certificates(cert)),
+			WithTargetGroup("pp", HTTP, Target("127.0.0.1:1"), ProxyProtocol(3), TargetTLS(&tls.Config{})),
+		}, []string{
+			`listener "s": a https listener needs at least one certificate (Certificates)`,
+			`listener "p": certificates are set but a http listener does not use TLS`,
+			`target group "pp": proxy protocol version 3 is not 1 or 2`,
+			`target group "pp": proxy protocol is for tcp and tls target groups, not http`,
+			`target group "pp": target TLS is set but a http target group does not use TLS`,
+		}},
+		{"access control and rules", []Option{web,
+			WithListener("w", HTTP, "127.0.0.1:1", ForwardTo("web"), Allow("10.0.0.1/8", "bogus"), TrustProxies("x"),
+				Rules(Rule{Host: "a", Forward: "web", Redirect: &proxy.Redirect{Scheme: "https"}}, Rule{Path: "~(", Forward: "web"}, Rule{Host: "b", Forward: "missing"})),
+			WithListener("t", TCP, "127.0.0.1:2", ForwardTo("tcp"), Rules(Rule{Forward: "tcp"}), RequestTimeout(time.Second)),
+			WithListener("n", HTTP, "127.0.0.1:3"),
+			tcp,
+		}, []string{
+			`listener "w": acl: allow[0]: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?`,
+			`listener "w": acl: allow[1]: "bogus" is not an address or CIDR prefix`,
+			`listener "w": trusted proxies: acl: allow[0]: "x" is not an address or CIDR prefix`,
+			`listener "w": rule[2]: forwards to target group "missing", which does not exist`,
+			`listener "w": invalid rule`,
+			`listener "t": rules are for http and https listeners`,
+			`listener "t": request timeout, response timeout and header, body and URI limits are for http and https listeners`,
+			`listener "n": no default action (ForwardTo, DefaultRedirect or DefaultFixed)`,
+		}},
+		{"flows", []Option{WithMaxFlows(-1), WithMaxFlowsPerSource(-2)}, []string{
+			`max flows -1 is negative`, `max flows per source -2 is negative`,
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := New(c.opts...)
+			require.Error(t, err)
+			for _, w := range c.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestValidationDuplicateRules(t *testing.T) {
+	_, err := New(WithTargetGroup("web", HTTP, Target("127.0.0.1:8080")),
+		WithListener("w", HTTP, "127.0.0.1:1", ForwardTo("web"),
+			Rules(Rule{Name: "first", Host: "a.test", Path: "/x", Forward: "web"}, Rule{Name: "second", Host: "a.test", Path: "/x", Forward: "web"})))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"first"`)
+	assert.Contains(t, err.Error(), `"second"`)
+}
+
+func TestValidConfigurations(t *testing.T) {
+	cert := tls.Certificate{Certificate: [][]byte{{1}}}
+	for name, opts := range map[string][]Option{
+		"minimal": {WithListener("l", TCP, "127.0.0.1:0", ForwardTo("g")), WithTargetGroup("g", TCP, Target("127.0.0.1:9"))},
+		"l7": {
+			WithListener("l", HTTPS, "127.0.0.1:0", ForwardTo("g"), Certificates(cert), Rules(Rule{Path: "/api/*", Forward: "api"}, Rule{Host: "old.test", Redirect: &proxy.Redirect{Host: "new.test"}})),
+			WithListener("r", HTTP, "127.0.0.1:0", DefaultRedirect(proxy.Redirect{Scheme: "https"})),
+			WithTargetGroup("g", HTTPS, Target("127.0.0.1:9"), Sticky(Stickiness{Kind: LBCookieStickiness})),
+			WithTargetGroup("api", HTTP, Target("127.0.0.1:10"), Sticky(Stickiness{Kind: AppCookieStickiness, CookieName: "JSESSIONID"})),
+		},
+		"udp over tcp checks": {WithListener("u", UDP, "127.0.0.1:0", ForwardTo("g")), WithTargetGroup("g", UDP, Target("127.0.0.1:53"), WithHealthCheck(HealthCheck{Protocol: TCP, Port: 8053}))},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(opts...)
+			assert.NoError(t, err)
+		})
+	}
+	assert.True(t, strings.HasPrefix(TCP.String(), "tcp"))
+}

@@ -1,0 +1,492 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The direct client's limits.
+const (
+	// fastBodyLimit is the largest request body the direct client sends:
+	// a body this small fits the target's socket buffer, so writing it
+	// whole before reading the answer cannot deadlock with a target that
+	// answers early. Larger and chunked bodies go through http.Transport,
+	// which reads and writes at once.
+	fastBodyLimit = 64 << 10
+	// maxResponseHeaderBytes bounds a target's response header (status
+	// line and fields): above it the response is malformed (502).
+	maxResponseHeaderBytes = 1 << 20
+	// idleConnTimeout closes a connection to a target idle this long, as
+	// http.Transport's IdleConnTimeout did.
+	idleConnTimeout = 90 * time.Second
+	// max1xx bounds the informational responses (103 Early Hints, ...)
+	// before the final one.
+	max1xx = 5
+	// peekAfter is how long a connection may sit idle before it is peeked
+	// at even for a request that could be sent again: targets close idle
+	// connections after seconds (their keep-alive timeouts), not sooner,
+	// so a connection idle for less is nearly always open, and the rare
+	// one a target closed anyway costs a resend, not an error.
+	peekAfter = time.Second
+)
+
+// errStaleConn is a reused connection's failure before any byte of the
+// answer: the target had closed it while it was idle.
+var errStaleConn = errors.New("proxy: idle connection to the target was closed")
+
+// h1Client is the HTTP proxy's own HTTP/1.1 client to one Upstream's
+// targets, for the fast path's requests (see fastEligible): no body, or a
+// small one of known length, and no upgrade or 100-continue.
+//
+// It exists because http.Transport hands every request to two goroutines
+// per connection (a writeLoop and a readLoop) through channels and waits:
+// three goroutine switches and a read that finds nothing, per request, which
+// cost more than the proxying itself. h1Client writes the request and reads
+// the answer on the caller's goroutine, keeps no goroutine per connection,
+// and returns a connection to its pool when the response body has been
+// read to the end.
+//
+// Without a reading goroutine nobody notices when a target closes an idle
+// connection. So a bodiless request of an idempotent method that fails on a
+// reused connection before any byte of the answer is sent again once on a
+// new connection, as http.Transport does; and a connection taken from the
+// pool for any other request, or idle for peekAfter or longer, is first
+// checked with a non-blocking peek (data or EOF on an idle connection: it
+// is closed and the next one taken). The peek is a system call, skipped
+// where a resend covers the rare stale connection.
+type h1Client struct {
+	tmo     *Timeouts
+	tls     *tls.Config // the Upstream's; nil for plain TCP
+	dialer  net.Dialer
+	maxIdle int
+	writers sync.Pool // *bufio.Writer, used only while writing a request
+
+	mu     sync.Mutex // guards the fields below
+	hosts  map[string]*h1Host
+	nidle  int         // idle connections in all hosts
+	sweep  *time.Timer // closes connections idle too long; nil until first armed
+	armed  bool        // sweep is pending
+	closed bool        // closeIdle was called: returned connections close
+}
+
+// h1Host is one target's pool.
+type h1Host struct {
+	addr string
+	tls  *tls.Config // with ServerName set for this target; nil for plain TCP
+	idle []*h1Conn   // oldest first; guarded by h1Client.mu
+}
+
+// h1Conn is one persistent connection to a target. It is owned by one
+// request at a time, from take or dial to put or close.
+type h1Conn struct {
+	cl     *h1Client
+	host   *h1Host
+	conn   net.Conn        // *net.TCPConn, or *tls.Conn over it
+	raw    syscall.RawConn // the TCP connection's, for the liveness peek
+	br     *bufio.Reader   // reads through the connection's limit
+	limit  int64           // bytes the connection may still read
+	idleAt time.Time
+	alive  bool          // set by peekFn
+	peekFn func(uintptr) // c.peek, bound once
+	cancel func()        // sets a past deadline, bound once: aborts I/O
+	pb     [1]byte       // the peek's buffer
+}
+
+func newH1Client(tmo *Timeouts, cfg *tls.Config, maxIdle int) *h1Client {
+	cl := &h1Client{
+		tmo:     tmo,
+		dialer:  net.Dialer{Timeout: tmo.Connect, KeepAlive: 30 * time.Second},
+		maxIdle: maxIdle,
+		hosts:   make(map[string]*h1Host),
+	}
+	if cfg != nil {
+		cl.tls = cfg.Clone()
+		// The direct client speaks HTTP/1.1 only; http.Transport did not
+		// offer HTTP/2 to targets either (a custom TLS config turns it
+		// off).
+		cl.tls.NextProtos = slices.DeleteFunc(slices.Clone(cl.tls.NextProtos), func(p string) bool { return p == "h2" })
+	}
+	cl.writers.New = func() any { return bufio.NewWriterSize(nil, 4<<10) }
+	return cl
+}
+
+// roundTrip sends rs's request, with body (nil for none), to the target at
+// addr and reads the response header. connect is the time taken to connect
+// when a new connection was made, -1 when an idle one was reused. A
+// failure to connect is a *dialError.
+func (cl *h1Client) roundTrip(rs *reqState, addr string, body io.Reader) (resp *http.Response, connect time.Duration, err error) {
+	ctx := rs.in.Context()
+	hasBody := body != nil
+	host := cl.host(addr)
+	connect = -1
+	resend := !hasBody && idempotent(rs.in.Method)
+	for try := 0; ; try++ {
+		c := cl.take(host, try == 0 && resend)
+		if c == nil {
+			start := time.Now()
+			c, err = cl.dial(ctx, host)
+			connect = time.Since(start)
+			if err != nil {
+				return nil, connect, err
+			}
+			try = 1 // a new connection is not sent to again
+		}
+		resp, err = c.roundTrip(ctx, rs, body)
+		if err == nil {
+			return resp, connect, nil
+		}
+		// A connection the target closed while it sat idle fails before
+		// any byte of the answer; a bodiless request is sent again on a
+		// new one (http.Transport's rule: idempotent methods, or any
+		// method when the request could not be written at all).
+		var se *staleError
+		if try > 0 || hasBody || !errors.As(err, &se) || ctx.Err() != nil || !(se.unwritten || idempotent(rs.in.Method)) {
+			return nil, connect, err
+		}
+	}
+}
+
+// staleError is a failure on a reused connection before any byte of the
+// answer arrived.
+type staleError struct {
+	err       error
+	unwritten bool // the request could not be written
+}
+
+func (e *staleError) Error() string { return errStaleConn.Error() + ": " + e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
+// host returns addr's pool.
+func (cl *h1Client) host(addr string) *h1Host {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	h := cl.hosts[addr]
+	if h == nil {
+		h = &h1Host{addr: addr}
+		if cl.tls != nil {
+			h.tls = cl.tls.Clone()
+			if h.tls.ServerName == "" {
+				// http.Transport's rule: the target's host, which
+				// crypto/tls leaves out of SNI when it is an IP address
+				// but still verifies the certificate against.
+				hn, _, err := net.SplitHostPort(addr)
+				if err != nil {
+					hn = addr
+				}
+				h.tls.ServerName = hn
+			}
+		}
+		cl.hosts[addr] = h
+	}
+	return h
+}
+
+// take returns the most recently used idle connection to host that is
+// still open, or nil. resend says that the request may be sent again when
+// the connection turns out closed: then only connections idle for
+// peekAfter or longer are peeked at.
+func (cl *h1Client) take(host *h1Host, resend bool) *h1Conn {
+	var now time.Time
+	if resend {
+		now = time.Now()
+	}
+	for {
+		cl.mu.Lock()
+		n := len(host.idle)
+		if n == 0 {
+			cl.mu.Unlock()
+			return nil
+		}
+		c := host.idle[n-1]
+		host.idle[n-1] = nil
+		host.idle = host.idle[:n-1]
+		cl.nidle--
+		cl.mu.Unlock()
+		if resend && now.Sub(c.idleAt) < peekAfter || c.usable() {
+			return c
+		}
+		c.conn.Close()
+	}
+}
+
+// put returns c to its pool, or closes it when the pool is full or closed.
+func (cl *h1Client) put(c *h1Conn) {
+	c.idleAt = time.Now()
+	cl.mu.Lock()
+	host := c.host
+	if cl.closed || len(host.idle) >= cl.maxIdle {
+		cl.mu.Unlock()
+		c.conn.Close()
+		return
+	}
+	host.idle = append(host.idle, c)
+	cl.nidle++
+	if !cl.armed {
+		cl.armed = true
+		if cl.sweep == nil {
+			cl.sweep = time.AfterFunc(idleConnTimeout, cl.sweepIdle)
+		} else {
+			cl.sweep.Reset(idleConnTimeout)
+		}
+	}
+	cl.mu.Unlock()
+}
+
+// sweepIdle closes the connections idle for idleConnTimeout and rearms
+// itself while any connection is idle: one timer for the whole pool.
+func (cl *h1Client) sweepIdle() {
+	now := time.Now()
+	var old []*h1Conn
+	cl.mu.Lock()
+	next := idleConnTimeout
+	for _, h := range cl.hosts {
+		i := 0
+		for ; i < len(h.idle); i++ {
+			c := h.idle[i]
+			if d := now.Sub(c.idleAt); d < idleConnTimeout {
+				next = min(next, idleConnTimeout-d)
+				break
+			}
+			old = append(old, c)
+		}
+		if i > 0 {
+			h.idle = slices.Delete(h.idle, 0, i)
+			cl.nidle -= i
+		}
+	}
+	cl.armed = cl.nidle > 0 && !cl.closed
+	if cl.armed {
+		cl.sweep.Reset(next)
+	}
+	cl.mu.Unlock()
+	for _, c := range old {
+		c.conn.Close()
+	}
+}
+
+// closeIdle closes the idle connections; connections in use close when
+// their request ends.
+func (cl *h1Client) closeIdle() {
+	var old []*h1Conn
+	cl.mu.Lock()
+	cl.closed = true
+	for _, h := range cl.hosts {
+		old = append(old, h.idle...)
+		clear(h.idle)
+		h.idle = h.idle[:0]
+	}
+	cl.nidle = 0
+	if cl.sweep != nil {
+		cl.sweep.Stop()
+	}
+	cl.armed = false
+	cl.mu.Unlock()
+	for _, c := range old {
+		c.conn.Close()
+	}
+}
+
+// dial connects to host within the connect timeout, and completes the TLS
+// handshake within it too when the Upstream has TLS.
+func (cl *h1Client) dial(ctx context.Context, host *h1Host) (*h1Conn, error) {
+	nc, err := cl.dialer.DialContext(ctx, "tcp", host.addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	c := &h1Conn{cl: cl, host: host, conn: nc, limit: math.MaxInt64}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	c.peekFn = c.peek
+	if host.tls != nil {
+		tc := tls.Client(nc, host.tls)
+		hctx, cancel := context.WithTimeout(ctx, cl.tmo.Connect)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		c.conn = tc
+	}
+	c.cancel = func() { _ = c.conn.SetDeadline(aLongTimeAgo) }
+	c.br = bufio.NewReaderSize(c, 4<<10)
+	return c, nil
+}
+
+// aLongTimeAgo is a deadline in the past: it aborts a connection's
+// blocked reads and writes at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Read reads from the connection within its limit, so that a response
+// header cannot grow without bound.
+func (c *h1Conn) Read(p []byte) (int, error) {
+	if c.limit <= 0 {
+		return 0, errors.New("response header over " + fmt.Sprint(maxResponseHeaderBytes) + " bytes")
+	}
+	if int64(len(p)) > c.limit {
+		p = p[:c.limit]
+	}
+	n, err := c.conn.Read(p)
+	c.limit -= int64(n)
+	return n, err
+}
+
+// usable reports whether an idle connection is still open: nothing may
+// arrive on an idle HTTP/1.1 connection, so data, EOF or an error all mean
+// it must not be used.
+func (c *h1Conn) usable() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	if c.raw == nil {
+		return true
+	}
+	c.alive = false
+	if c.raw.Control(c.peekFn) != nil {
+		return false
+	}
+	return c.alive
+}
+
+// roundTrip writes req and reads the response header on the caller's
+// goroutine. The response timeout bounds the wait for the header; ctx
+// aborts the connection's I/O whenever it is done, until the body ends.
+func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*http.Response, error) {
+	hasBody := body != nil
+	reused := !c.idleAt.IsZero()
+	stop := context.AfterFunc(ctx, c.cancel)
+	_ = c.conn.SetDeadline(time.Now().Add(c.cl.tmo.Response))
+	bw := c.cl.writers.Get().(*bufio.Writer)
+	bw.Reset(c.conn)
+	err := rs.h.writeRequest(bw, rs, c.host.addr, body)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	c.cl.writers.Put(bw)
+	if err != nil {
+		stop()
+		c.conn.Close()
+		if reused && !hasBody {
+			return nil, &staleError{err: err, unwritten: true}
+		}
+		return nil, err
+	}
+	if hasBody {
+		// The response timeout runs from the end of the request.
+		_ = c.conn.SetReadDeadline(time.Now().Add(c.cl.tmo.Response))
+	}
+	c.limit = maxResponseHeaderBytes
+	resp, err := c.readResponse(rs, reused)
+	if err != nil {
+		stop()
+		c.conn.Close()
+		return nil, err
+	}
+	c.limit = math.MaxInt64
+	_ = c.conn.SetDeadline(time.Time{})
+	if ctx.Err() != nil {
+		// Done while the deadline was being cleared: abort again.
+		c.cancel()
+	}
+	if resp.Body == http.NoBody {
+		c.release(stop, !resp.Close)
+		return resp, nil
+	}
+	resp.Body = &h1Body{c: c, src: resp.Body, stop: stop, keep: !resp.Close}
+	return resp, nil
+}
+
+// readResponse reads the final response header, forwarding informational
+// ones (103 Early Hints) to the client as ReverseProxy does.
+func (c *h1Conn) readResponse(rs *reqState, reused bool) (*http.Response, error) {
+	if reused {
+		if _, err := c.br.Peek(1); err != nil {
+			if isTimeout(err) {
+				return nil, err
+			}
+			return nil, &staleError{err: err}
+		}
+	}
+	for n := 0; ; n++ {
+		resp, err := http.ReadResponse(c.br, rs.in)
+		if err != nil {
+			return nil, err
+		}
+		code := resp.StatusCode
+		switch {
+		case code == http.StatusSwitchingProtocols:
+			return nil, errors.New("unexpected 101 Switching Protocols: no upgrade was asked for")
+		case code >= 200:
+			return resp, nil
+		case n >= max1xx:
+			return nil, errors.New("too many 1xx informational responses")
+		}
+		rs.got1xx(code, resp.Header)
+	}
+}
+
+// release ends the connection's request: back to the pool when keep and
+// the answer was read exactly (and ctx did not abort it), closed
+// otherwise.
+func (c *h1Conn) release(stop func() bool, keep bool) {
+	if stop() && keep && c.br.Buffered() == 0 {
+		c.cl.put(c)
+		return
+	}
+	c.conn.Close()
+}
+
+// h1Body is a response body from the direct client: it releases the
+// connection when read to the end, and closes it when closed before.
+type h1Body struct {
+	c    *h1Conn // nil once released
+	src  io.ReadCloser
+	stop func() bool
+	keep bool // the response allows reuse
+	err  error
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.c == nil {
+		if b.err != nil {
+			return 0, b.err
+		}
+		return 0, io.EOF
+	}
+	n, err := b.src.Read(p)
+	if err != nil {
+		c := b.c
+		b.c = nil
+		if err == io.EOF {
+			c.release(b.stop, b.keep)
+		} else {
+			b.err = err
+			c.release(b.stop, false)
+		}
+	}
+	return n, err
+}
+
+// Close closes the connection unless the body was read to the end: the
+// rest of an unread answer would otherwise be read as the next one.
+func (b *h1Body) Close() error {
+	if c := b.c; c != nil {
+		b.c = nil
+		b.err = net.ErrClosed
+		c.release(b.stop, false)
+	}
+	return nil
+}
