@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -78,6 +79,8 @@ type h1Client struct {
 	sweep  *time.Timer // closes connections idle too long; nil until first armed
 	armed  bool        // sweep is pending
 	closed bool        // closeIdle was called: returned connections close
+
+	dials atomic.Int64 // connections made, for tests
 }
 
 // h1Host is one target's pool.
@@ -300,6 +303,7 @@ func (cl *h1Client) closeIdle() {
 // dial connects to host within the connect timeout, and completes the TLS
 // handshake within it too when the Upstream has TLS.
 func (cl *h1Client) dial(ctx context.Context, host *h1Host) (*h1Conn, error) {
+	cl.dials.Add(1)
 	nc, err := cl.dialer.DialContext(ctx, "tcp", host.addr)
 	if err != nil {
 		return nil, &dialError{err}
@@ -379,7 +383,7 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 	if err != nil {
 		stop()
 		c.conn.Close()
-		if reused && !hasBody {
+		if reused && !hasBody && !errors.Is(err, errBadHeader) {
 			return nil, &staleError{err: err, unwritten: true}
 		}
 		return nil, err

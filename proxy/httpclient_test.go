@@ -1,0 +1,399 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lbkit/lbkit/balancer"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// rawTarget is a loopback TCP server that answers each request read on a
+// connection with serve, which may close the connection; it counts
+// connections.
+type rawTarget struct {
+	ln    net.Listener
+	conns atomic.Int64
+	wg    sync.WaitGroup
+	mu    sync.Mutex // guards open
+	open  []net.Conn
+}
+
+func newRawTarget(t *testing.T, serve func(n int, req *http.Request, c net.Conn) bool) *rawTarget {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rt := &rawTarget{ln: ln}
+	rt.wg.Add(1)
+	go func() {
+		defer rt.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			rt.conns.Add(1)
+			rt.mu.Lock()
+			rt.open = append(rt.open, c)
+			rt.mu.Unlock()
+			rt.wg.Add(1)
+			go func() {
+				defer rt.wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if !serve(n, req, c) {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		rt.mu.Lock()
+		for _, c := range rt.open {
+			c.Close()
+		}
+		rt.mu.Unlock()
+		rt.wg.Wait()
+	})
+	return rt
+}
+
+func (rt *rawTarget) addr() string { return rt.ln.Addr().String() }
+
+// rawUpstream is an Upstream of one raw target.
+func rawUpstream(t *testing.T, rt *rawTarget) *Upstream {
+	b, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "raw", Addr: rt.addr(), Weight: 1}))
+	require.NoError(t, err)
+	return &Upstream{Name: "web", Balancer: b}
+}
+
+// fastClient returns the proxy's direct client to up (after a request).
+func fastClient(t *testing.T, h *HTTP, up *Upstream) *h1Client {
+	t.Helper()
+	v, ok := h.transports.Load(up)
+	require.True(t, ok, "a request went to the group")
+	return v.(*transport).fast
+}
+
+// idleConns returns the idle connections of cl's pool to addr.
+func idleConns(cl *h1Client, addr string) []*h1Conn {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if h := cl.hosts[addr]; h != nil {
+		return append([]*h1Conn(nil), h.idle...)
+	}
+	return nil
+}
+
+func TestHTTPClientReusesConnections(t *testing.T) {
+	var news atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a") }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			news.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	tg := &target{Server: srv, name: "a"}
+	up := upstreamOf(t, "web", tg)
+	var logs logBuffer
+	h := &HTTP{Router: forwardTo(t, up), AccessLog: logs.logger()}
+	addr := serve(t, h)
+	c := client(t)
+	for range 5 {
+		code, body := get(t, c, "http://"+addr+"/")
+		require.Equal(t, 200, code)
+		require.Equal(t, "a", body)
+	}
+	assert.Equal(t, int64(1), news.Load(), "one connection to the target for five requests")
+	cl := fastClient(t, h, up)
+	assert.Equal(t, int64(1), cl.dials.Load())
+	assert.Len(t, idleConns(cl, tg.addr()), 1)
+	assert.Equal(t, "0.000", lastLog(t, h, &logs)["upstream_connect_time"], "a reused connection took no time to connect")
+}
+
+func TestHTTPClientPoolBound(t *testing.T) {
+	const n = 5
+	arrived := make(chan struct{}, n)
+	release := make(chan struct{})
+	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		io.WriteString(w, "a")
+	})
+	up := upstreamOf(t, "web", tg)
+	h := &HTTP{Router: forwardTo(t, up), MaxIdleConnsPerTarget: 2}
+	addr := serve(t, h)
+	c := client(t)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _ := get(t, c, "http://"+addr+"/")
+			assert.Equal(t, 200, code)
+		}()
+	}
+	for range n {
+		<-arrived // every request holds its own connection
+	}
+	close(release)
+	wg.Wait()
+	cl := fastClient(t, h, up)
+	assert.Equal(t, int64(n), cl.dials.Load())
+	assert.Len(t, idleConns(cl, tg.addr()), 2, "the pool keeps MaxIdleConnsPerTarget")
+}
+
+func TestHTTPClientConnectionClose(t *testing.T) {
+	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "a")
+	})
+	up := upstreamOf(t, "web", tg)
+	h := &HTTP{Router: forwardTo(t, up)}
+	addr := serve(t, h)
+	c := client(t)
+	for range 2 {
+		code, body := get(t, c, "http://"+addr+"/")
+		require.Equal(t, 200, code)
+		require.Equal(t, "a", body)
+	}
+	cl := fastClient(t, h, up)
+	assert.Equal(t, int64(2), cl.dials.Load(), "Connection: close is not reused")
+	assert.Empty(t, idleConns(cl, tg.addr()))
+}
+
+// TestHTTPClientStaleConnection: a target closes a kept-alive connection
+// while it is idle. A GET on it fails before any answer and is sent again
+// on a new connection; a POST with a body is never written to it: the
+// peek sees the close first.
+func TestHTTPClientStaleConnection(t *testing.T) {
+	rt := newRawTarget(t, func(n int, req *http.Request, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return false // close without saying so
+	})
+	up := rawUpstream(t, rt)
+	h := &HTTP{Router: forwardTo(t, up)}
+	addr := serve(t, h)
+	c := client(t)
+	code, _ := get(t, c, "http://"+addr+"/")
+	require.Equal(t, 200, code)
+	cl := fastClient(t, h, up)
+	waitStale := func() {
+		conns := idleConns(cl, rt.addr())
+		require.Len(t, conns, 1)
+		waitFor(t, "the target's close to arrive", func() bool { return !conns[0].usable() })
+	}
+
+	waitStale()
+	code, body := get(t, c, "http://"+addr+"/")
+	assert.Equal(t, 200, code, "a GET is sent again on a new connection")
+	assert.Equal(t, "ok", body)
+	assert.Equal(t, int64(2), cl.dials.Load())
+	assert.Zero(t, h.Stats().Retries, "not a retry on another target")
+
+	waitStale()
+	resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader("body"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode, "a POST goes on a new connection")
+	assert.Equal(t, int64(3), cl.dials.Load())
+
+	// A connection idle for peekAfter or longer is peeked at even for a
+	// GET: it is not written to at all.
+	waitStale()
+	conns := idleConns(cl, rt.addr())
+	conns[0].idleAt = conns[0].idleAt.Add(-peekAfter)
+	code, _ = get(t, c, "http://"+addr+"/")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, int64(4), cl.dials.Load())
+	assert.Equal(t, int64(4), rt.conns.Load())
+}
+
+// TestHTTPClientBadResponses: answers the direct client refuses with 502,
+// never reusing the connection they came on.
+func TestHTTPClientBadResponses(t *testing.T) {
+	for _, tc := range []struct {
+		name, answer string
+	}{
+		{"header over the limit", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", maxResponseHeaderBytes) + "\r\nContent-Length: 0\r\n\r\n"},
+		{"too many 1xx", strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", max1xx+1) + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"101 unasked", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"},
+		{"malformed", "HTTP/1.1 abc\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := newRawTarget(t, func(n int, req *http.Request, c net.Conn) bool {
+				io.WriteString(c, tc.answer)
+				return true
+			})
+			up := rawUpstream(t, rt)
+			h := &HTTP{Router: forwardTo(t, up), Retry: Retry{Attempts: 1}}
+			addr := serve(t, h)
+			code, _ := get(t, client(t), "http://"+addr+"/")
+			assert.Equal(t, 502, code)
+			assert.Empty(t, idleConns(fastClient(t, h, up), rt.addr()))
+		})
+	}
+}
+
+// TestHTTPClientExtraBytes: a target that sends more than its
+// Content-Length has desynchronised the connection; it is closed, and the
+// next request gets its own answer on a new one.
+func TestHTTPClientExtraBytes(t *testing.T) {
+	rt := newRawTarget(t, func(n int, req *http.Request, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+		return true
+	})
+	up := rawUpstream(t, rt)
+	h := &HTTP{Router: forwardTo(t, up)}
+	addr := serve(t, h)
+	c := client(t)
+	for range 2 {
+		code, body := get(t, c, "http://"+addr+"/")
+		assert.Equal(t, 200, code)
+		assert.Equal(t, "ok", body)
+	}
+	assert.Equal(t, int64(2), rt.conns.Load())
+}
+
+// TestHTTPClientAbortedBody: when the client goes away in the middle of a
+// streamed answer, the connection to the target is closed (the target
+// sees it), not pooled, and the handler returns.
+func TestHTTPClientAbortedBody(t *testing.T) {
+	gone := make(chan struct{})
+	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first;")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // the proxy closed the connection
+		close(gone)
+	})
+	up := upstreamOf(t, "web", tg)
+	var logs logBuffer
+	h := &HTTP{Router: forwardTo(t, up), AccessLog: logs.logger()}
+	addr := serve(t, h)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	buf := make([]byte, 6)
+	_, err = io.ReadFull(resp.Body, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "first;", string(buf))
+	c.Close()
+	<-gone
+	waitFor(t, "the request to end", func() bool { return h.Stats().ActiveRequests == 0 })
+	assert.Empty(t, idleConns(fastClient(t, h, up), tg.addr()))
+	assert.Equal(t, uint64(1), h.Stats().ClientClosed)
+}
+
+// TestHTTPClientIdleSweep: connections idle for idleConnTimeout are closed
+// by the pool's one timer, which stops when the pool is empty.
+func TestHTTPClientIdleSweep(t *testing.T) {
+	rt := newRawTarget(t, func(int, *http.Request, net.Conn) bool { return true })
+	tmo := Timeouts{}.withDefaults()
+	cl := newH1Client(&tmo, nil, 10)
+	defer cl.closeIdle()
+	host := cl.host(rt.addr())
+	var conns []*h1Conn
+	for range 3 {
+		c, err := cl.dial(context.Background(), host)
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		cl.put(c)
+	}
+	cl.mu.Lock()
+	assert.True(t, cl.armed)
+	cl.mu.Unlock()
+	// The two oldest have been idle too long.
+	conns[0].idleAt = conns[0].idleAt.Add(-idleConnTimeout)
+	conns[1].idleAt = conns[1].idleAt.Add(-idleConnTimeout)
+	cl.sweepIdle()
+	assert.Equal(t, []*h1Conn{conns[2]}, idleConns(cl, rt.addr()))
+	for _, c := range conns[:2] {
+		_, err := c.conn.Read(make([]byte, 1))
+		assert.ErrorIs(t, err, net.ErrClosed)
+	}
+	cl.mu.Lock()
+	assert.True(t, cl.armed, "rearmed for the one left")
+	cl.mu.Unlock()
+	conns[2].idleAt = conns[2].idleAt.Add(-idleConnTimeout)
+	cl.sweepIdle()
+	assert.Empty(t, idleConns(cl, rt.addr()))
+	cl.mu.Lock()
+	assert.False(t, cl.armed, "nothing idle: the timer is not rearmed")
+	cl.mu.Unlock()
+	// A closed pool closes what is returned to it.
+	c, err := cl.dial(context.Background(), host)
+	require.NoError(t, err)
+	cl.closeIdle()
+	cl.put(c)
+	assert.Empty(t, idleConns(cl, rt.addr()))
+	_, err = c.conn.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, net.ErrClosed)
+}
+
+// TestHTTPFastPathStreams: a streamed answer (no length, or server-sent
+// events) reaches the client as it comes, its header first, through both
+// paths.
+func TestHTTPFastPathStreams(t *testing.T) {
+	for _, ct := range []string{"", "text/event-stream"} {
+		for _, slowOnly := range []bool{false, true} {
+			step := make(chan struct{})
+			tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+				if ct != "" {
+					w.Header().Set("Content-Type", ct)
+					w.Header().Set("Content-Length", "11")
+				}
+				w.WriteHeader(200)
+				w.(http.Flusher).Flush()
+				<-step
+				io.WriteString(w, "event one;")
+				w.(http.Flusher).Flush()
+				<-step
+				io.WriteString(w, "!")
+			})
+			h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), slowOnly: slowOnly}
+			addr := serve(t, h)
+			c, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+			_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			require.NoError(t, err, "the header arrives before any body")
+			step <- struct{}{}
+			buf := make([]byte, 10)
+			_, err = io.ReadFull(resp.Body, buf)
+			require.NoError(t, err)
+			assert.Equal(t, "event one;", string(buf), "the first event arrives before the rest is written")
+			step <- struct{}{}
+			rest, _ := io.ReadAll(resp.Body)
+			assert.Equal(t, "!", string(rest))
+			c.Close()
+		}
+	}
+}
