@@ -34,12 +34,6 @@ const (
 	// max1xx bounds the informational responses (103 Early Hints, ...)
 	// before the final one.
 	max1xx = 5
-	// peekAfter is how long a connection may sit idle before it is peeked
-	// at even for a request that could be sent again: targets close idle
-	// connections after seconds (their keep-alive timeouts), not sooner,
-	// so a connection idle for less is nearly always open, and the rare
-	// one a target closed anyway costs a resend, not an error.
-	peekAfter = time.Second
 )
 
 // errStaleConn is a reused connection's failure before any byte of the
@@ -58,14 +52,18 @@ var errStaleConn = errors.New("proxy: idle connection to the target was closed")
 // and returns a connection to its pool when the response body has been
 // read to the end.
 //
-// Without a reading goroutine nobody notices when a target closes an idle
-// connection. So a bodiless request of an idempotent method that fails on a
-// reused connection before any byte of the answer is sent again once on a
-// new connection, as http.Transport does; and a connection taken from the
-// pool for any other request, or idle for peekAfter or longer, is first
-// checked with a non-blocking peek (data or EOF on an idle connection: it
-// is closed and the next one taken). The peek is a system call, skipped
-// where a resend covers the rare stale connection.
+// Without a reading goroutine nobody notices what a target sends on an idle
+// connection: its close, or bytes it should not have sent (a body to a
+// HEAD, more than its Content-Length), which the next request would read
+// as its answer. So a connection taken from the pool is first checked with
+// a non-blocking peek: anything there (data, EOF, an error) and it is
+// closed and the next one taken. The peek costs a system call per request;
+// skipping it would let a buggy target hand one client's answer to
+// another. A target may still close a connection between the peek and the
+// request: a bodiless request of an idempotent method (or one that could
+// not be written at all) that fails on a reused connection before any byte
+// of the answer is then sent again once on a new connection, as
+// http.Transport does.
 type h1Client struct {
 	tmo     *Timeouts
 	tls     *tls.Config // the Upstream's; nil for plain TCP
@@ -133,9 +131,8 @@ func (cl *h1Client) roundTrip(rs *reqState, addr string, body io.Reader) (resp *
 	hasBody := body != nil
 	host := cl.host(addr)
 	connect = -1
-	resend := !hasBody && idempotent(rs.in.Method)
 	for try := 0; ; try++ {
-		c := cl.take(host, try == 0 && resend)
+		c := cl.take(host)
 		if c == nil {
 			start := time.Now()
 			c, err = cl.dial(ctx, host)
@@ -196,14 +193,8 @@ func (cl *h1Client) host(addr string) *h1Host {
 }
 
 // take returns the most recently used idle connection to host that is
-// still open, or nil. resend says that the request may be sent again when
-// the connection turns out closed: then only connections idle for
-// peekAfter or longer are peeked at.
-func (cl *h1Client) take(host *h1Host, resend bool) *h1Conn {
-	var now time.Time
-	if resend {
-		now = time.Now()
-	}
+// still open and quiet, or nil.
+func (cl *h1Client) take(host *h1Host) *h1Conn {
 	for {
 		cl.mu.Lock()
 		n := len(host.idle)
@@ -216,7 +207,7 @@ func (cl *h1Client) take(host *h1Host, resend bool) *h1Conn {
 		host.idle = host.idle[:n-1]
 		cl.nidle--
 		cl.mu.Unlock()
-		if resend && now.Sub(c.idleAt) < peekAfter || c.usable() {
+		if c.usable() {
 			return c
 		}
 		c.conn.Close()

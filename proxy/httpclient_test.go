@@ -183,9 +183,8 @@ func TestHTTPClientConnectionClose(t *testing.T) {
 }
 
 // TestHTTPClientStaleConnection: a target closes a kept-alive connection
-// while it is idle. A GET on it fails before any answer and is sent again
-// on a new connection; a POST with a body is never written to it: the
-// peek sees the close first.
+// while it is idle: the peek sees it and the request goes on a new
+// connection, whatever its method.
 func TestHTTPClientStaleConnection(t *testing.T) {
 	rt := newRawTarget(t, func(n int, req *http.Request, c net.Conn) bool {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -203,30 +202,80 @@ func TestHTTPClientStaleConnection(t *testing.T) {
 		require.Len(t, conns, 1)
 		waitFor(t, "the target's close to arrive", func() bool { return !conns[0].usable() })
 	}
-
 	waitStale()
 	code, body := get(t, c, "http://"+addr+"/")
-	assert.Equal(t, 200, code, "a GET is sent again on a new connection")
+	assert.Equal(t, 200, code)
 	assert.Equal(t, "ok", body)
 	assert.Equal(t, int64(2), cl.dials.Load())
-	assert.Zero(t, h.Stats().Retries, "not a retry on another target")
-
 	waitStale()
 	resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader("body"))
 	require.NoError(t, err)
 	resp.Body.Close()
-	assert.Equal(t, 200, resp.StatusCode, "a POST goes on a new connection")
+	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, int64(3), cl.dials.Load())
+	assert.Equal(t, int64(3), rt.conns.Load(), "nothing was written to a closed connection")
+	assert.Zero(t, h.Stats().Retries, "no retry on another target")
+}
 
-	// A connection idle for peekAfter or longer is peeked at even for a
-	// GET: it is not written to at all.
-	waitStale()
-	conns := idleConns(cl, rt.addr())
-	conns[0].idleAt = conns[0].idleAt.Add(-peekAfter)
-	code, _ = get(t, c, "http://"+addr+"/")
+// TestHTTPClientUnsolicitedBytes: bytes a target sends after its answer
+// (here a body to a HEAD, written late) are never read as the next
+// request's answer: the connection is closed when taken.
+func TestHTTPClientUnsolicitedBytes(t *testing.T) {
+	late := make(chan struct{})
+	rt := newRawTarget(t, func(n int, req *http.Request, c net.Conn) bool {
+		if req.Method == http.MethodHead {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 47\r\n\r\n")
+			<-late
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+			return true
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+		return true
+	})
+	up := rawUpstream(t, rt)
+	h := &HTTP{Router: forwardTo(t, up)}
+	addr := serve(t, h)
+	c := client(t)
+	resp, err := c.Head("http://" + addr + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	close(late)
+	conns := idleConns(fastClient(t, h, up), rt.addr())
+	require.Len(t, conns, 1)
+	waitFor(t, "the late bytes to arrive", func() bool { return !conns[0].usable() })
+	code, body := get(t, c, "http://"+addr+"/")
 	assert.Equal(t, 200, code)
-	assert.Equal(t, int64(4), cl.dials.Load())
-	assert.Equal(t, int64(4), rt.conns.Load())
+	assert.Equal(t, "good", body)
+}
+
+// TestHTTPClientResend: a target that closes a reused connection after
+// reading a request, without answering, gets a bodiless GET again on a
+// new connection (the target cannot have acted on a request it never
+// answered, for an idempotent method); a POST is not sent again.
+func TestHTTPClientResend(t *testing.T) {
+	rt := newRawTarget(t, func(n int, req *http.Request, c net.Conn) bool {
+		if n > 0 {
+			return false // read the second request, close unanswered
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	up := rawUpstream(t, rt)
+	h := &HTTP{Router: forwardTo(t, up)}
+	addr := serve(t, h)
+	c := client(t)
+	for range 2 {
+		code, body := get(t, c, "http://"+addr+"/")
+		assert.Equal(t, 200, code)
+		assert.Equal(t, "ok", body)
+	}
+	cl := fastClient(t, h, up)
+	assert.Equal(t, int64(2), cl.dials.Load(), "the second GET went again on a new connection")
+	assert.Zero(t, h.Stats().Retries, "not a retry on another target")
+	resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader("body"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 502, resp.StatusCode, "a POST the target may have acted on is not sent again")
 }
 
 // TestHTTPClientBadResponses: answers the direct client refuses with 502,
