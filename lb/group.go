@@ -115,6 +115,7 @@ func (g *group) apply(cfg *groupConfig) error {
 		g.upPtr.Store(g.newUpstream(cfg))
 	}
 	if old == nil || old.noHealth != cfg.noHealth || !reflect.DeepEqual(old.health, cfg.health) ||
+		old.healthProtocol() != cfg.healthProtocol() || // the default check follows the group's protocol
 		old.ejectFailures != cfg.ejectFailures || old.ejectPeriod != cfg.ejectPeriod || old.ejectMaxPct != cfg.ejectMaxPct {
 		if err := g.replaceMonitor(cfg); err != nil {
 			return fmt.Errorf("target group %q: health check: %w", cfg.name, err)

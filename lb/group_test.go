@@ -327,3 +327,17 @@ func TestGroupHealthCheckChangeKeepsTargetsServing(t *testing.T) {
 	default:
 	}
 }
+
+// TestGroupProtocolChangeChangesDefaultCheck: a group whose protocol changes
+// from TCP to HTTP gets the HTTP check its default now is.
+func TestGroupProtocolChangeChangesDefaultCheck(t *testing.T) {
+	a := newTCPTarget(t) // accepts TCP, but answers no HTTP
+	ev := newEvents()
+	g := startGroup(t, ev, Target(a.addr, ID("a")), WithHealthCheck(fastHealth))
+	ev.waitServing(t, "a", true)
+	var c config
+	WithTargetGroup("web", HTTP, Target(a.addr, ID("a")), WithHealthCheck(fastHealth))(&c)
+	require.NoError(t, g.apply(c.groups[0]))
+	e := ev.waitServing(t, "a", false)
+	assert.NotContains(t, e.Reason, "connection refused", "an HTTP check failed, not a TCP one: %s", e.Reason)
+}
