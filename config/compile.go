@@ -148,7 +148,10 @@ func (c *compiler) listener(i int, l *Listener, seen map[string]int) (lb.Option,
 		proto = p
 	}
 	addr := l.Address
-	if err := checkHostPort(l.Address, 0); err != nil {
+	if l.Address == "" {
+		c.add(path+".address", "is required, as host:port (e.g. 127.0.0.1:8080)")
+		addr = "127.0.0.1:0"
+	} else if err := checkHostPort(l.Address, 0); err != nil {
 		c.add(path+".address", "%v", err)
 		addr = "127.0.0.1:0" // a stand-in that lb accepts
 	}

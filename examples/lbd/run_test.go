@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer is a buffer safe for the daemon's goroutines and the test.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestCommandLine checks that a bad command line or configuration stops
+// lbd at once with the exit code and a message that says why.
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("listeners:\n  - name: web\n    protocol: http\n    address: 127.0.0.1:70000\n    forward_to: app\n"), 0o600))
+	for _, tc := range []struct {
+		args []string
+		code int
+		want []string
+	}{
+		{nil, 2, []string{"-config is required", "-log-format"}},
+		{[]string{"-config", "lbd.yaml", "extra"}, 2, []string{"-config is required, and nothing else is taken"}},
+		{[]string{"-config", "lbd.yaml", "-log-format", "xml"}, 2, []string{`-log-format "xml" is not text or json`}},
+		{[]string{"-config", "lbd.yaml", "-log-level", "loud"}, 2, []string{`-log-level "loud" is not debug`}},
+		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"the configuration is invalid", "no such file or directory"}},
+		{[]string{"-config", bad, "-log-format", "json"}, 1, []string{
+			`"problems":["listeners[0].address: \"127.0.0.1:70000\": port 70000 is out of range 0..65535 (line 4)","listeners[0].forward_to: forwards to target group \"app\", which does not exist (line 5)"]`,
+		}},
+	} {
+		var out syncBuffer
+		assert.Equal(t, tc.code, run(context.Background(), tc.args, &out), "lbd %v", tc.args)
+		for _, w := range tc.want {
+			assert.Contains(t, out.String(), w, "lbd %v", tc.args)
+		}
+	}
+}
+
+// TestSampleWithDemoTargets runs lbd in the test with the sample
+// configuration and -demo-targets, as a newcomer would, on free ports, and
+// stops it by its context.
+func TestSampleWithDemoTargets(t *testing.T) {
+	f := sample(t)
+	fast(f)
+	// The sample's target ports, moved to free ones: reserved by binding
+	// and released just before lbd binds them.
+	for gi := range f.TargetGroups {
+		for ti := range f.TargetGroups[gi].Targets {
+			f.TargetGroups[gi].Targets[ti].Address = freePort(t)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "lbd.yaml")
+	write(t, path, f)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"-config", path, "-demo-targets", "-admin", "127.0.0.1:0"}, &out) }()
+	var web string
+	require.Eventually(t, func() bool {
+		m := regexp.MustCompile(`msg="lbd ready".* listeners="http=http://([0-9.:]+) `).FindStringSubmatch(out.String())
+		if m != nil {
+			web = m[1]
+		}
+		return m != nil
+	}, 30*time.Second, 10*time.Millisecond, "lbd ready: %s", &out)
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	var got string
+	require.Eventually(t, func() bool { // until the demo targets pass their first checks
+		resp, err := client.Get("http://" + web + "/")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got = strings.TrimSpace(string(b))
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 20*time.Millisecond)
+	assert.Regexp(t, `^web-[123]$`, got, "a demo target answers with its id")
+	resp, err := client.Get("http://" + web + "/lb-health")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "ok\n", string(b), "the sample's fixed-response rule")
+	client.CloseIdleConnections()
+	cancel()
+	assert.Equal(t, 0, <-code)
+	assert.Contains(t, out.String(), `msg=stopped`)
+}
+
+// freePort returns a loopback address whose port was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	// A UDP demo target needs the port free for UDP too.
+	pc, err := net.ListenPacket("udp", ln.Addr().String())
+	if err == nil {
+		pc.Close()
+	}
+	return ln.Addr().String()
+}
