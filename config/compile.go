@@ -69,8 +69,15 @@ func newCompiler(f *File, probs *problems, lines map[string]int, accessLog *slog
 // nearest parent in the file, unless the field could not even be read
 // (that was reported, and its zero value says nothing).
 func (c *compiler) add(path, format string, a ...any) {
-	if c.unread[path] {
-		return
+	for p := path; ; {
+		if c.unread[p] {
+			return
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
 	}
 	c.probs.add(path, c.line(path), format, a...)
 }

@@ -85,8 +85,15 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, depth int) {
 	switch t.Kind() {
 	case reflect.Pointer:
 		p := reflect.New(t.Elem())
+		before := d.probs.count()
 		d.value(n, p.Elem(), path, depth+1)
-		v.Set(p)
+		// A section (a struct) is kept even with problems inside, so its
+		// other fields are still checked; a value that could not be read
+		// stays unset rather than becoming its zero (enabled: perhaps
+		// must not turn health checks off).
+		if p.Elem().Kind() == reflect.Struct || d.probs.count() == before {
+			v.Set(p)
+		}
 	case reflect.Struct:
 		d.object(n, v, path, depth)
 	case reflect.Slice:

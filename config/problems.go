@@ -22,18 +22,8 @@ func (p *problems) add(path string, line int, format string, a ...any) {
 	p.list = append(p.list, Problem{Path: path, Line: line, Message: fmt.Sprintf(format, a...)})
 }
 
-// has reports whether a problem was recorded at path or under it.
-func (p *problems) has(path string) bool {
-	return slices.ContainsFunc(p.list, func(q Problem) bool { return under(q.Path, path) })
-}
-
-// under reports whether path is prefix or a field or element under it.
-func under(path, prefix string) bool {
-	if len(path) < len(prefix) || path[:len(prefix)] != prefix {
-		return false
-	}
-	return len(path) == len(prefix) || path[len(prefix)] == '.' || path[len(prefix)] == '['
-}
+// count returns the number of problems recorded.
+func (p *problems) count() int { return len(p.list) + p.extra }
 
 // err returns the problems as an *Error in file order, or nil.
 func (p *problems) err(file string) error {
