@@ -481,7 +481,7 @@ func (c *compiler) listenerTLS(path string, t *ListenerTLS, proto lb.Protocol) [
 	}
 	if mode != tls.NoClientCert && pool != nil {
 		opts = append(opts, lb.ClientAuth(mode, pool, t.ClientAuthHosts...))
-	} else if len(t.ClientAuthHosts) > 0 && mode == tls.NoClientCert && t.ClientAuth == "" {
+	} else if len(t.ClientAuthHosts) > 0 && mode == tls.NoClientCert && (t.ClientAuth == "" || t.ClientAuth == "none") {
 		c.add(path+".client_auth_hosts", "is set but client_auth is none")
 	}
 	return opts
@@ -794,7 +794,8 @@ func (c *compiler) stickiness(path string, s *Stickiness) (lb.Stickiness, bool) 
 			} else if strings.Contains(e.Error(), "key") {
 				field = ".keys"
 			}
-			c.add(path+field, "%s", strings.TrimPrefix(e.Error(), "sticky: "))
+			msg := strings.TrimPrefix(e.Error(), "sticky: ")
+			c.add(path+field, "%s", strings.TrimPrefix(msg, "invalid option: "))
 			ok = false
 		}
 	}

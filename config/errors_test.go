@@ -138,6 +138,10 @@ target_groups:
 			`target_groups[3].stickiness.keys[0]: is 5 bytes once decoded, want at least 32`,
 			`target_groups[4].stickiness.prefix_v4: 33 is out of range 0..32`,
 		}},
+		{"cookie names", "target_groups:\n  - {name: a, protocol: http, stickiness: {kind: lb_cookie, cookie_name: \"bad name\"}}\n  - {name: b, protocol: http, stickiness: {kind: app_cookie, cookie_name: \"x;y\"}}\n",
+			[]string{`target_groups[0].stickiness.cookie_name: cookie name "bad name" is not an HTTP token`, `target_groups[1].stickiness.cookie_name: cookie name "x;y" is not an HTTP token`}},
+		{"mutual TLS on a tls listener", "listeners: [{name: s, protocol: tls, address: 127.0.0.1:0, forward_to: echo, certificates: [{cert_file: /nonexistent/c, key_file: /nonexistent/k}], tls: {client_auth: optional, wildcard: deep}}]\n" + validGroups,
+			[]string{`listeners[0].certificates[0].cert_file: open /nonexistent/c`, `listeners[0].certificates[0].key_file: open /nonexistent/k`, `listeners[0].tls.wildcard: "deep" is not one_label or suffix`, `listeners[0].tls.client_auth: is for https listeners, not tls`}},
 		{"health check", "target_groups: [{name: a, protocol: http, health_check: {protocol: tls, port: 70000, path: healthz, interval: 1s, timeout: 1s, healthy_threshold: 11, status: '99'}}]\n",
 			[]string{
 				`target_groups[0].health_check.protocol: "tls" is not one of tcp, http, https, udp`,

@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) int {
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:9900", "address of the admin endpoint: status page, /stats, /diagnose, /health, /metrics, POST /reload; empty for none. Keep it on loopback: it can reload")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&f.demoTargets, "demo-targets", false, "also start demo targets on the loopback addresses of the file's targets (http: answers its id; tcp and udp: echo prefixed with its id), to try a sample")
+	fs.BoolVar(&f.demoTargets, "demo-targets", false, "also start demo targets on the loopback addresses of the file's targets (http: answers its id; tcp and udp: echo prefixed with its id), to try a sample; started once, not on reloads")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for connections and requests in flight")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -121,6 +121,12 @@ type daemon struct {
 // serve starts the load balancer, the admin endpoint and the demo targets,
 // then handles signals until a stop.
 func serve(ctx context.Context, fl flags, log *slog.Logger) error {
+	// Signals are taken first, so that a SIGHUP sent while lbd starts
+	// reloads rather than kills, and a SIGTERM stops it once it runs.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
 	d := &daemon{path: fl.config, log: log, accessLog: log.With("log", "access")}
 	f, err := config.Load(fl.config)
 	if err != nil {
@@ -146,12 +152,6 @@ func serve(ctx context.Context, fl flags, log *slog.Logger) error {
 		return err
 	}
 	defer d.lb.Close()
-
-	// Signals are taken before anything announces that lbd is up, so a
-	// SIGHUP sent at once reloads rather than kills.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 
 	var adminSrv *http.Server
 	if fl.admin != "" {
