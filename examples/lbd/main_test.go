@@ -45,15 +45,18 @@ func sample(t *testing.T) *config.File {
 }
 
 // fast makes a configuration quick to test: listeners on free ports,
-// health checks every 100 ms, a target healthy after one check.
+// health checks every 200 ms, a target healthy after one check and
+// unhealthy only after 5 failed ones with a generous timeout, so that a
+// loaded machine (CI runs every package's tests at once, under -race)
+// does not make targets flap and counts inexact.
 func fast(f *config.File) {
 	for i := range f.Listeners {
 		f.Listeners[i].Address = "127.0.0.1:0"
 	}
 	for i := range f.TargetGroups {
 		h := f.TargetGroups[i].HealthCheck
-		h.Interval, h.Timeout = config.Duration(100*time.Millisecond), config.Duration(50*time.Millisecond)
-		h.HealthyThreshold, h.UnhealthyThreshold = 1, 1
+		h.Interval, h.Timeout = config.Duration(200*time.Millisecond), config.Duration(150*time.Millisecond)
+		h.HealthyThreshold, h.UnhealthyThreshold = 1, 5
 	}
 }
 
@@ -270,6 +273,12 @@ func TestDaemon(t *testing.T) {
 	assert.Equal(t, 4.0, value(t, families, "lbkit_flows_new_total", map[string]string{"protocol": "udp"}))
 	assert.Equal(t, 4.0, value(t, families, "lbkit_target_requests_total", map[string]string{"group": "web", "target": "web-3"}))
 	assert.Contains(t, families, "go_goroutines", "the Go runtime's metrics are served beside lbkit's")
+	if t.Failed() {
+		var st lb.Stats
+		getJSON("/stats", &st)
+		b, _ := json.MarshalIndent(st, "", "  ")
+		t.Logf("stats: %s\nlog:\n%s", b, lg)
+	}
 	_, tcpPort, _ := net.SplitHostPort(la["tcp"])
 	var d lb.Diagnosis
 	getJSON("/diagnose?client=127.0.0.1&port="+tcpPort, &d)
