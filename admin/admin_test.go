@@ -48,7 +48,10 @@ func newFixture(t *testing.T) *fixture {
 		lb.WithTargetGroup("app", lb.HTTP,
 			lb.Target(up.Listener.Addr().String(), lb.ID("up"), lb.Weight(3)),
 			lb.Target(down, lb.ID("down"), lb.Weight(1)),
-			lb.WithHealthCheck(lb.HealthCheck{Interval: 50 * time.Millisecond, Timeout: 25 * time.Millisecond, HealthyThreshold: 1, UnhealthyThreshold: 1}),
+			// "down" is unhealthy from the start (a new target waits for its
+			// first passing check); "up" would need 5 failed checks in a row
+			// to flap, so a loaded machine does not change what is shown.
+			lb.WithHealthCheck(lb.HealthCheck{Interval: 100 * time.Millisecond, Timeout: 90 * time.Millisecond, HealthyThreshold: 1, UnhealthyThreshold: 5}),
 		),
 	)
 	require.NoError(t, err)
