@@ -85,6 +85,9 @@ func newGroup(cfg *groupConfig, log *slog.Logger, hooks Hooks) (*group, error) {
 
 func (g *group) newUpstream(cfg *groupConfig) *proxy.Upstream {
 	up := &proxy.Upstream{Name: cfg.name, Balancer: g.bal, TLS: cfg.targetTLS, ProxyProtocol: cfg.proxyProtocol, OnResult: g.passiveResult}
+	if g.hooks.Response != nil {
+		up.OnResponse = g.response
+	}
 	if old := g.up(); old != nil {
 		up.SetSticky(old.Sticky())
 	}
@@ -475,6 +478,12 @@ func (g *group) passiveResult(id string, err error) {
 	}
 	n.Add(1)
 	_ = g.mon().ReportFailure(id, healthcheck.Reason(err))
+}
+
+// response is the Upstream's OnResponse: a target's HTTP response, passed
+// to the user's hook.
+func (g *group) response(target string, status int, d time.Duration) {
+	g.hooks.Response(ResponseEvent{Group: g.name, Target: target, Status: status, HeaderTime: d})
 }
 
 // close stops the group's monitor, discovery and drain timers.

@@ -57,6 +57,24 @@ type Hooks struct {
 	// full flow table, a source over its flow limit, no healthy target, a
 	// bad PROXY header. Under a flood it is called for every one.
 	FlowRejected func(FlowRejectedEvent)
+	// Response is called for every response a target sends an HTTP or
+	// HTTPS listener, for response-time histograms. It is called on the
+	// request's goroutine, once per request and per retry, and must be
+	// quick: it is on the data path.
+	Response func(ResponseEvent)
+}
+
+// ResponseEvent is one response from a target to an HTTP or HTTPS
+// listener. It is passed by value and holds no pointer but its strings, so
+// a hook that only counts allocates nothing.
+type ResponseEvent struct {
+	// Group and Target name the target that answered.
+	Group, Target string
+	// Status is the target's status code.
+	Status int
+	// HeaderTime is the time from sending the request to receiving the
+	// response header (the access log's upstream_header_time).
+	HeaderTime time.Duration
 }
 
 // HealthEvent is a target's change of health or ejection.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,4 +187,30 @@ func TestTwoLoadBalancersShareNothing(t *testing.T) {
 	assert.Equal(t, "b", dialAsk(t, addr(t, l2, "tcp")), "a change to one never touches the other")
 	assert.Equal(t, uint64(1), l1.Stats().Flows.TCP.NewFlowCount)
 	assert.Equal(t, uint64(2), l2.Stats().Flows.TCP.NewFlowCount)
+}
+
+func TestResponseHook(t *testing.T) {
+	a := newHTTPTarget(t, "a")
+	var mu sync.Mutex
+	var got []ResponseEvent
+	l := startLB(t,
+		WithHooks(Hooks{Response: func(e ResponseEvent) { mu.Lock(); got = append(got, e); mu.Unlock() }}),
+		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
+		WithTargetGroup("app", HTTP, Target(a.addr, ID("a")), WithoutHealthCheck()),
+	)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	for range 3 {
+		_, code := httpGet(t, client, "http://"+addr(t, l, "web")+"/")
+		require.Equal(t, 200, code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, got, 3, "one event per response")
+	for _, e := range got {
+		assert.Equal(t, "app", e.Group)
+		assert.Equal(t, "a", e.Target)
+		assert.Equal(t, 200, e.Status)
+		assert.Positive(t, e.HeaderTime)
+	}
 }

@@ -23,8 +23,11 @@
 //	lbkit_target_response_time_average_seconds{group,target}
 //
 // Each metric's help text says what it counts. Response times are the
-// mean per target that lb's Stats keep; there is no histogram because the
-// data plane keeps none (see the lbd report of issue 9).
+// mean per target that lb's Stats keep and, with a ResponseTimes fed by lb's
+// Response hook (it keeps state, so it is a collector of its own), a
+// histogram per target:
+//
+//	lbkit_target_response_seconds{group,target}    response times, 1 ms to 10 s
 //
 // # Example
 //

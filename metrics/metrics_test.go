@@ -211,3 +211,38 @@ func matches(m *dto.Metric, labels map[string]string) bool {
 	}
 	return n == len(labels)
 }
+
+func TestResponseTimes(t *testing.T) {
+	rt := metrics.NewResponseTimes(metrics.WithConstLabels(prometheus.Labels{"lb": "edge"}))
+	for _, d := range []time.Duration{2 * time.Millisecond, 30 * time.Millisecond, 3 * time.Second} {
+		rt.Observe(lb.ResponseEvent{Group: "web", Target: "a", Status: 200, HeaderTime: d})
+	}
+	rt.Observe(lb.ResponseEvent{Group: "web", Target: "b", Status: 503, HeaderTime: time.Millisecond})
+	assert.Equal(t, 2, testutil.CollectAndCount(rt, "lbkit_target_response_seconds"))
+	want := `
+# HELP lbkit_target_response_seconds Time from sending an HTTP request to a target to receiving its response header, in seconds.
+# TYPE lbkit_target_response_seconds histogram
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.001"} 0
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.0025"} 1
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.005"} 1
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.01"} 1
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.025"} 1
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.05"} 2
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.1"} 2
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.25"} 2
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="0.5"} 2
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="1"} 2
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="2.5"} 2
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="5"} 3
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="10"} 3
+lbkit_target_response_seconds_bucket{group="web",lb="edge",target="a",le="+Inf"} 3
+lbkit_target_response_seconds_sum{group="web",lb="edge",target="a"} 3.032
+lbkit_target_response_seconds_count{group="web",lb="edge",target="a"} 3
+`
+	rt.Forget("web", "b") // b left the group
+	assert.Equal(t, 1, testutil.CollectAndCount(rt, "lbkit_target_response_seconds"))
+	require.NoError(t, testutil.CollectAndCompare(rt, strings.NewReader(want)))
+	problems, err := testutil.CollectAndLint(rt)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}

@@ -43,6 +43,13 @@ type Upstream struct {
 	// sends X-Forwarded-For instead).
 	ProxyProtocol int
 
+	// OnResponse, if set, is called for every response a target sends the
+	// HTTP proxy, with its status code and the time from sending the
+	// request to receiving the response header: for users who keep their
+	// own histograms. It is called on the request's goroutine, must be
+	// quick and must not block.
+	OnResponse func(targetID string, status int, d time.Duration)
+
 	// OnResult, if set, receives passive health signals: the outcome of
 	// every connection attempt to a target (L4 and L7) and of every request
 	// (L7), nil for a success. It is called on the data path from many
@@ -127,7 +134,7 @@ func (u *Upstream) state(id string) *targetState {
 	if v, ok := u.targets.Load(id); ok {
 		return v.(*targetState)
 	}
-	v, _ := u.targets.LoadOrStore(id, &targetState{id: id})
+	v, _ := u.targets.LoadOrStore(id, &targetState{id: id, up: u})
 	return v.(*targetState)
 }
 
@@ -135,6 +142,7 @@ func (u *Upstream) state(id string) *targetState {
 // updated by the proxies, and the open connections draining may close.
 type targetState struct {
 	id string
+	up *Upstream
 
 	activeConns   atomic.Int64  // open L4 connections
 	conns         atomic.Uint64 // L4 connections forwarded
@@ -188,6 +196,9 @@ func (st *targetState) observeStatus(code int, d time.Duration) {
 	}
 	st.respNanos.Add(uint64(max(d, 0)))
 	st.responses.Add(1)
+	if f := st.up.OnResponse; f != nil {
+		f(st.id, code, d)
+	}
 }
 
 // Drain starts draining target id: after delay, every connection and

@@ -175,3 +175,17 @@ func TestUpstreamDrainMovedLater(t *testing.T) {
 	fires[1]()
 	assert.True(t, open.isClosed(), "closed at the new deadline")
 }
+
+func TestUpstreamOnResponse(t *testing.T) {
+	u := testUpstream(t, 1)
+	type seen struct {
+		id     string
+		status int
+		d      time.Duration
+	}
+	var got []seen
+	u.OnResponse = func(id string, status int, d time.Duration) { got = append(got, seen{id, status, d}) }
+	u.state("a").observeStatus(204, 7*time.Millisecond)
+	assert.Equal(t, []seen{{"a", 204, 7 * time.Millisecond}}, got)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { u.state("a").observeStatus(200, time.Millisecond) }))
+}

@@ -114,6 +114,9 @@ type daemon struct {
 	log       *slog.Logger
 	accessLog *slog.Logger // the same logger on every reload, so listeners keep their proxies
 	lb        *lb.LoadBalancer
+	// responseTimes is the response-time histogram, fed by lb's Response
+	// hook and served at /metrics.
+	responseTimes *metrics.ResponseTimes
 
 	mu sync.Mutex // serialises reloads (SIGHUP and POST /reload)
 }
@@ -127,7 +130,7 @@ func serve(ctx context.Context, fl flags, log *slog.Logger) error {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	d := &daemon{path: fl.config, log: log, accessLog: log.With("log", "access")}
+	d := &daemon{path: fl.config, log: log, accessLog: log.With("log", "access"), responseTimes: metrics.NewResponseTimes()}
 	f, err := config.Load(fl.config)
 	if err != nil {
 		log.Error("the configuration is invalid", "file", fl.config, "problems", problemList(err))
@@ -193,7 +196,7 @@ func serve(ctx context.Context, fl flags, log *slog.Logger) error {
 
 // options are the file's options plus the daemon's own.
 func (d *daemon) options(opts []lb.Option) []lb.Option {
-	return append(opts, lb.WithLogger(d.log))
+	return append(opts, lb.WithLogger(d.log), lb.WithHooks(lb.Hooks{Response: d.responseTimes.Observe}))
 }
 
 // reload reads the file again and applies it; a bad file changes nothing.
@@ -233,6 +236,7 @@ func (d *daemon) adminHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		metrics.NewCollector(d.lb),
+		d.responseTimes,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -272,6 +272,7 @@ func TestDaemon(t *testing.T) {
 	assert.Equal(t, 4.0, value(t, families, "lbkit_flows_new_total", map[string]string{"protocol": "tcp"}))
 	assert.Equal(t, 4.0, value(t, families, "lbkit_flows_new_total", map[string]string{"protocol": "udp"}))
 	assert.Equal(t, 4.0, value(t, families, "lbkit_target_requests_total", map[string]string{"group": "web", "target": "web-3"}))
+	assert.Equal(t, 4.0, value(t, families, "lbkit_target_response_seconds", map[string]string{"group": "web", "target": "web-3"}), "the response-time histogram counted web-3's responses")
 	assert.Contains(t, families, "go_goroutines", "the Go runtime's metrics are served beside lbkit's")
 	if t.Failed() {
 		var st lb.Stats
@@ -448,7 +449,8 @@ func scrape(t *testing.T, c *http.Client, url string) map[string]*dtoFamily {
 	return fams
 }
 
-// value returns the value of the metric of a family with the given labels.
+// value returns the value of the metric of a family with the given labels
+// (a histogram's sample count).
 func value(t *testing.T, fams map[string]*dtoFamily, name string, labels map[string]string) float64 {
 	t.Helper()
 	mf, ok := fams[name]
@@ -466,6 +468,9 @@ next:
 		}
 		if c := m.GetCounter(); c != nil {
 			return c.GetValue()
+		}
+		if h := m.GetHistogram(); h != nil {
+			return float64(h.GetSampleCount())
 		}
 		return m.GetGauge().GetValue()
 	}
