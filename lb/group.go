@@ -114,10 +114,10 @@ func (g *group) apply(cfg *groupConfig) error {
 		}
 		g.up().SetSticky(p)
 	}
-	if old != nil && (old.targetTLS != cfg.targetTLS || old.proxyProtocol != cfg.proxyProtocol) {
+	if old != nil && (!tlsEqual(old.targetTLS, cfg.targetTLS) || old.proxyProtocol != cfg.proxyProtocol) {
 		g.upPtr.Store(g.newUpstream(cfg))
 	}
-	if old == nil || old.noHealth != cfg.noHealth || !reflect.DeepEqual(old.health, cfg.health) ||
+	if old == nil || old.noHealth != cfg.noHealth || !healthEqual(old.health, cfg.health) ||
 		old.healthProtocol() != cfg.healthProtocol() || // the default check follows the group's protocol
 		old.ejectFailures != cfg.ejectFailures || old.ejectPeriod != cfg.ejectPeriod || old.ejectMaxPct != cfg.ejectMaxPct {
 		if err := g.replaceMonitor(cfg); err != nil {
@@ -134,7 +134,7 @@ func (g *group) apply(cfg *groupConfig) error {
 	g.reconcileLocked(want, true)
 	g.mu.Unlock()
 
-	if old == nil || old.discovery != cfg.discovery || old.discoveryInterval != cfg.discoveryInterval {
+	if old == nil || !sourceEqual(old.discovery, cfg.discovery) || old.discoveryInterval != cfg.discoveryInterval {
 		g.restartDiscovery(cfg)
 	}
 	return nil
@@ -297,8 +297,13 @@ func (g *group) targetState(id string) sticky.TargetState {
 }
 
 // newPolicy builds the sticky policy for s, or nil for none.
-func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) {
-	opts := []sticky.Option{sticky.WithTargetState(g.targetState)}
+func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) { return buildPolicy(s, g.targetState) }
+
+// buildPolicy builds the sticky policy for s asking state about targets, or
+// nil for none. Validation builds one too, so that the sticky package's own
+// checks (cookie names, key lengths) run before anything starts.
+func buildPolicy(s Stickiness, state func(string) sticky.TargetState) (sticky.Policy, error) {
+	opts := []sticky.Option{sticky.WithTargetState(state)}
 	if s.Duration > 0 {
 		opts = append(opts, sticky.WithDuration(s.Duration))
 	}

@@ -55,7 +55,7 @@ type Stickiness struct {
 	// Duration is how long a session lasts without use. Default 20 minutes.
 	Duration time.Duration
 	// CookieName is the load balancer's cookie (LBCookieStickiness; default
-	// "lbkit") or the application's cookie to follow (AppCookieStickiness;
+	// sticky.DefaultCookieName, "LBKIT") or the application's cookie to follow (AppCookieStickiness;
 	// required, e.g. "JSESSIONID").
 	CookieName string
 	// Keys authenticate the load balancer's cookie: the first signs, all

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/healthcheck"
 	"github.com/lbkit/lbkit/proxy"
+	"github.com/lbkit/lbkit/sticky"
 )
 
 // validate checks the whole configuration and returns every problem at once,
@@ -86,6 +88,9 @@ func (c *config) validate() error {
 		}
 		if l.proto.tls() && len(l.certs) == 0 {
 			add("%s: a %s listener needs at least one certificate (Certificates)", where, l.proto)
+		}
+		if l.minTLS != 0 && l.minTLS < tls.VersionTLS12 {
+			add("%s: minimum TLS version %s is below TLS 1.2, which lbkit does not accept", where, tls.VersionName(l.minTLS))
 		}
 		if !l.proto.tls() && len(l.certs) > 0 {
 			add("%s: certificates are set but a %s listener does not use TLS", where, l.proto)
@@ -223,6 +228,12 @@ func (g *groupConfig) problems() []error {
 	}
 	if g.stickiness.Duration < 0 {
 		add("stickiness duration %s is negative", g.stickiness.Duration)
+	} else if g.stickiness.Kind != NoStickiness && g.stickiness.Kind <= AppCookieStickiness && (g.stickiness.Kind != AppCookieStickiness || g.stickiness.CookieName != "") {
+		if _, err := buildPolicy(g.stickiness, func(string) sticky.TargetState { return sticky.Usable }); err != nil {
+			for _, e := range lines(err) {
+				add("stickiness: %v", e)
+			}
+		}
 	}
 	if g.proxyProtocol != 0 && g.proxyProtocol != 1 && g.proxyProtocol != 2 {
 		add("proxy protocol version %d is not 1 or 2", g.proxyProtocol)

@@ -65,11 +65,13 @@ func TestValidation(t *testing.T) {
 			WithTargetGroup("t", TCP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: LBCookieStickiness})),
 			WithTargetGroup("h", HTTP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: SourceIPStickiness}), Algorithm(balancer.SourceIPHash)),
 			WithTargetGroup("app", HTTP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: AppCookieStickiness})),
+			WithTargetGroup("keys", HTTP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: LBCookieStickiness, CookieName: "bad name;", Keys: [][]byte{[]byte("short")}})),
 			WithListener("l", TCP, "127.0.0.1:1", ForwardTo("t")),
 		}, []string{
 			`target group "t": lb_cookie stickiness needs an http or https target group, not tcp`,
 			`target group "h": source_ip stickiness with algorithm source_ip_hash: the algorithm already keeps each client on its target; choose one`,
 			`target group "app": app_cookie stickiness needs the application's cookie name (CookieName)`,
+			`target group "keys": stickiness: `,
 			`listener "l": target group "t" uses lb_cookie stickiness, which needs an http or https listener`,
 		}},
 		{"health checks", []Option{
@@ -88,10 +90,12 @@ func TestValidation(t *testing.T) {
 		{"tls and data-plane settings", []Option{tcp, web,
 			WithListener("s", HTTPS, "127.0.0.1:1", ForwardTo("web")),
 			WithListener("p", HTTP, "127.0.0.1:2", ForwardTo("web"), Certificates(cert)),
+			WithListener("old", HTTPS, "127.0.0.1:3", ForwardTo("web"), Certificates(cert), MinTLSVersion(tls.VersionTLS10)),
 			WithTargetGroup("pp", HTTP, Target("127.0.0.1:1"), ProxyProtocol(3), TargetTLS(&tls.Config{})),
 		}, []string{
 			`listener "s": a https listener needs at least one certificate (Certificates)`,
 			`listener "p": certificates are set but a http listener does not use TLS`,
+			`listener "old": minimum TLS version TLS 1.0 is below TLS 1.2, which lbkit does not accept`,
 			`target group "pp": proxy protocol version 3 is not 1 or 2`,
 			`target group "pp": proxy protocol is for tcp and tls target groups, not http`,
 			`target group "pp": target TLS is set but a http target group does not use TLS`,

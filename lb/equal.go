@@ -1,0 +1,73 @@
+package lb
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"reflect"
+	"slices"
+)
+
+// Changes are detected by content, not identity: a configuration file
+// reloaded makes new values each time (a new *tls.Config, a new CertPool, a
+// new discovery source), and treating each as a change would restart what
+// did not change (a group's Upstream and its counters, its health monitor,
+// its discovery loop).
+
+// tlsEqual reports whether two TLS configurations are the same for what
+// lbkit uses of them. Configurations with callbacks, or with fields that
+// cannot be compared, are equal only if they are the same value.
+func tlsEqual(a, b *tls.Config) bool {
+	if a == b {
+		return true
+	}
+	if a == nil || b == nil {
+		return false
+	}
+	for _, c := range []*tls.Config{a, b} {
+		if c.GetCertificate != nil || c.GetClientCertificate != nil || c.GetConfigForClient != nil ||
+			c.VerifyPeerCertificate != nil || c.VerifyConnection != nil || c.KeyLogWriter != nil ||
+			c.Rand != nil || c.Time != nil || c.UnwrapSession != nil || c.WrapSession != nil {
+			return false
+		}
+	}
+	return a.ServerName == b.ServerName &&
+		a.InsecureSkipVerify == b.InsecureSkipVerify &&
+		a.MinVersion == b.MinVersion && a.MaxVersion == b.MaxVersion &&
+		a.ClientAuth == b.ClientAuth &&
+		slices.Equal(a.CipherSuites, b.CipherSuites) &&
+		slices.Equal(a.CurvePreferences, b.CurvePreferences) &&
+		slices.Equal(a.NextProtos, b.NextProtos) &&
+		poolEqual(a.RootCAs, b.RootCAs) && poolEqual(a.ClientCAs, b.ClientCAs) &&
+		certsEqual(a.Certificates, b.Certificates)
+}
+
+func poolEqual(a, b *x509.CertPool) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(b)
+}
+
+func certsEqual(a, b []tls.Certificate) bool {
+	return slices.EqualFunc(a, b, func(x, y tls.Certificate) bool {
+		return slices.EqualFunc(x.Certificate, y.Certificate, slices.Equal) &&
+			reflect.DeepEqual(x.PrivateKey, y.PrivateKey)
+	})
+}
+
+// healthEqual reports whether two health checks are the same.
+func healthEqual(a, b HealthCheck) bool {
+	ta, tb := a.TLS, b.TLS
+	a.TLS, b.TLS = nil, nil
+	return a == b && tlsEqual(ta, tb)
+}
+
+// sourceEqual reports whether two discovery sources are the same: the same
+// value, or equal values of one comparable type (two *DNS for one name,
+// port and resolver).
+func sourceEqual(a, b Source) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return reflect.DeepEqual(a, b)
+}

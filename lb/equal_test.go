@@ -1,0 +1,81 @@
+package lb
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTLSEqual(t *testing.T) {
+	cert := testCert(t, "a.test")
+	pool := func() *x509.CertPool { p := x509.NewCertPool(); p.AddCert(cert.Leaf); return p }
+	mk := func() *tls.Config {
+		return &tls.Config{ServerName: "a.test", RootCAs: pool(), MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
+	}
+	assert.True(t, tlsEqual(nil, nil))
+	assert.False(t, tlsEqual(mk(), nil))
+	assert.True(t, tlsEqual(mk(), mk()), "same content, new values (a reload)")
+	other := mk()
+	other.ServerName = "b.test"
+	assert.False(t, tlsEqual(mk(), other))
+	other = mk()
+	other.RootCAs = x509.NewCertPool()
+	assert.False(t, tlsEqual(mk(), other))
+	other = mk()
+	other.Certificates = []tls.Certificate{testCert(t, "a.test")}
+	assert.False(t, tlsEqual(mk(), other), "another key")
+	withHook := mk()
+	withHook.VerifyConnection = func(tls.ConnectionState) error { return nil }
+	assert.False(t, tlsEqual(withHook, mk()))
+	assert.True(t, tlsEqual(withHook, withHook), "the same value is equal to itself")
+}
+
+func TestHealthAndSourceEqual(t *testing.T) {
+	h := HealthCheck{Path: "/healthz", Interval: time.Second, TLS: &tls.Config{ServerName: "x"}}
+	h2 := h
+	h2.TLS = &tls.Config{ServerName: "x"}
+	assert.True(t, healthEqual(h, h2))
+	h2.Path = "/"
+	assert.False(t, healthEqual(h, h2))
+
+	assert.True(t, sourceEqual(nil, nil))
+	assert.False(t, sourceEqual(&DNS{Name: "a", Port: 1}, nil))
+	assert.True(t, sourceEqual(&DNS{Name: "a", Port: 1}, &DNS{Name: "a", Port: 1}))
+	assert.False(t, sourceEqual(&DNS{Name: "a", Port: 1}, &DNS{Name: "a", Port: 2}))
+	assert.False(t, sourceEqual(&DNS{Name: "a", Port: 1}, &DNSSRV{Name: "a"}))
+}
+
+// TestReapplyingEqualConfigChangesNothing: a reload that builds equal but
+// new values (TLS configuration, discovery source) keeps the group's
+// Upstream (and its counters), its monitor and its discovery loop.
+func TestReapplyingEqualConfigChangesNothing(t *testing.T) {
+	a := newTCPTarget(t)
+	src := func() Source { return &fakeSource{} }
+	opts := func() []GroupOption {
+		return []GroupOption{Target(a.addr, ID("a")), WithHealthCheck(HealthCheck{Interval: time.Hour, Timeout: time.Second, TLS: &tls.Config{ServerName: "x"}}),
+			TargetTLS(&tls.Config{ServerName: "a.test"}), Discover(src(), time.Hour)}
+	}
+	var c config
+	WithTargetGroup("web", TLS, opts()...)(&c)
+	require.NoError(t, c.validate())
+	g, err := newGroup(c.groups[0], quietLog, Hooks{})
+	require.NoError(t, err)
+	t.Cleanup(g.close)
+	up, mon := g.up(), g.mon()
+	g.mu.Lock()
+	disco := g.disco
+	g.mu.Unlock()
+
+	c = config{}
+	WithTargetGroup("web", TLS, opts()...)(&c)
+	require.NoError(t, g.apply(c.groups[0]))
+	assert.Same(t, up, g.up(), "the Upstream (and its counters) stays")
+	assert.Same(t, mon, g.mon(), "the monitor stays")
+	g.mu.Lock()
+	assert.Same(t, disco, g.disco, "the discovery loop stays")
+	g.mu.Unlock()
+}
