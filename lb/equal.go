@@ -62,12 +62,22 @@ func healthEqual(a, b HealthCheck) bool {
 	return a == b && tlsEqual(ta, tb)
 }
 
-// sourceEqual reports whether two discovery sources are the same: the same
-// value, or equal values of one comparable type (two *DNS for one name,
-// port and resolver).
+// sourceEqual reports whether two discovery sources are the same: the
+// same value, or two of lbkit's DNS sources with equal fields. Other
+// sources are compared by identity only: reading a user's source while its
+// discovery loop uses it would race.
 func sourceEqual(a, b Source) bool {
+	switch x := a.(type) {
+	case *DNS:
+		y, ok := b.(*DNS)
+		return ok && (x == y || x != nil && y != nil && *x == *y)
+	case *DNSSRV:
+		y, ok := b.(*DNSSRV)
+		return ok && (x == y || x != nil && y != nil && *x == *y)
+	}
 	if a == nil || b == nil {
 		return a == b
 	}
-	return reflect.DeepEqual(a, b)
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
 }

@@ -1,8 +1,11 @@
 package lb
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -47,6 +50,10 @@ func TestHealthAndSourceEqual(t *testing.T) {
 	assert.True(t, sourceEqual(&DNS{Name: "a", Port: 1}, &DNS{Name: "a", Port: 1}))
 	assert.False(t, sourceEqual(&DNS{Name: "a", Port: 1}, &DNS{Name: "a", Port: 2}))
 	assert.False(t, sourceEqual(&DNS{Name: "a", Port: 1}, &DNSSRV{Name: "a"}))
+	assert.True(t, sourceEqual(&DNSSRV{Service: "http", Proto: "tcp", Name: "a"}, &DNSSRV{Service: "http", Proto: "tcp", Name: "a"}))
+	f := &fakeSource{}
+	assert.True(t, sourceEqual(f, f), "a user's source: the same value")
+	assert.False(t, sourceEqual(f, &fakeSource{}), "a user's source is never read to compare it")
 }
 
 // TestReapplyingEqualConfigChangesNothing: a reload that builds equal but
@@ -54,7 +61,11 @@ func TestHealthAndSourceEqual(t *testing.T) {
 // Upstream (and its counters), its monitor and its discovery loop.
 func TestReapplyingEqualConfigChangesNothing(t *testing.T) {
 	a := newTCPTarget(t)
-	src := func() Source { return &fakeSource{} }
+	// A resolver that fails at once, on loopback: the test asks no real DNS.
+	dead := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no DNS in this test")
+	}}
+	src := func() Source { return &DNS{Name: "app.test", Port: 80, Resolver: dead} }
 	opts := func() []GroupOption {
 		return []GroupOption{Target(a.addr, ID("a")), WithHealthCheck(HealthCheck{Interval: time.Hour, Timeout: time.Second, TLS: &tls.Config{ServerName: "x"}}),
 			TargetTLS(&tls.Config{ServerName: "a.test"}), Discover(src(), time.Hour)}
