@@ -71,7 +71,7 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 	node := func(order []string) (*lb.LoadBalancer, error) {
 		opts := []lb.GroupOption{
 			lb.Algorithm(balancer.SourceIPHash),
-			lb.WithHealthCheck(lb.HealthCheck{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond, UnhealthyThreshold: 1, HealthyThreshold: 1}),
+			lb.WithHealthCheck(lb.HealthCheck{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, UnhealthyThreshold: 2, HealthyThreshold: 1}),
 		}
 		for _, id := range order {
 			opts = append(opts, lb.Target(targets[id].addr(), lb.ID(id)))

@@ -43,7 +43,7 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 	names := []string{"a", "b", "c"}
 	targets := map[string]*http.Server{}
 	events := make(chan lb.HealthEvent, 32)
-	check := lb.WithHealthCheck(lb.HealthCheck{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond, UnhealthyThreshold: 1})
+	check := lb.WithHealthCheck(lb.HealthCheck{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, UnhealthyThreshold: 2})
 	// Two target groups over the same three targets.
 	byLBCookie := []lb.GroupOption{check, lb.Sticky(lb.Stickiness{Kind: lb.LBCookieStickiness})}
 	byAppCookie := []lb.GroupOption{check, lb.Sticky(lb.Stickiness{Kind: lb.AppCookieStickiness, CookieName: "JSESSIONID"})}

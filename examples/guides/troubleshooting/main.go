@@ -74,7 +74,7 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 	}
 
 	rejected := newRejections()
-	check := lb.HealthCheck{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond, UnhealthyThreshold: 1}
+	check := lb.HealthCheck{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, UnhealthyThreshold: 2}
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		lb.WithHooks(lb.Hooks{FlowRejected: rejected.add}),

@@ -49,7 +49,7 @@ func TestTroubleshooting(t *testing.T) {
 	assert.Contains(t, s, `listener "web": target group "web" has no target that can receive traffic`)
 	assert.Regexp(t, `target web-1: unhealthy: connection refused \(\d+ consecutive failed checks\)\n`, s)
 	assert.Regexp(t, `target web-2: unhealthy: status 503, want 200 \(\d+ consecutive failed checks\)\n`, s)
-	assert.Regexp(t, `target web-3: unhealthy: timeout after 100ms \(\d+ consecutive failed checks\)\n`, s)
+	assert.Regexp(t, `target web-3: unhealthy: timeout after 400ms \(\d+ consecutive failed checks\)\n`, s)
 	assert.Contains(t, s, "target web-4: weight 0: no new traffic; established connections continue\n")
 	// 5. Draining.
 	assert.Regexp(t, `target db-2: deregistered, draining until \d\d:\d\d:\d\d: no new traffic`, s)

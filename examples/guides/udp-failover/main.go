@@ -72,10 +72,10 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 			lb.WithHealthCheck(lb.HealthCheck{
 				Protocol:           lb.TCP,
 				Port:               health.port,
-				Interval:           200 * time.Millisecond,
-				Timeout:            100 * time.Millisecond,
+				Interval:           500 * time.Millisecond,
+				Timeout:            400 * time.Millisecond,
 				HealthyThreshold:   2,
-				UnhealthyThreshold: 2,
+				UnhealthyThreshold: 3,
 			}),
 		),
 	)

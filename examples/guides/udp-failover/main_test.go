@@ -59,7 +59,7 @@ func TestUDPFailover(t *testing.T) {
 	var out output
 	require.NoError(t, run(context.Background(), &out, false))
 	s := out.String()
-	assert.Regexp(t, `health check: tcp on port \d+, every 200ms, timeout 100ms, healthy after 2, unhealthy after 2`, s)
+	assert.Regexp(t, `health check: tcp on port \d+, every 500ms, timeout 400ms, healthy after 2, unhealthy after 3`, s)
 
 	before := answers(t, s, "both healthy")
 	require.Len(t, before, 4)

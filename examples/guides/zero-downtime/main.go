@@ -70,7 +70,7 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 		lb.WithTargetGroup("app", lb.TCP,
 			lb.Target(v1a.Addr().String(), lb.ID("v1-a")),
 			lb.Target(v1b.Addr().String(), lb.ID("v1-b")),
-			lb.WithHealthCheck(lb.HealthCheck{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond}),
+			lb.WithHealthCheck(lb.HealthCheck{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond}),
 			lb.DeregistrationDelay(drainDelay),
 		),
 	)
