@@ -197,6 +197,9 @@ func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string
 		acl = nil
 	}
 	ld.ACL = acl.String()
+	if err := li.failed.Load(); err != nil {
+		ld.Reasons = append(ld.Reasons, fmt.Sprintf("not serving: %v; its socket is closed", *err))
+	}
 	if q.Client.IsValid() && !acl.Allows(q.Client) {
 		ld.ClientAllowed = false
 		ld.Reasons = append(ld.Reasons, fmt.Sprintf("client %s is denied by the access control (%s)", q.Client, ld.ACL))
@@ -228,7 +231,7 @@ func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string
 			ld.Reasons = append(ld.Reasons, "note: bound to an unspecified address; replies leave from the address the kernel chooses, which clients may not accept")
 		}
 	}
-	ld.OK = anyOK && ld.ClientAllowed
+	ld.OK = anyOK && ld.ClientAllowed && li.failed.Load() == nil
 	return ld
 }
 

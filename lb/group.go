@@ -314,8 +314,8 @@ func buildPolicy(s Stickiness, state func(string) sticky.TargetState) (sticky.Po
 	case NoStickiness:
 		return nil, nil
 	case SourceIPStickiness:
-		if s.PrefixV4 > 0 || s.PrefixV6 > 0 {
-			opts = append(opts, sticky.WithPrefix(s.PrefixV4, s.PrefixV6))
+		if s.PrefixV4 > 0 || s.PrefixV6 > 0 { // the one not set keeps whole addresses
+			opts = append(opts, sticky.WithPrefix(cmpOr(s.PrefixV4, 32), cmpOr(s.PrefixV6, 128)))
 		}
 		return sticky.NewSourceIP(opts...)
 	case LBCookieStickiness:

@@ -341,3 +341,17 @@ func TestGroupProtocolChangeChangesDefaultCheck(t *testing.T) {
 	e := ev.waitServing(t, "a", false)
 	assert.NotContains(t, e.Reason, "connection refused", "an HTTP check failed, not a TCP one: %s", e.Reason)
 }
+
+func TestGroupStickyPrefixOnOneFamily(t *testing.T) {
+	a, b := newTCPTarget(t), newTCPTarget(t)
+	g := startGroup(t, nil, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithoutHealthCheck(),
+		Sticky(Stickiness{Kind: SourceIPStickiness, PrefixV4: 24})) // IPv6 keeps whole addresses
+	first := balancer.PickInfo{Source: netip.MustParseAddr("192.0.2.10")}
+	c, err := g.up().Choose(first, nil)
+	require.NoError(t, err)
+	g.up().Remember(first, nil, c, nil)
+	same, err := g.up().Choose(balancer.PickInfo{Source: netip.MustParseAddr("192.0.2.99")}, nil)
+	require.NoError(t, err)
+	assert.True(t, same.Sticky, "one /24: one session")
+	assert.Equal(t, c.Target.ID, same.Target.ID)
+}

@@ -86,6 +86,9 @@ func TestHTTPCookieStickiness(t *testing.T) {
 		name, _ := httpGet(t, client, url)
 		require.Equal(t, moved, name, "the session stays on its new target")
 	}
+	st := l.Stats().Groups[0].Sticky
+	assert.GreaterOrEqual(t, st.Hits, uint64(15), "sticky counters reach lb's Stats: %+v", st)
+	assert.Equal(t, uint64(1), st.Repicks, "one re-pick when the target went down")
 }
 
 // TestUDPFailoverOnTCPHealth is the reference scenario: two UDP targets

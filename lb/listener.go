@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/lbkit/lbkit/flowtable"
@@ -27,6 +28,10 @@ type listener struct {
 	udp  *proxy.UDP
 	http *proxy.HTTP
 	view *view
+
+	// failed holds why the listener stopped serving, if it did: its socket
+	// is then closed, so clients are refused rather than left waiting.
+	failed atomic.Pointer[error]
 }
 
 // server is what the three proxies have in common.
@@ -101,19 +106,20 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 	if err := l.configureListener(li); err != nil {
 		return err
 	}
+	name := cfg.name
 	if li.udp != nil { // UDP fixes nothing at Serve: it is served once
 		p, pc := li.udp, li.pc
-		l.eg.Go(func() error { return serveErr(p.Serve(pc)) })
+		l.eg.Go(func() error { return l.served(li, name, p.Serve(pc)) })
 		return nil
 	}
 	v := li.sock.view()
 	switch {
 	case li.tcp != nil:
 		p := li.tcp
-		l.eg.Go(func() error { return serveErr(p.Serve(v)) })
+		l.eg.Go(func() error { return l.served(li, name, p.Serve(v)) })
 	case li.http != nil:
 		p := li.http
-		l.eg.Go(func() error { return serveErr(p.Serve(v)) })
+		l.eg.Go(func() error { return l.served(li, name, p.Serve(v)) })
 	}
 	oldView := li.view
 	li.view = v
@@ -293,6 +299,20 @@ func (li *listener) closeSocket() {
 	if li.pc != nil {
 		li.pc.Close()
 	}
+}
+
+// served handles the end of a proxy's Serve. A normal stop is nothing; a
+// failure (a setting the proxy refuses when it starts) is logged, kept for
+// Diagnose, and closes the listener's socket, so that clients are refused at
+// once instead of waiting on a socket nobody serves. Validation keeps such
+// settings out, so this is a last guard.
+func (l *LoadBalancer) served(li *listener, name string, err error) error {
+	if err = serveErr(err); err != nil {
+		li.failed.Store(&err)
+		l.log.Error("listener stopped serving; its socket is closed", "listener", name, "err", err)
+		li.closeSocket()
+	}
+	return nil
 }
 
 // serveErr drops the errors a proxy's Serve returns on a normal stop.

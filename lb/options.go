@@ -208,8 +208,8 @@ func Certificates(certs ...tls.Certificate) ListenerOption {
 }
 
 // ConnectAttempts sets how many different targets a new TCP or TLS
-// connection (or an HTTP request that never reached a target) tries before
-// giving up. Default 3.
+// connection tries before giving up. Default 3. (HTTP and HTTPS listeners
+// retry requests with Retries.)
 func ConnectAttempts(n int) ListenerOption {
 	return func(l *listenerConfig) { l.connectAttempts = n }
 }
@@ -371,9 +371,11 @@ func Algorithm(a balancer.Algorithm) GroupOption {
 	return func(g *groupConfig) { g.algo = a }
 }
 
-// WithHealthCheck sets the group's active health check. Default: a TCP
-// connect for TCP, TLS and UDP groups... see HealthCheck for every field and
-// default. A target gets traffic only while its checks pass.
+// WithHealthCheck sets the group's active health check (see HealthCheck
+// for every field and its default: by default a TCP connect for TCP and TLS
+// groups, an HTTP or HTTPS request for HTTP and HTTPS groups, ICMP echo and
+// a UDP probe for UDP groups). A target gets traffic only while its checks
+// pass.
 func WithHealthCheck(h HealthCheck) GroupOption {
 	return func(g *groupConfig) { g.health, g.noHealth = h, false }
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/lbkit/lbkit/flowtable"
 	"github.com/lbkit/lbkit/healthcheck"
 	"github.com/lbkit/lbkit/proxy"
+	"github.com/lbkit/lbkit/sticky"
 )
 
 // Stats is one snapshot of a load balancer's counters: the flow table,
@@ -53,6 +54,11 @@ type GroupStats struct {
 	// NoTarget counts connections and requests refused because no target
 	// could take them.
 	NoTarget uint64
+	// Sticky are the session-persistence counters (hits, misses, re-picks
+	// because the remembered target could not serve, sessions held,
+	// refused for capacity, bad cookies by reason), zero without
+	// stickiness. They restart when the stickiness setting changes.
+	Sticky sticky.Stats
 	// Targets lists every target, sorted by ID.
 	Targets []TargetStats
 }
@@ -115,6 +121,9 @@ func (g *group) stats() GroupStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	gs := GroupStats{Name: g.name, Protocol: g.cfg.proto, Algorithm: bs.Algorithm, NoTarget: bs.NoTarget}
+	if p, ok := g.up().Sticky().(interface{ Stats() sticky.Stats }); ok {
+		gs.Sticky = p.Stats()
+	}
 	for _, bt := range bs.Targets {
 		m, ok := g.members[bt.ID]
 		if !ok {

@@ -89,6 +89,9 @@ func (c *config) validate() error {
 		if l.proto.tls() && len(l.certs) == 0 {
 			add("%s: a %s listener needs at least one certificate (Certificates)", where, l.proto)
 		}
+		for _, e := range l.l7Problems() {
+			add("%s: %v", where, e)
+		}
 		if l.minTLS != 0 && l.minTLS < tls.VersionTLS12 {
 			add("%s: minimum TLS version %s is below TLS 1.2, which lbkit does not accept", where, tls.VersionName(l.minTLS))
 		}
@@ -184,6 +187,60 @@ func (l *listenerConfig) actionProblems(groups map[string]*groupConfig) []error 
 	return append(errs, lines(errors.Unwrap(err))...) // unwrap the "listener %q: " prefix
 }
 
+// l7Problems checks the settings an HTTP or HTTPS listener's proxy checks
+// only when it starts serving, so that a bad value is a configuration error
+// and never a listener that accepts clients and serves none.
+func (l *listenerConfig) l7Problems() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if !l.proto.l7() {
+		if l.retry != (proxy.Retry{}) || l.forwarded || l.accessLog != nil {
+			add("retries, the Forwarded header and access logs are for http and https listeners")
+		}
+		return errs
+	}
+	if l.connectAttempts != 0 {
+		add("connect attempts are for tcp and tls listeners; an http listener retries with Retries(proxy.Retry{Attempts: n})")
+	}
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"request timeout", int64(l.requestTimeout)}, {"response timeout", int64(l.responseTimeout)},
+		{"max header bytes", int64(l.maxHeaderBytes)}, {"max body bytes", l.maxBodyBytes},
+		{"max URI length", int64(l.maxURILength)}, {"retry attempts", int64(l.retry.Attempts)},
+		{"retry timeout", int64(l.retry.Timeout)}, {"retry minimum per second", int64(l.retry.MinPerSecond)},
+	} {
+		if c.v < 0 {
+			add("%s %d is negative", c.name, c.v)
+		}
+	}
+	if r := l.retry.Ratio; r < 0 || r > 10 {
+		add("retry ratio %v is outside 0..10", r)
+	}
+	switch l.clientAuth {
+	case tls.NoClientCert:
+	case tls.VerifyClientCertIfGiven, tls.RequireAndVerifyClientCert:
+		if l.clientCAs == nil {
+			add("client authentication %s needs a CA pool", l.clientAuth)
+		}
+		if l.proto != HTTPS {
+			add("client authentication is for https listeners")
+		}
+	default:
+		add("client authentication %s is not VerifyClientCertIfGiven or RequireAndVerifyClientCert", l.clientAuth)
+	}
+	if v := l.minTLS; v != 0 && v != tls.VersionTLS12 && v != tls.VersionTLS13 && v >= tls.VersionTLS12 {
+		add("minimum TLS version %#x is unknown", v)
+	}
+	for i, h := range l.clientHosts { // host patterns as in Rule.Host: the router says
+		if _, err := proxy.NewRouter(proxy.Action{Fixed: &proxy.FixedResponse{}}, proxy.Rule{Host: h, Action: proxy.Action{Fixed: &proxy.FixedResponse{}}}); err != nil {
+			add("client authentication hosts[%d] %q is not a host pattern", i, h)
+		}
+	}
+	return errs
+}
+
 // network returns the socket family a listener of the protocol binds.
 func (p Protocol) network() string {
 	if p == UDP {
@@ -220,7 +277,10 @@ func (g *groupConfig) problems() []error {
 	} else if k >= LBCookieStickiness && g.proto.valid() && !g.proto.l7() {
 		add("%s stickiness needs an http or https target group, not %s", k, g.proto)
 	}
-	if g.stickiness.Kind != NoStickiness && (g.algo == balancer.SourceIPHash || g.algo == balancer.KeyHash) {
+	if g.algo == balancer.KeyHash {
+		add("algorithm key_hash needs a key per request, which lb does not provide; use source_ip_hash, or balancer.KeyHash directly")
+	}
+	if g.stickiness.Kind != NoStickiness && g.algo == balancer.SourceIPHash {
 		add("%s stickiness with algorithm %s: the algorithm already keeps each client on its target; choose one", g.stickiness.Kind, g.algo)
 	}
 	if g.stickiness.Kind == AppCookieStickiness && g.stickiness.CookieName == "" {
