@@ -400,7 +400,13 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rs := h.pool.Get().(*reqState)
 	defer func() { rs.reset(); h.pool.Put(rs) }()
 	rs.h, rs.in, rs.w, rs.start, rs.hc = h, r, w, start, hc
-	rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
+	if hc != nil {
+		// What r.RemoteAddr says, without parsing it again (its String
+		// form unmaps an IPv4-mapped address).
+		rs.peer = netip.AddrPortFrom(hc.peer.Addr().Unmap(), hc.peer.Port())
+	} else {
+		rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
+	}
 	rs.client = rs.peer.Addr().Unmap()
 	rs.method, rs.host, rs.path, rs.proto, rs.tls = r.Method, r.Host, r.URL.Path, r.Proto, r.TLS != nil
 	rs.rule = "-"

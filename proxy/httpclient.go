@@ -362,7 +362,6 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 	hasBody := body != nil
 	reused := !c.idleAt.IsZero()
 	stop := context.AfterFunc(ctx, c.cancel)
-	_ = c.conn.SetDeadline(time.Now().Add(c.cl.tmo.Response))
 	bw := c.cl.writers.Get().(*bufio.Writer)
 	bw.Reset(c.conn)
 	err := rs.h.writeRequest(bw, rs, c.host.addr, body)
@@ -379,10 +378,11 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 		}
 		return nil, err
 	}
-	if hasBody {
-		// The response timeout runs from the end of the request.
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.cl.tmo.Response))
-	}
+	// The response timeout runs from the end of the request. Writes have
+	// no deadline, as in http.Transport: a request is small (see
+	// fastEligible), and ctx aborts a write to a target that reads
+	// nothing.
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.cl.tmo.Response))
 	c.limit = maxResponseHeaderBytes
 	resp, err := c.readResponse(rs, reused)
 	if err != nil {
@@ -391,10 +391,14 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 		return nil, err
 	}
 	c.limit = math.MaxInt64
-	_ = c.conn.SetDeadline(time.Time{})
-	if ctx.Err() != nil {
-		// Done while the deadline was being cleared: abort again.
-		c.cancel()
+	if resp.Body != http.NoBody && (resp.ContentLength < 0 || int64(c.br.Buffered()) < resp.ContentLength) {
+		// The body has no deadline (a download may take its time); one
+		// already read whole keeps it, as the next request sets its own.
+		_ = c.conn.SetReadDeadline(time.Time{})
+		if ctx.Err() != nil {
+			// Done while the deadline was being cleared: abort again.
+			c.cancel()
+		}
 	}
 	if resp.Body == http.NoBody {
 		c.release(stop, !resp.Close)
