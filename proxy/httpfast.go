@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -92,6 +93,7 @@ func (h *HTTP) serveFast(w http.ResponseWriter, rs *reqState) {
 		if rs.in.Context().Value(http.ServerContextKey) == nil {
 			// Not under net/http's server, which would recover the
 			// panic: ReverseProxy only logs then.
+			h.rp.ErrorLog.Printf("proxy: response cut: %v", err)
 			return
 		}
 		panic(http.ErrAbortHandler)
@@ -131,6 +133,9 @@ func (h *HTTP) copyBody(w http.ResponseWriter, resp *http.Response) error {
 	buf := bp[:]
 	for {
 		nr, rerr := resp.Body.Read(buf)
+		if rerr != nil && rerr != io.EOF && rerr != context.Canceled {
+			h.rp.ErrorLog.Printf("proxy: read error during body copy: %v", rerr)
+		}
 		if nr > 0 {
 			nw, werr := w.Write(buf[:nr])
 			if werr != nil {
