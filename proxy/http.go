@@ -506,7 +506,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// away): log what was sent, then let net/http close the
 			// connection.
 			status := rs.upStatus
-			if r.Context().Err() != nil {
+			if rs.canceled() {
 				status = StatusClientClosed
 			}
 			rs.errText = "response cut: " + fmt.Sprint(p)
@@ -524,6 +524,13 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = rs.upStatus
 	}
 	h.finish(rs, status, rs.resp.n)
+}
+
+// canceled reports whether the client went away (or the proxy closed):
+// the request's context is done, or its connection saw the client leave a
+// moment before net/http cancels that context.
+func (rs *reqState) canceled() bool {
+	return rs.in.Context().Err() != nil || rs.hc != nil && rs.hc.gone.Load()
 }
 
 // bodyErr returns why reading the client's body failed, if it did.
@@ -709,7 +716,7 @@ func (h *HTTP) classify(rs *reqState, r *http.Request, err error) (int, string) 
 		}
 		return StatusClientClosed, "client body: " + be.Error()
 	}
-	if r.Context().Err() != nil && h.baseCtx.Err() == nil {
+	if rs.canceled() && h.baseCtx.Err() == nil {
 		return StatusClientClosed, "client went away"
 	}
 	var de *dialError

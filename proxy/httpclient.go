@@ -102,6 +102,11 @@ type h1Conn struct {
 	peekFn func(uintptr) // c.peek, bound once
 	cancel func()        // sets a past deadline, bound once: aborts I/O
 	pb     [1]byte       // the peek's buffer
+
+	// What aborts the current request's I/O when its client goes away:
+	// the client's plain HTTP/1 connection, or else a context.AfterFunc.
+	watcher   *httpConn
+	afterStop func() bool
 }
 
 func newH1Client(tmo *Timeouts, cfg *tls.Config, maxIdle int) *h1Client {
@@ -151,7 +156,7 @@ func (cl *h1Client) roundTrip(rs *reqState, addr string, body io.Reader) (resp *
 		// new one (http.Transport's rule: idempotent methods, or any
 		// method when the request could not be written at all).
 		var se *staleError
-		if try > 0 || hasBody || !errors.As(err, &se) || ctx.Err() != nil || !(se.unwritten || idempotent(rs.in.Method)) {
+		if try > 0 || hasBody || !errors.As(err, &se) || rs.canceled() || !(se.unwritten || idempotent(rs.in.Method)) {
 			return nil, connect, err
 		}
 	}
@@ -361,7 +366,7 @@ func (c *h1Conn) usable() bool {
 func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*http.Response, error) {
 	hasBody := body != nil
 	reused := !c.idleAt.IsZero()
-	stop := context.AfterFunc(ctx, c.cancel)
+	c.watch(rs)
 	bw := c.cl.writers.Get().(*bufio.Writer)
 	bw.Reset(c.conn)
 	err := rs.h.writeRequest(bw, rs, c.host.addr, body)
@@ -371,7 +376,7 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 	bw.Reset(nil)
 	c.cl.writers.Put(bw)
 	if err != nil {
-		stop()
+		c.unwatch()
 		c.conn.Close()
 		if reused && !hasBody && !errors.Is(err, errBadHeader) {
 			return nil, &staleError{err: err, unwritten: true}
@@ -386,7 +391,7 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 	c.limit = maxResponseHeaderBytes
 	resp, err := c.readResponse(rs, reused)
 	if err != nil {
-		stop()
+		c.unwatch()
 		c.conn.Close()
 		return nil, err
 	}
@@ -395,16 +400,16 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 		// The body has no deadline (a download may take its time); one
 		// already read whole keeps it, as the next request sets its own.
 		_ = c.conn.SetReadDeadline(time.Time{})
-		if ctx.Err() != nil {
-			// Done while the deadline was being cleared: abort again.
+		if c.aborted(ctx) {
+			// Aborted while the deadline was being cleared: again.
 			c.cancel()
 		}
 	}
 	if resp.Body == http.NoBody {
-		c.release(stop, !resp.Close)
+		c.release(!resp.Close)
 		return resp, nil
 	}
-	resp.Body = &h1Body{c: c, src: resp.Body, stop: stop, keep: !resp.Close}
+	resp.Body = &h1Body{c: c, src: resp.Body, keep: !resp.Close}
 	return resp, nil
 }
 
@@ -437,11 +442,47 @@ func (c *h1Conn) readResponse(rs *reqState, reused bool) (*http.Response, error)
 	}
 }
 
+// watch arranges for the request's I/O on c to be aborted (a past
+// deadline) when rs's client goes away or the proxy closes. On a plain
+// HTTP/1 client connection that is the connection's business: net/http's
+// server reads it in the background during the request, and a failed read
+// (the client gone) or its close aborts c, for free. Elsewhere (TLS, whose
+// close_notify the raw connection cannot see; HTTP/2 streams; another
+// server calling ServeHTTP) a context.AfterFunc on the request's context
+// does it, at a few allocations.
+func (c *h1Conn) watch(rs *reqState) {
+	if hc := rs.hc; hc != nil && !rs.tls && rs.in.ProtoMajor == 1 {
+		c.watcher = hc
+		hc.watch(c)
+		return
+	}
+	c.afterStop = context.AfterFunc(rs.in.Context(), c.cancel)
+}
+
+// unwatch ends watch, reporting whether the request was not aborted (and
+// will not be).
+func (c *h1Conn) unwatch() bool {
+	if hc := c.watcher; hc != nil {
+		c.watcher = nil
+		return hc.unwatch(c)
+	}
+	stop := c.afterStop
+	c.afterStop = nil
+	return stop()
+}
+
+// aborted reports whether the watched request was aborted.
+func (c *h1Conn) aborted(ctx context.Context) bool {
+	if hc := c.watcher; hc != nil {
+		return hc.gone.Load()
+	}
+	return ctx.Err() != nil
+}
+
 // release ends the connection's request: back to the pool when keep and
-// the answer was read exactly (and ctx did not abort it), closed
-// otherwise.
-func (c *h1Conn) release(stop func() bool, keep bool) {
-	if stop() && keep && c.br.Buffered() == 0 {
+// the answer was read exactly (and it was not aborted), closed otherwise.
+func (c *h1Conn) release(keep bool) {
+	if c.unwatch() && keep && c.br.Buffered() == 0 {
 		c.cl.put(c)
 		return
 	}
@@ -453,7 +494,6 @@ func (c *h1Conn) release(stop func() bool, keep bool) {
 type h1Body struct {
 	c    *h1Conn // nil once released
 	src  io.ReadCloser
-	stop func() bool
 	keep bool // the response allows reuse
 	err  error
 }
@@ -470,10 +510,10 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		c := b.c
 		b.c = nil
 		if err == io.EOF {
-			c.release(b.stop, b.keep)
+			c.release(b.keep)
 		} else {
 			b.err = err
-			c.release(b.stop, false)
+			c.release(false)
 		}
 	}
 	return n, err
@@ -485,7 +525,7 @@ func (b *h1Body) Close() error {
 	if c := b.c; c != nil {
 		b.c = nil
 		b.err = net.ErrClosed
-		c.release(b.stop, false)
+		c.release(false)
 	}
 	return nil
 }

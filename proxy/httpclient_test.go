@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -324,37 +325,71 @@ func TestHTTPClientExtraBytes(t *testing.T) {
 	assert.Equal(t, int64(2), rt.conns.Load())
 }
 
-// TestHTTPClientAbortedBody: when the client goes away in the middle of a
-// streamed answer, the connection to the target is closed (the target
-// sees it), not pooled, and the handler returns.
-func TestHTTPClientAbortedBody(t *testing.T) {
-	gone := make(chan struct{})
-	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "first;")
-		w.(http.Flusher).Flush()
-		<-r.Context().Done() // the proxy closed the connection
-		close(gone)
-	})
-	up := upstreamOf(t, "web", tg)
-	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, up), AccessLog: logs.logger()}
-	addr := serve(t, h)
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
-	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	require.NoError(t, err)
-	buf := make([]byte, 6)
-	_, err = io.ReadFull(resp.Body, buf)
-	require.NoError(t, err)
-	assert.Equal(t, "first;", string(buf))
-	c.Close()
-	<-gone
-	waitFor(t, "the request to end", func() bool { return h.Stats().ActiveRequests == 0 })
-	assert.Empty(t, idleConns(fastClient(t, h, up), tg.addr()))
-	assert.Equal(t, uint64(1), h.Stats().ClientClosed)
+// TestHTTPClientAborted: when the client goes away, waiting for the
+// target's answer or in the middle of a streamed one, the connection to the
+// target is closed (the target sees it), not pooled, the handler returns and
+// the request is logged as 499. On plain HTTP/1 the client's connection
+// notices; over TLS and behind another server a context.AfterFunc does.
+func TestHTTPClientAborted(t *testing.T) {
+	ca := newCA(t)
+	var certs Certificates
+	require.NoError(t, certs.Set(WildcardOneLabel, ca.issue(t, false, "x.example.com")))
+	for _, mode := range []string{"plain", "tls", "handler"} {
+		for _, phase := range []string{"header", "body"} {
+			t.Run(mode+"/"+phase, func(t *testing.T) {
+				gone := make(chan struct{})
+				reached := make(chan struct{})
+				tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+					if phase == "body" {
+						io.WriteString(w, "first;")
+						w.(http.Flusher).Flush()
+					}
+					close(reached)
+					<-r.Context().Done() // the proxy closed the connection
+					close(gone)
+				})
+				up := upstreamOf(t, "web", tg)
+				h := &HTTP{Router: forwardTo(t, up)}
+				var c net.Conn
+				switch mode {
+				case "plain":
+					var err error
+					c, err = net.Dial("tcp", serve(t, h))
+					require.NoError(t, err)
+				case "tls":
+					h.TLS = &TLS{Certificates: &certs}
+					var err error
+					c, err = tls.Dial("tcp", serve(t, h), &tls.Config{ServerName: "x.example.com", RootCAs: ca.pool, NextProtos: []string{"http/1.1"}})
+					require.NoError(t, err)
+				case "handler":
+					srv := httptest.NewServer(h)
+					defer srv.Close()
+					defer h.Close()
+					var err error
+					c, err = net.Dial("tcp", srv.Listener.Addr().String())
+					require.NoError(t, err)
+				}
+				defer c.Close()
+				require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+				_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x.example.com\r\n\r\n")
+				require.NoError(t, err)
+				<-reached
+				if phase == "body" {
+					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+					require.NoError(t, err)
+					buf := make([]byte, 6)
+					_, err = io.ReadFull(resp.Body, buf)
+					require.NoError(t, err)
+					assert.Equal(t, "first;", string(buf))
+				}
+				c.Close()
+				<-gone
+				waitFor(t, "the request to end", func() bool { return h.Stats().ClientClosed == 1 })
+				assert.Zero(t, h.Stats().ActiveRequests)
+				assert.Empty(t, idleConns(fastClient(t, h, up), tg.addr()))
+			})
+		}
+	}
 }
 
 // TestHTTPClientIdleSweep: connections idle for idleConnTimeout are closed

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,6 +74,47 @@ type httpConn struct {
 	timedOut atomic.Bool // a read hit its deadline
 	served   atomic.Bool // a handler ran for the current request
 	closed   atomic.Bool
+
+	// gone is set when a read fails other than by a deadline, or the
+	// connection is closed: the client is gone and every request on it is
+	// over (net/http cancels their contexts a moment later).
+	gone atomic.Bool
+	mu   sync.Mutex // guards cur
+	cur  *h1Conn    // the target connection of the request in flight, if watched
+}
+
+// watch makes c's I/O abort when the client goes away, until unwatch.
+func (hc *httpConn) watch(c *h1Conn) {
+	hc.mu.Lock()
+	hc.cur = c
+	hc.mu.Unlock()
+	if hc.gone.Load() {
+		c.cancel()
+	}
+}
+
+// unwatch ends watch, reporting whether the client is still there (so c
+// was not aborted).
+func (hc *httpConn) unwatch(c *h1Conn) bool {
+	hc.mu.Lock()
+	if hc.cur == c {
+		hc.cur = nil
+	}
+	hc.mu.Unlock()
+	return !hc.gone.Load()
+}
+
+// lost records that the client is gone and aborts the watched request's
+// I/O with its target.
+func (hc *httpConn) lost() {
+	if hc.gone.Swap(true) {
+		return
+	}
+	hc.mu.Lock()
+	if c := hc.cur; c != nil {
+		c.cancel()
+	}
+	hc.mu.Unlock()
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
@@ -81,6 +123,8 @@ func (c *httpConn) Read(p []byte) (int, error) {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			c.timedOut.Store(true)
+		} else {
+			c.lost()
 		}
 	}
 	return n, err
@@ -112,6 +156,7 @@ func atoi3(b []byte) int {
 }
 
 func (c *httpConn) Close() error {
+	c.lost()
 	if c.closed.CompareAndSwap(false, true) && c.h.stats.activeConns.Add(-1) == 0 {
 		select {
 		case c.h.connsGone <- struct{}{}: // Shutdown may be waiting

@@ -204,7 +204,7 @@ func (h *HTTP) try(rs *reqState, out *http.Request) (*http.Response, error) {
 		if dial {
 			c.st.connectErrors.Add(1)
 		}
-		if ctx.Err() != nil || rs.bodyErr() != nil {
+		if rs.canceled() || rs.bodyErr() != nil {
 			return nil, err // the client's doing, not the target's
 		}
 		up.report(c.Target.ID, err)
