@@ -372,6 +372,7 @@ type reqFields struct {
 
 	body  *clientBody // nil without a body
 	resp  respBody
+	fast  h1Body // the fast path's response body
 	reply *replay
 
 	untrack func()    // ends an upgraded connection's registration

@@ -387,7 +387,7 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 	// no deadline, as in http.Transport: a request is small (see
 	// fastEligible), and ctx aborts a write to a target that reads
 	// nothing.
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.cl.tmo.Response))
+	c.setReadDeadline(ctx, time.Now().Add(c.cl.tmo.Response))
 	c.limit = maxResponseHeaderBytes
 	resp, err := c.readResponse(rs, reused)
 	if err != nil {
@@ -399,17 +399,17 @@ func (c *h1Conn) roundTrip(ctx context.Context, rs *reqState, body io.Reader) (*
 	if resp.Body != http.NoBody && (resp.ContentLength < 0 || int64(c.br.Buffered()) < resp.ContentLength) {
 		// The body has no deadline (a download may take its time); one
 		// already read whole keeps it, as the next request sets its own.
-		_ = c.conn.SetReadDeadline(time.Time{})
-		if c.aborted(ctx) {
-			// Aborted while the deadline was being cleared: again.
-			c.cancel()
-		}
+		c.setReadDeadline(ctx, time.Time{})
 	}
 	if resp.Body == http.NoBody {
 		c.release(!resp.Close)
 		return resp, nil
 	}
-	resp.Body = &h1Body{c: c, src: resp.Body, keep: !resp.Close}
+	// The body lives in the request's state: it outlives the
+	// connection's use, and the state is recycled only once the handler
+	// has returned.
+	rs.fast = h1Body{c: c, src: resp.Body, keep: !resp.Close}
+	resp.Body = &rs.fast
 	return resp, nil
 }
 
@@ -469,6 +469,15 @@ func (c *h1Conn) unwatch() bool {
 	stop := c.afterStop
 	c.afterStop = nil
 	return stop()
+}
+
+// setReadDeadline sets the connection's read deadline without undoing an
+// abort: one that came while the deadline was being set is done again.
+func (c *h1Conn) setReadDeadline(ctx context.Context, t time.Time) {
+	_ = c.conn.SetReadDeadline(t)
+	if c.aborted(ctx) {
+		c.cancel()
+	}
 }
 
 // aborted reports whether the watched request was aborted.

@@ -384,8 +384,10 @@ func TestHTTPClientAborted(t *testing.T) {
 				}
 				c.Close()
 				<-gone
-				waitFor(t, "the request to end", func() bool { return h.Stats().ClientClosed == 1 })
-				assert.Zero(t, h.Stats().ActiveRequests)
+				waitFor(t, "the request to end as 499", func() bool {
+					st := h.Stats()
+					return st.ClientClosed == 1 && st.ActiveRequests == 0
+				})
 				assert.Empty(t, idleConns(fastClient(t, h, up), tg.addr()))
 			})
 		}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -120,8 +119,10 @@ func (hc *httpConn) lost() {
 func (c *httpConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		// A type assertion, not errors.As: net's errors are net.Errors
+		// themselves, and this runs once per request (net/http's
+		// background read ends in a deadline).
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			c.timedOut.Store(true)
 		} else {
 			c.lost()
