@@ -134,10 +134,9 @@ func newH1Client(tmo *Timeouts, cfg *tls.Config, maxIdle int) *h1Client {
 func (cl *h1Client) roundTrip(rs *reqState, addr string, body io.Reader) (resp *http.Response, connect time.Duration, err error) {
 	ctx := rs.in.Context()
 	hasBody := body != nil
-	host := cl.host(addr)
 	connect = -1
 	for try := 0; ; try++ {
-		c := cl.take(host)
+		host, c := cl.take(addr)
 		if c == nil {
 			start := time.Now()
 			c, err = cl.dial(ctx, host)
@@ -172,10 +171,31 @@ type staleError struct {
 func (e *staleError) Error() string { return errStaleConn.Error() + ": " + e.err.Error() }
 func (e *staleError) Unwrap() error { return e.err }
 
-// host returns addr's pool.
-func (cl *h1Client) host(addr string) *h1Host {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
+// take returns addr's pool and its most recently used idle connection that
+// is still open and quiet, or nil.
+func (cl *h1Client) take(addr string) (*h1Host, *h1Conn) {
+	for {
+		cl.mu.Lock()
+		host := cl.hostLocked(addr)
+		n := len(host.idle)
+		if n == 0 {
+			cl.mu.Unlock()
+			return host, nil
+		}
+		c := host.idle[n-1]
+		host.idle[n-1] = nil
+		host.idle = host.idle[:n-1]
+		cl.nidle--
+		cl.mu.Unlock()
+		if c.usable() {
+			return host, c
+		}
+		c.conn.Close()
+	}
+}
+
+// hostLocked returns addr's pool, making it on first use; cl.mu is held.
+func (cl *h1Client) hostLocked(addr string) *h1Host {
 	h := cl.hosts[addr]
 	if h == nil {
 		h = &h1Host{addr: addr}
@@ -197,33 +217,16 @@ func (cl *h1Client) host(addr string) *h1Host {
 	return h
 }
 
-// take returns the most recently used idle connection to host that is
-// still open and quiet, or nil.
-func (cl *h1Client) take(host *h1Host) *h1Conn {
-	for {
-		cl.mu.Lock()
-		n := len(host.idle)
-		if n == 0 {
-			cl.mu.Unlock()
-			return nil
-		}
-		c := host.idle[n-1]
-		host.idle[n-1] = nil
-		host.idle = host.idle[:n-1]
-		cl.nidle--
-		cl.mu.Unlock()
-		if c.usable() {
-			return c
-		}
-		c.conn.Close()
-	}
-}
-
 // put returns c to its pool, or closes it when the pool is full or closed.
 func (cl *h1Client) put(c *h1Conn) {
 	c.idleAt = time.Now()
 	cl.mu.Lock()
 	host := c.host
+	if cl.hosts[host.addr] != host {
+		// The sweep let the pool go while c was in use.
+		host = cl.hostLocked(host.addr)
+		c.host = host
+	}
 	if cl.closed || len(host.idle) >= cl.maxIdle {
 		cl.mu.Unlock()
 		c.conn.Close()
@@ -242,14 +245,15 @@ func (cl *h1Client) put(c *h1Conn) {
 	cl.mu.Unlock()
 }
 
-// sweepIdle closes the connections idle for idleConnTimeout and rearms
-// itself while any connection is idle: one timer for the whole pool.
+// sweepIdle closes the connections idle for idleConnTimeout, lets go of
+// the pools left empty (targets come and go), and rearms itself while any
+// connection is idle: one timer for the whole client.
 func (cl *h1Client) sweepIdle() {
 	now := time.Now()
 	var old []*h1Conn
 	cl.mu.Lock()
 	next := idleConnTimeout
-	for _, h := range cl.hosts {
+	for addr, h := range cl.hosts {
 		i := 0
 		for ; i < len(h.idle); i++ {
 			c := h.idle[i]
@@ -262,6 +266,9 @@ func (cl *h1Client) sweepIdle() {
 		if i > 0 {
 			h.idle = slices.Delete(h.idle, 0, i)
 			cl.nidle -= i
+		}
+		if len(h.idle) == 0 {
+			delete(cl.hosts, addr)
 		}
 	}
 	cl.armed = cl.nidle > 0 && !cl.closed

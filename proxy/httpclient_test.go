@@ -401,7 +401,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	tmo := Timeouts{}.withDefaults()
 	cl := newH1Client(&tmo, nil, 10)
 	defer cl.closeIdle()
-	host := cl.host(rt.addr())
+	host, _ := cl.take(rt.addr())
 	var conns []*h1Conn
 	for range 3 {
 		c, err := cl.dial(context.Background(), host)
@@ -426,14 +426,24 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	cl.mu.Lock()
 	assert.True(t, cl.armed, "rearmed for the one left")
 	cl.mu.Unlock()
+	// A connection in use while its pool is let go comes back to a new
+	// pool.
+	inUse, err := cl.dial(context.Background(), host)
+	require.NoError(t, err)
 	conns[2].idleAt = conns[2].idleAt.Add(-idleConnTimeout)
 	cl.sweepIdle()
 	assert.Empty(t, idleConns(cl, rt.addr()))
 	cl.mu.Lock()
 	assert.False(t, cl.armed, "nothing idle: the timer is not rearmed")
+	assert.Empty(t, cl.hosts, "the empty pool is let go")
 	cl.mu.Unlock()
+	cl.put(inUse)
+	assert.Equal(t, []*h1Conn{inUse}, idleConns(cl, rt.addr()))
+	_, c := cl.take(rt.addr())
+	assert.Same(t, inUse, c, "taken again from the new pool")
+	c.conn.Close()
 	// A closed pool closes what is returned to it.
-	c, err := cl.dial(context.Background(), host)
+	c, err = cl.dial(context.Background(), host)
 	require.NoError(t, err)
 	cl.closeIdle()
 	cl.put(c)
