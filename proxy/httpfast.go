@@ -199,9 +199,14 @@ var errBadHeader = errors.New("proxy: invalid header field in the request")
 // without one.
 func (h *HTTP) writeRequest(bw *bufio.Writer, rs *reqState, addr string, body io.Reader) error {
 	in := rs.in
+	if !isToken(in.Method) {
+		return errBadHeader
+	}
 	bw.WriteString(in.Method)
 	bw.WriteByte(' ')
-	writeRequestURI(bw, in.URL)
+	if !writeRequestURI(bw, in.URL) {
+		return errBadHeader
+	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	host := removeZone(in.Host)
 	if host == "" {
@@ -343,23 +348,39 @@ func removeZone(host string) string {
 
 // writeRequestURI writes u's request target in origin form, with the
 // query's unparsable parameters dropped (ReverseProxy's cleanQueryParams).
-func writeRequestURI(bw *bufio.Writer, u *url.URL) {
+// It reports false, writing nothing, for a target with a space or a
+// control character, which net/http's server never passes on but another
+// caller of ServeHTTP might.
+func writeRequestURI(bw *bufio.Writer, u *url.URL) bool {
 	q := cleanQuery(u.RawQuery)
+	var p string
 	if u.Opaque != "" {
 		v := *u
-		v.RawQuery = q
-		bw.WriteString(v.RequestURI())
-		return
-	}
-	p := u.EscapedPath()
-	if p == "" {
+		v.RawQuery = ""
+		p = v.RequestURI()
+	} else if p = u.EscapedPath(); p == "" {
 		p = "/"
+	}
+	if !validRequestTarget(p) || !validRequestTarget(q) {
+		return false
 	}
 	bw.WriteString(p)
 	if u.ForceQuery || q != "" {
 		bw.WriteByte('?')
 		bw.WriteString(q)
 	}
+	return true
+}
+
+// validRequestTarget reports whether s holds no space or control
+// character.
+func validRequestTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // cleanQuery drops the query parameters Go cannot parse (a semicolon, a

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -208,6 +209,13 @@ func TestHTTPFastPathHeaderCases(t *testing.T) {
 	assert.False(t, validHeaderValue("a\r\nX-Injected: 1"))
 	assert.False(t, validHeaderValue("a\x00"))
 	assert.False(t, validHeaderName("Bad Name"))
+	var b strings.Builder
+	bw := bufio.NewWriter(&b)
+	assert.True(t, writeRequestURI(bw, &url.URL{Path: "/a b", RawQuery: "x=1"}))
+	assert.False(t, writeRequestURI(bw, &url.URL{Path: "/", RawQuery: "x=1 HTTP/1.1\r\nX-Injected: 1"}))
+	assert.True(t, writeRequestURI(bw, &url.URL{Scheme: "http", Opaque: "//h/o", RawQuery: "q"}))
+	bw.Flush()
+	assert.Equal(t, "/a%20b?x=1http://h/o?q", b.String(), "nothing written for the refused target; an opaque target as url.URL.RequestURI writes it")
 	assert.True(t, isEventStream([]string{"Text/Event-Stream ; charset=utf-8"}))
 	assert.False(t, isEventStream([]string{"text/plain"}))
 	assert.False(t, isEventStream(nil))
