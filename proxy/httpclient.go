@@ -138,9 +138,7 @@ func (cl *h1Client) roundTrip(rs *reqState, addr string, body io.Reader) (resp *
 	for try := 0; ; try++ {
 		host, c := cl.take(addr)
 		if c == nil {
-			start := time.Now()
-			c, err = cl.dial(ctx, host)
-			connect = time.Since(start)
+			c, connect, err = cl.dial(ctx, host)
 			if err != nil {
 				return nil, connect, err
 			}
@@ -304,14 +302,18 @@ func (cl *h1Client) closeIdle() {
 }
 
 // dial connects to host within the connect timeout, and completes the TLS
-// handshake within it too when the Upstream has TLS.
-func (cl *h1Client) dial(ctx context.Context, host *h1Host) (*h1Conn, error) {
+// handshake within it too when the Upstream has TLS. connect is the time
+// the TCP connection took (what the access log reports, as for
+// http.Transport's connections), whether or not the handshake succeeds.
+func (cl *h1Client) dial(ctx context.Context, host *h1Host) (c *h1Conn, connect time.Duration, err error) {
 	cl.dials.Add(1)
+	start := time.Now()
 	nc, err := cl.dialer.DialContext(ctx, "tcp", host.addr)
+	connect = time.Since(start)
 	if err != nil {
-		return nil, &dialError{err}
+		return nil, connect, &dialError{err}
 	}
-	c := &h1Conn{cl: cl, host: host, conn: nc, limit: math.MaxInt64}
+	c = &h1Conn{cl: cl, host: host, conn: nc, limit: math.MaxInt64}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -323,13 +325,13 @@ func (cl *h1Client) dial(ctx context.Context, host *h1Host) (*h1Conn, error) {
 		cancel()
 		if err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("TLS handshake: %w", err)
+			return nil, connect, fmt.Errorf("TLS handshake: %w", err)
 		}
 		c.conn = tc
 	}
 	c.cancel = func() { _ = c.conn.SetDeadline(aLongTimeAgo) }
 	c.br = bufio.NewReaderSize(c, 4<<10)
-	return c, nil
+	return c, connect, nil
 }
 
 // aLongTimeAgo is a deadline in the past: it aborts a connection's

@@ -404,7 +404,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	host, _ := cl.take(rt.addr())
 	var conns []*h1Conn
 	for range 3 {
-		c, err := cl.dial(context.Background(), host)
+		c, _, err := cl.dial(context.Background(), host)
 		require.NoError(t, err)
 		conns = append(conns, c)
 	}
@@ -428,7 +428,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	cl.mu.Unlock()
 	// A connection in use while its pool is let go comes back to a new
 	// pool.
-	inUse, err := cl.dial(context.Background(), host)
+	inUse, _, err := cl.dial(context.Background(), host)
 	require.NoError(t, err)
 	conns[2].idleAt = conns[2].idleAt.Add(-idleConnTimeout)
 	cl.sweepIdle()
@@ -443,7 +443,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	assert.Same(t, inUse, c, "taken again from the new pool")
 	c.conn.Close()
 	// A closed pool closes what is returned to it.
-	c, err = cl.dial(context.Background(), host)
+	c, _, err = cl.dial(context.Background(), host)
 	require.NoError(t, err)
 	cl.closeIdle()
 	cl.put(c)
