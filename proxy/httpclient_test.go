@@ -249,6 +249,36 @@ func TestHTTPClientUnsolicitedBytes(t *testing.T) {
 	assert.Equal(t, "good", body)
 }
 
+// TestHTTPClientIdle408: some servers answer an idle keep-alive
+// connection's timeout with an unsolicited 408 before closing it; that
+// answer is not the next request's.
+func TestHTTPClientIdle408(t *testing.T) {
+	idle := make(chan struct{})
+	rt := newRawTarget(t, func(n int, req *http.Request, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		if n == 0 && req.URL.Path == "/first" {
+			<-idle
+			io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			return false
+		}
+		return true
+	})
+	up := rawUpstream(t, rt)
+	h := &HTTP{Router: forwardTo(t, up)}
+	addr := serve(t, h)
+	c := client(t)
+	code, _ := get(t, c, "http://"+addr+"/first")
+	require.Equal(t, 200, code)
+	close(idle)
+	conns := idleConns(fastClient(t, h, up), rt.addr())
+	require.Len(t, conns, 1)
+	waitFor(t, "the 408 to arrive", func() bool { return !conns[0].usable() })
+	code, body := get(t, c, "http://"+addr+"/second")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "ok", body)
+	assert.Equal(t, int64(2), rt.conns.Load())
+}
+
 // TestHTTPClientResend: a target that closes a reused connection after
 // reading a request, without answering, gets a bodiless GET again on a
 // new connection (the target cannot have acted on a request it never
