@@ -45,8 +45,8 @@ type LoadBalancer struct {
 	flows     *proxy.FlowTable
 	groups    map[string]*group
 	listeners map[string]*listener
-	log       *slog.Logger
 
+	logPtr   atomic.Pointer[slog.Logger] // read by serving goroutines, replaced by changes
 	hooksPtr atomic.Pointer[Hooks]
 	eg       errgroup.Group // serving and retiring proxies
 	closing  chan struct{}  // closed when the load balancer stops: retiring proxies close
@@ -75,15 +75,18 @@ func build(opts []Option) *config {
 }
 
 func (l *LoadBalancer) setLogging(c *config) {
-	l.log = c.logger
-	if l.log == nil {
-		l.log = slog.Default()
+	log := c.logger
+	if log == nil {
+		log = slog.Default()
 	}
+	l.logPtr.Store(log)
 	h := c.hooks
 	l.hooksPtr.Store(&h)
 }
 
 func (l *LoadBalancer) hooks() Hooks { return *l.hooksPtr.Load() }
+
+func (l *LoadBalancer) log() *slog.Logger { return l.logPtr.Load() }
 
 // Start binds every listener, starts health checks and starts serving, then
 // returns. If a listener cannot bind, nothing is left running and the error
@@ -115,7 +118,7 @@ func (l *LoadBalancer) Start() error {
 		l.teardown(nil)
 		return err
 	}
-	l.log.Info("load balancer started", "listeners", len(l.listeners), "groups", len(l.groups))
+	l.log().Info("load balancer started", "listeners", len(l.listeners), "groups", len(l.groups))
 	return nil
 }
 
@@ -164,7 +167,7 @@ func (l *LoadBalancer) Shutdown(ctx context.Context) error {
 	defer l.mu.Unlock()
 	if !l.stopped {
 		l.teardown(err)
-		l.log.Info("load balancer stopped")
+		l.log().Info("load balancer stopped")
 	}
 	return err
 }
@@ -195,7 +198,7 @@ func (l *LoadBalancer) teardown(error) {
 		li.closeSocket()
 	}
 	if err := l.eg.Wait(); err != nil {
-		l.log.Error("serving ended with an error", "err", err)
+		l.log().Error("serving ended with an error", "err", err)
 	}
 	for _, g := range l.groups {
 		g.close()
@@ -282,7 +285,7 @@ func (l *LoadBalancer) reconcile(c *config) error {
 			}
 			continue
 		}
-		g, err := newGroup(gc, l.log, l.hooks())
+		g, err := newGroup(gc, l.log(), l.hooks())
 		if err != nil {
 			for _, f := range fresh {
 				f.closeSocket()
@@ -301,7 +304,7 @@ func (l *LoadBalancer) reconcile(c *config) error {
 		if !keep[name] || fresh[name] != nil {
 			l.stopListener(li)
 			delete(l.listeners, name)
-			l.log.Info("listener stopped", "listener", name)
+			l.log().Info("listener stopped", "listener", name)
 		}
 	}
 	var errs []error
@@ -313,7 +316,7 @@ func (l *LoadBalancer) reconcile(c *config) error {
 				continue
 			}
 			l.listeners[lc.name] = li
-			l.log.Info("listener started", "listener", lc.name, "protocol", lc.proto.String(), "addr", li.addr.String())
+			l.log().Info("listener started", "listener", lc.name, "protocol", lc.proto.String(), "addr", li.addr.String())
 			continue
 		}
 		if err := l.updateListener(l.listeners[lc.name], lc); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -86,7 +87,7 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 			MaxURILength:   cfg.maxURILength,
 			Retry:          cfg.retry,
 			AccessLog:      cfg.accessLog,
-			ErrorLog:       l.log.With("listener", cfg.name),
+			ErrorLog:       l.log().With("listener", cfg.name),
 			OnRefuse:       l.refused(cfg.name),
 		}
 		if cfg.proto == HTTPS {
@@ -309,7 +310,7 @@ func (li *listener) closeSocket() {
 func (l *LoadBalancer) served(li *listener, name string, err error) error {
 	if err = serveErr(err); err != nil {
 		li.failed.Store(&err)
-		l.log.Error("listener stopped serving; its socket is closed", "listener", name, "err", err)
+		l.log().Error("listener stopped serving; its socket is closed", "listener", name, "err", err)
 		li.closeSocket()
 	}
 	return nil
@@ -317,7 +318,7 @@ func (l *LoadBalancer) served(li *listener, name string, err error) error {
 
 // serveErr drops the errors a proxy's Serve returns on a normal stop.
 func serveErr(err error) error {
-	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, proxy.ErrProxyClosed) {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, proxy.ErrProxyClosed) || errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
