@@ -175,6 +175,30 @@ func TestShutdownIsGraceful(t *testing.T) {
 	assert.ErrorIs(t, l.AddTarget("app", a.addr), ErrClosed)
 }
 
+// TestShutdownClosesIdleKeepAlive: an idle HTTP keep-alive connection does
+// not hold a shutdown until the listener's idle timeout; it is closed, as
+// http.Server.Shutdown closes it.
+func TestShutdownClosesIdleKeepAlive(t *testing.T) {
+	a := newHTTPTarget(t, "a")
+	l, err := New(WithLogger(quietLog),
+		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app"), IdleTimeout(time.Hour)),
+		WithTargetGroup("app", HTTP, Target(a.addr), WithoutHealthCheck()),
+	)
+	require.NoError(t, err)
+	require.NoError(t, l.Start())
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	name, code := httpGet(t, &http.Client{Transport: tr}, "http://"+addr(t, l, "web")+"/")
+	require.Equal(t, 200, code)
+	require.Equal(t, "a", name)
+	require.Equal(t, int64(1), l.Stats().Listeners[0].HTTP.ActiveConnections, "the client keeps its connection")
+
+	// Waiting for the hour-long idle timeout would end ctx first.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, l.Shutdown(ctx))
+}
+
 func TestTwoLoadBalancersShareNothing(t *testing.T) {
 	a, b := newEchoTarget(t, "a"), newEchoTarget(t, "b")
 	mk := func(target *echoTarget) *LoadBalancer {

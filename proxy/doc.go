@@ -41,6 +41,6 @@
 // certificates by SNI from a Certificates store that can be replaced while
 // serving, offers HTTP/2, and supports mutual TLS. The proxy's own answers
 // (400, 403, 408, 413, 414, 421, 431, 501, 502, 503, 504) are counted apart
-// from the targets' in Stats. Shutdown behaves as a load balancer removing
-// an L7 listener: keep-alive connections finish their requests.
+// from the targets' in Stats. Shutdown behaves as http.Server.Shutdown:
+// requests in flight finish and idle keep-alive connections close.
 package proxy

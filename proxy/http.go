@@ -189,8 +189,7 @@ type HTTP struct {
 	closed    bool
 	serving   sync.WaitGroup // the generations' serving goroutines
 
-	connsGone chan struct{} // signalled when the last client connection closes
-	handlers  inflight      // requests in ServeHTTP, upgraded ones included
+	handlers inflight // requests in ServeHTTP, upgraded ones included
 
 	// slowOnly sends every request through ReverseProxy and
 	// http.Transport: tests compare the fast path with it.
@@ -290,7 +289,6 @@ func (h *HTTP) setup() error {
 			h.rp.ErrorLog = slog.NewLogLogger(h.ErrorLog.Handler(), slog.LevelWarn)
 		}
 		h.pool.New = func() any { return &reqState{dial: new(dialTiming)} }
-		h.connsGone = make(chan struct{}, 1)
 		h.bufs.New = func() any { return new([copyBufferSize]byte) }
 	})
 	return h.initErr

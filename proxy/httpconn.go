@@ -158,11 +158,8 @@ func atoi3(b []byte) int {
 
 func (c *httpConn) Close() error {
 	c.lost()
-	if c.closed.CompareAndSwap(false, true) && c.h.stats.activeConns.Add(-1) == 0 {
-		select {
-		case c.h.connsGone <- struct{}{}: // Shutdown may be waiting
-		default:
-		}
+	if c.closed.CompareAndSwap(false, true) {
+		c.h.stats.activeConns.Add(-1)
 	}
 	return c.Conn.Close()
 }

@@ -213,31 +213,21 @@ func (h *HTTP) stop() []*generation {
 	return gens
 }
 
-// Shutdown stops the proxy gracefully, as a load balancer removes an L7
-// listener: the listeners close at once, and established keep-alive
-// connections go on serving their clients until they close, idle out, or
-// the idle timeout has passed since Shutdown began; then whatever is left is
-// shut down the way http.Server.Shutdown does (requests in flight finish,
-// idle connections close). Upgraded connections (WebSocket) last until ctx
-// is done. When ctx is done first, everything is closed at once and ctx's
-// error returned. Serve then returns http.ErrServerClosed.
+// Shutdown stops the proxy gracefully, as http.Server.Shutdown does: the
+// listeners close at once, idle keep-alive connections close, requests in
+// flight finish and their connections then close. Upgraded connections
+// (WebSocket) last until ctx is done. When ctx is done first, everything is
+// closed at once and ctx's error returned. Serve then returns
+// http.ErrServerClosed.
+//
+// To retire a proxy without closing its clients' keep-alive connections
+// under them (a listener replaced on the same socket), close the listener
+// given to Serve, wait for Stats().ActiveConnections to reach zero as the
+// connections idle out, then Close; the lb package does so.
 func (h *HTTP) Shutdown(ctx context.Context) error {
 	_ = h.setup()
 	gens := h.stop()
-	grace := time.NewTimer(h.tmo.Load().Idle)
-	defer grace.Stop()
 	var err error
-wait:
-	for h.stats.activeConns.Load() > 0 {
-		select {
-		case <-h.connsGone:
-		case <-grace.C:
-			break wait
-		case <-ctx.Done():
-			err = ctx.Err()
-			break wait
-		}
-	}
 	for _, g := range gens {
 		if err == nil {
 			err = g.srv.Shutdown(ctx)
