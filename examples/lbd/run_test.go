@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -10,31 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/lbkit/lbkit/internal/syncbuf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// syncBuffer is a buffer safe for the daemon's goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestCommandLine checks that a bad command line or configuration stops
 // lbd at once with the exit code and a message that says why.
@@ -56,7 +37,7 @@ func TestCommandLine(t *testing.T) {
 			`"problems":["listeners[0].address: \"127.0.0.1:70000\": port 70000 is out of range 0..65535 (line 4)","listeners[0].forward_to: forwards to target group \"app\", which does not exist (line 5)"]`,
 		}},
 	} {
-		var out syncBuffer
+		var out syncbuf.Buffer
 		assert.Equal(t, tc.code, run(context.Background(), tc.args, &out), "lbd %v", tc.args)
 		for _, w := range tc.want {
 			assert.Contains(t, out.String(), w, "lbd %v", tc.args)
@@ -82,7 +63,7 @@ func TestSampleWithDemoTargets(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	code := make(chan int, 1)
 	go func() { code <- run(ctx, []string{"-config", path, "-demo-targets", "-admin", "127.0.0.1:0"}, &out) }()
 	var web string

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/lbkit/lbkit/internal/syncbuf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -16,30 +15,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// output is a buffer safe for the example's goroutines and the test.
-type output struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
 // TestIdleTimeouts runs the demonstration and checks what the guide says it
 // shows: the quiet TCP connection is reset on both sides, not before its
 // idle timeout; the one with keepalive probes survives twice the timeout;
 // the idle HTTP keep-alive connection ends with a clean close.
 func TestIdleTimeouts(t *testing.T) {
-	var out output
+	var out syncbuf.Buffer
 	require.NoError(t, run(context.Background(), &out, false))
 	s := out.String()
 

@@ -1,37 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/lbkit/lbkit/internal/syncbuf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// output is a buffer safe for the example's goroutines and the test.
-type output struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
 
 // line returns the targets listed after prefix on a line of the output.
 func line(t *testing.T, s, prefix string) []string {
@@ -52,7 +33,7 @@ func distinct(xs []string) int {
 // TestStickySessions runs the demonstration and checks what the guide says
 // it shows.
 func TestStickySessions(t *testing.T) {
-	var out output
+	var out syncbuf.Buffer
 	require.NoError(t, run(context.Background(), &out, false))
 	s := out.String()
 

@@ -1,37 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/lbkit/lbkit/internal/syncbuf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// output is a buffer safe for the example's goroutines and the test.
-type output struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
 
 // answers returns the target names a line of the output lists after "by:".
 func answers(t *testing.T, s, step string) []string {
@@ -56,7 +37,7 @@ func count(names []string, name string) int {
 // health port is down, flows staying on b when a recovers, and new clients
 // reaching a again.
 func TestUDPFailover(t *testing.T) {
-	var out output
+	var out syncbuf.Buffer
 	require.NoError(t, run(context.Background(), &out, false))
 	s := out.String()
 	assert.Regexp(t, `health check: tcp on port \d+, every 500ms, timeout 400ms, healthy after 2, unhealthy after 3`, s)
