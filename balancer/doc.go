@@ -32,7 +32,10 @@
 // byte-identical tables, so several load-balancer nodes send each client to
 // the same target without talking to each other. An unhealthy target's
 // clients move to the others; nobody else's do, and they come back when it
-// recovers.
+// recovers. Removing a target, or draining it with weight 0, moves its
+// clients and at most about 1 % of the others', except when the number of
+// targets crosses one of the table's size steps (655 → 656 targets with the
+// default size): WithMaglevSize fixes the size for sets that live there.
 //
 // # Example
 //

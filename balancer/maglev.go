@@ -9,7 +9,8 @@ import (
 )
 
 // DefaultMaglevSize is the Maglev table size used while the balancer holds
-// at most DefaultMaglevSize/100 targets of weight above 0. It is prime.
+// at most DefaultMaglevSize/100 targets (of any weight and health). It is
+// prime.
 const DefaultMaglevSize = 65537
 
 // maglevSizes are the table sizes the balancer grows through: primes, each
@@ -23,7 +24,14 @@ var maglevSizes = [...]uint32{
 }
 
 // maglevSizeFor returns the first size in maglevSizes that is at least 100
-// times n, or the largest.
+// times n, or the largest (beyond 83 885 targets the table stays at
+// 8 388 593 entries and balance drifts past 1 %).
+//
+// n counts every target in the set, whatever its weight and health, so that
+// draining a target (weight 0) or a health change never changes the size:
+// a size change builds a table on another modulus, and most clients move.
+// Adding or removing the target that crosses a size step (the 656th, the
+// 1311th, ...) does move them; WithMaglevSize avoids that.
 func maglevSizeFor(n int) uint32 {
 	for _, m := range maglevSizes {
 		if uint64(m) >= 100*uint64(n) {
@@ -206,7 +214,7 @@ func (b *Balancer) maglevView(s *snapshot) *maglevView {
 	}
 	m := b.cfg.maglevSize
 	if m == 0 {
-		m = maglevSizeFor(len(ids))
+		m = maglevSizeFor(len(s.targets))
 	}
 	if b.mg == nil || b.mg.m != m || !slices.Equal(b.mg.ids, ids) || !slices.Equal(b.mg.weights, weights) {
 		b.mg = &maglev{ids: ids, weights: weights, m: m, table: buildMaglev(ids, weights, m)}

@@ -128,23 +128,54 @@ func TestMaglevRemovalMovesAtMostOnePercentOfOthers(t *testing.T) {
 			victim := ts[n/2].ID
 			require.NoError(t, b.Remove(victim))
 			after := owners(b)
-			moved, others := 0, 0
-			for x := range before {
-				if before[x] == victim {
-					continue
-				}
-				others++
-				if after[x] != before[x] {
-					moved++
-				}
-			}
-			frac := float64(moved) / float64(others)
-			t.Logf("n=%d m=%d: %d of %d entries of other targets moved (%.3f%%)", n, len(before), moved, others, 100*frac)
+			frac := movedOthers(before, after, victim)
+			t.Logf("n=%d m=%d: %.3f%% of other targets' entries moved", n, len(before), 100*frac)
 			assert.LessOrEqual(t, frac, 0.01)
 			require.NoError(t, b.Add(ts[n/2]))
 			assert.Equal(t, before, owners(b), "clients must return when the target does")
 		})
 	}
+}
+
+// movedOthers returns the share of table entries, among those not owned by
+// victim before, whose owner changed from before to after.
+func movedOthers(before, after []string, victim string) float64 {
+	moved, others := 0, 0
+	for x := range before {
+		if before[x] == victim {
+			continue
+		}
+		others++
+		if after[x] != before[x] {
+			moved++
+		}
+	}
+	return float64(moved) / float64(others)
+}
+
+// TestMaglevSizeStep: the table size follows the number of targets, not
+// their weights or health, so draining a target at a size step (656
+// targets, the first of the 131 071-entry table) moves at most 1 % of the
+// others; a fixed size keeps the bound when a target is removed there.
+func TestMaglevSizeStep(t *testing.T) {
+	const n = 656
+	ts := targets(n)
+	victim := ts[n/2].ID
+	b := mustNew(t, WithAlgorithm(SourceIPHash), WithTargets(ts...))
+	before := owners(b)
+	require.Equal(t, 131071, len(before))
+	require.NoError(t, b.SetWeight(victim, 0))
+	after := owners(b)
+	require.Equal(t, 131071, len(after), "draining does not change the size")
+	assert.LessOrEqual(t, movedOthers(before, after, victim), 0.01)
+	assert.NotContains(t, after, victim)
+	require.NoError(t, b.SetWeight(victim, 1))
+	assert.Equal(t, before, owners(b), "clients return when the target does")
+
+	b = mustNew(t, WithAlgorithm(SourceIPHash), WithMaglevSize(131071), WithTargets(ts...))
+	before = owners(b)
+	require.NoError(t, b.Remove(victim))
+	assert.LessOrEqual(t, movedOthers(before, owners(b), victim), 0.01, "with a fixed size, removal at the step keeps the bound")
 }
 
 func TestMaglevBalanceWithinOnePercent(t *testing.T) {

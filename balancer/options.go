@@ -35,8 +35,11 @@ func WithTargets(ts ...Target) Option {
 // WithMaglevSize fixes the size of the Maglev table used by SourceIPHash and
 // KeyHash. It must be a prime; keep it at least 100 times the number of
 // targets for a balance within 1%. Default: DefaultMaglevSize, grown to the
-// next size of a fixed list of primes whenever targets of weight above 0
-// exceed size/100 (every node computes the same size from the same targets).
+// next size of a fixed list of primes whenever the targets (of any weight and
+// health) exceed size/100; every node computes the same size from the same
+// targets. Adding or removing the target that crosses such a step rebuilds
+// the table on another size, which moves most clients; a fixed size keeps
+// the "at most 1 % of the others move" bound across every change.
 func WithMaglevSize(m uint32) Option { return func(c *config) { c.maglevSize = m } }
 
 // WithExactLimit sets the largest number of eligible targets for which
