@@ -422,7 +422,9 @@ func (c *compiler) retry(path string, r *Retry) (proxy.Retry, bool) {
 	return proxy.Retry{Attempts: r.Attempts, Timeout: time.Duration(r.Timeout), BodyLimit: r.BodyLimit, Ratio: r.Ratio, MinPerSecond: r.MinPerSecond}, ok
 }
 
-var tlsVersions = map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+// tlsVersions are the minimum versions a listener accepts: lbkit refuses
+// TLS 1.0 and 1.1 (deprecated by RFC 8996).
+var tlsVersions = map[string]uint16{"1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
 
 func (c *compiler) listenerTLS(path string, t *ListenerTLS, proto lb.Protocol) []lb.ListenerOption {
 	var opts []lb.ListenerOption
@@ -430,7 +432,7 @@ func (c *compiler) listenerTLS(path string, t *ListenerTLS, proto lb.Protocol) [
 		if v, ok := tlsVersions[t.MinVersion]; ok {
 			opts = append(opts, lb.MinTLSVersion(v))
 		} else {
-			c.add(path+".min_version", "%q is not one of 1.0, 1.1, 1.2, 1.3", t.MinVersion)
+			c.add(path+".min_version", "%q is not one of 1.2, 1.3 (TLS 1.0 and 1.1 are not accepted)", t.MinVersion)
 		}
 	}
 	var ids []uint16

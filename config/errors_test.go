@@ -118,11 +118,13 @@ listeners:
 			[]string{`listeners[0].allow[1]: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?`, `listeners[0].allow[2]: "nonsense"`, `listeners[0].trusted_proxies[0]: "bad"`}},
 		{"tls settings", "listeners: [{name: t, protocol: tcp, address: 127.0.0.1:0, forward_to: echo, tls: {min_version: '1.3'}, certificates: [{cert_file: a, key_file: b}]}]\n" + validGroups,
 			[]string{`listeners[0].certificates: is for tls and https listeners, not tcp`, `listeners[0].tls: is for tls and https listeners, not tcp`}},
+		{"old tls version", "listeners: [{name: s, protocol: https, address: 127.0.0.1:0, forward_to: app, tls: {min_version: '1.0'}}]\n" + validGroups,
+			[]string{`listeners[0].tls.min_version: "1.0" is not one of 1.2, 1.3 (TLS 1.0 and 1.1 are not accepted)`, `listeners[0].certificates: a https listener needs at least one certificate (certificates)`}},
 		{"https without certificates", "listeners: [{name: s, protocol: https, address: 127.0.0.1:0, forward_to: app}]\n" + validGroups,
 			[]string{`listeners[0].certificates: a https listener needs at least one certificate (certificates)`}},
 		{"certificate files missing", "listeners: [{name: s, protocol: https, address: 127.0.0.1:0, forward_to: app, certificates: [{cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem}, {cert_file: /dev/null}], tls: {min_version: '1.4', client_auth: required}}]\n" + validGroups,
 			[]string{`listeners[0].certificates[0].cert_file: open /nonexistent/c.pem: no such file or directory`, `listeners[0].certificates[0].key_file: open /nonexistent/k.pem`,
-				`listeners[0].certificates[1].key_file: is required`, `listeners[0].tls.min_version: "1.4" is not one of 1.0, 1.1, 1.2, 1.3`,
+				`listeners[0].certificates[1].key_file: is required`, `listeners[0].tls.min_version: "1.4" is not one of 1.2, 1.3 (TLS 1.0 and 1.1 are not accepted)`,
 				`listeners[0].tls.client_ca_file: is required with client_auth "required"`}},
 		{"stickiness", `
 target_groups:

@@ -230,7 +230,7 @@ type Certificate struct {
 // certificates.
 type ListenerTLS struct {
 	// MinVersion is the lowest TLS version accepted: "1.2" or "1.3"
-	// ("1.0" and "1.1" are accepted for old clients). Default "1.2".
+	// (TLS 1.0 and 1.1, deprecated by RFC 8996, are refused). Default "1.2".
 	MinVersion string `yaml:"min_version,omitempty"`
 	// CipherSuites limits the TLS 1.0–1.2 cipher suites accepted, by their
 	// Go names (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256). Default:
