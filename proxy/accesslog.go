@@ -14,6 +14,7 @@ type attempt struct {
 	addr     string
 	status   int           // target's status; 0 if it gave none
 	connect  time.Duration // -1: reused connection (nginx logs 0)
+	noTarget bool          // the connection to the target failed: connect logs "-"
 	header   time.Duration // to the response header; -1 if none
 	response time.Duration // to the end of the body; -1 if not ended
 }
@@ -73,7 +74,7 @@ func (h *HTTP) logAccess(ctx context.Context, rs *reqState, status int, bytes in
 		slog.String("upstream_addr", joinAttempts(rs.attempts, func(a *attempt) string { return a.addr })),
 		slog.Int64("bytes", bytes),
 		slog.String("request_time", seconds(total)),
-		slog.String("upstream_connect_time", joinAttempts(rs.attempts, func(a *attempt) string { return seconds(max(a.connect, 0)) })),
+		slog.String("upstream_connect_time", joinAttempts(rs.attempts, connectTime)),
 		slog.String("upstream_header_time", joinAttempts(rs.attempts, func(a *attempt) string { return seconds(a.header) })),
 		slog.String("upstream_response_time", joinAttempts(rs.attempts, func(a *attempt) string { return seconds(a.response) })),
 	}
@@ -81,6 +82,15 @@ func (h *HTTP) logAccess(ctx context.Context, rs *reqState, status int, bytes in
 		attrs = append(attrs, slog.String("error", errText))
 	}
 	l.LogAttrs(ctx, slog.LevelInfo, "http", attrs...)
+}
+
+// connectTime is an attempt's upstream_connect_time: "-" when the target
+// was not reached, 0 on a reused connection.
+func connectTime(a *attempt) string {
+	if a.noTarget {
+		return "-"
+	}
+	return seconds(max(a.connect, 0))
 }
 
 // logMalformed logs a request that net/http answered itself before any

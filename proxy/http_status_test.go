@@ -165,7 +165,17 @@ func TestHTTPStatus502(t *testing.T) {
 		assert.EqualValues(t, 502, m["status"])
 		assert.Equal(t, "-", m["upstream_status"])
 		assert.Equal(t, "-", m["upstream_header_time"])
+		assert.Equal(t, "-", m["upstream_connect_time"], "no target was reached")
 		assert.Contains(t, m["error"], "connection refused")
+
+		// The same through ReverseProxy (a streamed body).
+		resp, err := client(t).Post("http://"+addr+"/", "text/plain", io.MultiReader(strings.NewReader("body")))
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, 502, resp.StatusCode)
+		m = lastLog(t, h, &logs)
+		assert.Equal(t, "POST", m["method"])
+		assert.Equal(t, "-", m["upstream_connect_time"], "no target was reached")
 	})
 	t.Run("reset", func(t *testing.T) {
 		tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {

@@ -203,6 +203,7 @@ func (h *HTTP) try(rs *reqState, out *http.Request) (*http.Response, error) {
 		dial := errors.As(err, &de)
 		if dial {
 			c.st.connectErrors.Add(1)
+			a.noTarget = true
 		}
 		if rs.canceled() || rs.bodyErr() != nil {
 			return nil, err // the client's doing, not the target's
