@@ -36,6 +36,7 @@ type udpBatch struct {
 	ns    int   // datagrams queued for the flow in sflow
 	sent  int   // of which sent
 	sbyte int   // bytes sent
+	lost  int   // earlier datagrams the target refused (ICMP), reported by sendmmsg
 	serr  error // the sendmmsg error, if any
 	sflow *udpFlow
 }
@@ -127,7 +128,7 @@ func (l *udpListener) flush() {
 	if up == nil {
 		return
 	}
-	b.sent, b.sbyte, b.serr = 0, 0, nil
+	b.sent, b.sbyte, b.lost, b.serr = 0, 0, 0, nil
 	up.sendq = n
 	err := up.rc.Write(up.writeBatch)
 	if (err != nil || b.serr != nil) && b.sent < n && up.closed.Load() {
@@ -139,8 +140,8 @@ func (l *udpListener) flush() {
 			err = up.rc.Write(up.writeBatch)
 		}
 	}
-	if b.sent < n {
-		p.stats.sendErrors.Add(uint64(n - b.sent))
+	if lost := n - b.sent + b.lost; lost > 0 {
+		p.stats.sendErrors.Add(uint64(lost))
 	}
 	if b.sent > 0 {
 		p.stats.datagramsIn.Add(uint64(b.sent))
@@ -169,9 +170,14 @@ func (up *udpUpstream) initBatch() {
 			case unix.EINTR:
 				continue
 			case unix.ECONNREFUSED:
-				// An ICMP error from an earlier datagram, reported now:
-				// that one was lost, this one was not sent; go on.
-				b.sent++
+				// An ICMP error from an earlier datagram, reported now
+				// instead of sending this one: that one was lost (and is
+				// counted), this one is sent again, the error being
+				// cleared. Bounded: a flood of errors gives up.
+				if b.lost++; b.lost > up.sendq {
+					b.serr = errno
+					return true
+				}
 				continue
 			default:
 				b.serr = errno

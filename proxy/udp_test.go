@@ -408,3 +408,33 @@ func TestUDPZeroAllocsEndToEnd(t *testing.T) {
 	require.Zero(t, allocs)
 	require.Equal(t, uint64(502), p.Stats().DatagramsIn)
 }
+
+// TestUDPRefusedTarget: datagrams to a target whose port is closed leave
+// the proxy, and the ICMP port-unreachable errors the kernel reports on the
+// target socket (on a later send or on the reply reader's read) are counted
+// as SendErrors; none of the client's datagrams is dropped unsent.
+func TestUDPRefusedTarget(t *testing.T) {
+	checkFDs(t)
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := pc.LocalAddr().String()
+	require.NoError(t, pc.Close())
+	b, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "dead", Addr: dead, Weight: 1}))
+	require.NoError(t, err)
+	p := &UDP{Flows: newTestFlows(t)}
+	p.SetUpstream(&Upstream{Name: "udp", Balancer: b})
+	addr := startUDPProxy(t, p, "udp4")
+	c := udpClient(t, "udp4", addr)
+	const n = 200
+	for i := range n {
+		_, err := fmt.Fprintf(c, "d%d", i)
+		require.NoError(t, err)
+	}
+	waitFor(t, "every datagram handled and the refusals reported", func() bool {
+		st := p.Stats()
+		return st.DatagramsIn == n && st.SendErrors > 0
+	})
+	st := p.Stats()
+	require.LessOrEqual(t, st.SendErrors, uint64(n), "one error per datagram at most")
+	require.Zero(t, st.NoTarget)
+}
