@@ -308,8 +308,9 @@ func DefaultFixed(f proxy.FixedResponse) ListenerOption {
 	return func(l *listenerConfig) { l.defFixed = &f }
 }
 
-// RequestTimeout is how long an HTTP client has to send a whole request;
-// then it gets 408. Default 60 s.
+// RequestTimeout is how long an HTTP client has to send a request's
+// headers, and then its body; then it gets 408 (see
+// proxy.HTTP.RequestTimeout). Default 60 s.
 func RequestTimeout(d time.Duration) ListenerOption {
 	return func(l *listenerConfig) { l.requestTimeout = d }
 }

@@ -102,10 +102,13 @@ type HTTP struct {
 	// request. Default: DefaultIdleTimeout.
 	IdleTimeout time.Duration
 
-	// RequestTimeout is how long a client has to send a whole request,
-	// headers and body, from its first byte; then it gets 408 and the
-	// connection is closed. Over HTTP/2 it bounds the body only (the
-	// stream gets 408; HTTP/2 has its own framing timeouts).
+	// RequestTimeout is how long a client has to send a request's
+	// headers, from when the proxy starts reading them, and then again
+	// its body, from when the headers have arrived; a client that takes
+	// longer gets 408 and the connection is closed. (A whole request may
+	// so take up to twice the timeout: net/http does not tell when a
+	// request's first byte arrived.) Over HTTP/2 it bounds the body only
+	// (the stream gets 408; HTTP/2 has its own framing timeouts).
 	// Default: DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
@@ -202,9 +205,9 @@ type Timeouts struct {
 	// Idle is the keep-alive idle timeout of connections accepted after
 	// the change (established ones keep theirs).
 	Idle time.Duration
-	// Request bounds the receipt of a whole request from its first byte:
-	// its headers on connections accepted after the change, its body from
-	// the next request on.
+	// Request bounds the receipt of a request's headers (on connections
+	// accepted after the change) and, apart, of its body (from the next
+	// request on); see HTTP.RequestTimeout.
 	Request time.Duration
 	// Connect bounds a connection attempt to a target.
 	Connect time.Duration

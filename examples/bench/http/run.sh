@@ -22,6 +22,7 @@ ONLY=${ONLY:-}          # e.g. ONLY="lbkit nginx"
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx || ! need haproxy; then
   if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null
     apt-get install -y wrk nginx haproxy >/dev/null
   else
     echo "needs wrk, nginx and haproxy (apt-get install -y wrk nginx haproxy)" >&2
