@@ -282,8 +282,8 @@ func TestLiveListeners(t *testing.T) {
 	_, ok := l.Addr("tcp2")
 	assert.False(t, ok)
 
-	// Removing an L7 listener lets a keep-alive connection's request
-	// finish; new connections are refused.
+	// Removing an L7 listener leaves its keep-alive connections serving
+	// until they idle out; new connections are refused.
 	kc, err := net.Dial("tcp", httpFront)
 	require.NoError(t, err)
 	defer kc.Close()
@@ -296,6 +296,17 @@ func TestLiveListeners(t *testing.T) {
 	require.NoError(t, l.RemoveListener("http"))
 	_, err = net.DialTimeout("tcp", httpFront, time.Second)
 	assert.Error(t, err, "a removed listener accepts nothing")
+	for _, path := range []string{"/two", "/three"} {
+		kc.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(kc, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err, "the kept-alive connection still serves after its listener left")
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Contains(t, string(b), " "+path+" ")
+	}
+	kc.Close()
 	ld.stop(t)
 }
 
