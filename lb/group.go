@@ -27,12 +27,13 @@ import (
 // discovery loop come from their own goroutines; all of them take g.mu, and
 // nothing holds g.mu while waiting for one of them.
 type group struct {
-	name   string
-	log    *slog.Logger
-	hooks  Hooks
-	bal    *balancer.Balancer
-	upPtr  atomic.Pointer[proxy.Upstream] // replaced when target TLS or PROXY protocol change
-	monPtr atomic.Pointer[healthcheck.Monitor]
+	name       string
+	log        *slog.Logger
+	hooks      Hooks
+	bal        *balancer.Balancer
+	newChecker func(*groupConfig) (healthcheck.Checker, io.Closer, error) // newChecker; tests replace it
+	upPtr      atomic.Pointer[proxy.Upstream]                             // replaced when target TLS or PROXY protocol change
+	monPtr     atomic.Pointer[healthcheck.Monitor]
 
 	// states is what sticky policies learn about targets, rebuilt on every
 	// change so their lookups read it without a lock.
@@ -69,17 +70,27 @@ func (g *group) mon() *healthcheck.Monitor { return g.monPtr.Load() }
 
 // newGroup starts a group from its configuration (already validated).
 func newGroup(cfg *groupConfig, log *slog.Logger, hooks Hooks) (*group, error) {
-	bal, err := balancer.New(balancer.WithAlgorithm(cfg.algo))
+	g, err := makeGroup(cfg, log, hooks)
 	if err != nil {
 		return nil, err
 	}
-	g := &group{name: cfg.name, log: log.With("group", cfg.name), hooks: hooks, bal: bal, members: map[string]*member{}}
-	g.states.Store(&map[string]sticky.TargetState{})
-	g.upPtr.Store(g.newUpstream(cfg))
 	if err := g.apply(cfg); err != nil {
 		g.close()
 		return nil, err
 	}
+	return g, nil
+}
+
+// makeGroup makes a group that runs nothing yet: apply (or prepare and
+// commit) gives it its configuration.
+func makeGroup(cfg *groupConfig, log *slog.Logger, hooks Hooks) (*group, error) {
+	bal, err := balancer.New(balancer.WithAlgorithm(cfg.algo))
+	if err != nil {
+		return nil, err
+	}
+	g := &group{name: cfg.name, log: log.With("group", cfg.name), hooks: hooks, bal: bal, newChecker: newChecker, members: map[string]*member{}}
+	g.states.Store(&map[string]sticky.TargetState{})
+	g.upPtr.Store(g.newUpstream(cfg))
 	return g, nil
 }
 
@@ -98,29 +109,82 @@ func (g *group) newUpstream(cfg *groupConfig) *proxy.Upstream {
 // checks, data-plane settings and static targets, each changed only if it
 // differs, so nothing established is disturbed.
 func (g *group) apply(cfg *groupConfig) error {
+	c, err := g.prepare(cfg)
+	if err != nil {
+		return err
+	}
+	return g.commit(c)
+}
+
+// groupChange is what applying a configuration to a group needs that may
+// fail to be made (a sticky policy, a monitor and its checker's socket).
+// prepare makes it before anything changes, so that a reconfiguration
+// whose resources cannot be had changes nothing; commit installs it.
+type groupChange struct {
+	cfg     *groupConfig
+	policy  sticky.Policy
+	sticky  bool // policy replaces the current one (nil: none)
+	mon     *healthcheck.Monitor
+	checker io.Closer
+}
+
+// prepare builds what applying cfg needs; it changes nothing.
+func (g *group) prepare(cfg *groupConfig) (*groupChange, error) {
+	g.mu.Lock()
+	old := g.cfg
+	g.mu.Unlock()
+	c := &groupChange{cfg: cfg}
+	if old == nil || !reflect.DeepEqual(old.stickiness, cfg.stickiness) {
+		p, err := g.newPolicy(cfg.stickiness)
+		if err != nil {
+			return nil, fmt.Errorf("target group %q: stickiness: %w", cfg.name, err)
+		}
+		c.policy, c.sticky = p, true
+	}
+	if old == nil || old.noHealth != cfg.noHealth || !healthEqual(old.health, cfg.health) ||
+		old.healthProtocol() != cfg.healthProtocol() || // the default check follows the group's protocol
+		old.ejectFailures != cfg.ejectFailures || old.ejectPeriod != cfg.ejectPeriod || old.ejectMaxPct != cfg.ejectMaxPct {
+		mon, checker, err := g.buildMonitor(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("target group %q: health check: %w", cfg.name, err)
+		}
+		c.mon, c.checker = mon, checker
+	}
+	return c, nil
+}
+
+// discard releases what prepare made, for a change that is not committed.
+func (c *groupChange) discard() {
+	if c.mon != nil {
+		c.mon.Close()
+	}
+	if c.checker != nil {
+		c.checker.Close()
+	}
+}
+
+// commit makes the running group match c's configuration with what
+// prepare made.
+func (g *group) commit(c *groupChange) error {
+	cfg := c.cfg
 	g.mu.Lock()
 	old := g.cfg
 	g.mu.Unlock()
 
 	if old == nil || old.algo != cfg.algo {
 		if err := g.bal.SetAlgorithm(cfg.algo); err != nil {
+			c.discard()
 			return err
 		}
 	}
-	if old == nil || !reflect.DeepEqual(old.stickiness, cfg.stickiness) {
-		p, err := g.newPolicy(cfg.stickiness)
-		if err != nil {
-			return fmt.Errorf("target group %q: stickiness: %w", cfg.name, err)
-		}
-		g.up().SetSticky(p)
+	if c.sticky {
+		g.up().SetSticky(c.policy)
 	}
 	if old != nil && (!tlsEqual(old.targetTLS, cfg.targetTLS) || old.proxyProtocol != cfg.proxyProtocol) {
 		g.upPtr.Store(g.newUpstream(cfg))
 	}
-	if old == nil || old.noHealth != cfg.noHealth || !healthEqual(old.health, cfg.health) ||
-		old.healthProtocol() != cfg.healthProtocol() || // the default check follows the group's protocol
-		old.ejectFailures != cfg.ejectFailures || old.ejectPeriod != cfg.ejectPeriod || old.ejectMaxPct != cfg.ejectMaxPct {
-		if err := g.replaceMonitor(cfg); err != nil {
+	if c.mon != nil {
+		if err := g.installMonitor(c.mon, c.checker); err != nil {
 			return fmt.Errorf("target group %q: health check: %w", cfg.name, err)
 		}
 	}
@@ -332,12 +396,12 @@ func buildPolicy(s Stickiness, state func(string) sticky.TargetState) (sticky.Po
 	return nil, fmt.Errorf("stickiness %s is unknown", s.Kind)
 }
 
-// replaceMonitor starts a monitor for cfg's health check with the group's
-// targets and stops the old one.
-func (g *group) replaceMonitor(cfg *groupConfig) error {
-	checker, closer, err := newChecker(cfg)
+// buildMonitor makes a monitor for cfg's health check, with no targets
+// yet, and the checker's resources to close with it.
+func (g *group) buildMonitor(cfg *groupConfig) (*healthcheck.Monitor, io.Closer, error) {
+	checker, closer, err := g.newChecker(cfg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	h := cfg.health
 	opts := []healthcheck.Option{healthcheck.WithOnChange(g.healthChanged)}
@@ -360,8 +424,14 @@ func (g *group) replaceMonitor(cfg *groupConfig) error {
 		if closer != nil {
 			closer.Close()
 		}
-		return err
+		return nil, nil, err
 	}
+	return mon, closer, nil
+}
+
+// installMonitor gives mon the group's targets and replaces the current
+// monitor and checker with mon and closer, closing the old ones.
+func (g *group) installMonitor(mon *healthcheck.Monitor, closer io.Closer) error {
 	// Targets keep their health across the swap: a new monitor of new
 	// settings must not send every target back to the initial state.
 	g.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/healthcheck"
 	"github.com/lbkit/lbkit/proxy"
 )
 
@@ -46,11 +48,15 @@ type LoadBalancer struct {
 	groups    map[string]*group
 	listeners map[string]*listener
 
-	logPtr   atomic.Pointer[slog.Logger] // read by serving goroutines, replaced by changes
-	hooksPtr atomic.Pointer[Hooks]
-	eg       errgroup.Group // serving and retiring proxies
-	closing  chan struct{}  // closed when the load balancer stops: retiring proxies close
-	retiring atomic.Int32   // proxies finishing in the background
+	logPtr atomic.Pointer[slog.Logger] // read by serving goroutines, replaced by changes
+
+	// newChecker, when set, replaces new groups' health-checker factory:
+	// tests use it to make one fail.
+	newChecker func(*groupConfig) (healthcheck.Checker, io.Closer, error)
+	hooksPtr   atomic.Pointer[Hooks]
+	eg         errgroup.Group // serving and retiring proxies
+	closing    chan struct{}  // closed when the load balancer stops: retiring proxies close
+	retiring   atomic.Int32   // proxies finishing in the background
 }
 
 // New returns a load balancer configured by opts, or an error listing every
@@ -272,27 +278,64 @@ func (l *LoadBalancer) reconcile(c *config) error {
 		}
 		fresh[lc.name] = li
 	}
-	// 2. Groups: new ones start, existing ones change.
+	// 2. Groups: new ones start, existing ones change. What can fail (a
+	// health checker's socket, a sticky policy) is made for every group
+	// first, so that a failure changes nothing.
+	type groupStep struct {
+		g     *group
+		c     *groupChange
+		fresh bool
+	}
+	var steps []groupStep
+	undo := func() {
+		for _, st := range steps {
+			st.c.discard()
+			if st.fresh {
+				st.g.close()
+			}
+		}
+		for _, f := range fresh {
+			f.closeSocket()
+		}
+	}
 	want := map[string]bool{}
 	for _, gc := range c.groups {
 		want[gc.name] = true
-		if g, ok := l.groups[gc.name]; ok {
-			if err := g.apply(gc); err != nil {
-				for _, f := range fresh {
-					f.closeSocket()
-				}
+		g, ok := l.groups[gc.name]
+		if !ok {
+			var err error
+			if g, err = makeGroup(gc, l.log(), l.hooks()); err != nil {
+				undo()
 				return err
 			}
-			continue
-		}
-		g, err := newGroup(gc, l.log(), l.hooks())
-		if err != nil {
-			for _, f := range fresh {
-				f.closeSocket()
+			if l.newChecker != nil {
+				g.newChecker = l.newChecker
 			}
+		}
+		ch, err := g.prepare(gc)
+		if err != nil {
+			if !ok {
+				g.close()
+			}
+			undo()
 			return err
 		}
-		l.groups[gc.name] = g
+		steps = append(steps, groupStep{g: g, c: ch, fresh: !ok})
+	}
+	var errs []error
+	for _, st := range steps {
+		if err := st.g.commit(st.c); err != nil {
+			// Not expected once prepared (the configuration was
+			// validated); the group keeps what it had.
+			errs = append(errs, err)
+			if st.fresh {
+				st.g.close()
+				continue
+			}
+		}
+		if st.fresh {
+			l.groups[st.g.name] = st.g
+		}
 	}
 	// 3. Listeners: removed or moved ones stop, new ones start, the rest
 	// change live.
@@ -307,7 +350,6 @@ func (l *LoadBalancer) reconcile(c *config) error {
 			l.log().Info("listener stopped", "listener", name)
 		}
 	}
-	var errs []error
 	for _, lc := range c.listeners {
 		if li := fresh[lc.name]; li != nil {
 			if err := l.serveListener(li, lc); err != nil {

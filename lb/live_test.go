@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/healthcheck"
 )
 
 // load sends traffic in the background until stopped, counting successes
@@ -420,4 +421,41 @@ func TestFixedSettingChangeRefusesNobody(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 	ld.stop(t)
+}
+
+// TestReconfigureFailureChangesNothing: a configuration that passes
+// validation but whose resources cannot be had (here a health checker that
+// fails to start, as an ICMP socket can without privileges) is refused
+// whole: the groups it would have changed keep their settings, nothing new
+// starts, and the next good configuration applies.
+func TestReconfigureFailureChangesNothing(t *testing.T) {
+	a := newEchoTarget(t, "a")
+	opts := func(algo balancer.Algorithm, extra ...Option) []Option {
+		return append([]Option{WithLogger(quietLog),
+			WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
+			WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Algorithm(algo), WithoutHealthCheck())}, extra...)
+	}
+	l := startLB(t, opts(balancer.RoundRobin)...)
+	l.mu.Lock()
+	l.newChecker = func(cfg *groupConfig) (healthcheck.Checker, io.Closer, error) {
+		if cfg.name == "udp" {
+			return nil, nil, errors.New("no ICMP socket")
+		}
+		return newChecker(cfg)
+	}
+	l.mu.Unlock()
+
+	err := l.Reconfigure(opts(balancer.LeastConnections,
+		WithListener("dns", UDP, "127.0.0.1:0", ForwardTo("udp")),
+		WithTargetGroup("udp", UDP, Target("127.0.0.1:53", ID("u"))))...)
+	require.ErrorContains(t, err, `target group "udp": health check: no ICMP socket`)
+	st := l.Stats()
+	require.Len(t, st.Groups, 1, "the new group did not start")
+	assert.Equal(t, balancer.RoundRobin, st.Groups[0].Algorithm, "the existing group kept its algorithm")
+	_, ok := l.Addr("dns")
+	assert.False(t, ok, "the new listener did not start")
+	assert.Equal(t, map[string]int{"a": 2}, nextFrom(t, addr(t, l, "tcp"), 2))
+
+	require.NoError(t, l.Reconfigure(opts(balancer.LeastConnections)...))
+	assert.Equal(t, balancer.LeastConnections, l.Stats().Groups[0].Algorithm)
 }
