@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -232,6 +233,11 @@ func (l *listenerConfig) l7Problems() []error {
 	}
 	if v := l.minTLS; v != 0 && v != tls.VersionTLS12 && v != tls.VersionTLS13 && v >= tls.VersionTLS12 {
 		add("minimum TLS version %#x is unknown", v)
+	}
+	if l.proto == HTTPS && !l.disableHTTP2 && len(l.ciphers) > 0 && l.minTLS < tls.VersionTLS13 &&
+		!slices.Contains(l.ciphers, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) && !slices.Contains(l.ciphers, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256) {
+		// net/http refuses to serve HTTP/2 with such a list.
+		add("cipher suites need TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 for HTTP/2; add one or disable HTTP/2")
 	}
 	for i, h := range l.clientHosts { // host patterns as in Rule.Host: the router says
 		if _, err := proxy.NewRouter(proxy.Action{Fixed: &proxy.FixedResponse{}}, proxy.Rule{Host: h, Action: proxy.Action{Fixed: &proxy.FixedResponse{}}}); err != nil {

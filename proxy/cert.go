@@ -173,7 +173,10 @@ type TLS struct {
 	MinVersion uint16
 
 	// CipherSuites lists the TLS 1.0–1.2 cipher suites accepted (TLS 1.3's
-	// are not configurable). Default: crypto/tls's secure list.
+	// are not configurable). With HTTP/2 on and MinVersion below TLS 1.3
+	// it must hold TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or
+	// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, as HTTP/2 requires.
+	// Default: crypto/tls's secure list.
 	CipherSuites []uint16
 
 	// ClientAuth turns on mutual TLS: tls.VerifyClientCertIfGiven makes a
@@ -196,6 +199,22 @@ type TLS struct {
 
 	// DisableHTTP2 turns HTTP/2 off (it is offered by ALPN otherwise).
 	DisableHTTP2 bool
+}
+
+// h2CipherProblem reports a cipher-suite list HTTP/2 cannot use: below
+// TLS 1.3 it needs TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or
+// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (RFC 9113 §9.2.2), and net/http
+// refuses to serve without one.
+func h2CipherProblem(suites []uint16, minVersion uint16, noHTTP2 bool) error {
+	if noHTTP2 || len(suites) == 0 || minVersion >= tls.VersionTLS13 {
+		return nil
+	}
+	for _, id := range suites {
+		if id == tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 || id == tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 {
+			return nil
+		}
+	}
+	return errors.New("tls: CipherSuites has neither TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 nor TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, which HTTP/2 requires; add one or set DisableHTTP2")
 }
 
 // tlsSetup is a compiled TLS.
@@ -222,6 +241,9 @@ func (t *TLS) compile() (*tlsSetup, error) {
 	}
 	if t.MinVersion != 0 && (t.MinVersion < tls.VersionTLS10 || t.MinVersion > tls.VersionTLS13) {
 		errs = append(errs, fmt.Errorf("tls: MinVersion %#x is unknown", t.MinVersion))
+	}
+	if err := h2CipherProblem(t.CipherSuites, t.MinVersion, t.DisableHTTP2); err != nil {
+		errs = append(errs, err)
 	}
 	ts := &tlsSetup{t: t}
 	for i, h := range t.ClientAuthHosts {

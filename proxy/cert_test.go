@@ -379,3 +379,80 @@ func TestHTTPSRequestTimeout408(t *testing.T) {
 }
 
 var _ = context.Background
+
+// TestHTTPTLSPolicy: the minimum version and the cipher suites a listener
+// is given are what its handshakes accept, and refused handshakes are
+// counted.
+func TestHTTPTLSPolicy(t *testing.T) {
+	ca := newCA(t)
+	var certs Certificates
+	require.NoError(t, certs.Set(WildcardOneLabel, ca.issue(t, false, "www.example.com")))
+	dial := func(addr string, cfg *tls.Config) error {
+		cfg.ServerName, cfg.RootCAs, cfg.NextProtos = "www.example.com", ca.pool, []string{"http/1.1"}
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+
+	t.Run("min version", func(t *testing.T) {
+		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), TLS: &TLS{Certificates: &certs, MinVersion: tls.VersionTLS13}}
+		addr := serve(t, h)
+		require.NoError(t, dial(addr, &tls.Config{}))
+		require.Error(t, dial(addr, &tls.Config{MaxVersion: tls.VersionTLS12}), "a TLS 1.2 client is refused")
+		waitFor(t, "the refused handshake counted", func() bool { return h.Stats().TLSHandshakeErrors == 1 })
+	})
+	t.Run("cipher suites", func(t *testing.T) {
+		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}}
+		addr := serve(t, h)
+		require.NoError(t, dial(addr, &tls.Config{MaxVersion: tls.VersionTLS12}))
+		require.Error(t, dial(addr, &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}}),
+			"a client offering only suites outside the policy is refused")
+		waitFor(t, "the refused handshake counted", func() bool { return h.Stats().TLSHandshakeErrors == 1 })
+	})
+	t.Run("cipher suites without HTTP/2's", func(t *testing.T) {
+		// net/http will not serve HTTP/2 without one of two suites: the
+		// proxy says so when it starts, instead of failing on the first
+		// connection.
+		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))),
+			TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}}}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		require.ErrorContains(t, h.Serve(ln), "which HTTP/2 requires; add one or set DisableHTTP2")
+		require.NoError(t, h.Close())
+		h = &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))),
+			TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}, DisableHTTP2: true}}
+		addr := serve(t, h)
+		require.NoError(t, dial(addr, &tls.Config{MaxVersion: tls.VersionTLS12}))
+	})
+}
+
+// TestHTTPServerFailureEndsServe: should net/http refuse a generation's
+// settings when it starts serving, Serve returns why instead of handing
+// connections to a server that is gone.
+func TestHTTPServerFailureEndsServe(t *testing.T) {
+	ca := newCA(t)
+	var certs Certificates
+	require.NoError(t, certs.Set(WildcardOneLabel, ca.issue(t, false, "www.example.com")))
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), TLS: &TLS{Certificates: &certs}}
+	require.NoError(t, h.setup())
+	// Past the proxy's own checks: a suite list net/http's HTTP/2 refuses.
+	h.tls.cfg.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	select {
+	case err := <-served:
+		require.ErrorContains(t, err, "proxy: HTTP server stopped")
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	require.NoError(t, h.Close())
+}

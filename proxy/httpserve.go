@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
@@ -23,7 +24,8 @@ type generation struct {
 	srv          *http.Server
 	ln           *chanListener
 	idle, header time.Duration
-	conns        atomic.Int64 // open connections
+	conns        atomic.Int64          // open connections
+	failed       atomic.Pointer[error] // why its server stopped serving by itself
 }
 
 // chanListener hands a generation's server the connections Serve accepted
@@ -81,7 +83,12 @@ func (h *HTTP) generation() (*generation, error) {
 	h.serving.Add(1)
 	go func() {
 		defer h.serving.Done()
-		_ = g.srv.Serve(g.ln) // returns when the generation is superseded or closed
+		// Serve returns when the generation is superseded or closed, or
+		// at once when net/http refuses the server's settings.
+		if err := g.srv.Serve(g.ln); !errors.Is(err, http.ErrServerClosed) {
+			g.failed.Store(&err)
+			g.ln.Close()
+		}
 	}()
 	return g, nil
 }
@@ -168,25 +175,30 @@ func (h *HTTP) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if !h.dispatch(c) {
-			return http.ErrServerClosed
+		if err := h.dispatch(c); err != nil {
+			return err
 		}
 	}
 }
 
-// dispatch hands c to the current generation's server, reporting false
-// (and closing c) when the proxy is closed.
-func (h *HTTP) dispatch(c net.Conn) bool {
+// dispatch hands c to the current generation's server. When the proxy is
+// closed, or the generation's server failed, it closes c and returns
+// http.ErrServerClosed or the failure.
+func (h *HTTP) dispatch(c net.Conn) error {
 	for {
 		g, err := h.generation()
 		if err != nil {
 			c.Close()
-			return false
+			return err
 		}
 		select {
 		case g.ln.ch <- c:
-			return true
+			return nil
 		case <-g.ln.done: // superseded meanwhile: take the next one
+			if e := g.failed.Load(); e != nil {
+				c.Close()
+				return fmt.Errorf("proxy: HTTP server stopped: %w", *e)
+			}
 		}
 	}
 }
