@@ -141,8 +141,9 @@ func (l *LoadBalancer) Serve(ctx context.Context) error {
 }
 
 // Shutdown stops the load balancer gracefully: listeners stop accepting at
-// once, established connections and requests finish until ctx is done, then
-// whatever is left is closed. Health checks and discovery stop. It returns
+// once, idle HTTP keep-alive connections close, established TCP connections
+// and HTTP requests in flight finish until ctx is done, then whatever is
+// left is closed. Health checks and discovery stop. It returns
 // ctx's error if connections had to be cut.
 func (l *LoadBalancer) Shutdown(ctx context.Context) error {
 	// Stop accepting under the lock, wait without it (so Stats, Diagnose
