@@ -557,6 +557,32 @@ func TestExcludeSpreadsRetries(t *testing.T) {
 	}
 }
 
+func TestRetryKeepsTheCycle(t *testing.T) {
+	// A retry must not consume the next request's turn: with one of two
+	// targets failing, requests alternate between them as they would
+	// without the failure, instead of every request starting on the
+	// failing one.
+	for _, algo := range []Algorithm{RoundRobin, LeastConnections} {
+		t.Run(algo.String(), func(t *testing.T) {
+			b := mustNew(t, WithAlgorithm(algo), WithTargets(targets(2)...))
+			first := map[string]int{}
+			for range 100 {
+				p, err := b.Pick(PickInfo{})
+				require.NoError(t, err)
+				first[p.Target.ID]++
+				if p.Target.ID == "t000" { // fails: retried elsewhere
+					r, err := b.Pick(PickInfo{Exclude: []string{"t000"}})
+					require.NoError(t, err)
+					require.Equal(t, "t001", r.Target.ID)
+					r.Done()
+				}
+				p.Done()
+			}
+			require.Equal(t, map[string]int{"t000": 50, "t001": 50}, first)
+		})
+	}
+}
+
 func TestPickTarget(t *testing.T) {
 	ts := targets(3)
 	ts[1].Health = Unhealthy

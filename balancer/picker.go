@@ -62,7 +62,20 @@ func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 		b.noTarget.Add(1)
 		return Pick{}, ErrNoTarget
 	}
-	i := s.pick(b, &info, 0)
+	var i uint32
+	if s.algo == RoundRobin && len(info.Exclude) > 0 {
+		// A retry takes the next target of the cycle without moving the
+		// cursor: were it to consume a slot, the next request would start
+		// where the failed one did, and with one slow target of two every
+		// request would start on it.
+		var ok bool
+		if i, ok = s.roundRobinAvoiding(b, info.Exclude); !ok {
+			b.noTarget.Add(1)
+			return Pick{}, ErrNoTarget
+		}
+	} else {
+		i = s.pick(b, &info, 0)
+	}
 	if len(info.Exclude) > 0 && excluded(info.Exclude, s.targets[i].t.ID) {
 		var ok bool
 		if i, ok = s.pickAvoiding(b, &info); !ok {
@@ -116,6 +129,20 @@ func (s *snapshot) pick(b *Balancer, info *PickInfo, attempt uint64) uint32 {
 	default: // Random
 		return s.alias.sample(s.rand())
 	}
+}
+
+// roundRobinAvoiding returns the first target of the cycle, from the
+// cursor on, that is not excluded, leaving the cursor where it is. ok is
+// false when every eligible target is excluded.
+func (s *snapshot) roundRobinAvoiding(b *Balancer, exclude []string) (uint32, bool) {
+	n := uint64(len(s.sched))
+	at := b.cursor.Load()
+	for k := range n {
+		if i := s.sched[(at+k)%n]; !excluded(exclude, s.targets[i].t.ID) {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // maxAvoidAttempts bounds the re-picks that try to avoid excluded targets
@@ -218,7 +245,13 @@ func (s *snapshot) leastConnections(b *Balancer, exclude []string) uint32 {
 		}
 		return x
 	}
-	start := int((b.cursor.Add(1) - 1) % uint64(n))
+	var at uint64
+	if len(exclude) > 0 {
+		at = b.cursor.Load() // a retry leaves the ties' rotation alone
+	} else {
+		at = b.cursor.Add(1) - 1
+	}
+	start := int(at % uint64(n))
 	best := s.elig[start]
 	bestOK := !excluded(exclude, s.targets[best].t.ID)
 	for k := 1; k < n; k++ {

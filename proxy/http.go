@@ -87,7 +87,8 @@ type HTTP struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
 	// proxy appends to it and takes the client IP from it (for stickiness,
 	// the log and Forwarded). From any other peer it is replaced by the
-	// peer's address. Nil trusts nobody.
+	// peer's address, and an X-Real-IP header is removed (only a trusted
+	// proxy's is passed on). Nil trusts nobody.
 	TrustedProxies *ACL
 
 	// Forwarded adds an RFC 7239 Forwarded header (kept and appended to
@@ -605,6 +606,10 @@ func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	if f.forwarded != "" {
 		hd["Forwarded"] = []string{f.forwarded}
 	}
+	if !f.trusted {
+		// Only a trusted proxy may tell targets who the client is.
+		delete(hd, "X-Real-Ip")
+	}
 }
 
 // fwdHeaders are the forwarding headers the proxy sends a target.
@@ -612,6 +617,7 @@ type fwdHeaders struct {
 	xff, proto []string
 	port       []string // nil: the proxy does not know its port
 	forwarded  string   // "" unless HTTP.Forwarded
+	trusted    bool     // the peer is a trusted proxy: its X-Real-IP is passed on
 }
 
 // forwarding returns the forwarding headers of rs's request:
@@ -624,7 +630,7 @@ func (h *HTTP) forwarding(rs *reqState) fwdHeaders {
 	peer := rs.peer.Addr()
 	trusted := h.trusted.Load().Allows(peer) && h.trusted.Load() != nil
 	prior := in.Header["X-Forwarded-For"]
-	var f fwdHeaders
+	f := fwdHeaders{trusted: trusted}
 	if hc := rs.hc; hc != nil {
 		if trusted && len(prior) > 0 {
 			f.xff = []string{xffValue(prior, peer, trusted)}

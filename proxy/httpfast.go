@@ -220,7 +220,7 @@ func (h *HTTP) writeRequest(bw *bufio.Writer, rs *reqState, addr string, body io
 	f := h.forwarding(rs)
 	conn := in.Header["Connection"]
 	for k, vv := range in.Header {
-		if skipRequestHeader(k, conn) || k == "X-Forwarded-Port" && f.port != nil {
+		if skipRequestHeader(k, conn) || k == "X-Forwarded-Port" && f.port != nil || k == "X-Real-Ip" && !f.trusted {
 			continue
 		}
 		if !validHeaderName(k) {

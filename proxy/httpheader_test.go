@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -105,8 +106,14 @@ func FuzzClientAddr(f *testing.F) {
 }
 
 func TestHTTPForwardedHeaders(t *testing.T) {
+	for _, slow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("slowOnly=%v", slow), func(t *testing.T) { testForwardedHeaders(t, slow) })
+	}
+}
+
+func testForwardedHeaders(t *testing.T, slow bool) {
 	tg := newTarget(t, "a", nil)
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), Forwarded: true}
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), Forwarded: true, slowOnly: slow}
 	addr := serve(t, h)
 	_, port, _ := net.SplitHostPort(addr)
 
@@ -121,6 +128,7 @@ func TestHTTPForwardedHeaders(t *testing.T) {
 			"X-Hop", "secret",
 			"Keep-Alive", "timeout=5",
 			"Proxy-Authorization", "Basic eA==",
+			"X-Real-IP", "6.6.6.6",
 		)+"\r\n")
 		require.Equal(t, 200, resp.StatusCode)
 		return tg.lastRequest()
@@ -134,7 +142,7 @@ func TestHTTPForwardedHeaders(t *testing.T) {
 	assert.Equal(t, port, r.Header.Get("X-Forwarded-Port"))
 	assert.Equal(t, "for=127.0.0.1;host=app.example;proto=http", r.Header.Get("Forwarded"))
 	assert.Equal(t, "app.example", r.Host)
-	for _, hop := range []string{"X-Hop", "Keep-Alive", "Proxy-Authorization"} {
+	for _, hop := range []string{"X-Hop", "Keep-Alive", "Proxy-Authorization", "X-Real-Ip"} {
 		assert.Empty(t, r.Header.Get(hop), hop)
 	}
 
@@ -145,6 +153,7 @@ func TestHTTPForwardedHeaders(t *testing.T) {
 	r = send()
 	assert.Equal(t, []string{"6.6.6.6, 127.0.0.1"}, r.Header["X-Forwarded-For"])
 	assert.Equal(t, "for=6.6.6.6, for=127.0.0.1;host=app.example;proto=http", r.Header.Get("Forwarded"))
+	assert.Equal(t, "6.6.6.6", r.Header.Get("X-Real-Ip"), "a trusted proxy's X-Real-IP is passed on")
 }
 
 func TestHTTPStickySourceUsesTrustedClient(t *testing.T) {

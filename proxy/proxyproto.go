@@ -69,6 +69,9 @@ func parseProxyHeader(br *bufio.Reader) (h proxyHeader, err error) {
 			h, err = proxyHeader{}, fmt.Errorf("%w: parser panic: %v", ErrBadProxyHeader, r)
 		}
 	}()
+	if err := fillV1Line(br); err != nil {
+		return proxyHeader{}, err
+	}
 	hdr, err := proxyproto.Read(br)
 	if err != nil {
 		if errors.Is(err, proxyproto.ErrNoProxyProtocol) || errors.Is(err, io.EOF) {
@@ -93,6 +96,40 @@ func parseProxyHeader(br *bufio.Reader) (h proxyHeader, err error) {
 		return proxyHeader{}, fmt.Errorf("%w: invalid addresses", ErrBadProxyHeader)
 	}
 	return h, nil
+}
+
+// maxV1Line is the longest PROXY v1 line, CRLF included (haproxy's
+// proxy-protocol.txt, section 2.1).
+const maxV1Line = 107
+
+// fillV1Line makes sure that a v1 header's whole line is in br's buffer
+// before go-proxyproto parses it: that parser refuses a line that did not
+// arrive in one read, so a header split across TCP segments (a sender that
+// writes it in two calls, a middlebox that splits it) would be refused.
+// The line is read up to its LF, at most maxV1Line bytes, within the
+// connection's deadline set by the caller. Anything that is not a v1
+// header is left for the parser.
+func fillV1Line(br *bufio.Reader) error {
+	n := 1
+	for {
+		b, err := br.Peek(n) // waits for n bytes, or an error
+		if len(b) < n {
+			if len(b) == 0 && err == io.EOF {
+				return nil // nothing at all: the parser says "no header"
+			}
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("%w: truncated: %v", ErrBadProxyHeader, err)
+		}
+		if k := min(len(b), len(proxySigV1)); !bytes.Equal(b[:k], proxySigV1[:k]) {
+			return nil // not v1: v2 (which go-proxyproto reads in full) or none
+		}
+		if b, _ = br.Peek(br.Buffered()); bytes.IndexByte(b, '\n') >= 0 || len(b) >= maxV1Line {
+			return nil // the whole line, or too long: the parser decides
+		}
+		n = len(b) + 1 // wait for one byte more
+	}
 }
 
 // proxySigPrefix reports whether b starts with a PROXY protocol signature

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"net/netip"
 	"testing"
+	"testing/iotest"
 
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/stretchr/testify/require"
@@ -38,11 +40,19 @@ func TestParseProxyHeader(t *testing.T) {
 		{name: "v1 bad port", in: []byte("PROXY TCP4 192.0.2.1 198.51.100.2 99999 443\r\n"), wantErr: true},
 		{name: "v1 no CRLF", in: []byte("PROXY TCP4 192.0.2.1 198.51.100.2 1 443\n"), wantErr: true},
 		{name: "v1 udp", in: []byte("PROXY UDP4 192.0.2.1 198.51.100.2 1 443\r\n"), wantErr: true},
+		{name: "v1 truncated", in: []byte("PROXY TCP4 192.0.2.1 198.51.100.2 1234"), wantErr: true},
+		{name: "v1 too long", in: []byte("PROXY TCP4 " + strings.Repeat("1", 120) + "\r\n"), wantErr: true},
 		{name: "v2 truncated", in: v2("192.0.2.1:1234", "198.51.100.2:443")[:20], wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(bytes.NewReader(tc.in), proxyHeaderBufSize)
 			h, err := parseProxyHeader(br)
+			// The same bytes one at a time (a header split across
+			// segments) give the same answer.
+			br1 := bufio.NewReaderSize(iotest.OneByteReader(bytes.NewReader(tc.in)), proxyHeaderBufSize)
+			h1, err1 := parseProxyHeader(br1)
+			require.Equal(t, err == nil, err1 == nil, "%v / %v", err, err1)
+			require.Equal(t, h.client, h1.client)
 			if tc.wantErr {
 				require.ErrorIs(t, err, ErrBadProxyHeader)
 				return

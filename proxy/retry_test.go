@@ -134,6 +134,31 @@ func TestRetryResponseTimeout(t *testing.T) {
 	assert.Zero(t, h2.Stats().Retries)
 }
 
+func TestRetryKeepsTheNextRequestsTurn(t *testing.T) {
+	// Two targets, one of which never answers: each request that starts
+	// on it is retried on the other, and the next request starts on the
+	// other too, as it would without the failure. A retry that consumed a
+	// round-robin turn made nearly every request start on the slow target
+	// and wait out the response timeout.
+	release := make(chan struct{})
+	defer close(release)
+	var slowGot atomic.Int64
+	slow := newTarget(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		slowGot.Add(1)
+		<-release
+	})
+	fast := newTarget(t, "fast", nil)
+	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", slow, fast)), ResponseTimeout: 50 * time.Millisecond}
+	addr := serve(t, h)
+	c := client(t)
+	for range 8 {
+		code, body := get(t, c, "http://"+addr+"/")
+		require.Equal(t, 200, code)
+		require.Equal(t, "fast", body)
+	}
+	assert.Equal(t, int64(4), slowGot.Load(), "half the requests start on each target")
+}
+
 func TestRetryNoneWithStickiness(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -104,6 +105,27 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 		}
 	}
 
+	untrustedCheck := p.TrustedProxies != nil && !trusted
+	if untrustedCheck && p.tls.Load() == nil {
+		// Look at what an untrusted client sends first before any target
+		// is contacted: a PROXY header is refused here, and the target
+		// never sees the connection. What was read goes to the target
+		// first.
+		first, sig, err := tc.sniff(p.headerTimeout())
+		switch {
+		case sig:
+			p.stats.headerUntrusted.Add(1)
+			refuse(RefusedProxyHeader, fmt.Errorf("from %s: %w", tc.peer, ErrUntrustedProxyHeader))
+			return
+		case err != nil:
+			tc.abort()
+			return
+		}
+		if len(first) > 0 {
+			rest, untrustedCheck = first, false
+		}
+	}
+
 	conn := tc.client
 	if cfg := p.tls.Load(); cfg != nil {
 		if rest != nil {
@@ -180,7 +202,58 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 	defer p.stats.active.Add(-1)
 	f.baseline(tc.clientTCP, tcpConnOf(target))
 
-	tc.forward(conn, target, rest, st)
+	tc.forward(conn, target, rest, untrustedCheck, st)
+}
+
+// firstBytesWait is how long a connection from an untrusted client on a
+// listener that speaks the PROXY protocol waits for the client's first
+// bytes before a target is dialed. Clients send at once (their first
+// segment follows the handshake's last ACK); a protocol in which the
+// server speaks first gets its target after this wait, and what its client
+// sends later is still checked before it is forwarded.
+const firstBytesWait = 100 * time.Millisecond
+
+// sniff reads the first bytes an untrusted client sends, waiting at most
+// firstBytesWait for the first of them and up to timeout for the rest of
+// what could still become a PROXY signature. sig reports a signature;
+// first is what was read, for the target; err is a failed read (EOF with
+// nothing read included).
+func (tc *tcpConn) sniff(timeout time.Duration) (first []byte, sig bool, err error) {
+	c := tc.client
+	start := time.Now()
+	if err := c.SetReadDeadline(start.Add(firstBytesWait)); err != nil {
+		return nil, false, err
+	}
+	var buf [16]byte // longer than either signature
+	n := 0
+	for {
+		m, rerr := c.Read(buf[n:])
+		n += m
+		s, partial := proxySigPrefix(buf[:n])
+		if s {
+			return nil, true, nil
+		}
+		if rerr != nil {
+			var ne net.Error
+			switch {
+			case errors.As(rerr, &ne) && ne.Timeout() && n == 0:
+				// Nothing yet: a server-first protocol, perhaps. The
+				// copy checks what comes later.
+				return nil, false, c.SetReadDeadline(time.Time{})
+			case rerr == io.EOF && n > 0:
+				return bytes.Clone(buf[:n]), false, nil // a copy sees EOF again
+			}
+			return nil, false, rerr
+		}
+		if !partial || n == len(buf) {
+			return bytes.Clone(buf[:n]), false, c.SetReadDeadline(time.Time{})
+		}
+		// A prefix of a signature: wait for the rest within the header
+		// timeout.
+		if err := c.SetReadDeadline(start.Add(timeout)); err != nil {
+			return nil, false, err
+		}
+	}
 }
 
 // connect picks targets and dials them until one answers, at most
@@ -261,9 +334,8 @@ func dialTarget(ctx context.Context, u *Upstream, addr string, timeout time.Dura
 // forward copies both ways until both directions have ended, then closes
 // both connections. A direction that ends with EOF half-closes its
 // destination (the FIN travels on); one that fails resets both.
-func (tc *tcpConn) forward(client, target net.Conn, rest []byte, st *targetState) {
+func (tc *tcpConn) forward(client, target net.Conn, rest []byte, untrustedCheck bool, st *targetState) {
 	p := tc.p
-	untrustedCheck := p.TrustedProxies != nil && rest == nil && !p.TrustedProxies.Allows(tc.peer.Addr())
 	done := make(chan error, 1)
 	p.wg.Add(1)
 	go func() {
