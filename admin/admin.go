@@ -2,9 +2,12 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -30,6 +33,8 @@ type config struct {
 	log     *slog.Logger
 	title   string
 	timeout time.Duration
+	token   string
+	hosts   []string
 }
 
 // WithReload sets the function POST /reload calls: typically it reads the
@@ -56,6 +61,23 @@ func WithTitle(s string) Option { return func(c *config) { c.title = s } }
 // WithReloadTimeout bounds a reload requested over HTTP. Default 30 s.
 func WithReloadTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
+// WithToken requires "Authorization: Bearer <token>" on every request that
+// changes something (POST /reload), compared in constant time; a missing
+// or wrong token is answered 401. Without a token such requests are
+// accepted only when they arrive on a loopback address. Read the token
+// from a file only its operators can read (the daemon's
+// -admin-token-file). Default: none.
+func WithToken(token string) Option { return func(c *config) { c.token = token } }
+
+// WithHosts adds host names the endpoint answers to, beside "localhost"
+// and IP addresses, which it always answers to. A request whose Host
+// names anything else is refused (403): that is what a hostile web page
+// sends after pointing its own name at the admin address (DNS
+// rebinding) to read /stats from a browser. Default: none.
+func WithHosts(names ...string) Option {
+	return func(c *config) { c.hosts = append(c.hosts, names...) }
+}
+
 // Handler is the admin endpoint of a load balancer, an http.Handler:
 //
 //	GET  /           the status page, HTML (?refresh=N reloads it every N seconds)
@@ -65,13 +87,29 @@ func WithReloadTimeout(d time.Duration) Option { return func(c *config) { c.time
 //	POST /reload     calls the reload function; 200, or 422 with every problem
 //	GET  /metrics    the handler given with WithMetrics
 //
-// It answers on whatever address it is served on: serve it on loopback
-// (the daemon's default) or behind access control, since it shows the
-// whole configuration and lets anyone who reaches it reload.
+// It protects itself from browsers and from whoever reaches it:
+//
+//   - Requests whose Host is not "localhost", an IP address or a name
+//     given with WithHosts are refused (403): DNS rebinding cannot read it.
+//   - Requests that change something (any method but GET, HEAD and
+//     OPTIONS) are refused (403) when a browser says they come from
+//     another site (Sec-Fetch-Site, or an Origin naming another host:
+//     net/http's CrossOriginProtection), so a page cannot make a visitor's
+//     browser post a form to /reload.
+//   - Those requests also need the bearer token given with WithToken
+//     (401 without it); with no token configured, they are accepted only
+//     on a loopback address (403 elsewhere).
+//
+// Reading is open to whoever reaches the endpoint, as the status page must
+// load in a browser: serve it on loopback (the daemon's default) or behind
+// access control, since it shows the whole configuration.
 type Handler struct {
-	lb  LoadBalancer
-	cfg config
-	mux *http.ServeMux
+	lb     LoadBalancer
+	cfg    config
+	mux    *http.ServeMux
+	cross  *http.CrossOriginProtection
+	hosts  map[string]bool // lower case
+	tokenH [sha256.Size]byte
 }
 
 // New returns the admin handler of l.
@@ -83,7 +121,12 @@ func New(l LoadBalancer, opts ...Option) *Handler {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
-	h := &Handler{lb: l, cfg: c, mux: http.NewServeMux()}
+	h := &Handler{lb: l, cfg: c, mux: http.NewServeMux(), cross: http.NewCrossOriginProtection(),
+		hosts: map[string]bool{"localhost": true}}
+	for _, n := range c.hosts {
+		h.hosts[strings.ToLower(strings.TrimSuffix(n, "."))] = true
+	}
+	h.tokenH = sha256.Sum256([]byte(c.token))
 	h.mux.HandleFunc("GET /{$}", h.status)
 	h.mux.HandleFunc("GET /stats", h.stats)
 	h.mux.HandleFunc("GET /diagnose", h.diagnose)
@@ -95,8 +138,84 @@ func New(l LoadBalancer, opts ...Option) *Handler {
 	return h
 }
 
-// ServeHTTP serves the admin endpoints.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the admin endpoints, after the checks described on
+// Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if code, why := h.refuse(r); code != 0 {
+		h.cfg.log.Warn("admin request refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "host", r.Host, "why", why)
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lbkit admin"`)
+		}
+		writeJSON(w, code, errorBody{Error: why})
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// refuse returns the status and reason to refuse r with, or 0.
+func (h *Handler) refuse(r *http.Request) (int, string) {
+	if !h.hostAllowed(r.Host) {
+		return http.StatusForbidden, "host " + strconv.Quote(r.Host) + " is not one this endpoint answers to (localhost, an IP address, or a name given to it)"
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return 0, ""
+	}
+	if err := h.cross.Check(r); err != nil {
+		return http.StatusForbidden, "cross-site request refused"
+	}
+	if h.cfg.token != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Hashes, so that the comparison's time says nothing of the
+		// token's length either.
+		if sum := sha256.Sum256([]byte(strings.TrimSpace(got))); !ok || subtle.ConstantTimeCompare(sum[:], h.tokenH[:]) != 1 {
+			return http.StatusUnauthorized, "this call needs the admin token: Authorization: Bearer <token>"
+		}
+		return 0, ""
+	}
+	if !loopback(r) {
+		return http.StatusForbidden, "changes over a non-loopback admin address need a token (WithToken, lbd -admin-token-file)"
+	}
+	return 0, ""
+}
+
+// hostAllowed reports whether a request's Host is one the endpoint answers
+// to: none (HTTP/1.0), an IP address, localhost, or a configured name.
+func (h *Handler) hostAllowed(host string) bool {
+	if host == "" {
+		return true
+	}
+	name := host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		name = hn
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(name, "]"), "["), ".")
+	if _, err := netip.ParseAddr(name); err == nil {
+		return true
+	}
+	return h.hosts[strings.ToLower(name)]
+}
+
+// loopback reports whether r arrived on a loopback address of the server
+// serving it; false when that is unknown.
+func loopback(r *http.Request) bool {
+	a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	default:
+		p, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return false
+		}
+		ap = p
+	}
+	return ap.Addr().Unmap().IsLoopback()
+}
 
 func (h *Handler) stats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, h.lb.Stats())

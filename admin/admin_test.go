@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -74,8 +75,70 @@ func newFixture(t *testing.T) *fixture {
 func do(t *testing.T, h http.Handler, method, target string) *httptest.ResponseRecorder {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+	h.ServeHTTP(rec, adminRequest(method, target, "127.0.0.1:9900"))
 	return rec
+}
+
+// adminRequest is a request to an admin endpoint served on local (the
+// address it arrived on, and its Host).
+func adminRequest(method, target, local string) *http.Request {
+	r := httptest.NewRequest(method, "http://"+local+target, nil)
+	la := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(local))
+	return r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, la))
+}
+
+func TestProtection(t *testing.T) {
+	f := newFixture(t)
+	reloads := 0
+	reload := admin.WithReload(func(context.Context) error { reloads++; return nil })
+	send := func(h http.Handler, method, target, local string, hdr ...string) int {
+		t.Helper()
+		r := adminRequest(method, target, local)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			if hdr[i] == "Host" {
+				r.Host = hdr[i+1]
+				continue
+			}
+			r.Header.Set(hdr[i], hdr[i+1])
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	h := admin.New(f.lb, admin.WithLogger(quiet), reload, admin.WithHosts("lb.internal"))
+	const lo = "127.0.0.1:9900"
+
+	// DNS rebinding: a hostile name pointed at the admin address.
+	assert.Equal(t, 403, send(h, "GET", "/stats", lo, "Host", "evil.example"))
+	assert.Equal(t, 403, send(h, "GET", "/", lo, "Host", "evil.example:9900"))
+	for _, host := range []string{"localhost:9900", "127.0.0.1:9900", "[::1]:9900", "lb.internal", "LB.Internal.:9900", "10.1.2.3"} {
+		assert.Equal(t, 200, send(h, "GET", "/stats", lo, "Host", host), host)
+	}
+
+	// Cross-site form posts are refused; a tool's POST is not.
+	assert.Equal(t, 403, send(h, "POST", "/reload", lo, "Origin", "http://evil.example"))
+	assert.Equal(t, 403, send(h, "POST", "/reload", lo, "Sec-Fetch-Site", "cross-site"))
+	assert.Equal(t, 0, reloads)
+	assert.Equal(t, 200, send(h, "POST", "/reload", lo, "Origin", "http://127.0.0.1:9900"))
+	assert.Equal(t, 200, send(h, "POST", "/reload", lo))
+	assert.Equal(t, 2, reloads)
+
+	// Without a token, changes only over loopback.
+	assert.Equal(t, 403, send(h, "POST", "/reload", "192.0.2.1:9900"))
+	assert.Equal(t, 200, send(h, "GET", "/stats", "192.0.2.1:9900"), "reading stays open")
+	assert.Equal(t, 2, reloads)
+
+	// With a token, changes need it, wherever they arrive.
+	ht := admin.New(f.lb, admin.WithLogger(quiet), reload, admin.WithToken("s3cret"))
+	for _, local := range []string{lo, "192.0.2.1:9900"} {
+		assert.Equal(t, 401, send(ht, "POST", "/reload", local))
+		assert.Equal(t, 401, send(ht, "POST", "/reload", local, "Authorization", "Bearer wrong"))
+		assert.Equal(t, 401, send(ht, "POST", "/reload", local, "Authorization", "s3cret"))
+		assert.Equal(t, 200, send(ht, "POST", "/reload", local, "Authorization", "Bearer s3cret"))
+	}
+	assert.Equal(t, 4, reloads)
+	assert.Equal(t, 403, send(ht, "POST", "/reload", lo, "Authorization", "Bearer s3cret", "Sec-Fetch-Site", "cross-site"),
+		"a token does not make a cross-site request acceptable")
 }
 
 func TestStats(t *testing.T) {

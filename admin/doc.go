@@ -17,6 +17,12 @@
 // The page is plain HTML from html/template, with no script; ?refresh=N
 // makes the browser reload it every N seconds.
 //
+// It protects itself: requests naming a host other than localhost, an IP
+// address or one given with WithHosts are refused (DNS rebinding), and
+// requests that change something are refused when a browser says they
+// come from another site, and need the token given with WithToken (or,
+// without one, must arrive on a loopback address).
+//
 // The package does not import Prometheus's client: a program that wants
 // /metrics passes metrics.Handler(l) with WithMetrics.
 //

@@ -34,6 +34,8 @@ func main() {
 type flags struct {
 	config          string
 	admin           string
+	adminTokenFile  string
+	adminHosts      string
 	logFormat       string
 	logLevel        string
 	demoTargets     bool
@@ -49,6 +51,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) int {
 	var f flags
 	fs.StringVar(&f.config, "config", "", "the configuration file, YAML (required)")
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:9900", "address of the admin endpoint: status page, /stats, /diagnose, /health, /metrics, POST /reload; empty for none. Keep it on loopback: it can reload")
+	fs.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token that POST /reload needs (Authorization: Bearer <token>); without one, such calls are accepted on a loopback admin address only")
+	fs.StringVar(&f.adminHosts, "admin-hosts", "", "comma-separated host names the admin endpoint answers to, beside localhost and IP addresses (others are refused: DNS rebinding)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&f.demoTargets, "demo-targets", false, "also start demo targets on the loopback addresses of the file's targets (http: answers its id; tcp and udp: echo prefixed with its id), to try a sample; started once, not on reloads")
@@ -138,11 +142,26 @@ func serve(ctx context.Context, fl flags, log *slog.Logger) error {
 
 	var adminSrv *http.Server
 	if fl.admin != "" {
+		var aopts []admin.Option
+		if fl.adminTokenFile != "" {
+			b, err := os.ReadFile(fl.adminTokenFile)
+			if err != nil {
+				return fmt.Errorf("admin token: %w", err)
+			}
+			tok := strings.TrimSpace(string(b))
+			if tok == "" {
+				return fmt.Errorf("admin token: %s is empty", fl.adminTokenFile)
+			}
+			aopts = append(aopts, admin.WithToken(tok))
+		}
+		if fl.adminHosts != "" {
+			aopts = append(aopts, admin.WithHosts(strings.Split(fl.adminHosts, ",")...))
+		}
 		ln, err := net.Listen("tcp", fl.admin)
 		if err != nil {
 			return fmt.Errorf("admin endpoint: %w", err)
 		}
-		adminSrv = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: d.adminHandler(aopts...), ReadHeaderTimeout: 10 * time.Second}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -212,7 +231,7 @@ func (d *daemon) stop(timeout time.Duration, why string) error {
 
 // adminHandler is the admin endpoint with /metrics: lbkit's metrics beside
 // the Go runtime's and the process's.
-func (d *daemon) adminHandler() http.Handler {
+func (d *daemon) adminHandler(opts ...admin.Option) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		metrics.NewCollector(d.lb),
@@ -220,12 +239,12 @@ func (d *daemon) adminHandler() http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	return admin.New(d.lb,
+	return admin.New(d.lb, append([]admin.Option{
 		admin.WithLogger(d.log),
-		admin.WithTitle("lbd "+d.path),
+		admin.WithTitle("lbd " + d.path),
 		admin.WithReload(func(ctx context.Context) error { return d.reload(ctx, "POST /reload") }),
 		admin.WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
-	)
+	}, opts...)...)
 }
 
 // problemList returns an error's problems one per entry.
