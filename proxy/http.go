@@ -19,6 +19,7 @@ import (
 
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/sticky"
 )
 
 // Defaults of the HTTP proxy, from the reference load balancers. The
@@ -364,6 +365,7 @@ type reqFields struct {
 	proto  string
 	tls    bool
 
+	sreq     sticky.Request // what stickiness keys on
 	tried    []string
 	attempts []attempt
 	choice   Choice
@@ -486,6 +488,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rs.up = route.upstream()
+	rs.sreq = sticky.Request{Cookies: r.Header["Cookie"], TLS: r.TLS != nil}
 	rs.client = clientAddr(r.Header["X-Forwarded-For"], rs.peer.Addr(), h.trusted.Load())
 	if r.Body != nil && r.Body != http.NoBody {
 		rs.body = &clientBody{src: r.Body, limit: maxBody, w: w, deadline: start.Add(h.tmo.Load().Request)}
@@ -673,7 +676,7 @@ func (h *HTTP) modifyResponseRP(resp *http.Response) error {
 // policy can set its cookie.
 func (h *HTTP) modifyResponse(rs *reqState, resp *http.Response) {
 	rs.upStatus = resp.StatusCode
-	rs.up.Remember(balancer.PickInfo{Source: rs.client}, rs.in, rs.choice, resp.Header)
+	rs.up.Remember(balancer.PickInfo{Source: rs.client}, &rs.sreq, rs.choice, sticky.Header(resp.Header))
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		rs.resp = respBody{rs: rs, src: resp.Body, at: rs.resp.at}
 		resp.Body = &rs.resp

@@ -142,7 +142,7 @@ func (h *HTTP) try(rs *reqState, out *http.Request) (*http.Response, error) {
 	req := out
 	var lastErr error
 	for n := 0; ; n++ {
-		c, err := up.Choose(balancer.PickInfo{Source: rs.client, Exclude: rs.tried}, rs.in)
+		c, err := up.Choose(balancer.PickInfo{Source: rs.client, Exclude: rs.tried}, &rs.sreq)
 		if err != nil {
 			if lastErr != nil {
 				return nil, lastErr

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -96,11 +95,12 @@ type Choice struct {
 // Choose picks the target for a new connection or request: the session's
 // remembered target when the sticky policy has one that may serve and is not
 // excluded, else the balancer's pick. info.Exclude lists targets already
-// tried for this connection. req is the client's HTTP request at L7, nil at
-// L4. The error wraps balancer.ErrNoTarget and names the group.
-func (u *Upstream) Choose(info balancer.PickInfo, req *http.Request) (Choice, error) {
+// tried for this connection. req is what stickiness keys on at L7 (the
+// request's cookies; its Source is info.Source), nil at L4. The error wraps
+// balancer.ErrNoTarget and names the group.
+func (u *Upstream) Choose(info balancer.PickInfo, req *sticky.Request) (Choice, error) {
 	if p := u.Sticky(); p != nil {
-		if id, ok := p.Lookup(sticky.Request{Source: info.Source, HTTP: req}); ok && !slices.Contains(info.Exclude, id) {
+		if id, ok := p.Lookup(stickyRequest(info, req)); ok && !slices.Contains(info.Exclude, id) {
 			if pick, ok := u.Balancer.PickTarget(id); ok {
 				return Choice{Pick: pick, Sticky: true, st: u.state(id)}, nil
 			}
@@ -114,12 +114,23 @@ func (u *Upstream) Choose(info balancer.PickInfo, req *http.Request) (Choice, er
 }
 
 // Remember tells the sticky policy, if any, that the connection or request
-// went to c's target. respHeader is the response header on its way to the
-// client at L7 (where a cookie policy sets or learns its cookie), nil at L4.
-func (u *Upstream) Remember(info balancer.PickInfo, req *http.Request, c Choice, respHeader http.Header) {
+// went to c's target. req is as for Choose; resp is the response header on
+// its way to the client at L7 (where a cookie policy sets or learns its
+// cookie), nil at L4.
+func (u *Upstream) Remember(info balancer.PickInfo, req *sticky.Request, c Choice, resp sticky.Response) {
 	if p := u.Sticky(); p != nil {
-		p.Remember(sticky.Request{Source: info.Source, HTTP: req}, c.Target.ID, respHeader)
+		p.Remember(stickyRequest(info, req), c.Target.ID, resp)
 	}
+}
+
+// stickyRequest is what a policy sees of a connection or request.
+func stickyRequest(info balancer.PickInfo, req *sticky.Request) sticky.Request {
+	if req == nil {
+		return sticky.Request{Source: info.Source}
+	}
+	r := *req
+	r.Source = info.Source
+	return r
 }
 
 // report passes a passive health signal to OnResult.

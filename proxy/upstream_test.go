@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net/http"
 	"net/netip"
 	"sync"
 	"testing"
@@ -26,7 +25,7 @@ func (p *mapPolicy) Lookup(r sticky.Request) (string, bool) {
 	return id, ok
 }
 
-func (p *mapPolicy) Remember(r sticky.Request, id string, _ http.Header) {
+func (p *mapPolicy) Remember(r sticky.Request, id string, _ sticky.Response) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.m[r.Source] = id

@@ -80,12 +80,12 @@ func (p *AppCookie) Name() string { return p.name }
 // refreshes the session. When the request carries several cookies of the
 // name, the first known one of the first few counts.
 func (p *AppCookie) Lookup(r Request) (string, bool) {
-	if r.HTTP == nil {
+	if len(r.Cookies) == 0 {
 		p.misses.Add(1)
 		return "", false
 	}
 	now := p.now()
-	sc := scanCookies(r.HTTP.Header, p.name)
+	sc := scanCookies(r.Cookies, p.name)
 	for range maxCandidates {
 		v, ok := sc.next()
 		if !ok {
@@ -111,18 +111,18 @@ func (p *AppCookie) Lookup(r Request) (string, bool) {
 	return "", false
 }
 
-// Remember learns from respHeader: each Set-Cookie of the name stores its
+// Remember learns from resp: each Set-Cookie of the name stores its
 // value → id (or, when it deletes the cookie, forgets the values r
 // carried). Without one, values r carried that the table knows are moved
 // to id. A new value is refused when the table is full of live sessions
 // (Stats.Refused). A nil header or an empty id is ignored.
-func (p *AppCookie) Remember(r Request, id string, respHeader http.Header) {
-	if respHeader == nil || id == "" {
+func (p *AppCookie) Remember(r Request, id string, resp Response) {
+	if resp == nil || id == "" {
 		return
 	}
 	now := p.now()
 	seen := false
-	for _, line := range respHeader["Set-Cookie"] {
+	for _, line := range resp.SetCookies() {
 		if setCookieName(line) != p.name {
 			continue
 		}
@@ -144,10 +144,10 @@ func (p *AppCookie) Remember(r Request, id string, respHeader http.Header) {
 			p.remembered.Add(1)
 		}
 	}
-	if seen || r.HTTP == nil {
+	if seen || len(r.Cookies) == 0 {
 		return
 	}
-	sc := scanCookies(r.HTTP.Header, p.name)
+	sc := scanCookies(r.Cookies, p.name)
 	for range maxCandidates {
 		v, ok := sc.next()
 		if !ok {
@@ -161,10 +161,7 @@ func (p *AppCookie) Remember(r Request, id string, respHeader http.Header) {
 
 // forget drops the values r carried.
 func (p *AppCookie) forget(r Request, now int64) {
-	if r.HTTP == nil {
-		return
-	}
-	sc := scanCookies(r.HTTP.Header, p.name)
+	sc := scanCookies(r.Cookies, p.name)
 	for range maxCandidates {
 		v, ok := sc.next()
 		if !ok {

@@ -3,6 +3,7 @@ package sticky
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,9 @@ func mustAppCookie(t testing.TB, opts ...Option) *AppCookie {
 }
 
 // sess returns a request carrying the given Cookie header lines.
-func sess(t testing.TB, lines ...string) Request { return Request{HTTP: httpReq(t, lines...)} }
+func sess(t testing.TB, lines ...string) Request {
+	return HTTPRequest(netip.Addr{}, httpReq(t, lines...))
+}
 
 // answer runs Remember for a response from target id with the given
 // Set-Cookie lines.
@@ -28,7 +31,7 @@ func answer(p *AppCookie, r Request, id string, setCookies ...string) {
 	for _, c := range setCookies {
 		h.Add("Set-Cookie", c)
 	}
-	p.Remember(r, id, h)
+	p.Remember(r, id, Header(h))
 }
 
 func TestAppCookieLearnsAndFollows(t *testing.T) {

@@ -205,9 +205,9 @@ func BenchmarkAppCookieLookup(b *testing.B) {
 		b.Run("impl=sticky/mode="+mode, func(b *testing.B) {
 			p := mustAppCookie(b, WithCapacity(n))
 			for i, v := range values {
-				p.Remember(Request{HTTP: reqs[i]}, "target-1", http.Header{"Set-Cookie": {"JSESSIONID=" + v + "; Path=/"}})
+				p.Remember(HTTPRequest(netip.Addr{}, reqs[i]), "target-1", Header(http.Header{"Set-Cookie": {"JSESSIONID=" + v + "; Path=/"}}))
 			}
-			runLookups(b, mode, n, func(i int) bool { _, ok := p.Lookup(Request{HTTP: reqs[i]}); return ok })
+			runLookups(b, mode, n, func(i int) bool { _, ok := p.Lookup(HTTPRequest(netip.Addr{}, reqs[i])); return ok })
 		})
 		b.Run("impl=mutexmap/mode="+mode, func(b *testing.B) {
 			m := &mutexStringMap{name: "JSESSIONID", m: map[string]string{}}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -115,9 +116,9 @@ func FuzzCookieValue(f *testing.F) {
 		} else if id != "" {
 			t.Fatalf("verdict %d with id %q", vd, id)
 		}
-		r := Request{HTTP: &http.Request{Header: http.Header{"Cookie": {p.Name() + "=" + v}}}}
+		r := HTTPRequest(netip.Addr{}, &http.Request{Header: http.Header{"Cookie": {p.Name() + "=" + v}}})
 		p.Lookup(r)
-		p.Remember(r, "t2", http.Header{})
+		p.Remember(r, "t2", Header(http.Header{}))
 	})
 }
 

@@ -158,13 +158,13 @@ func (p *Cookie) Name() string { return p.name }
 // counted by reason in Stats.BadCookies. When the request carries several
 // cookies of the name, the first valid one of the first few counts.
 func (p *Cookie) Lookup(r Request) (string, bool) {
-	if r.HTTP == nil {
+	if len(r.Cookies) == 0 {
 		p.misses.Add(1)
 		return "", false
 	}
 	ks := p.keys.Load()
 	now := p.clock.Now()
-	sc := scanCookies(r.HTTP.Header, p.name)
+	sc := scanCookies(r.Cookies, p.name)
 	firstBad := valid
 	for range maxCandidates {
 		v, ok := sc.next()
@@ -199,8 +199,8 @@ func (p *Cookie) Lookup(r Request) (string, bool) {
 // Secure when the request arrived over TLS or WithSecure(true). A nil
 // request or header, or an empty id, is ignored; an id longer than MaxIDLen
 // sets nothing and counts in Stats.Refused.
-func (p *Cookie) Remember(r Request, id string, respHeader http.Header) {
-	if r.HTTP == nil || respHeader == nil || id == "" {
+func (p *Cookie) Remember(r Request, id string, resp Response) {
+	if resp == nil || id == "" {
 		return
 	}
 	if len(id) > MaxIDLen {
@@ -209,7 +209,7 @@ func (p *Cookie) Remember(r Request, id string, respHeader http.Header) {
 	}
 	ks := p.keys.Load()
 	now := p.clock.Now()
-	sc := scanCookies(r.HTTP.Header, p.name)
+	sc := scanCookies(r.Cookies, p.name)
 	for range maxCandidates {
 		v, ok := sc.next()
 		if !ok {
@@ -220,7 +220,7 @@ func (p *Cookie) Remember(r Request, id string, respHeader http.Header) {
 			return
 		}
 	}
-	respHeader["Set-Cookie"] = append(respHeader["Set-Cookie"], p.issue(ks, id, now, r.HTTP.TLS != nil))
+	resp.AddSetCookie(p.issue(ks, id, now, r.TLS))
 	p.remembered.Add(1)
 	if m := p.ids.Load(); m == nil || (*m)[id] == "" {
 		p.intern(id)

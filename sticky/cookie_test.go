@@ -2,10 +2,10 @@ package sticky
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +26,7 @@ func mustCookie(t testing.TB, opts ...Option) *Cookie {
 func issued(t testing.TB, p *Cookie, id string) *http.Cookie {
 	t.Helper()
 	h := http.Header{}
-	p.Remember(Request{HTTP: httpReq(t)}, id, h)
+	p.Remember(HTTPRequest(netip.Addr{}, httpReq(t)), id, Header(h))
 	require.Len(t, h["Set-Cookie"], 1)
 	c, err := http.ParseSetCookie(h["Set-Cookie"][0])
 	require.NoError(t, err)
@@ -35,7 +35,7 @@ func issued(t testing.TB, p *Cookie, id string) *http.Cookie {
 
 // with returns a request carrying one cookie of p's name.
 func with(t testing.TB, p *Cookie, value string) Request {
-	return Request{HTTP: httpReq(t, p.Name()+"="+value)}
+	return HTTPRequest(netip.Addr{}, httpReq(t, p.Name()+"="+value))
 }
 
 // rawOf decodes a cookie value.
@@ -62,10 +62,10 @@ func TestCookieRoundTripAndDefaults(t *testing.T) {
 	assert.Equal(t, http.SameSiteLaxMode, c.SameSite)
 	requireHit(t, p, with(t, p, c.Value), "t1")
 
-	r := Request{HTTP: httpReq(t)}
-	r.HTTP.TLS = &tls.ConnectionState{}
+	r := HTTPRequest(netip.Addr{}, httpReq(t))
+	r.TLS = true
 	h := http.Header{}
-	p.Remember(r, "t1", h)
+	p.Remember(r, "t1", Header(h))
 	assert.Contains(t, h.Get("Set-Cookie"), "; Secure", "request over TLS")
 	assert.Equal(t, Stats{Hits: 1, Remembered: 2}, p.Stats())
 }
@@ -89,7 +89,7 @@ func TestCookieAttributes(t *testing.T) {
 			clk := newFakeClock()
 			p := mustCookie(t, append(tc.opts, WithClock(clk.Now))...)
 			h := http.Header{}
-			p.Remember(Request{HTTP: httpReq(t)}, "t1", h)
+			p.Remember(HTTPRequest(netip.Addr{}, httpReq(t)), "t1", Header(h))
 			line := h.Get("Set-Cookie")
 			name, rest, _ := strings.Cut(line, "=")
 			assert.Equal(t, p.Name(), name)
@@ -182,7 +182,7 @@ func TestCookieBadShapes(t *testing.T) {
 			assert.Equal(t, before.Misses+1, st.Misses)
 
 			h := http.Header{} // the caller picks and remembers: a new, good cookie
-			p.Remember(r, "t3", h)
+			p.Remember(r, "t3", Header(h))
 			c, err := http.ParseSetCookie(h.Get("Set-Cookie"))
 			require.NoError(t, err)
 			requireHit(t, p, with(t, p, c.Value), "t3")
@@ -199,7 +199,7 @@ func TestCookieKeyRotation(t *testing.T) {
 	require.NoError(t, p.RotateKey(b))
 	requireHit(t, p, with(t, p, old), "t1") // within the grace period
 	h := http.Header{}
-	p.Remember(with(t, p, old), "t1", h) // re-issued under the new key
+	p.Remember(with(t, p, old), "t1", Header(h)) // re-issued under the new key
 	renewed, err := http.ParseSetCookie(h.Get("Set-Cookie"))
 	require.NoError(t, err)
 	assert.NotEqual(t, old, renewed.Value)
@@ -262,7 +262,7 @@ func TestCookieRetiringKeyAccepted(t *testing.T) {
 func TestCookieRefresh(t *testing.T) {
 	setCookie := func(p *Cookie, v, id string) bool {
 		h := http.Header{}
-		p.Remember(with(t, p, v), id, h)
+		p.Remember(with(t, p, v), id, Header(h))
 		return len(h["Set-Cookie"]) > 0
 	}
 	clk := newFakeClock()
@@ -302,7 +302,7 @@ func TestCookieTargetDownAndBack(t *testing.T) {
 	st.set("a", Unusable)
 	requireMiss(t, p, r)
 	h := http.Header{}
-	p.Remember(r, "b", h) // the caller's new pick: a new cookie
+	p.Remember(r, "b", Header(h)) // the caller's new pick: a new cookie
 	c, err := http.ParseSetCookie(h.Get("Set-Cookie"))
 	require.NoError(t, err)
 	r2 := with(t, p, c.Value)
@@ -325,12 +325,12 @@ func TestCookieSeveralOfOneName(t *testing.T) {
 		{"LBKIT=" + v + "; LBKIT=junk"},
 	}
 	for _, lines := range cases {
-		requireHit(t, p, Request{HTTP: httpReq(t, lines...)}, "t1")
+		requireHit(t, p, HTTPRequest(netip.Addr{}, httpReq(t, lines...)), "t1")
 	}
 	assert.Zero(t, p.Stats().BadCookies.Total(), "a valid cookie among bad ones counts no bad one")
 	// Only the first maxCandidates of the name are tried.
 	lines := strings.Repeat("LBKIT=junk; ", maxCandidates) + "LBKIT=" + v
-	requireMiss(t, p, Request{HTTP: httpReq(t, lines)})
+	requireMiss(t, p, HTTPRequest(netip.Addr{}, httpReq(t, lines)))
 	assert.Equal(t, uint64(1), p.Stats().BadCookies.Garbage)
 }
 
@@ -341,7 +341,7 @@ func TestCookieIDLengths(t *testing.T) {
 		requireHit(t, p, with(t, p, issued(t, p, id).Value), id)
 	}
 	h := http.Header{}
-	p.Remember(Request{HTTP: httpReq(t)}, strings.Repeat("x", MaxIDLen+1), h)
+	p.Remember(HTTPRequest(netip.Addr{}, httpReq(t)), strings.Repeat("x", MaxIDLen+1), Header(h))
 	assert.Empty(t, h)
 	assert.Equal(t, uint64(1), p.Stats().Refused)
 }
@@ -363,9 +363,8 @@ func TestCookieWithoutHTTP(t *testing.T) {
 	p := mustCookie(t)
 	requireMiss(t, p, src("192.0.2.1"))
 	h := http.Header{}
-	p.Remember(src("192.0.2.1"), "t1", h)
-	p.Remember(Request{HTTP: httpReq(t)}, "t1", nil)
-	p.Remember(Request{HTTP: httpReq(t)}, "", h)
+	p.Remember(HTTPRequest(netip.Addr{}, httpReq(t)), "t1", nil)
+	p.Remember(HTTPRequest(netip.Addr{}, httpReq(t)), "", Header(h))
 	assert.Empty(t, h)
 	assert.Equal(t, Stats{Misses: 1}, p.Stats())
 }
@@ -380,11 +379,11 @@ func TestCookieAllocations(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { p.Lookup(r) }), "valid cookie")
 	bad := with(t, p, v[:len(v)-4]+"AAAA")
 	assert.Zero(t, testing.AllocsPerRun(1000, func() { p.Lookup(bad) }), "tampered cookie")
-	fresh := Request{HTTP: httpReq(t)}
+	fresh := HTTPRequest(netip.Addr{}, httpReq(t))
 	h := http.Header{"Set-Cookie": make([]string, 0, 1)}
 	allocs := testing.AllocsPerRun(1000, func() {
 		h["Set-Cookie"] = h["Set-Cookie"][:0]
-		p.Remember(fresh, "t1", h)
+		p.Remember(fresh, "t1", Header(h))
 	})
 	assert.Equal(t, 1.0, allocs, "issuing a cookie allocates its Set-Cookie line only")
 }

@@ -63,11 +63,11 @@
 //		}),
 //	)
 //	if err != nil { ... }
-//	r := sticky.Request{Source: clientIP, HTTP: req}
+//	r := sticky.HTTPRequest(clientIP, req)
 //	id, ok := p.Lookup(r)
 //	if !ok {
 //		id = pick() // the balancer's choice
 //	}
 //	resp := forward(id, req)
-//	p.Remember(r, id, resp.Header) // before the header is written
+//	p.Remember(r, id, sticky.Header(resp.Header)) // before the header is written
 package sticky

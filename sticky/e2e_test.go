@@ -80,7 +80,7 @@ func httpProxy(t *testing.T, addr string, p Policy, pk *picker, backends map[str
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		r := Request{Source: peer.Addr(), HTTP: req}
+		r := HTTPRequest(peer.Addr(), req)
 		id, ok := p.Lookup(r)
 		if !ok {
 			id = pk.pick()
@@ -89,7 +89,7 @@ func httpProxy(t *testing.T, addr string, p Policy, pk *picker, backends map[str
 			Transport: tr,
 			Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(backends[id]) },
 			ModifyResponse: func(resp *http.Response) error {
-				p.Remember(r, id, resp.Header)
+				p.Remember(r, id, Header(resp.Header))
 				return nil
 			},
 		}

@@ -21,7 +21,7 @@ func serve(p sticky.Policy, r sticky.Request, pick func() string) (id string, re
 		id = pick()
 	}
 	resp = http.Header{} // the target's response header, before it is written
-	p.Remember(r, id, resp)
+	p.Remember(r, id, sticky.Header(resp))
 	return id, resp
 }
 
@@ -74,19 +74,19 @@ func ExampleNewCookie() {
 	// cookie on the response.
 	first, _ := http.NewRequest(http.MethodGet, "http://example.com/", nil)
 	resp := http.Header{}
-	p.Remember(sticky.Request{HTTP: first}, "web-1", resp)
+	p.Remember(sticky.HTTPRequest(netip.Addr{}, first), "web-1", sticky.Header(resp))
 	fmt.Println(resp.Get("Set-Cookie"))
 
 	// The browser sends it back: the request goes to web-1.
 	next, _ := http.NewRequest(http.MethodGet, "http://example.com/cart", nil)
 	c, _ := http.ParseSetCookie(resp.Get("Set-Cookie"))
 	next.AddCookie(c)
-	fmt.Println(p.Lookup(sticky.Request{HTTP: next}))
+	fmt.Println(p.Lookup(sticky.HTTPRequest(netip.Addr{}, next)))
 
 	// A forged or damaged cookie is no cookie: a fresh pick, counted.
 	bad, _ := http.NewRequest(http.MethodGet, "http://example.com/", nil)
 	bad.Header.Set("Cookie", "SRV=web-2")
-	fmt.Println(p.Lookup(sticky.Request{HTTP: bad}))
+	fmt.Println(p.Lookup(sticky.HTTPRequest(netip.Addr{}, bad)))
 	fmt.Printf("%+v\n", p.Stats().BadCookies)
 	// Output:
 	// SRV=AQcNjAwAAAAAcN1Z1QFKWW1HhRbaKt2Qaq4XFRDmMmLb7a1B78FBa5nQWsZhb9k1Qs7tkYwN44g85TYzRD0; Path=/; Expires=Wed, 02 Jan 2030 03:24:05 GMT; Max-Age=1200; HttpOnly; SameSite=Lax
@@ -103,7 +103,7 @@ func ExampleCookie_RotateKey() {
 	}
 	r, _ := http.NewRequest(http.MethodGet, "http://example.com/", nil)
 	resp := http.Header{}
-	p.Remember(sticky.Request{HTTP: r}, "web-1", resp)
+	p.Remember(sticky.HTTPRequest(netip.Addr{}, r), "web-1", sticky.Header(resp))
 	c, _ := http.ParseSetCookie(resp.Get("Set-Cookie"))
 	r.AddCookie(c)
 
@@ -111,9 +111,9 @@ func ExampleCookie_RotateKey() {
 	if err := p.RotateKey(newKey); err != nil {
 		panic(err)
 	}
-	fmt.Println(p.Lookup(sticky.Request{HTTP: r})) // the old key verifies for 20 minutes
+	fmt.Println(p.Lookup(sticky.HTTPRequest(netip.Addr{}, r))) // the old key verifies for 20 minutes
 	resp = http.Header{}
-	p.Remember(sticky.Request{HTTP: r}, "web-1", resp)
+	p.Remember(sticky.HTTPRequest(netip.Addr{}, r), "web-1", sticky.Header(resp))
 	fmt.Println(len(resp["Set-Cookie"])) // re-issued under the new key
 	// Output:
 	// web-1 true
@@ -132,13 +132,13 @@ func ExampleNewAppCookie() {
 	}
 	// The application on web-2 starts a session; the balancer learns it.
 	login, _ := http.NewRequest(http.MethodPost, "http://example.com/login", nil)
-	p.Remember(sticky.Request{HTTP: login}, "web-2", http.Header{"Set-Cookie": {"JSESSIONID=8f14e45f; Path=/; HttpOnly"}})
-	p.Remember(sticky.Request{HTTP: login}, "web-3", http.Header{"Set-Cookie": {"JSESSIONID=c9f0f895; Path=/"}})
+	p.Remember(sticky.HTTPRequest(netip.Addr{}, login), "web-2", sticky.Header(http.Header{"Set-Cookie": {"JSESSIONID=8f14e45f; Path=/; HttpOnly"}}))
+	p.Remember(sticky.HTTPRequest(netip.Addr{}, login), "web-3", sticky.Header(http.Header{"Set-Cookie": {"JSESSIONID=c9f0f895; Path=/"}}))
 
 	for _, v := range []string{"8f14e45f", "c9f0f895", "made-up"} {
 		r, _ := http.NewRequest(http.MethodGet, "http://example.com/", nil)
 		r.Header.Set("Cookie", "JSESSIONID="+v)
-		id, ok := p.Lookup(sticky.Request{HTTP: r})
+		id, ok := p.Lookup(sticky.HTTPRequest(netip.Addr{}, r))
 		fmt.Printf("%s: %q %v\n", v, id, ok)
 	}
 	st := p.Stats()

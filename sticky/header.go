@@ -1,7 +1,6 @@
 package sticky
 
 import (
-	"net/http"
 	"strings"
 )
 
@@ -29,8 +28,8 @@ type cookieScanner struct {
 	parts int // parts left to read
 }
 
-func scanCookies(h http.Header, name string) cookieScanner {
-	return cookieScanner{lines: h["Cookie"], name: name, parts: maxCookieParts}
+func scanCookies(lines []string, name string) cookieScanner {
+	return cookieScanner{lines: lines, name: name, parts: maxCookieParts}
 }
 
 // next returns the next value, or false when there is none.

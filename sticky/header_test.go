@@ -10,7 +10,7 @@ import (
 )
 
 func scanAll(lines []string, name string) []string {
-	sc := scanCookies(http.Header{"Cookie": lines}, name)
+	sc := scanCookies(lines, name)
 	var got []string
 	for v, ok := sc.next(); ok; v, ok = sc.next() {
 		got = append(got, v)

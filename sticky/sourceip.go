@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
-	"net/http"
 	"net/netip"
 	"sync/atomic"
 )
@@ -81,8 +80,8 @@ func (p *SourceIP) Lookup(r Request) (string, bool) {
 // Remember records that r.Source was sent to target id, creating, moving
 // or refreshing its session. When the table is full of live sessions a new
 // client is refused and counted (Stats.Refused). An invalid Source or an
-// empty id is ignored. respHeader is not used.
-func (p *SourceIP) Remember(r Request, id string, _ http.Header) {
+// empty id is ignored. resp is not used.
+func (p *SourceIP) Remember(r Request, id string, _ Response) {
 	k, ok := p.key(r.Source)
 	if !ok || id == "" {
 		return

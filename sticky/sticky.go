@@ -46,10 +46,42 @@ type Request struct {
 	// client address the HTTP proxy trusts (X-Forwarded-For from a trusted
 	// hop, else the peer). A zero Source never matches a SourceIP entry.
 	Source netip.Addr
-	// HTTP is the client's request at L7 and nil at L4. The cookie kinds
-	// read its Cookie headers and, for Secure, whether it arrived over TLS.
-	HTTP *http.Request
+	// Cookies are the values of the request's Cookie header fields at L7,
+	// in order; nil at L4. The cookie kinds read them. A caller may pass
+	// strings that alias its own buffers: policies keep no reference to
+	// them after the call returns.
+	Cookies []string
+	// TLS reports that the request arrived over TLS: the Cookie kind then
+	// marks its cookie Secure.
+	TLS bool
 }
+
+// HTTPRequest returns the Request of an HTTP request r from the client at
+// source.
+func HTTPRequest(source netip.Addr, r *http.Request) Request {
+	return Request{Source: source, Cookies: r.Header["Cookie"], TLS: r.TLS != nil}
+}
+
+// Response is the response header on its way to the client at L7, as a
+// policy sees it: the Cookie kind adds its Set-Cookie, the AppCookie kind
+// reads the application's. An HTTP front end other than net/http's
+// implements it over its own representation; Header adapts an
+// http.Header.
+type Response interface {
+	// SetCookies returns the values of the response's Set-Cookie fields.
+	SetCookies() []string
+	// AddSetCookie adds a Set-Cookie field with the given value.
+	AddSetCookie(value string)
+}
+
+// Header is an http.Header as a Response.
+type Header http.Header
+
+// SetCookies returns h's Set-Cookie values.
+func (h Header) SetCookies() []string { return h["Set-Cookie"] }
+
+// AddSetCookie appends a Set-Cookie value to h.
+func (h Header) AddSetCookie(v string) { h["Set-Cookie"] = append(h["Set-Cookie"], v) }
 
 // Policy is session persistence of one kind: SourceIP, Cookie or AppCookie.
 // The TCP, UDP and HTTP proxies hold a Policy and never ask which kind it is.
@@ -61,7 +93,7 @@ type Request struct {
 //		id = pick() // the balancer's choice
 //	}
 //	... forward to id; at L7, before writing the response header:
-//	p.Remember(r, id, resp.Header) // nil header at L4
+//	p.Remember(r, id, sticky.Header(resp.Header)) // nil at L4
 //
 // A caller that cannot serve a returned id (it no longer knows it, or
 // connecting fails) picks again and Remembers the new choice, which moves
@@ -72,13 +104,13 @@ type Policy interface {
 	// has not expired and its state allows it (Usable, or Draining unless
 	// WithStopOnDrain). A hit refreshes the session's duration.
 	Lookup(r Request) (id string, ok bool)
-	// Remember records that r was sent to target id. respHeader is the
+	// Remember records that r was sent to target id. resp is the
 	// response header on its way to the client, nil at L4: the Cookie kind
 	// adds its Set-Cookie there, the AppCookie kind learns from the
 	// application's Set-Cookie in it. Call it on every forwarded request
 	// or new flow, hit or miss; it is how sessions are created, moved after
 	// a re-pick and, for Cookie, refreshed.
-	Remember(r Request, id string, respHeader http.Header)
+	Remember(r Request, id string, resp Response)
 }
 
 // Compile-time checks that every kind is a Policy.
