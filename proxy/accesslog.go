@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 // attempt is one try of a request on one target.
 type attempt struct {
 	addr     string
+	start    time.Time     // when the attempt started
 	status   int           // target's status; 0 if it gave none
 	connect  time.Duration // -1: reused connection (nginx logs 0)
 	noTarget bool          // the connection to the target failed: connect logs "-"
@@ -42,44 +44,53 @@ type attempt struct {
 //	                       response header
 //	upstream_response_time seconds from each attempt's start to the end of
 //	                       its response
+//	tls_version, sni       on HTTPS: "TLS 1.3", the server name asked for
 //	error                  why the proxy answered itself, when it did
 //
 // Several values (one per attempt, when retried) are joined by ", ", the
-// way nginx joins them.
-func (h *HTTP) logAccess(ctx context.Context, rs *reqState, status int, bytes int64, total time.Duration, errText string) {
+// way nginx joins them. Strings that alias the engine's buffers are copied.
+func (h *HTTP) logExchange(ex *exchange, status int) {
 	l := h.AccessLog
+	ctx := ex.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	if l == nil || !l.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	group := "-"
-	if rs.up != nil && rs.up.Name != "" {
-		group = rs.up.Name
+	if ex.up != nil && ex.up.Name != "" {
+		group = ex.up.Name
 	}
-	attrs := []slog.Attr{
-		slog.String("client", rs.peer.String()),
-		slog.String("client_ip", addrString(rs.client)),
-		slog.String("method", rs.method),
-		slog.String("host", rs.host),
-		slog.String("path", rs.path),
-		slog.String("proto", rs.proto),
-		slog.String("rule", rs.rule),
+	attrs := make([]slog.Attr, 0, 20)
+	attrs = append(attrs,
+		slog.String("client", ex.peer.String()),
+		slog.String("client_ip", addrString(ex.client)),
+		slog.String("method", strings.Clone(ex.method)),
+		slog.String("host", strings.Clone(ex.host)),
+		slog.String("path", strings.Clone(ex.path)),
+		slog.String("proto", ex.proto),
+		slog.String("rule", ex.rule),
 		slog.String("group", group),
 		slog.Int("status", status),
-		slog.String("upstream_status", joinAttempts(rs.attempts, func(a *attempt) string {
+		slog.String("upstream_status", joinAttempts(ex.attempts, func(a *attempt) string {
 			if a.status == 0 {
 				return "-"
 			}
 			return strconv.Itoa(a.status)
 		})),
-		slog.String("upstream_addr", joinAttempts(rs.attempts, func(a *attempt) string { return a.addr })),
-		slog.Int64("bytes", bytes),
-		slog.String("request_time", seconds(total)),
-		slog.String("upstream_connect_time", joinAttempts(rs.attempts, connectTime)),
-		slog.String("upstream_header_time", joinAttempts(rs.attempts, func(a *attempt) string { return seconds(a.header) })),
-		slog.String("upstream_response_time", joinAttempts(rs.attempts, func(a *attempt) string { return seconds(a.response) })),
+		slog.String("upstream_addr", joinAttempts(ex.attempts, func(a *attempt) string { return a.addr })),
+		slog.Int64("bytes", ex.sent),
+		slog.String("request_time", seconds(time.Since(ex.start))),
+		slog.String("upstream_connect_time", joinAttempts(ex.attempts, connectTime)),
+		slog.String("upstream_header_time", joinAttempts(ex.attempts, func(a *attempt) string { return seconds(a.header) })),
+		slog.String("upstream_response_time", joinAttempts(ex.attempts, func(a *attempt) string { return seconds(a.response) })),
+	)
+	if ex.tls != nil {
+		attrs = append(attrs, slog.String("tls_version", tls.VersionName(ex.tls.Version)), slog.String("sni", ex.tls.ServerName))
 	}
-	if errText != "" {
-		attrs = append(attrs, slog.String("error", errText))
+	if ex.errText != "" {
+		attrs = append(attrs, slog.String("error", ex.errText))
 	}
 	l.LogAttrs(ctx, slog.LevelInfo, "http", attrs...)
 }
@@ -93,14 +104,16 @@ func connectTime(a *attempt) string {
 	return seconds(max(a.connect, 0))
 }
 
-// logMalformed logs a request that net/http answered itself before any
-// handler ran (400, 431, 501, 505) or that timed out (408).
-func (h *HTTP) logMalformed(peer netip.AddrPort, status int) {
+// logRefused logs a request the proxy refused before it could route it
+// (400, 408, 414, 431, 501, 505), on HTTP and HTTPS alike; cs is the TLS
+// connection's state, nil for plain HTTP or when the handshake did not
+// complete.
+func (h *HTTP) logRefused(peer netip.AddrPort, status int, why string, cs *tls.ConnectionState) {
 	l := h.AccessLog
 	if l == nil {
 		return
 	}
-	l.LogAttrs(context.Background(), slog.LevelInfo, "http",
+	attrs := []slog.Attr{
 		slog.String("client", peer.String()),
 		slog.String("client_ip", addrString(peer.Addr())),
 		slog.Int("status", status),
@@ -109,8 +122,12 @@ func (h *HTTP) logMalformed(peer netip.AddrPort, status int) {
 		slog.String("upstream_connect_time", "-"),
 		slog.String("upstream_header_time", "-"),
 		slog.String("upstream_response_time", "-"),
-		slog.String("error", "request rejected before routing"),
-	)
+	}
+	if cs != nil {
+		attrs = append(attrs, slog.String("tls_version", tls.VersionName(cs.Version)), slog.String("sni", cs.ServerName))
+	}
+	attrs = append(attrs, slog.String("error", "request refused before routing: "+why))
+	l.LogAttrs(context.Background(), slog.LevelInfo, "http", attrs...)
 }
 
 func addrString(a netip.Addr) string {

@@ -202,8 +202,8 @@ func startTCPProxy(t testing.TB, p *TCP, network string) string {
 	return ln.Addr().String()
 }
 
-// exchange writes msg on c and reads len(msg)+extra bytes back.
-func exchange(t testing.TB, c net.Conn, msg string, extra int) string {
+// exchangeMsg writes msg on c and reads len(msg)+extra bytes back.
+func exchangeMsg(t testing.TB, c net.Conn, msg string, extra int) string {
 	t.Helper()
 	_, err := c.Write([]byte(msg))
 	require.NoError(t, err)

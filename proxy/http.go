@@ -5,21 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/flowtable"
-	"github.com/lbkit/lbkit/sticky"
 )
 
 // Defaults of the HTTP proxy, from the reference load balancers. The
@@ -45,20 +40,31 @@ const StatusClientClosed = 499
 // forwarded to a target the group's Upstream chooses (with stickiness),
 // retried on another target when that is safe, and logged.
 //
-// Forwarding follows net/http/httputil's ReverseProxy rules (hop-by-hop
-// headers, trailers, 1xx, streaming). Requests with no body or a small one
-// (up to 64 KiB, of known length) and no upgrade or 100-continue, nearly
-// all of them, take a fast path: the proxy writes them to a pooled HTTP/1.1
-// connection and reads the answer on the request's own goroutine, with no
-// goroutine per target connection. Upgrades (WebSocket), larger or chunked
-// uploads and 100-continue go through ReverseProxy and http.Transport.
-// Targets are always spoken to in HTTP/1.1.
+// Serve runs lbkit's own HTTP/1.1 engine on the listener: requests are
+// parsed in place by a strict RFC 9112 parser (whatever is ambiguous is
+// refused, never guessed, so that no request can be smuggled past the
+// proxy), the request head is written to the target straight from the
+// client's bytes with the forwarding headers added, and bodies stream
+// through, spliced between the sockets when both are plain TCP and the body
+// is long. Connections that negotiate HTTP/2 (ALPN h2, on HTTPS) are served
+// by net/http's HTTP/2 server, which calls ServeHTTP; HTTP is an
+// http.Handler too, for programs that mount it in their own server. Both
+// front ends share one forwarding core: rules, retries, stickiness,
+// timeouts, limits, circuit breakers, the access log and the counters exist
+// once. Targets are always spoken to in HTTP/1.1, on pooled keep-alive
+// connections (see Upstream.SetLimits for their circuit breakers).
 //
-// Performance: on loopback, a proxied request costs about twice nginx's
-// CPU time (see examples/bench/http), most of it in system calls and
-// net/http's server, and about 30 small allocations. The garbage collector
-// takes a few percent of that, so GOGC and GOMEMLIMIT can stay at their
-// defaults; set GOMEMLIMIT only to bound memory, as for any Go program.
+// Forwarding follows net/http/httputil's ReverseProxy rules: hop-by-hop
+// headers and those the Connection header lists are removed both ways,
+// X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Port and
+// X-Forwarded-Host are set (and Forwarded when asked for), query
+// parameters Go cannot parse are dropped, informational responses (103)
+// are passed on, and a 101 Switching Protocols (WebSocket) becomes a byte
+// tunnel. An Expect: 100-continue is answered by the proxy when it starts
+// reading the body, as nginx does.
+//
+// Performance: see docs/benchmarks.md; a proxied keep-alive request
+// allocates nothing with the access log off.
 //
 // Configure it by its fields before the first Serve or ServeHTTP and do not
 // change them afterwards; the zero value of each means its documented
@@ -66,14 +72,15 @@ const StatusClientClosed = 499
 // SetTrustedProxies, SetTimeouts and TLS.Certificates, all safe while
 // requests flow.
 //
-// The proxy answers these itself: 400 malformed request (net/http), 403
+// The proxy answers these itself: 400 malformed request or body, 403
 // client refused by the ACL, 408 request not received within
-// RequestTimeout, 413 body over MaxBodyBytes, 414 URI over MaxURILength, 421
-// Host and SNI differ where that would bypass mutual TLS, 431 headers over
-// MaxHeaderBytes, 501 unsupported Transfer-Encoding, 502 target refused,
-// reset or answered malformed, 503 no healthy target, 504 connect or
-// response timeout. 499 is logged (never sent) when the client goes away
-// first.
+// RequestTimeout, 413 body over MaxBodyBytes, 414 URI over MaxURILength, 417
+// unsupported expectation, 421 Host and SNI differ where that would bypass
+// mutual TLS, 431 headers over MaxHeaderBytes, 501 unsupported
+// Transfer-Encoding, 502 target refused, reset or answered malformed, 503
+// no healthy target or circuit breaker open, 504 connect or response
+// timeout, 505 HTTP version. 499 is logged (never sent) when the client goes
+// away first.
 type HTTP struct {
 	// Router routes requests; required (see NewRouter and Forward), unless
 	// SetRouter is called before the first request.
@@ -123,8 +130,8 @@ type HTTP struct {
 	// 504. Default: DefaultResponseTimeout.
 	ResponseTimeout time.Duration
 
-	// MaxHeaderBytes limits the request line and headers: above it, 431.
-	// Default: DefaultMaxHeaderBytes.
+	// MaxHeaderBytes limits the request line and headers, CRLFs included,
+	// exactly: above it, 431. Default: DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 
 	// MaxBodyBytes limits a request body: above it, 413. Default:
@@ -153,9 +160,10 @@ type HTTP struct {
 	// (response body bytes), request_time, upstream_connect_time,
 	// upstream_header_time, upstream_response_time (seconds with
 	// millisecond resolution; one value per attempt joined by ", " when
-	// retried; "-" when no target was reached), and error when the proxy
-	// answered itself. Requests net/http refused before routing (400,
-	// 431, 501 on plain HTTP) and 408s are logged too. Nil logs nothing.
+	// retried; "-" when no target was reached), tls_version and sni on
+	// HTTPS, and error when the proxy answered itself. Requests refused
+	// before routing (400, 408, 414, 431, 501, 505, on HTTP and HTTPS
+	// alike) are logged too. Nil logs nothing.
 	AccessLog *slog.Logger
 
 	// ErrorLog, if set, receives net/http's errors (TLS handshakes, ...)
@@ -176,29 +184,32 @@ type HTTP struct {
 	trusted atomic.Pointer[ACL]
 	tmo     atomic.Pointer[Timeouts]
 	tls     *tlsSetup
-	rp      *httputil.ReverseProxy
 	budget  *budget
 	retry   Retry
-	pool    sync.Pool // *reqState
-	bufs    sync.Pool // *[copyBufferSize]byte
 	stats   httpCounters
 
-	transports sync.Map // *Upstream → *transport
+	exchanges sync.Pool // *exchange
+	bufs      sync.Pool // *[copyBufferSize]byte
+	connBufs  sync.Pool // *[connBufSize]byte
+	pools     sync.Map  // *Upstream → *pool
+
+	draining atomic.Int64   // responses read in the background, see drainAbandoned
+	drainWG  sync.WaitGroup // their goroutines
 
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
 	mu        sync.Mutex    // guards the fields below
-	gens      []*generation // servers of connections, the current one last
+	gens      []*generation // HTTP/2 servers, the current one last
 	listeners []*listener
+	conns     map[*conn1]struct{} // the engine's connections
 	closed    bool
-	serving   sync.WaitGroup // the generations' serving goroutines
+	stopping  atomic.Bool           // Shutdown or Close was called
+	failed    atomic.Pointer[error] // why an HTTP/2 server stopped by itself
+	serving   sync.WaitGroup        // the generations' serving goroutines
+	engines   sync.WaitGroup        // the engine's connection goroutines
 
 	handlers inflight // requests in ServeHTTP, upgraded ones included
-
-	// slowOnly sends every request through ReverseProxy and
-	// http.Transport: tests compare the fast path with it.
-	slowOnly bool
 }
 
 // Timeouts are the HTTP proxy's timeouts that SetTimeouts changes at run
@@ -279,22 +290,6 @@ func (h *HTTP) setup() error {
 		h.retry = h.Retry.withDefaults()
 		h.budget = newBudget(h.retry, time.Now())
 		h.baseCtx, h.cancel = context.WithCancel(context.Background())
-		h.rp = &httputil.ReverseProxy{
-			Rewrite:        h.rewrite,
-			Transport:      roundTripper{h},
-			ModifyResponse: h.modifyResponseRP,
-			ErrorHandler:   h.errorHandlerRP,
-			BufferPool:     bufferPool{&h.bufs},
-			ErrorLog:       log.New(io.Discard, "", 0),
-			// FlushInterval 0: ReverseProxy flushes streamed responses (no
-			// Content-Length, event streams) at once by itself, and a
-			// response of known length goes out in one write.
-		}
-		if h.ErrorLog != nil {
-			h.rp.ErrorLog = slog.NewLogLogger(h.ErrorLog.Handler(), slog.LevelWarn)
-		}
-		h.pool.New = func() any { return &reqState{dial: new(dialTiming)} }
-		h.bufs.New = func() any { return new([copyBufferSize]byte) }
 	})
 	return h.initErr
 }
@@ -328,562 +323,135 @@ func (h *HTTP) SetTimeouts(t Timeouts) {
 	h.tmo.Store(&t)
 }
 
-func (h *HTTP) closeTransports() {
-	h.transports.Range(func(k, v any) bool {
-		v.(*transport).closeIdle()
-		return true
-	})
-}
-
-// connKey is the context key of the request's connection.
-type connKey struct{}
-
-// reqKey is the context key of the request's state.
-type reqKey struct{}
-
-// reqState is the state of one proxied request, pooled. dial outlives a
-// request (the transport's dialing goroutine may read it late), so reset
-// leaves it alone.
-type reqState struct {
-	dial *dialTiming
-	reqFields
-}
-
-// reqFields are a request's state that reset clears.
-type reqFields struct {
-	h      *HTTP
-	in     *http.Request
-	w      http.ResponseWriter
-	up     *Upstream
-	peer   netip.AddrPort
-	client netip.Addr
-	start  time.Time
-	rule   string
-	method string
-	host   string
-	path   string
-	proto  string
-	tls    bool
-
-	sreq     sticky.Request // what stickiness keys on
-	tried    []string
-	attempts []attempt
-	choice   Choice
-	chosen   bool // choice holds a live pick to release
-	upStatus int
-	status   int    // what the proxy answered itself, 0 if the target did
-	errText  string // why
-
-	body  *clientBody // nil without a body
-	resp  respBody
-	fast  h1Body // the fast path's response body
-	reply *replay
-
-	untrack func()    // ends an upgraded connection's registration
-	hc      *httpConn // nil when served by another server
-}
-
-// dialTiming passes a connect time from the transport's dialing goroutine
-// to the attempt.
-type dialTiming struct {
-	gen   atomic.Uint64 // bumped when the request state is recycled
-	nanos atomic.Int64  // the attempt's connect time; -1: none (a reused connection)
-}
-
-func (rs *reqState) reset() {
-	rs.dial.gen.Add(1)
-	rs.reqFields = reqFields{tried: rs.tried[:0], attempts: rs.attempts[:0]}
-}
-
-// ServeHTTP proxies one request. It makes HTTP an http.Handler too, for use
-// behind another server; Serve uses it.
-func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := h.setup(); err != nil {
-		http.Error(w, "proxy misconfigured", http.StatusInternalServerError)
-		return
+func (h *HTTP) maxHeaderBytes() int {
+	if h.MaxHeaderBytes > 0 {
+		return h.MaxHeaderBytes
 	}
-	start := time.Now()
-	h.handlers.add()
-	defer h.handlers.done()
-	var hc *httpConn
-	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
-		if hc = rawConn(c); hc != nil {
-			hc.served.Store(true)
-		}
+	return DefaultMaxHeaderBytes
+}
+
+func (h *HTTP) maxURILength() int {
+	if h.MaxURILength > 0 {
+		return h.MaxURILength
 	}
+	return DefaultMaxURILength
+}
+
+func (h *HTTP) maxBodyBytes() int64 {
+	if h.MaxBodyBytes > 0 {
+		return h.MaxBodyBytes
+	}
+	return DefaultMaxBodyBytes
+}
+
+// serveExchange decides what happens to a request both front ends have
+// read: the ACL (403, for connections accepted before an ACL change), the
+// mutual-TLS host check (421), the route (a redirect or a fixed response
+// answered here), the client address, and the forwarding. It finishes the
+// exchange.
+func (h *HTTP) serveExchange(ex *exchange) {
 	st := &h.stats
 	st.requests.Add(1)
 	st.activeRequests.Add(1)
 	defer st.activeRequests.Add(-1)
-
-	rs := h.pool.Get().(*reqState)
-	defer func() { rs.reset(); h.pool.Put(rs) }()
-	rs.h, rs.in, rs.w, rs.start, rs.hc = h, r, w, start, hc
-	if hc != nil {
-		// What r.RemoteAddr says, without parsing it again (its String
-		// form unmaps an IPv4-mapped address).
-		rs.peer = netip.AddrPortFrom(hc.peer.Addr().Unmap(), hc.peer.Port())
-	} else {
-		rs.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
-	}
-	rs.client = rs.peer.Addr().Unmap()
-	rs.method, rs.host, rs.path, rs.proto, rs.tls = r.Method, r.Host, r.URL.Path, r.Proto, r.TLS != nil
-	rs.rule = "-"
-
-	if !h.acl.Load().Allows(rs.peer.Addr()) {
+	ex.rule = "-"
+	ex.client = ex.peer.Addr()
+	defer func() {
+		if ex.chosen {
+			ex.release()
+		}
+	}()
+	if !h.acl.Load().Allows(ex.peer.Addr()) {
 		st.refusedRequests.Add(1)
 		if h.OnRefuse != nil {
-			h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: rs.peer, Reason: RefusedACL, Err: ErrDenied})
+			h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: ex.peer, Reason: RefusedACL, Err: ErrDenied})
 		}
-		h.answer(w, rs, http.StatusForbidden, "client refused by the ACL")
+		ex.answer(http.StatusForbidden, "client refused by the ACL")
 		return
 	}
 	h.budget.deposit()
-	maxURI := h.MaxURILength
-	if maxURI == 0 {
-		maxURI = DefaultMaxURILength
-	}
-	maxBody := h.MaxBodyBytes
-	if maxBody == 0 {
-		maxBody = DefaultMaxBodyBytes
-	}
-	switch {
-	case len(r.RequestURI) > maxURI:
-		h.answer(w, rs, http.StatusRequestURITooLong, "URI of "+strconv.Itoa(len(r.RequestURI))+" bytes is over the limit")
-		return
-	case r.ContentLength > maxBody:
-		w.Header().Set("Connection", "close")
-		h.answer(w, rs, http.StatusRequestEntityTooLarge, "body of "+strconv.FormatInt(r.ContentLength, 10)+" bytes is over the limit")
-		return
-	case h.tls.misdirected(r.Host, r.TLS):
-		h.stats.misdirected.Add(1)
-		h.answer(w, rs, http.StatusMisdirectedRequest, "Host "+r.Host+" needs client authentication its SNI did not")
+	if len(ex.target) > h.maxURILength() {
+		ex.answer(http.StatusRequestURITooLong, "URI of "+strconv.Itoa(len(ex.target))+" bytes is over the limit")
 		return
 	}
-	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
-		// net/http drops a Content-Length sent beside Transfer-Encoding
-		// before the handler sees the request, so the two cannot be told
-		// apart: every chunked request closes its connection afterwards,
-		// as RFC 9112 §6.1 asks for TE+CL (browsers send no chunked
-		// requests, so only odd clients pay a reconnection).
-		w.Header().Set("Connection", "close")
+	if ex.body.mode == bodyLength && ex.body.n > h.maxBodyBytes() {
+		ex.answer(http.StatusRequestEntityTooLarge, "body of "+strconv.FormatInt(ex.body.n, 10)+" bytes is over the limit")
+		return
 	}
-	stripH2C(r.Header)
-
+	if h.tls.misdirected(ex.host, ex.tls) {
+		st.misdirected.Add(1)
+		ex.answer(http.StatusMisdirectedRequest, "Host "+ex.host+" needs client authentication its SNI did not")
+		return
+	}
+	if ex.method == http.MethodConnect {
+		ex.answer(http.StatusMethodNotAllowed, "CONNECT is not proxied")
+		return
+	}
 	rt := h.router.Load()
 	if rt == nil {
-		h.answer(w, rs, http.StatusServiceUnavailable, "no router")
+		ex.answer(http.StatusServiceUnavailable, "no router")
 		return
 	}
-	route := rt.match(normalizeHost(r.Host), cleanPath(r.URL.Path))
-	rs.rule = route.name
+	route := rt.match(normalizeHost(ex.host), cleanPath(routingPath(ex.path)))
+	ex.rule = route.name
 	switch a := &route.action; {
 	case a.Redirect != nil:
-		rs.status = a.Redirect.serve(w, r, r.TLS != nil)
-		h.finish(rs, rs.status, 0)
+		code, loc := a.Redirect.location(ex.host, ex.path, ex.query, ex.tls != nil)
+		ex.respond(code, []string{"Location", loc}, "")
 		return
 	case a.Fixed != nil:
-		rs.status = a.Fixed.serve(w)
-		h.finish(rs, rs.status, int64(len(a.Fixed.Body)))
+		f := a.Fixed
+		ct := f.ContentType
+		if ct == "" && f.Body != "" {
+			ct = "text/plain; charset=utf-8"
+		}
+		var fields []string
+		if ct != "" {
+			fields = []string{"Content-Type", ct}
+		}
+		ex.respond(f.status(), fields, f.Body)
 		return
 	}
-	rs.up = route.upstream()
-	rs.sreq = sticky.Request{Cookies: r.Header["Cookie"], TLS: r.TLS != nil}
-	rs.client = clientAddr(r.Header["X-Forwarded-For"], rs.peer.Addr(), h.trusted.Load())
-	if r.Body != nil && r.Body != http.NoBody {
-		rs.body = &clientBody{src: r.Body, limit: maxBody, w: w, deadline: start.Add(h.tmo.Load().Request)}
-		r.Body = rs.body
-	}
+	ex.up = route.upstream()
+	trusted := h.trusted.Load()
+	ex.trust = trusted != nil && trusted.Allows(ex.peer.Addr())
+	ex.client = clientAddr(ex.xff, ex.peer.Addr(), trusted)
+	h.forward(ex)
+}
 
-	fast := !h.slowOnly && fastEligible(r, rs.body != nil)
-	defer func() {
-		if rs.reply != nil {
-			rs.reply.detach() // the transport may still hold the body
-		}
-		if rs.untrack != nil {
-			rs.untrack()
-		}
-		if rs.chosen {
-			rs.release()
-		}
-		if p := recover(); p != nil {
-			// ReverseProxy aborts with http.ErrAbortHandler when copying
-			// the response fails half-way (the client or the target went
-			// away): log what was sent, then let net/http close the
-			// connection.
-			status := rs.upStatus
-			if rs.canceled() {
-				status = StatusClientClosed
-			}
-			rs.errText = "response cut: " + fmt.Sprint(p)
-			h.finish(rs, status, rs.resp.n)
-			panic(p)
-		}
-	}()
-	if fast {
-		h.serveFast(w, rs)
+// routingPath returns the path routing matches: percent-encoding decoded,
+// as net/http's Request.URL.Path is, so that an encoded path cannot slip
+// past a rule.
+func routingPath(p string) string {
+	if strings.IndexByte(p, '%') < 0 {
+		return p
+	}
+	if d, err := url.PathUnescape(p); err == nil {
+		return d
+	}
+	return p
+}
+
+// respond writes a response the proxy makes (a redirect, a fixed
+// response) and finishes the exchange.
+func (ex *exchange) respond(code int, fields []string, body string) {
+	ex.status = code
+	if ex.c != nil {
+		ex.c.respond(ex, code, fields, body)
 	} else {
-		h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqKey{}, rs)))
-	}
-	status := rs.status
-	if status == 0 {
-		status = rs.upStatus
-	}
-	h.finish(rs, status, rs.resp.n)
-}
-
-// canceled reports whether the client went away (or the proxy closed):
-// the request's context is done, or its connection saw the client leave a
-// moment before net/http cancels that context.
-func (rs *reqState) canceled() bool {
-	return rs.in.Context().Err() != nil || rs.hc != nil && rs.hc.gone.Load()
-}
-
-// bodyErr returns why reading the client's body failed, if it did.
-func (rs *reqState) bodyErr() error {
-	if rs.body == nil {
-		return nil
-	}
-	return rs.body.failure()
-}
-
-// release ends the chosen target's request.
-func (rs *reqState) release() {
-	rs.chosen = false
-	rs.choice.st.activeRequests.Add(-1)
-	rs.choice.Done()
-}
-
-// answer writes the proxy's own response and finishes the request.
-func (h *HTTP) answer(w http.ResponseWriter, rs *reqState, code int, why string) {
-	rs.status, rs.errText = code, why
-	if code != StatusClientClosed {
-		body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
-		hd := w.Header()
-		hd.Set("Content-Type", "text/plain; charset=utf-8")
+		hd := ex.w.Header()
+		for i := 0; i+1 < len(fields); i += 2 {
+			hd.Set(fields[i], fields[i+1])
+		}
 		hd.Set("Content-Length", strconv.Itoa(len(body)))
-		hd.Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(code)
-		io.WriteString(w, body)
-		h.finish(rs, code, int64(len(body)))
-		return
-	}
-	h.finish(rs, code, 0)
-}
-
-// finish counts and logs a request once.
-func (h *HTTP) finish(rs *reqState, status int, n int64) {
-	if rs.h == nil { // already finished
-		return
-	}
-	h.stats.observe(status)
-	switch status {
-	case http.StatusRequestTimeout:
-		h.stats.requestTimeouts.Add(1)
-	case StatusClientClosed:
-		h.stats.clientClosed.Add(1)
-	}
-	h.logAccess(rs.in.Context(), rs, status, n, time.Since(rs.start), rs.errText)
-	rs.h = nil
-}
-
-// rewrite builds the outgoing request's headers (ReverseProxy has already
-// removed hop-by-hop headers and the incoming Forwarded and X-Forwarded-*).
-func (h *HTTP) rewrite(pr *httputil.ProxyRequest) {
-	rs := pr.In.Context().Value(reqKey{}).(*reqState)
-	in, out := pr.In, pr.Out
-	out.URL.Scheme = "http"
-	if rs.up.TLS != nil {
-		out.URL.Scheme = "https"
-	}
-	out.URL.Host = "target" // set per attempt
-	out.Host = in.Host
-	f := h.forwarding(rs)
-	hd := out.Header
-	hd["X-Forwarded-For"] = f.xff
-	hd["X-Forwarded-Proto"] = f.proto
-	if f.port != nil {
-		hd["X-Forwarded-Port"] = f.port
-	}
-	hd["X-Forwarded-Host"] = []string{in.Host}
-	if f.forwarded != "" {
-		hd["Forwarded"] = []string{f.forwarded}
-	}
-	if !f.trusted {
-		// Only a trusted proxy may tell targets who the client is.
-		delete(hd, "X-Real-Ip")
-	}
-}
-
-// fwdHeaders are the forwarding headers the proxy sends a target.
-type fwdHeaders struct {
-	xff, proto []string
-	port       []string // nil: the proxy does not know its port
-	forwarded  string   // "" unless HTTP.Forwarded
-	trusted    bool     // the peer is a trusted proxy: its X-Real-IP is passed on
-}
-
-// forwarding returns the forwarding headers of rs's request:
-// X-Forwarded-For with the peer appended to a trusted peer's, or the peer
-// alone; the scheme and port the client used; and Forwarded when asked
-// for, appended to a trusted peer's. The values computed once per client
-// connection are shared, read-only.
-func (h *HTTP) forwarding(rs *reqState) fwdHeaders {
-	in := rs.in
-	peer := rs.peer.Addr()
-	trusted := h.trusted.Load().Allows(peer) && h.trusted.Load() != nil
-	prior := in.Header["X-Forwarded-For"]
-	f := fwdHeaders{trusted: trusted}
-	if hc := rs.hc; hc != nil {
-		if trusted && len(prior) > 0 {
-			f.xff = []string{xffValue(prior, peer, trusted)}
-		} else {
-			f.xff = hc.xff
+		ex.w.WriteHeader(code)
+		if body != "" {
+			_, _ = io.WriteString(ex.w, body)
 		}
-		f.proto, f.port = hc.proto, hc.port
-	} else {
-		f.xff = []string{xffValue(prior, peer, trusted)}
-		f.proto = []string{scheme(in)}
-		if la, ok := in.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
-			f.port = []string{strconv.Itoa(la.Port)}
-		}
+		ex.sent = int64(len(body))
+		ex.started = true
 	}
-	if h.Forwarded {
-		f.forwarded = forwardedValue(peer, in.Host, scheme(in))
-		if prior := in.Header["Forwarded"]; trusted && len(prior) > 0 {
-			f.forwarded = strings.Join(prior, ", ") + ", " + f.forwarded
-		}
-	}
-	return f
-}
-
-// scheme returns the scheme the client used.
-func scheme(r *http.Request) string {
-	if r.TLS != nil {
-		return "https"
-	}
-	return "http"
-}
-
-// modifyResponseRP is ReverseProxy's ModifyResponse.
-func (h *HTTP) modifyResponseRP(resp *http.Response) error {
-	h.modifyResponse(resp.Request.Context().Value(reqKey{}).(*reqState), resp)
-	return nil
-}
-
-// modifyResponse runs when a target's response header arrives, before it is
-// written to the client: stickiness is remembered here, so that a cookie
-// policy can set its cookie.
-func (h *HTTP) modifyResponse(rs *reqState, resp *http.Response) {
-	rs.upStatus = resp.StatusCode
-	rs.up.Remember(balancer.PickInfo{Source: rs.client}, &rs.sreq, rs.choice, sticky.Header(resp.Header))
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		rs.resp = respBody{rs: rs, src: resp.Body, at: rs.resp.at}
-		resp.Body = &rs.resp
-		return
-	}
-	// An upgraded connection (WebSocket) lives on with its target: it is
-	// registered so that draining the target closes it at the deadline.
-	// Plain requests are not: they end by themselves well before any
-	// sensible drain delay, and registering each would cost a lock.
-	rs.untrack = rs.choice.st.track(resp.Body)
-}
-
-// errorHandlerRP is ReverseProxy's ErrorHandler.
-func (h *HTTP) errorHandlerRP(w http.ResponseWriter, r *http.Request, err error) {
-	h.errorHandler(w, r.Context().Value(reqKey{}).(*reqState), err)
-}
-
-// errorHandler answers when no target gave a response.
-func (h *HTTP) errorHandler(w http.ResponseWriter, rs *reqState, err error) {
-	code, why := h.classify(rs, rs.in, err)
-	switch code {
-	case http.StatusRequestTimeout, http.StatusRequestEntityTooLarge:
-		w.Header().Set("Connection", "close")
-	case http.StatusServiceUnavailable:
-		h.stats.noTarget.Add(1)
-	}
-	rs.status, rs.errText = code, why
-	if code == StatusClientClosed {
-		return
-	}
-	body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
-	hd := w.Header()
-	hd.Set("Content-Type", "text/plain; charset=utf-8")
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(code)
-	io.WriteString(w, body)
-	rs.resp.n = int64(len(body))
-}
-
-// classify maps a failed request to the proxy's answer.
-func (h *HTTP) classify(rs *reqState, r *http.Request, err error) (int, string) {
-	if be := rs.bodyErr(); be != nil {
-		switch {
-		case errors.Is(be, errBodyTooLarge):
-			return http.StatusRequestEntityTooLarge, "body over the limit"
-		case isTimeout(be):
-			return http.StatusRequestTimeout, "request body not received in time"
-		}
-		return StatusClientClosed, "client body: " + be.Error()
-	}
-	if rs.canceled() && h.baseCtx.Err() == nil {
-		return StatusClientClosed, "client went away"
-	}
-	var de *dialError
-	switch {
-	case errors.Is(err, balancer.ErrNoTarget):
-		return http.StatusServiceUnavailable, err.Error()
-	case errors.As(err, &de):
-		if isTimeout(de.err) {
-			return http.StatusGatewayTimeout, "connect: " + de.err.Error()
-		}
-		return http.StatusBadGateway, "connect: " + de.err.Error()
-	case isTimeout(err):
-		return http.StatusGatewayTimeout, "response timeout"
-	}
-	return http.StatusBadGateway, err.Error()
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
-}
-
-// errBodyTooLarge is a client body's read error past MaxBodyBytes.
-var errBodyTooLarge = errors.New("proxy: request body over the limit")
-
-// clientBody wraps the client's request body: it enforces MaxBodyBytes on
-// bodies of unknown length, bounds the wait for the body by the request
-// timeout (a read deadline on the connection, set on first read and cleared
-// at the end, so bodiless requests pay nothing), and remembers why reading
-// failed so the answer can be 408 or 413 rather than 502. Reads come from
-// the transport's goroutine, through a replay that the handler detaches
-// before the request state is recycled.
-type clientBody struct {
-	src      io.ReadCloser
-	w        http.ResponseWriter
-	limit    int64
-	deadline time.Time
-
-	mu    sync.Mutex // guards the fields below
-	rc    *http.ResponseController
-	n     int64
-	armed bool
-	done  bool
-	err   error
-}
-
-func (b *clientBody) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	if err := b.err; err != nil {
-		b.mu.Unlock()
-		return 0, err
-	}
-	if !b.armed {
-		b.armed = true
-		b.rc = http.NewResponseController(b.w)
-		_ = b.rc.SetReadDeadline(b.deadline)
-	}
-	b.mu.Unlock()
-	n, err := b.src.Read(p)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.n += int64(n)
-	if b.n > b.limit {
-		b.err = errBodyTooLarge
-		return n, b.err
-	}
-	switch {
-	case err == io.EOF:
-		b.disarmLocked()
-	case err != nil:
-		b.err = err
-	}
-	return n, err
-}
-
-// failure returns why reading failed, if it did.
-func (b *clientBody) failure() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err
-}
-
-func (b *clientBody) disarmLocked() {
-	if b.armed && !b.done {
-		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-}
-
-func (b *clientBody) Close() error {
-	b.mu.Lock()
-	b.disarmLocked()
-	b.mu.Unlock()
-	return b.src.Close()
-}
-
-// respBody wraps a target's response body to count bytes and time its end.
-type respBody struct {
-	rs   *reqState
-	src  io.ReadCloser
-	n    int64
-	at   time.Time // the attempt's start
-	done bool
-}
-
-func (b *respBody) Read(p []byte) (int, error) {
-	n, err := b.src.Read(p)
-	b.n += int64(n)
-	if err != nil {
-		b.end()
-	}
-	return n, err
-}
-
-func (b *respBody) end() {
-	if !b.done {
-		b.done = true
-		if k := len(b.rs.attempts); k > 0 {
-			b.rs.attempts[k-1].response = time.Since(b.at)
-		}
-	}
-}
-
-func (b *respBody) Close() error {
-	b.end()
-	return b.src.Close()
-}
-
-// copyBufferSize is the size of ReverseProxy's copy buffers.
-const copyBufferSize = 32 << 10
-
-// bufferPool is ReverseProxy's copy buffers, pooled as array pointers so
-// that Put allocates nothing.
-type bufferPool struct{ p *sync.Pool }
-
-func (b bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
-
-func (b bufferPool) Put(buf []byte) {
-	if len(buf) == copyBufferSize {
-		b.p.Put((*[copyBufferSize]byte)(buf))
-	}
-}
-
-// serverLog receives net/http's error log: it counts TLS handshake errors
-// and passes the lines to ErrorLog.
-type serverLog struct{ h *HTTP }
-
-func (l *serverLog) Write(p []byte) (int, error) {
-	s := strings.TrimSpace(string(p))
-	if strings.Contains(s, "TLS handshake error") {
-		l.h.stats.tlsErrors.Add(1)
-	}
-	if l.h.ErrorLog != nil {
-		l.h.ErrorLog.Warn(s)
-	}
-	return len(p), nil
+	ex.finish(code)
 }
 
 // inflight counts handlers in flight. Unlike a sync.WaitGroup it may be

@@ -91,6 +91,26 @@ func serve(t testing.TB, h *HTTP) string {
 	return ln.Addr().String()
 }
 
+// fronts are the proxy's two front ends, which tests run alike: lbkit's
+// HTTP/1.1 engine (Serve) and net/http's server calling ServeHTTP (as it
+// does for HTTP/2 connections and for programs that mount the proxy).
+var fronts = []string{"engine", "handler"}
+
+// serveVia serves h through the named front end until the test ends, and
+// returns the address.
+func serveVia(t testing.TB, h *HTTP, via string) string {
+	t.Helper()
+	if via == "engine" {
+		return serve(t, h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		require.NoError(t, h.Close())
+	})
+	return srv.Listener.Addr().String()
+}
+
 // client returns an HTTP client that closes its idle connections when the
 // test ends.
 func client(t testing.TB) *http.Client {

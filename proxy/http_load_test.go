@@ -187,6 +187,9 @@ func TestHTTPSetRouterLive(t *testing.T) {
 	_, body = get(t, c, "http://"+addr+"/")
 	assert.Equal(t, "b", body, "the next request, on the same connection, takes the new router")
 	h.SetTimeouts(Timeouts{Connect: time.Nanosecond})
+	// A group the proxy has no connection to yet: the next request must
+	// connect, within the new timeout.
+	h.SetRouter(forwardTo(t, upstreamOf(t, "gc", newTarget(t, "c", nil))))
 	code, _ := get(t, c, "http://"+addr+"/")
 	assert.Equal(t, 504, code, "new timeouts apply to the next request")
 }

@@ -86,22 +86,25 @@ func rawUpstream(t *testing.T, rt *rawTarget) *Upstream {
 	return &Upstream{Name: "web", Balancer: b}
 }
 
-// fastClient returns the proxy's direct client to up (after a request).
-func fastClient(t *testing.T, h *HTTP, up *Upstream) *h1Client {
+// poolOf returns the proxy's pool of connections to up (after a
+// request).
+func poolOf(t *testing.T, h *HTTP, up *Upstream) *pool {
 	t.Helper()
-	v, ok := h.transports.Load(up)
+	v, ok := h.pools.Load(up)
 	require.True(t, ok, "a request went to the group")
-	return v.(*transport).fast
+	return v.(*pool)
 }
 
-// idleConns returns the idle connections of cl's pool to addr.
-func idleConns(cl *h1Client, addr string) []*h1Conn {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if h := cl.hosts[addr]; h != nil {
-		return append([]*h1Conn(nil), h.idle...)
+// idleConns returns the idle connections of p to addr.
+func idleConns(p *pool, addr string) []*tconn {
+	v, ok := p.hosts.Load(addr)
+	if !ok {
+		return nil
 	}
-	return nil
+	h := v.(*poolHost)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]*tconn(nil), h.idle...)
 }
 
 func TestHTTPClientReusesConnections(t *testing.T) {
@@ -126,7 +129,7 @@ func TestHTTPClientReusesConnections(t *testing.T) {
 		require.Equal(t, "a", body)
 	}
 	assert.Equal(t, int64(1), news.Load(), "one connection to the target for five requests")
-	cl := fastClient(t, h, up)
+	cl := poolOf(t, h, up)
 	assert.Equal(t, int64(1), cl.dials.Load())
 	assert.Len(t, idleConns(cl, tg.addr()), 1)
 	assert.Equal(t, "0.000", lastLog(t, h, &logs)["upstream_connect_time"], "a reused connection took no time to connect")
@@ -159,7 +162,7 @@ func TestHTTPClientPoolBound(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
-	cl := fastClient(t, h, up)
+	cl := poolOf(t, h, up)
 	assert.Equal(t, int64(n), cl.dials.Load())
 	assert.Len(t, idleConns(cl, tg.addr()), 2, "the pool keeps MaxIdleConnsPerTarget")
 }
@@ -178,7 +181,7 @@ func TestHTTPClientConnectionClose(t *testing.T) {
 		require.Equal(t, 200, code)
 		require.Equal(t, "a", body)
 	}
-	cl := fastClient(t, h, up)
+	cl := poolOf(t, h, up)
 	assert.Equal(t, int64(2), cl.dials.Load(), "Connection: close is not reused")
 	assert.Empty(t, idleConns(cl, tg.addr()))
 }
@@ -197,7 +200,7 @@ func TestHTTPClientStaleConnection(t *testing.T) {
 	c := client(t)
 	code, _ := get(t, c, "http://"+addr+"/")
 	require.Equal(t, 200, code)
-	cl := fastClient(t, h, up)
+	cl := poolOf(t, h, up)
 	waitStale := func() {
 		conns := idleConns(cl, rt.addr())
 		require.Len(t, conns, 1)
@@ -241,7 +244,7 @@ func TestHTTPClientUnsolicitedBytes(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	close(late)
-	conns := idleConns(fastClient(t, h, up), rt.addr())
+	conns := idleConns(poolOf(t, h, up), rt.addr())
 	require.Len(t, conns, 1)
 	waitFor(t, "the late bytes to arrive", func() bool { return !conns[0].usable() })
 	code, body := get(t, c, "http://"+addr+"/")
@@ -270,7 +273,7 @@ func TestHTTPClientIdle408(t *testing.T) {
 	code, _ := get(t, c, "http://"+addr+"/first")
 	require.Equal(t, 200, code)
 	close(idle)
-	conns := idleConns(fastClient(t, h, up), rt.addr())
+	conns := idleConns(poolOf(t, h, up), rt.addr())
 	require.Len(t, conns, 1)
 	waitFor(t, "the 408 to arrive", func() bool { return !conns[0].usable() })
 	code, body := get(t, c, "http://"+addr+"/second")
@@ -300,7 +303,7 @@ func TestHTTPClientResend(t *testing.T) {
 		assert.Equal(t, 200, code)
 		assert.Equal(t, "ok", body)
 	}
-	cl := fastClient(t, h, up)
+	cl := poolOf(t, h, up)
 	assert.Equal(t, int64(2), cl.dials.Load(), "the second GET went again on a new connection")
 	assert.Zero(t, h.Stats().Retries, "not a retry on another target")
 	resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader("body"))
@@ -330,7 +333,7 @@ func TestHTTPClientBadResponses(t *testing.T) {
 			addr := serve(t, h)
 			code, _ := get(t, client(t), "http://"+addr+"/")
 			assert.Equal(t, 502, code)
-			assert.Empty(t, idleConns(fastClient(t, h, up), rt.addr()))
+			assert.Empty(t, idleConns(poolOf(t, h, up), rt.addr()))
 		})
 	}
 }
@@ -418,7 +421,7 @@ func TestHTTPClientAborted(t *testing.T) {
 					st := h.Stats()
 					return st.ClientClosed == 1 && st.ActiveRequests == 0
 				})
-				assert.Empty(t, idleConns(fastClient(t, h, up), tg.addr()))
+				assert.Empty(t, idleConns(poolOf(t, h, up), tg.addr()))
 			})
 		}
 	}
@@ -428,58 +431,64 @@ func TestHTTPClientAborted(t *testing.T) {
 // by the pool's one timer, which stops when the pool is empty.
 func TestHTTPClientIdleSweep(t *testing.T) {
 	rt := newRawTarget(t, func(int, *http.Request, net.Conn) bool { return true })
-	tmo := Timeouts{}.withDefaults()
-	cl := newH1Client(&tmo, nil, 10)
-	defer cl.closeIdle()
-	host, _ := cl.take(rt.addr())
-	var conns []*h1Conn
-	for range 3 {
-		c, _, err := cl.dial(context.Background(), host)
+	up := rawUpstream(t, rt)
+	p := newPool(up, 10)
+	defer p.closeIdle()
+	st := up.state("raw")
+	dial := func() *tconn {
+		c, _, err := p.get(context.Background(), st, rt.addr(), time.Second)
 		require.NoError(t, err)
-		conns = append(conns, c)
+		return c
 	}
+	var conns []*tconn
+	for range 3 {
+		conns = append(conns, dial())
+	}
+	inUse := dial()
+	assert.Equal(t, int64(4), st.openConns.Load(), "each connection holds a slot")
 	for _, c := range conns {
-		cl.put(c)
+		p.put(c)
 	}
-	cl.mu.Lock()
-	assert.True(t, cl.armed)
-	cl.mu.Unlock()
+	p.mu.Lock()
+	assert.True(t, p.armed)
+	p.mu.Unlock()
 	// The two oldest have been idle too long.
 	conns[0].idleAt = conns[0].idleAt.Add(-idleConnTimeout)
 	conns[1].idleAt = conns[1].idleAt.Add(-idleConnTimeout)
-	cl.sweepIdle()
-	assert.Equal(t, []*h1Conn{conns[2]}, idleConns(cl, rt.addr()))
+	p.sweepIdle()
+	assert.Equal(t, []*tconn{conns[2]}, idleConns(p, rt.addr()))
 	for _, c := range conns[:2] {
-		_, err := c.conn.Read(make([]byte, 1))
+		_, err := c.nc.Read(make([]byte, 1))
 		assert.ErrorIs(t, err, net.ErrClosed)
 	}
-	cl.mu.Lock()
-	assert.True(t, cl.armed, "rearmed for the one left")
-	cl.mu.Unlock()
-	// A connection in use while its pool is let go comes back to a new
-	// pool.
-	inUse, _, err := cl.dial(context.Background(), host)
-	require.NoError(t, err)
+	assert.Equal(t, int64(2), st.openConns.Load(), "closed connections give their slots back")
+	p.mu.Lock()
+	assert.True(t, p.armed, "rearmed for the one left")
+	p.mu.Unlock()
+	// A connection in use while its list is let go comes back to a new
+	// one.
 	conns[2].idleAt = conns[2].idleAt.Add(-idleConnTimeout)
-	cl.sweepIdle()
-	assert.Empty(t, idleConns(cl, rt.addr()))
-	cl.mu.Lock()
-	assert.False(t, cl.armed, "nothing idle: the timer is not rearmed")
-	assert.Empty(t, cl.hosts, "the empty pool is let go")
-	cl.mu.Unlock()
-	cl.put(inUse)
-	assert.Equal(t, []*h1Conn{inUse}, idleConns(cl, rt.addr()))
-	_, c := cl.take(rt.addr())
-	assert.Same(t, inUse, c, "taken again from the new pool")
-	c.conn.Close()
-	// A closed pool closes what is returned to it.
-	c, _, err = cl.dial(context.Background(), host)
+	p.sweepIdle()
+	assert.Empty(t, idleConns(p, rt.addr()))
+	p.mu.Lock()
+	assert.False(t, p.armed, "nothing idle: the timer is not rearmed")
+	p.mu.Unlock()
+	_, ok := p.hosts.Load(rt.addr())
+	assert.False(t, ok, "the empty list is let go")
+	p.put(inUse)
+	assert.Equal(t, []*tconn{inUse}, idleConns(p, rt.addr()))
+	c, _, err := p.get(context.Background(), st, rt.addr(), time.Second)
 	require.NoError(t, err)
-	cl.closeIdle()
-	cl.put(c)
-	assert.Empty(t, idleConns(cl, rt.addr()))
-	_, err = c.conn.Read(make([]byte, 1))
+	assert.Same(t, inUse, c, "taken again from the new list")
+	c.close()
+	// A closed pool closes what is returned to it.
+	c = dial()
+	p.closeIdle()
+	p.put(c)
+	assert.Empty(t, idleConns(p, rt.addr()))
+	_, err = c.nc.Read(make([]byte, 1))
 	assert.ErrorIs(t, err, net.ErrClosed)
+	assert.Zero(t, st.openConns.Load())
 }
 
 // TestHTTPFastPathStreams: a streamed answer (no length, or server-sent
@@ -487,7 +496,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 // paths.
 func TestHTTPFastPathStreams(t *testing.T) {
 	for _, ct := range []string{"", "text/event-stream"} {
-		for _, slowOnly := range []bool{false, true} {
+		for _, via := range fronts {
 			step := make(chan struct{})
 			tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
 				if ct != "" {
@@ -502,8 +511,8 @@ func TestHTTPFastPathStreams(t *testing.T) {
 				<-step
 				io.WriteString(w, "!")
 			})
-			h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), slowOnly: slowOnly}
-			addr := serve(t, h)
+			h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))}
+			addr := serveVia(t, h, via)
 			c, err := net.Dial("tcp", addr)
 			require.NoError(t, err)
 			require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))

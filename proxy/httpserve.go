@@ -2,24 +2,37 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lbkit/lbkit/flowtable"
 )
 
+// listener is one net.Listener served by Serve.
+type listener struct {
+	net.Listener
+}
+
 // generation is an http.Server with one set of connection timeouts (idle,
-// request headers), serving the connections accepted while those were
+// header), serving the HTTP/2 connections accepted while those were
 // current. net/http reads a server's timeouts for every connection and does
 // not let them change, so SetTimeouts changing either starts a new
 // generation for new connections while older ones keep serving theirs: a
 // changed timeout applies to new connections only, as the reference load
-// balancers do.
+// balancers do. (The engine's HTTP/1.1 connections keep the timeouts they
+// were accepted with by themselves.)
 type generation struct {
 	srv          *http.Server
 	ln           *chanListener
@@ -52,10 +65,9 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
 
-// generation returns the generation for a new connection, starting one
-// when the timeouts changed; h.mu must not be held.
-func (h *HTTP) generation() (*generation, error) {
-	t := h.tmo.Load()
+// generation returns the HTTP/2 generation for a new connection, starting
+// one when the timeouts changed; h.mu must not be held.
+func (h *HTTP) generation(t *Timeouts) (*generation, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -86,8 +98,17 @@ func (h *HTTP) generation() (*generation, error) {
 		// Serve returns when the generation is superseded or closed, or
 		// at once when net/http refuses the server's settings.
 		if err := g.srv.Serve(g.ln); !errors.Is(err, http.ErrServerClosed) {
+			// net/http refused the server's settings: Serve ends with
+			// the reason, as no HTTPS connection could be served right.
 			g.failed.Store(&err)
 			g.ln.Close()
+			h.failed.Store(&err)
+			h.mu.Lock()
+			lns := h.listeners
+			h.mu.Unlock()
+			for _, l := range lns {
+				l.Close()
+			}
 		}
 	}()
 	return g, nil
@@ -95,54 +116,52 @@ func (h *HTTP) generation() (*generation, error) {
 
 // newGeneration builds a generation's server.
 func (h *HTTP) newGeneration(t *Timeouts) *generation {
-	maxHdr := h.MaxHeaderBytes
-	if maxHdr == 0 {
-		maxHdr = DefaultMaxHeaderBytes
-	}
 	g := &generation{idle: t.Idle, header: t.Request,
 		ln: &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}}
 	g.srv = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: t.Request,
 		IdleTimeout:       t.Idle,
-		// net/http reads up to MaxHeaderBytes plus 4096 bytes of slack.
-		MaxHeaderBytes: max(maxHdr-4096, 1),
-		ErrorLog:       log.New(&serverLog{h: h}, "", 0),
+		MaxHeaderBytes:    h.maxHeaderBytes(),
+		ErrorLog:          log.New(&serverLog{h: h}, "", 0),
 		ConnState: func(c net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
 				g.conns.Add(1)
 			case http.StateClosed, http.StateHijacked:
 				g.conns.Add(-1)
+				h.stats.activeConns.Add(-1)
 			}
-			h.connState(c, s)
-		},
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
 		},
 		BaseContext: func(net.Listener) context.Context { return h.baseCtx },
-	}
-	if h.tls != nil {
-		// The listener wraps connections in TLS; net/http sees *tls.Conn
-		// and offers HTTP/2 because NextProtos does.
-		g.srv.TLSConfig = h.tls.cfg
+		TLSConfig:   h.tls.cfg,
 	}
 	return g
+}
+
+// serverLog receives net/http's error log (its HTTP/2 server's): it passes
+// the lines to ErrorLog.
+type serverLog struct{ h *HTTP }
+
+func (l *serverLog) Write(p []byte) (int, error) {
+	if l.h.ErrorLog != nil {
+		l.h.ErrorLog.Warn(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
 }
 
 // Serve accepts connections on ln and serves them, over TLS when h.TLS is
 // set, until Shutdown or Close; it then returns http.ErrServerClosed. It may
 // be called for several listeners. It returns at once with an error when the
-// configuration is invalid.
+// configuration is invalid. HTTP/1.1 connections are served by lbkit's
+// engine; HTTPS connections that negotiate HTTP/2 by net/http's HTTP/2
+// server.
 func (h *HTTP) Serve(ln net.Listener) error {
 	if err := h.setup(); err != nil {
 		ln.Close()
 		return err
 	}
-	l := &listener{Listener: ln, h: h}
-	if h.tls != nil {
-		l.tls = h.tls.cfg
-	}
+	l := &listener{Listener: ln}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -154,8 +173,11 @@ func (h *HTTP) Serve(ln net.Listener) error {
 
 	var backoff time.Duration
 	for {
-		c, err := l.Accept()
+		c, err := ln.Accept()
 		if err != nil {
+			if f := h.failed.Load(); f != nil {
+				return fmt.Errorf("proxy: HTTP server stopped: %w", *f)
+			}
 			if h.isClosed() {
 				return http.ErrServerClosed
 			}
@@ -175,32 +197,112 @@ func (h *HTTP) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if err := h.dispatch(c); err != nil {
+		if err := h.admit(c); err != nil {
 			return err
 		}
 	}
 }
 
-// dispatch hands c to the current generation's server. When the proxy is
-// closed, or the generation's server failed, it closes c and returns
-// http.ErrServerClosed or the failure.
-func (h *HTTP) dispatch(c net.Conn) error {
-	for {
-		g, err := h.generation()
-		if err != nil {
-			c.Close()
-			return err
+// admit does the accept loop's share of a new connection: the ACL, checked
+// before any byte is read, then the connection's goroutine.
+func (h *HTTP) admit(c net.Conn) error {
+	peer := addrPortOf(c.RemoteAddr())
+	if !h.acl.Load().Allows(peer.Addr()) {
+		h.stats.refusedConns.Add(1)
+		if h.OnRefuse != nil {
+			h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: peer, Reason: RefusedACL, Err: ErrDenied})
 		}
+		c.Close()
+		return nil
+	}
+	if tc := tcpConnOf(c); tc != nil {
+		// The proxy's keepalive probes keep dead clients from holding a
+		// connection for ever; net/http's server turns them on too.
+		_ = tc.SetKeepAlive(true)
+	}
+	h.stats.conns.Add(1)
+	h.stats.activeConns.Add(1)
+	port := ""
+	if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		port = strconv.Itoa(la.Port)
+	}
+	tmo := h.tmo.Load()
+	if h.tls == nil {
+		h.engines.Add(1)
+		go func() {
+			defer h.engines.Done()
+			h.serveEngine(c, unmapped(peer), port, tmo)
+		}()
+		return nil
+	}
+	g, err := h.generation(tmo)
+	if err != nil {
+		c.Close()
+		h.stats.activeConns.Add(-1)
+		return err
+	}
+	h.engines.Add(1)
+	go func() {
+		defer h.engines.Done()
+		h.serveTLS(c, g, unmapped(peer), port, tmo)
+	}()
+	return nil
+}
+
+// serveTLS completes an HTTPS connection's handshake within the request
+// timeout and serves it: HTTP/2 by its generation's server, HTTP/1.1 by the
+// engine. A client speaking plain HTTP to the port is answered 400 and
+// logged, as net/http does.
+func (h *HTTP) serveTLS(c net.Conn, g *generation, peer netip.AddrPort, port string, tmo *Timeouts) {
+	tc := tls.Server(c, h.tls.cfg)
+	_ = c.SetDeadline(time.Now().Add(tmo.Request))
+	err := tc.HandshakeContext(h.baseCtx)
+	if err != nil {
+		h.stats.tlsErrors.Add(1)
+		var rhe tls.RecordHeaderError
+		if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader[:]) {
+			_, _ = io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			h.stats.malformed.Add(1)
+			h.stats.observe(http.StatusBadRequest)
+			h.logRefused(peer, http.StatusBadRequest, "plain HTTP request to an HTTPS listener", nil)
+		} else if h.ErrorLog != nil {
+			h.ErrorLog.Warn(fmt.Sprintf("http: TLS handshake error from %s: %v", c.RemoteAddr(), err))
+		}
+		c.Close()
+		h.stats.activeConns.Add(-1)
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
 		select {
-		case g.ln.ch <- c:
-			return nil
-		case <-g.ln.done: // superseded meanwhile: take the next one
-			if e := g.failed.Load(); e != nil {
-				c.Close()
-				return fmt.Errorf("proxy: HTTP server stopped: %w", *e)
+		case g.ln.ch <- tc:
+			return // the generation's server owns it now
+		case <-g.ln.done:
+			// Superseded or closed meanwhile: the next one.
+			if g2, err := h.generation(tmo); err == nil && g2 != g {
+				select {
+				case g2.ln.ch <- tc:
+					return
+				case <-g2.ln.done:
+				}
 			}
+			tc.Close()
+			h.stats.activeConns.Add(-1)
+			return
 		}
 	}
+	h.serveEngine(tc, peer, port, tmo)
+}
+
+// looksLikeHTTP reports whether the first bytes of a connection are an
+// HTTP request's.
+func looksLikeHTTP(b []byte) bool {
+	for _, m := range []string{"GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE", "TRACE"} {
+		if string(b) == m[:len(b)] {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *HTTP) isClosed() bool {
@@ -209,11 +311,37 @@ func (h *HTTP) isClosed() bool {
 	return h.closed
 }
 
+// shuttingDown reports whether Shutdown or Close was called: connections
+// close after their current request.
+func (h *HTTP) shuttingDown() bool { return h.stopping.Load() }
+
+// track registers an engine connection, or reports false when the proxy
+// is closed.
+func (h *HTTP) track(c *conn1) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed && h.conns == nil {
+		return false
+	}
+	if h.conns == nil {
+		h.conns = make(map[*conn1]struct{})
+	}
+	h.conns[c] = struct{}{}
+	return true
+}
+
+func (h *HTTP) untrack(c *conn1) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+}
+
 // stop marks the proxy closed, closes its listeners and returns its
 // generations.
 func (h *HTTP) stop() []*generation {
 	h.mu.Lock()
 	h.closed = true
+	h.stopping.Store(true)
 	gens, lns := h.gens, h.listeners
 	h.mu.Unlock()
 	for _, l := range lns {
@@ -223,6 +351,23 @@ func (h *HTTP) stop() []*generation {
 		g.ln.Close()
 	}
 	return gens
+}
+
+// closeEngineConns closes the engine's connections: all of them, or the
+// idle ones (waiting for a request) only.
+func (h *HTTP) closeEngineConns(idleOnly bool) {
+	h.mu.Lock()
+	var cs []*conn1
+	for c := range h.conns {
+		if !idleOnly || c.state.Load() == connIdle {
+			cs = append(cs, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range cs {
+		c.lost.Store(true)
+		c.nc.Close()
+	}
 }
 
 // Shutdown stops the proxy gracefully, as http.Server.Shutdown does: the
@@ -248,19 +393,43 @@ func (h *HTTP) Shutdown(ctx context.Context) error {
 			g.srv.Close()
 		}
 	}
-	done := h.handlers.idle()
+	done := make(chan struct{})
+	go func() {
+		h.engines.Wait()
+		close(done)
+	}()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+wait:
+	for {
+		// Connections that go idle after finishing a request close by
+		// themselves; this catches those idle all along.
+		h.closeEngineConns(true)
+		select {
+		case <-done:
+			break wait
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			h.closeEngineConns(false)
+			h.cancel()
+			<-done
+			break wait
+		case <-t.C:
+		}
+	}
+	hdone := h.handlers.idle()
 	select {
-	case <-done:
+	case <-hdone:
 	case <-ctx.Done():
 		if err == nil {
 			err = ctx.Err()
 		}
 		h.cancel()
-		<-done
+		<-hdone
 	}
-	h.cancel()
-	h.serving.Wait()
-	h.closeTransports()
+	h.finish()
 	return err
 }
 
@@ -277,8 +446,17 @@ func (h *HTTP) Close() error {
 			err = e
 		}
 	}
+	h.closeEngineConns(false)
+	h.engines.Wait()
 	<-h.handlers.idle()
-	h.serving.Wait()
-	h.closeTransports()
+	h.finish()
 	return err
+}
+
+// finish releases what outlives the connections.
+func (h *HTTP) finish() {
+	h.cancel()
+	h.serving.Wait()
+	h.drainWG.Wait()
+	h.closePools()
 }

@@ -62,6 +62,7 @@ type httpCounters struct {
 	malformed, requestTimeouts           atomic.Uint64
 	clientClosed, noTarget, misdirected  atomic.Uint64
 	retries, retriesRefused, tlsErrors   atomic.Uint64
+	drained                              atomic.Uint64
 }
 
 // observe counts a status the proxy answered a client.

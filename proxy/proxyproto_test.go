@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"testing/iotest"
 

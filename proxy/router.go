@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -279,8 +278,9 @@ func (rt *route) upstream() *Upstream {
 	return rt.action.Split[len(rt.action.Split)-1].Upstream
 }
 
-// redirect writes a redirect for r.
-func (rd *Redirect) serve(w http.ResponseWriter, r *http.Request, tls bool) int {
+// location returns the redirect's status and Location for a request for
+// host (its Host), path (as sent, escaped) and query, over TLS or not.
+func (rd *Redirect) location(host, path, query string, tls bool) (int, string) {
 	scheme := rd.Scheme
 	if scheme == "" {
 		scheme = "http"
@@ -288,47 +288,35 @@ func (rd *Redirect) serve(w http.ResponseWriter, r *http.Request, tls bool) int 
 			scheme = "https"
 		}
 	}
-	host := rd.Host
-	if host == "" {
-		host = normalizeHost(r.Host)
-		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
+	h := rd.Host
+	if h == "" {
+		h = normalizeHost(host)
+		if strings.Contains(h, ":") {
+			h = "[" + h + "]"
 		}
 	}
 	if rd.Port != 0 {
-		host += ":" + strconv.Itoa(rd.Port)
+		h += ":" + strconv.Itoa(rd.Port)
 	}
 	p := rd.Path
 	if p == "" {
-		p = r.URL.EscapedPath()
+		p = path
 	}
-	loc := scheme + "://" + host + p
-	if r.URL.RawQuery != "" {
-		loc += "?" + r.URL.RawQuery
+	loc := scheme + "://" + h + p
+	if query != "" {
+		loc += "?" + query
 	}
 	code := rd.Code
 	if code == 0 {
 		code = http.StatusMovedPermanently
 	}
-	w.Header().Set("Location", loc)
-	w.WriteHeader(code)
-	return code
+	return code, loc
 }
 
-// serve writes the fixed response.
-func (f *FixedResponse) serve(w http.ResponseWriter) int {
-	code := f.Status
-	if code == 0 {
-		code = http.StatusOK
+// status returns the fixed response's status.
+func (f *FixedResponse) status() int {
+	if f.Status == 0 {
+		return http.StatusOK
 	}
-	h := w.Header()
-	if f.ContentType != "" {
-		h.Set("Content-Type", f.ContentType)
-	} else if f.Body != "" {
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-	}
-	h.Set("Content-Length", strconv.Itoa(len(f.Body)))
-	w.WriteHeader(code)
-	io.WriteString(w, f.Body)
-	return code
+	return f.Status
 }

@@ -32,7 +32,7 @@ func TestTCPEcho(t *testing.T) {
 			p.SetUpstream(newTestUpstream(t, a))
 			addr := startTCPProxy(t, p, network)
 			c := dial(t, network, addr)
-			require.Equal(t, "hello", exchange(t, c, "hello", 0))
+			require.Equal(t, "hello", exchangeMsg(t, c, "hello", 0))
 			require.NoError(t, c.(*net.TCPConn).CloseWrite())
 			require.ErrorIs(t, readErr(c), io.EOF)
 			waitFor(t, "connection ended", func() bool { return p.Stats().Active == 0 })
@@ -242,7 +242,7 @@ func TestTCPIdleTimeout(t *testing.T) {
 	start := time.Now()
 	for time.Since(start) < 3*idle {
 		<-tick.C
-		require.Equal(t, "x", exchange(t, busy, "x", 0))
+		require.Equal(t, "x", exchangeMsg(t, busy, "x", 0))
 	}
 	require.Zero(t, p.Stats().IdleResets, "a connection moving data is not idle")
 
@@ -267,8 +267,8 @@ func TestTCPTableFull(t *testing.T) {
 
 	c1 := dial(t, "tcp4", addr)
 	c2 := dial(t, "tcp4", addr)
-	require.Equal(t, "1", exchange(t, c1, "1", 0))
-	require.Equal(t, "2", exchange(t, c2, "2", 0))
+	require.Equal(t, "1", exchangeMsg(t, c1, "1", 0))
+	require.Equal(t, "2", exchangeMsg(t, c2, "2", 0))
 	require.True(t, isReset(refusedErr(t, "tcp4", addr)), "refused with a reset")
 
 	st := p.Stats()
@@ -288,7 +288,7 @@ func TestTCPTableFull(t *testing.T) {
 	c1.Close()
 	waitFor(t, "flow deleted", func() bool { return ft.Stats().TCP.ActiveFlowCount == 1 })
 	c4 := dial(t, "tcp4", addr)
-	require.Equal(t, "4", exchange(t, c4, "4", 0))
+	require.Equal(t, "4", exchangeMsg(t, c4, "4", 0))
 }
 
 // TestTCPProxyProtocolToTargets: targets of a group with ProxyProtocol 1 or
@@ -315,7 +315,7 @@ func TestTCPProxyProtocolToTargets(t *testing.T) {
 				p.SetUpstream(u)
 				addr := startTCPProxy(t, p, network)
 				c := dial(t, network, addr)
-				require.Equal(t, "data", exchange(t, c, "data", 0))
+				require.Equal(t, "data", exchangeMsg(t, c, "data", 0))
 				h := <-headers
 				require.NotNil(t, h)
 				require.Equal(t, byte(v), h.Version)
@@ -471,16 +471,16 @@ func TestTCPACL(t *testing.T) {
 	require.NoError(t, err)
 	p.SetACL(deny)
 	require.True(t, isReset(refusedErr(t, "tcp4", addr4)))
-	require.Equal(t, "six", exchange(t, dial(t, "tcp6", addr6), "six", 0))
+	require.Equal(t, "six", exchangeMsg(t, dial(t, "tcp6", addr6), "six", 0))
 
 	allow, err := ParseACL([]string{"127.0.0.1/32"}, nil)
 	require.NoError(t, err)
 	p.SetACL(allow)
 	require.True(t, isReset(refusedErr(t, "tcp6", addr6)))
-	require.Equal(t, "four", exchange(t, dial(t, "tcp4", addr4), "four", 0))
+	require.Equal(t, "four", exchangeMsg(t, dial(t, "tcp4", addr4), "four", 0))
 
 	p.SetACL(nil)
-	require.Equal(t, "any", exchange(t, dial(t, "tcp6", addr6), "any", 0))
+	require.Equal(t, "any", exchangeMsg(t, dial(t, "tcp6", addr6), "any", 0))
 	st := p.Stats()
 	require.Equal(t, uint64(2), st.Denied)
 	require.Equal(t, uint64(3), st.Forwarded)
@@ -501,7 +501,7 @@ func TestTCPDrain(t *testing.T) {
 	addr := startTCPProxy(t, p, "tcp4")
 
 	old := dial(t, "tcp4", addr)
-	require.Equal(t, "a1", exchange(t, old, "1", 1))
+	require.Equal(t, "a1", exchangeMsg(t, old, "1", 1))
 
 	// Deregister a: weight 0 and a drain with a delay.
 	require.NoError(t, u.Balancer.SetWeight("b", 1))
@@ -511,10 +511,10 @@ func TestTCPDrain(t *testing.T) {
 	u.Drain("a", delay)
 	for i := range 4 {
 		c := dial(t, "tcp4", addr)
-		require.Equal(t, "bx", exchange(t, c, "x", 1), "new connection %d avoids the draining target", i)
+		require.Equal(t, "bx", exchangeMsg(t, c, "x", 1), "new connection %d avoids the draining target", i)
 	}
 	if time.Since(drainStart) < delay {
-		require.Equal(t, "2", exchange(t, old, "2", 0), "established connection continues during the delay")
+		require.Equal(t, "2", exchangeMsg(t, old, "2", 0), "established connection continues during the delay")
 	}
 	require.True(t, isReset(readErr(old)), "reset when the delay passes")
 	require.GreaterOrEqual(t, time.Since(drainStart), delay)
@@ -536,7 +536,7 @@ func TestTCPConnectRetry(t *testing.T) {
 	p.SetUpstream(u)
 	addr := startTCPProxy(t, p, "tcp4")
 	for range 6 {
-		require.Equal(t, "aok", exchange(t, dial(t, "tcp4", addr), "ok", 1))
+		require.Equal(t, "aok", exchangeMsg(t, dial(t, "tcp4", addr), "ok", 1))
 	}
 	st := p.Stats()
 	require.GreaterOrEqual(t, st.ConnectErrors, uint64(1))
@@ -566,9 +566,9 @@ func TestTCPSticky(t *testing.T) {
 	p := &TCP{Flows: newTestFlows(t)}
 	p.SetUpstream(u)
 	addr := startTCPProxy(t, p, "tcp4")
-	first := exchange(t, dial(t, "tcp4", addr), "x", 1)
+	first := exchangeMsg(t, dial(t, "tcp4", addr), "x", 1)
 	for range 5 {
-		require.Equal(t, first, exchange(t, dial(t, "tcp4", addr), "x", 1))
+		require.Equal(t, first, exchangeMsg(t, dial(t, "tcp4", addr), "x", 1))
 	}
 }
 
@@ -584,7 +584,7 @@ func TestTCPCloseAndShutdown(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- p.Serve(ln) }()
 	c := dial(t, "tcp4", ln.Addr().String())
-	require.Equal(t, "x", exchange(t, c, "x", 0))
+	require.Equal(t, "x", exchangeMsg(t, c, "x", 0))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -601,7 +601,7 @@ func TestTCPCloseAndShutdown(t *testing.T) {
 	q.SetUpstream(newTestUpstream(t, a))
 	addr := startTCPProxy(t, q, "tcp4")
 	c2 := dial(t, "tcp4", addr)
-	require.Equal(t, "y", exchange(t, c2, "y", 0))
+	require.Equal(t, "y", exchangeMsg(t, c2, "y", 0))
 	require.NoError(t, c2.(*net.TCPConn).CloseWrite())
 	require.ErrorIs(t, readErr(c2), io.EOF)
 	waitFor(t, "connection ended", func() bool { return q.Stats().Active == 0 })
@@ -640,7 +640,7 @@ func TestTCPKeepaliveKeepsFlow(t *testing.T) {
 	addr := startTCPProxy(t, p, "tcp4")
 	c := dial(t, "tcp4", addr).(*net.TCPConn)
 	require.NoError(t, c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 9}))
-	require.Equal(t, "x", exchange(t, c, "x", 0))
+	require.Equal(t, "x", exchangeMsg(t, c, "x", 0))
 	// No data for more than three idle timeouts, probes only.
 	_ = c.SetReadDeadline(time.Now().Add(3*idle + 500*time.Millisecond))
 	_, err := c.Read(make([]byte, 1))

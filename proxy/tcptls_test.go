@@ -75,7 +75,7 @@ func TestTCPTLS(t *testing.T) {
 			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp4", addr, &tls.Config{RootCAs: pool})
 			require.NoError(t, err)
 			defer c.Close()
-			require.Equal(t, tc.id+"hello", exchange(t, c, "hello", 1))
+			require.Equal(t, tc.id+"hello", exchangeMsg(t, c, "hello", 1))
 			require.NoError(t, c.CloseWrite())
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			_, err = c.Read(make([]byte, 1))

@@ -58,10 +58,60 @@ type Upstream struct {
 
 	sticky  atomic.Pointer[sticky.Policy] // nil: no stickiness
 	targets sync.Map                      // target ID → *targetState
+	lim     atomic.Pointer[Limits]        // nil: the defaults
+	pending atomic.Int64                  // requests waiting for a connection (circuit breaker)
 
 	// afterFunc is time.AfterFunc, replaced in tests to fire drain timers
 	// at chosen moments.
 	afterFunc func(time.Duration, func()) *time.Timer
+}
+
+// Limits are a target group's circuit breakers, as Envoy and HAProxy have
+// them: they bound what the HTTP proxies ask of each target, so that a
+// flood of requests (an HTTP/2 rapid reset, a slow target) cannot turn
+// into a storm of connections. Zero fields take their defaults.
+type Limits struct {
+	// MaxConnsPerTarget bounds the connections the HTTP proxies keep open
+	// to each target, idle ones included. A request that needs one more
+	// waits for one to free up, up to the connect timeout, counted as
+	// pending; then 503. Default: DefaultMaxConnsPerTarget. Negative: no
+	// limit.
+	MaxConnsPerTarget int
+	// MaxPendingRequests bounds the requests of the group waiting for a
+	// connection at once; more are answered 503 at once. Default:
+	// DefaultMaxPendingRequests.
+	MaxPendingRequests int
+}
+
+// Defaults of Limits: Envoy's.
+const (
+	DefaultMaxConnsPerTarget  = 1024
+	DefaultMaxPendingRequests = 1024
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxConnsPerTarget == 0 {
+		l.MaxConnsPerTarget = DefaultMaxConnsPerTarget
+	}
+	if l.MaxPendingRequests <= 0 {
+		l.MaxPendingRequests = DefaultMaxPendingRequests
+	}
+	return l
+}
+
+// SetLimits sets the group's circuit breakers. It applies to the next
+// request.
+func (u *Upstream) SetLimits(l Limits) {
+	l = l.withDefaults()
+	u.lim.Store(&l)
+}
+
+// limits returns the group's circuit breakers.
+func (u *Upstream) limits() Limits {
+	if l := u.lim.Load(); l != nil {
+		return *l
+	}
+	return Limits{}.withDefaults()
 }
 
 // SetSticky sets the session-persistence policy; nil turns stickiness off.
@@ -162,10 +212,16 @@ type targetState struct {
 	bytesOut      atomic.Uint64 // target → client
 
 	activeRequests atomic.Int64     // L7 requests in flight
+	openConns      atomic.Int64     // HTTP connections open to the target (all pools)
+	breakerRefused atomic.Uint64    // requests the circuit breaker refused
+	waiting        atomic.Int32     // len(waiters), read without waitMu
 	requests       atomic.Uint64    // L7 requests sent
 	status         [5]atomic.Uint64 // L7 responses by class: 1xx..5xx
 	respNanos      atomic.Uint64    // sum of L7 response times
 	responses      atomic.Uint64    // L7 responses timed
+
+	waitMu  sync.Mutex      // guards waiters
+	waiters []chan struct{} // requests waiting for a connection, oldest first
 
 	mu       sync.Mutex            // guards the fields below
 	open     map[*tracked]struct{} // open connections and requests
@@ -291,6 +347,14 @@ type TargetStats struct {
 	BytesIn, BytesOut uint64
 	// ActiveRequests is the number of L7 requests in flight.
 	ActiveRequests int64
+	// TargetConnections is the number of connections the HTTP proxies
+	// have open to the target, idle ones included (bounded by
+	// Limits.MaxConnsPerTarget).
+	TargetConnections int64
+	// BreakerRefused counts requests the circuit breaker refused (503):
+	// the target was at its connection limit and no connection freed up
+	// in time, or too many requests waited.
+	BreakerRefused uint64
 	// Requests counts L7 requests sent to the target.
 	Requests uint64
 	// Status counts L7 responses from the target by class:
@@ -329,6 +393,8 @@ func (u *Upstream) Stats() UpstreamStats {
 			BytesOut:          st.bytesOut.Load(),
 			ActiveRequests:    st.activeRequests.Load(),
 			Requests:          st.requests.Load(),
+			TargetConnections: st.openConns.Load(),
+			BreakerRefused:    st.breakerRefused.Load(),
 		}
 		for i := range ts.Status {
 			ts.Status[i] = st.status[i].Load()
@@ -340,7 +406,7 @@ func (u *Upstream) Stats() UpstreamStats {
 		ts.DrainDeadline = st.deadline
 		idle := len(st.open) == 0 && st.timer == nil
 		st.mu.Unlock()
-		if _, held := u.Balancer.Target(st.id); !held && idle && ts.ActiveConnections == 0 && ts.ActiveRequests == 0 {
+		if _, held := u.Balancer.Target(st.id); !held && idle && ts.ActiveConnections == 0 && ts.ActiveRequests == 0 && ts.TargetConnections == 0 {
 			u.targets.CompareAndDelete(k, v)
 		}
 		out.Targets = append(out.Targets, ts)

@@ -1,0 +1,1280 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lbkit/lbkit/proxy/internal/h1"
+	"github.com/lbkit/lbkit/sticky"
+)
+
+// The HTTP/1.1 engine: lbkit's own connection loop for its HTTP and HTTPS
+// listeners (HTTP/2 connections, chosen by ALPN, go to net/http's HTTP/2
+// server). One goroutine per client connection reads a request head into
+// the connection's buffer, parses it in place (proxy/internal/h1, strict
+// RFC 9112: nothing ambiguous is forwarded), hands it to the forwarding
+// core, writes the target's response head straight from the target
+// connection's buffer, and streams the body: spliced between the two
+// sockets when both are plain TCP and the body is long, with the chunked
+// framing checked and forwarded as it is otherwise. Pipelined requests are
+// served in order, the buffer bounding how far ahead the connection reads.
+//
+// Compared with net/http's server it saves, per request, the bufio reader
+// and writer pair, the header map and the http.Request, the response
+// writer, the goroutine handoffs of a background read, and a copy of every
+// header; a keep-alive connection waiting for its next request holds no
+// buffer (its goroutine waits in the netpoller), so that idle connections
+// cost little more than their goroutine.
+
+// Engine constants.
+const (
+	// connBufSize is a client connection's read buffer; a head that does
+	// not fit grows it, up to MaxHeaderBytes.
+	connBufSize = 4 << 10
+	// spliceMin is the shortest rest of a body spliced between sockets:
+	// below it, a read and a write through a buffer cost less than
+	// splice's pipe.
+	spliceMin = 64 << 10
+	// inlineMax is the largest response body (already read with its head)
+	// written in the same write as the head.
+	inlineMax = 16 << 10
+	// watchAfter is how long the engine waits for a target before it
+	// starts watching the client connection for a close (a goroutine that
+	// costs nothing to quick requests).
+	watchAfter = 200 * time.Millisecond
+	// maxDiscard is the most of an unread request body read and thrown
+	// away to keep a connection after the proxy answered itself.
+	maxDiscard = 256 << 10
+	// maxPipelined bounds the requests served from one read of a
+	// connection before its responses are flushed and it reads again.
+	maxPipelined = 64
+)
+
+// conn1 is a client connection served by the engine.
+type conn1 struct {
+	h    *HTTP
+	nc   net.Conn     // *net.TCPConn, or *tls.Conn over it
+	tcp  *net.TCPConn // the socket; nil for other listeners
+	raw  syscall.RawConn
+	tls  *tls.Conn
+	cs   *tls.ConnectionState
+	peer netip.AddrPort
+	port string
+	tmo  *Timeouts // at accept: the idle and header timeouts it keeps
+
+	buf    []byte // read buffer; buf[r:w] is unread; nil while idle
+	r, w   int
+	req    h1.Request
+	body   clientBody1
+	inl    inlineBody
+	keep   bool // the connection may serve another request
+	served bool // a request was read
+
+	state  atomic.Int32 // connIdle, connActive, connClosed
+	lost   atomic.Bool  // the client is gone
+	closed atomic.Bool
+
+	// The watcher, see watch.
+	wmu      sync.Mutex // guards wtarget, wside
+	wtarget  *tconn     // the target connection to abort when the client goes
+	wside    []byte     // bytes the watcher read (a pipelined request)
+	wrunning bool       // owned by the serving goroutine
+	wdone    chan struct{}
+
+	// The read of the first bytes of a request on a plain TCP
+	// connection, see readIdle.
+	readFn func(uintptr) bool
+	rn     int
+	rerr   error
+}
+
+// Connection states, for Shutdown.
+const (
+	connIdle int32 = iota
+	connActive
+	connClosed
+)
+
+// serveEngine serves c, an accepted plain or TLS (HTTP/1.1) connection,
+// until it closes.
+func (h *HTTP) serveEngine(nc net.Conn, peer netip.AddrPort, port string, tmo *Timeouts) {
+	c := &conn1{h: h, nc: nc, peer: peer, port: port, tmo: tmo, keep: true}
+	c.tcp = tcpConnOf(nc)
+	if tc, ok := nc.(*tls.Conn); ok {
+		c.tls = tc
+		cs := tc.ConnectionState()
+		c.cs = &cs
+	} else if c.tcp != nil {
+		c.raw, _ = c.tcp.SyscallConn()
+		c.readFn = c.readIdle
+	}
+	if !h.track(c) {
+		h.stats.activeConns.Add(-1)
+		nc.Close()
+		return
+	}
+	defer h.untrack(c)
+	c.serve()
+}
+
+// serve runs the connection's requests one after another.
+func (c *conn1) serve() {
+	defer c.close()
+	for n := 0; ; n++ {
+		if !c.readRequest() {
+			return
+		}
+		c.state.Store(connActive)
+		c.handle()
+		if !c.keep || c.h.shuttingDown() {
+			return
+		}
+		c.state.Store(connIdle)
+		if c.h.shuttingDown() {
+			return // Shutdown looked while the request ran
+		}
+	}
+}
+
+// close closes the connection once.
+func (c *conn1) close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	c.state.Store(connClosed)
+	c.lost.Store(true)
+	// Counted before the close, so that a client that sees it sees the
+	// count too.
+	c.h.stats.activeConns.Add(-1)
+	c.nc.Close()
+	c.h.putConnBuf(c.buf)
+	c.buf = nil
+}
+
+// gone reports whether the client went away.
+func (c *conn1) gone() bool { return c.lost.Load() }
+
+// readRequest reads and parses the next request head, answering and
+// reporting false when the connection is to close instead (idle timeout,
+// the client closed, a malformed request).
+func (c *conn1) readRequest() bool {
+	h := c.h
+	if c.r == c.w {
+		// Nothing buffered: wait for the next request without holding a
+		// buffer.
+		c.r, c.w = 0, 0
+		if c.buf != nil && cap(c.buf) == connBufSize && c.raw != nil {
+			h.putConnBuf(c.buf)
+			c.buf = nil
+		}
+		// A new connection has the request timeout to start its first
+		// request (as net/http's ReadHeaderTimeout); a kept-alive one its
+		// idle timeout.
+		wait := c.tmo.Idle
+		if !c.served {
+			wait = c.tmo.Request
+		}
+		if err := c.nc.SetReadDeadline(time.Now().Add(wait)); err != nil {
+			return false
+		}
+		var n int
+		var err error
+		if c.raw != nil {
+			c.rn, c.rerr = 0, nil
+			if err = c.raw.Read(c.readFn); err == nil {
+				n, err = c.rn, c.rerr
+			}
+		} else {
+			if c.buf == nil {
+				c.buf = h.getConnBuf()
+			}
+			n, err = c.nc.Read(c.buf)
+		}
+		c.w = n
+		if n == 0 {
+			if err != nil && !isTimeout(err) && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.lost.Store(true)
+			}
+			return false // idle timeout, or the client closed
+		}
+	}
+	if c.buf == nil {
+		c.buf = h.getConnBuf()
+	}
+	lim := h1.Limits{MaxHeaderBytes: h.maxHeaderBytes(), MaxURILength: h.maxURILength()}
+	deadline := time.Now().Add(c.tmo.Request)
+	armed := false
+	for {
+		n, err := h1.ParseRequest(c.buf[c.r:c.w], &c.req, lim)
+		if err == nil {
+			if armed {
+				_ = c.nc.SetReadDeadline(time.Time{})
+			}
+			c.r += n
+			c.served = true
+			return true
+		}
+		var pe *h1.Error
+		if errors.As(err, &pe) {
+			c.refuse(pe.Status, pe.Reason)
+			return false
+		}
+		// Incomplete: read more, within the request timeout.
+		if !armed {
+			armed = true
+			if err := c.nc.SetReadDeadline(deadline); err != nil {
+				return false
+			}
+		}
+		if c.r > 0 {
+			c.w = copy(c.buf, c.buf[c.r:c.w])
+			c.r = 0
+		}
+		if c.w == len(c.buf) {
+			c.buf = h.growConnBuf(c.buf, c.w, lim.MaxHeaderBytes)
+		}
+		m, err := c.nc.Read(c.buf[c.w:])
+		c.w += m
+		if m > 0 {
+			continue
+		}
+		switch {
+		case isTimeout(err):
+			c.refuse(http.StatusRequestTimeout, "request head not received in time")
+		case err != nil && !errors.Is(err, io.EOF):
+			c.lost.Store(true)
+		}
+		return false
+	}
+}
+
+// readIdle is the callback of the first read of a request on a plain TCP
+// connection (through its RawConn): it takes a buffer only when there is
+// something to read, so that a connection waiting for its next request
+// holds none while it waits in the netpoller.
+func (c *conn1) readIdle(fd uintptr) bool {
+	if c.buf == nil {
+		c.buf = c.h.getConnBuf()
+	}
+	for {
+		n, err := syscall.Read(int(fd), c.buf)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			c.h.putConnBuf(c.buf)
+			c.buf = nil
+			return false // wait until readable
+		}
+		c.rn, c.rerr = max(n, 0), err
+		if n == 0 && err == nil {
+			c.rerr = io.EOF
+		}
+		return true
+	}
+}
+
+// refuse answers a request the proxy could not read or parse (408, 400,
+// 414, 431, 501, 505, 417), counts and logs it, and ends the connection.
+func (c *conn1) refuse(code int, why string) {
+	h := c.h
+	h.stats.malformed.Add(1)
+	if code == http.StatusRequestTimeout {
+		h.stats.malformed.Add(^uint64(0)) // counted as a timeout instead
+		h.stats.requestTimeouts.Add(1)
+	}
+	h.stats.observe(code)
+	h.logRefused(c.peer, code, why, c.cs)
+	body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
+	hb := make([]byte, 0, 160)
+	hb, _ = h1.AppendStatusLine(hb, code, http.StatusText(code))
+	hb = append(hb, "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"...)
+	hb = h1.AppendContentLength(hb, int64(len(body)))
+	hb = h1.AppendEnd(hb)
+	hb = append(hb, body...)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(lingerTime))
+	if _, err := c.nc.Write(hb); err == nil {
+		c.linger()
+	}
+	c.keep = false
+}
+
+// linger half-closes the connection and reads what the client still sends
+// for a moment before it closes: a client still writing (a slow one that
+// was just answered 408, one whose head was too large) would otherwise
+// make the close a reset, and a reset can discard the answer before the
+// client reads it. net/http does the same for its 431 answer.
+func (c *conn1) linger() {
+	if c.tls != nil {
+		_ = c.tls.CloseWrite()
+	}
+	if c.tcp == nil || c.tcp.CloseWrite() != nil {
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 64<<10))
+}
+
+// lingerTime is how long linger waits for a client's last bytes.
+const lingerTime = 500 * time.Millisecond
+
+// handle serves the parsed request c.req.
+func (c *conn1) handle() {
+	h := c.h
+	req := &c.req
+	ex := h.getExchange()
+	defer h.putExchange(ex)
+	ex.c = c
+	ex.start = time.Now()
+	ex.peer = c.peer
+	ex.tls = c.cs
+	ex.scheme = "http"
+	if c.cs != nil {
+		ex.scheme = "https"
+	}
+	ex.port = c.port
+	ex.method = b2s(req.Method)
+	ex.host = b2s(req.Host)
+	ex.head = ex.method == http.MethodHead
+	ex.proto = "HTTP/1.1"
+	if req.Minor == 0 {
+		ex.proto = "HTTP/1.0"
+	}
+	target := b2s(req.Path)
+	ex.path, ex.query, _ = strings.Cut(target, "?")
+	if ex.query != "" {
+		if q := cleanQuery(ex.query); q != ex.query {
+			ex.query = q
+			target = ex.path + "?" + q
+		}
+	}
+	ex.target = target
+	ex.fields = req.Headers
+	h2c := false
+	for i := range req.Headers {
+		f := &req.Headers[i]
+		switch f.Kind {
+		case h1.KindXForwardedFor:
+			ex.xff = append(ex.xff, b2s(f.Value))
+		case h1.KindForwarded:
+			ex.fwd = append(ex.fwd, b2s(f.Value))
+		case h1.KindUpgrade:
+			h2c = h2c || h1.HasToken(f.Value, "h2c")
+		case h1.KindOther:
+			if len(f.Name) == len("Cookie") && h1.EqualFold(f.Name, "Cookie") {
+				ex.cookies = append(ex.cookies, b2s(f.Value))
+			}
+		}
+	}
+	// A cleartext HTTP/2 upgrade is not forwarded: a target that accepted
+	// it would speak HTTP/2 on a connection relayed as HTTP/1.1.
+	ex.upgrade = req.Upgrade && !h2c
+	c.keep = !req.Close
+	switch req.Framing {
+	case h1.FramingLength:
+		if max := h.maxBodyBytes(); req.ContentLength > max {
+			c.keep = false
+			ex.answer(http.StatusRequestEntityTooLarge, "body of "+strconv.FormatInt(req.ContentLength, 10)+" bytes is over the limit")
+			return
+		}
+		c.body.start(c, bodyLength, req.ContentLength)
+		if buffered := int64(c.w - c.r); buffered >= req.ContentLength {
+			c.inl.b = c.buf[c.r : c.r+int(req.ContentLength)]
+			c.body.inline(req.ContentLength)
+			ex.body = reqBody{mode: bodyLength, n: req.ContentLength, src: &c.inl}
+		} else {
+			ex.body = reqBody{mode: bodyLength, n: req.ContentLength, src: &c.body}
+		}
+	case h1.FramingChunked:
+		c.body.start(c, bodyChunked, -1)
+		ex.body = reqBody{mode: bodyChunked, src: &c.body}
+	}
+	if req.Expect100 && ex.body.mode != bodyNone && ex.body.src == &c.body {
+		c.body.expect = true
+	}
+	ex.sreq = sticky.Request{Cookies: ex.cookies, TLS: c.cs != nil}
+	h.serveExchange(ex)
+	c.stopWatch()
+	c.endBody(ex)
+	if ex.upgrade && ex.upStatus == http.StatusSwitchingProtocols {
+		c.keep = false // the connection was tunnelled
+	}
+}
+
+// endBody makes sure the request's body was read to its end before the
+// next request is read: what is left of it is read and thrown away when
+// short, else the connection closes. It also takes back what the body
+// reader read past the end of a chunked body: the next request.
+func (c *conn1) endBody(ex *exchange) {
+	b := &c.body
+	if c.inl.b != nil {
+		c.inl.b = nil
+		c.r += int(b.total)
+		b.reset()
+		return
+	}
+	if b.mode == bodyNone {
+		return
+	}
+	if b.err != nil || !c.keep {
+		c.keep = false
+		b.reset()
+		return
+	}
+	if !b.done {
+		if b.expect && !b.continued {
+			// The client waits for 100 Continue before it sends the
+			// body, and will not get it: the connection cannot be reused.
+			c.keep = false
+		} else if _, err := io.Copy(io.Discard, io.LimitReader(b, maxDiscard)); err != nil || !b.done {
+			c.keep = false
+		}
+	}
+	if c.keep && b.ns < b.ne {
+		// Bytes past the chunked body: the start of the next request.
+		rest := b.scratch[b.ns:b.ne]
+		tail := c.buf[c.r:c.w]
+		nb := c.buf
+		if len(rest)+len(tail) > cap(nb) {
+			nb = make([]byte, len(rest)+len(tail))
+		}
+		nb = nb[:cap(nb)]
+		copy(nb[len(rest):], tail)
+		copy(nb, rest)
+		c.buf, c.r, c.w = nb, 0, len(rest)+len(tail)
+	}
+	b.reset()
+}
+
+// inlineBody is a request body that arrived whole with its head: it is
+// sent with the request head in one write, and again on a retry.
+type inlineBody struct{ b []byte }
+
+func (ib *inlineBody) Read(p []byte) (int, error) { return 0, io.EOF } // never read: send writes ib.b
+
+// clientBody1 reads a request body from an engine connection: from the
+// connection's buffer, then from the socket, within the request timeout
+// (from when the head arrived) and MaxBodyBytes. A chunked body's framing
+// is checked as it streams and passed on as it is (the target gets exactly
+// the client's chunks, trailer included); it ends at the chunked body's
+// end.
+type clientBody1 struct {
+	c     *conn1
+	mode  bodyMode
+	left  int64 // bodyLength: bytes still to read
+	total int64 // bytes of body (framing excluded) read so far
+	limit int64
+	ch    h1.Chunked
+
+	// bodyChunked: raw bytes read and not yet passed on.
+	scratch []byte
+	ns, ne  int
+
+	expect    bool // the client waits for 100 Continue
+	continued bool // 100 Continue was sent
+	armed     bool // the read deadline is set
+	done      bool
+	err       error
+}
+
+// start readies b for a request body.
+func (b *clientBody1) start(c *conn1, mode bodyMode, n int64) {
+	*b = clientBody1{c: c, mode: mode, left: n, limit: c.h.maxBodyBytes(), scratch: b.scratch}
+}
+
+// inline records a body read whole from the buffer.
+func (b *clientBody1) inline(n int64) {
+	b.total, b.left, b.done = n, 0, true
+}
+
+// reset clears b after the request.
+func (b *clientBody1) reset() {
+	if b.armed {
+		_ = b.c.nc.SetReadDeadline(time.Time{})
+	}
+	if b.scratch != nil && b.c != nil {
+		b.c.h.putCopyBuf((*[copyBufferSize]byte)(b.scratch[:copyBufferSize]))
+	}
+	*b = clientBody1{}
+}
+
+// cont sends 100 Continue to a client that waits for it.
+func (b *clientBody1) cont() error {
+	if b.expect && !b.continued {
+		b.continued = true
+		if _, err := io.WriteString(b.c.nc, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			b.c.lost.Store(true)
+			return err
+		}
+	}
+	return nil
+}
+
+// arm sets the body's read deadline: the request timeout from the head's
+// arrival.
+func (b *clientBody1) arm() {
+	if !b.armed {
+		b.armed = true
+		_ = b.c.nc.SetReadDeadline(time.Now().Add(b.c.h.tmo.Load().Request))
+	}
+}
+
+func (b *clientBody1) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.done {
+		return 0, io.EOF
+	}
+	if err := b.cont(); err != nil {
+		b.err = err
+		return 0, err
+	}
+	var n int
+	var err error
+	if b.mode == bodyLength {
+		n, err = b.readLength(p)
+	} else {
+		n, err = b.readChunked(p)
+	}
+	if err != nil && err != io.EOF {
+		b.fail(err)
+		return n, b.err
+	}
+	return n, err
+}
+
+// fail records why the body could not be read: the client's doing.
+func (b *clientBody1) fail(err error) {
+	if b.err != nil {
+		return
+	}
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		var pe *h1.Error
+		if !errors.As(err, &pe) && !errors.Is(err, errBodyTooLarge) {
+			b.c.lost.Store(true)
+		}
+	}
+	b.err = err
+}
+
+func (b *clientBody1) readLength(p []byte) (int, error) {
+	c := b.c
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	var n int
+	if c.r < c.w {
+		n = copy(p, c.buf[c.r:c.w])
+		c.r += n
+	} else {
+		b.arm()
+		var err error
+		n, err = c.nc.Read(p)
+		if n == 0 {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+	b.left -= int64(n)
+	b.total += int64(n)
+	if b.left == 0 {
+		b.done = true
+	}
+	return n, nil
+}
+
+// spliceTo copies the rest of a Content-Length body to tc, splicing when
+// it is long and both connections are plain TCP. done is false when it
+// cannot (the caller copies).
+func (b *clientBody1) spliceTo(tc *tconn, tmo *Timeouts) (done bool, err error) {
+	c := b.c
+	if b.mode != bodyLength || c.tls != nil || c.tcp == nil || tc.tls || tc.tcp == nil || b.done {
+		return false, nil
+	}
+	if err := b.cont(); err != nil {
+		return true, err
+	}
+	if c.r < c.w {
+		k := int(min(int64(c.w-c.r), b.left))
+		if _, err := tc.nc.Write(c.buf[c.r : c.r+k]); err != nil {
+			return true, err
+		}
+		c.r += k
+		b.left -= int64(k)
+		b.total += int64(k)
+	}
+	if b.left < spliceMin {
+		if b.left == 0 {
+			b.done = true
+			return true, nil
+		}
+		return false, nil
+	}
+	b.arm()
+	for b.left > 0 {
+		step := min(b.left, copyChunk)
+		n, err := tc.tcp.ReadFrom(io.LimitReader(c.tcp, step))
+		b.left -= n
+		b.total += n
+		if err != nil {
+			b.fail(err)
+			return true, b.err
+		}
+		if n < step {
+			b.fail(io.ErrUnexpectedEOF)
+			return true, b.err
+		}
+		_ = tc.nc.SetWriteDeadline(time.Now().Add(tmo.Response))
+	}
+	b.done = true
+	return true, nil
+}
+
+// readChunked returns the next validated bytes of a chunked body, framing
+// included; EOF after the body's last CRLF.
+func (b *clientBody1) readChunked(p []byte) (int, error) {
+	c := b.c
+	if b.scratch == nil {
+		b.scratch = c.h.copyBuf()[:]
+	}
+	for {
+		if b.ns < b.ne {
+			k, done, err := b.ch.Scan(b.scratch[b.ns:min(b.ne, b.ns+len(p))])
+			if err != nil {
+				return 0, err
+			}
+			if b.total = b.ch.Size(); b.total > b.limit {
+				return 0, errBodyTooLarge
+			}
+			if k > 0 || done {
+				copy(p, b.scratch[b.ns:b.ns+k])
+				b.ns += k
+				if done {
+					b.done = true
+					if k == 0 {
+						return 0, io.EOF
+					}
+				}
+				return k, nil
+			}
+		}
+		// Need more: keep the partial line at the start of scratch.
+		if b.ns > 0 {
+			b.ne = copy(b.scratch, b.scratch[b.ns:b.ne])
+			b.ns = 0
+		}
+		if b.ne == len(b.scratch) {
+			return 0, &h1.Error{Status: http.StatusBadRequest, Reason: "chunk line too long"}
+		}
+		if c.r < c.w {
+			k := copy(b.scratch[b.ne:], c.buf[c.r:c.w])
+			c.r += k
+			b.ne += k
+			continue
+		}
+		b.arm()
+		n, err := c.nc.Read(b.scratch[b.ne:])
+		b.ne += n
+		if n == 0 {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+}
+
+// answer writes the proxy's own response.
+func (c *conn1) answer(ex *exchange, code int, body string) {
+	hb := ex.hbuf[:0]
+	hb, _ = h1.AppendStatusLine(hb, code, http.StatusText(code))
+	hb = append(hb, "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	hb = h1.AppendContentLength(hb, int64(len(body)))
+	switch code {
+	case http.StatusRequestTimeout, http.StatusRequestEntityTooLarge, http.StatusBadRequest:
+		c.keep = false
+	}
+	if ex.body.mode != bodyNone && !c.body.done && c.body.expect && !c.body.continued {
+		c.keep = false // the client's body never comes
+	}
+	hb = c.appendConnection(hb)
+	hb = h1.AppendEnd(hb)
+	if !ex.head {
+		hb = append(hb, body...)
+		ex.sent = int64(len(body))
+	}
+	ex.hbuf = hb
+	ex.started = true
+	if _, err := c.nc.Write(hb); err != nil {
+		c.lost.Store(true)
+		c.keep = false
+	}
+}
+
+// respond writes a response the proxy makes (a redirect, a fixed
+// response): status, extra fields as name, value pairs, body.
+func (c *conn1) respond(ex *exchange, code int, fields []string, body string) {
+	hb := ex.hbuf[:0]
+	hb, _ = h1.AppendStatusLine(hb, code, http.StatusText(code))
+	for i := 0; i+1 < len(fields); i += 2 {
+		hb, _ = h1.AppendField(hb, fields[i], fields[i+1])
+	}
+	hb = h1.AppendContentLength(hb, int64(len(body)))
+	hb = c.appendConnection(hb)
+	hb = h1.AppendEnd(hb)
+	if !ex.head {
+		hb = append(hb, body...)
+		ex.sent = int64(len(body))
+	}
+	ex.hbuf = hb
+	ex.started = true
+	if _, err := c.nc.Write(hb); err != nil {
+		c.lost.Store(true)
+		c.keep = false
+	}
+}
+
+// appendConnection appends the Connection field the client needs: close
+// when the connection ends after this response, keep-alive for an HTTP/1.0
+// client that keeps it.
+func (c *conn1) appendConnection(hb []byte) []byte {
+	switch {
+	case !c.keep || c.h.shuttingDown():
+		c.keep = false
+		return append(hb, "Connection: close\r\n"...)
+	case c.req.Minor == 0:
+		return append(hb, "Connection: keep-alive\r\n"...)
+	}
+	return hb
+}
+
+// write1xx passes an informational response (103 Early Hints) on.
+func (c *conn1) write1xx(ex *exchange, resp *h1.Response) {
+	if c.req.Minor == 0 {
+		return // HTTP/1.0 has no 1xx
+	}
+	hb := ex.hbuf[:0]
+	hb, _ = h1.AppendStatusLine(hb, resp.Status, resp.Reason)
+	for i := range resp.Headers {
+		if f := &resp.Headers[i]; !f.Hop {
+			hb = appendRaw(hb, f)
+		}
+	}
+	hb = h1.AppendEnd(hb)
+	ex.hbuf = hb
+	if _, err := c.nc.Write(hb); err != nil {
+		c.lost.Store(true)
+	}
+}
+
+// appendRaw appends a parsed field as it was received.
+func appendRaw(hb []byte, f *h1.Header) []byte {
+	hb = append(hb, f.Name...)
+	hb = append(hb, ": "...)
+	hb = append(hb, f.Value...)
+	return append(hb, "\r\n"...)
+}
+
+// relay writes the target's response to the client: the head from the
+// target connection's buffer without its hop-by-hop fields, with the
+// sticky policy's cookie and the client's framing; the body as it comes,
+// spliced when long and both connections are plain TCP.
+func (c *conn1) relay(ex *exchange) {
+	tc := ex.tc
+	resp := &tc.resp
+	ex.started = true
+	hb := ex.hbuf[:0]
+	hb, _ = h1.AppendStatusLine(hb, resp.Status, resp.Reason)
+	framing := resp.Framing
+	if ex.head && framing != h1.FramingTunnel {
+		framing = h1.FramingNone
+	}
+	for i := range resp.Headers {
+		f := &resp.Headers[i]
+		if f.Hop && !(f.Kind == h1.KindTrailer && framing == h1.FramingChunked && c.req.Minor > 0) || f.Kind == h1.KindContentLength {
+			// Trailer is hop-by-hop, but a chunked body passed on as it
+			// is keeps its trailer section, which it announces.
+			continue
+		}
+		hb = appendRaw(hb, f)
+	}
+	for _, v := range ex.addCookies {
+		hb = append(hb, "Set-Cookie: "...)
+		hb = append(hb, v...)
+		hb = append(hb, "\r\n"...)
+	}
+	decode := false
+	switch framing {
+	case h1.FramingLength:
+		hb = h1.AppendContentLength(hb, resp.ContentLength)
+	case h1.FramingNone:
+		if resp.ContentLength >= 0 && resp.Status != http.StatusNoContent && resp.Status >= 200 {
+			hb = h1.AppendContentLength(hb, resp.ContentLength) // HEAD, 304
+		}
+	case h1.FramingChunked:
+		if c.req.Minor == 0 {
+			decode = true // HTTP/1.0 has no chunked: the end is the close
+			c.keep = false
+		} else {
+			hb = append(hb, "Transfer-Encoding: chunked\r\n"...)
+		}
+	case h1.FramingUntilClose:
+		c.keep = false
+	case h1.FramingTunnel:
+		hb = append(hb, "Connection: Upgrade\r\n"...)
+		for i := range resp.Headers {
+			if f := &resp.Headers[i]; f.Kind == h1.KindUpgrade {
+				hb = appendRaw(hb, f)
+			}
+		}
+	}
+	if framing != h1.FramingTunnel {
+		hb = c.appendConnection(hb)
+	}
+	hb = h1.AppendEnd(hb)
+
+	// A short body already read with the head goes in the same write.
+	if framing == h1.FramingLength && int64(tc.w-tc.r) >= resp.ContentLength && resp.ContentLength <= inlineMax {
+		hb = append(hb, tc.buf[tc.r:tc.r+int(resp.ContentLength)]...)
+		tc.r += int(resp.ContentLength)
+		ex.sent = resp.ContentLength
+		ex.hbuf = hb
+		// The target connection goes back to the pool first: the answer
+		// is in hand.
+		ex.endAttempt()
+		ex.releaseTarget(true)
+		if _, err := c.nc.Write(hb); err != nil {
+			c.cut(ex, err, true)
+			return
+		}
+		ex.finish(ex.upStatus)
+		return
+	}
+	ex.hbuf = hb
+	if _, err := c.nc.Write(hb); err != nil {
+		c.cut(ex, err, false)
+		return
+	}
+	var err error
+	fromTarget := false
+	switch framing {
+	case h1.FramingNone:
+	case h1.FramingLength:
+		fromTarget, err = c.copyLength(ex, resp.ContentLength)
+	case h1.FramingChunked:
+		fromTarget, err = c.copyChunked(ex, decode)
+	case h1.FramingUntilClose:
+		fromTarget, err = c.copyUntilClose(ex)
+	case h1.FramingTunnel:
+		c.tunnel(ex)
+		return
+	}
+	if err != nil {
+		if fromTarget {
+			c.keep = false
+			ex.errText = "response cut: " + err.Error()
+			ex.endAttempt()
+			ex.releaseTarget(false)
+			ex.finish(ex.upStatus)
+			return
+		}
+		c.cut(ex, err, false)
+		return
+	}
+	ex.endAttempt()
+	ex.releaseTarget(framing != h1.FramingUntilClose)
+	ex.finish(ex.upStatus)
+}
+
+// cut ends an exchange whose client could not be written to: the client is
+// gone (499 logged). The target connection is kept when its response was
+// read whole.
+func (c *conn1) cut(ex *exchange, err error, whole bool) {
+	c.lost.Store(true)
+	c.keep = false
+	ex.errText = "client went away: " + err.Error()
+	ex.endAttempt()
+	ex.releaseTarget(whole)
+	ex.finish(StatusClientClosed)
+}
+
+// readTarget reads from the target connection into p, within the response
+// timeout per read, watching the client connection when the target takes
+// its time.
+func (c *conn1) readTarget(ex *exchange, p []byte) (int, error) {
+	tc := ex.tc
+	tmo := c.h.tmo.Load()
+	now := time.Now()
+	end := now.Add(tmo.Response)
+	first := now.Add(watchAfter)
+	if end.Before(first) {
+		first = end
+	}
+	_ = tc.nc.SetReadDeadline(first)
+	n, err := tc.nc.Read(p)
+	if n == 0 && isTimeout(err) && first.Before(end) && !c.gone() {
+		c.watch(tc)
+		_ = tc.nc.SetReadDeadline(end)
+		n, err = tc.nc.Read(p)
+	}
+	if n == 0 && err == nil {
+		err = io.ErrNoProgress
+	}
+	if c.gone() && err != nil {
+		err = errClientGone
+	}
+	return n, err
+}
+
+// errClientGone is a target read aborted because the client went away.
+var errClientGone = errors.New("client went away")
+
+// copyLength copies n bytes of body from the target to the client.
+// fromTarget reports an error on the target's side.
+func (c *conn1) copyLength(ex *exchange, n int64) (fromTarget bool, err error) {
+	tc := ex.tc
+	if k := int(min(int64(tc.w-tc.r), n)); k > 0 {
+		if _, err := c.nc.Write(tc.buf[tc.r : tc.r+k]); err != nil {
+			return false, err
+		}
+		tc.r += k
+		n -= int64(k)
+		ex.sent += int64(k)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	tc.r, tc.w = 0, 0
+	if n >= spliceMin && c.tls == nil && c.tcp != nil && !tc.tls && tc.tcp != nil {
+		tmo := c.h.tmo.Load()
+		for n > 0 {
+			step := min(n, copyChunk)
+			_ = tc.nc.SetReadDeadline(time.Now().Add(tmo.Response))
+			m, err := c.tcp.ReadFrom(io.LimitReader(tc.tcp, step))
+			n -= m
+			ex.sent += m
+			if err != nil {
+				// ReadFrom does not say which side failed: the client is
+				// gone if it cannot be written to.
+				if c.gone() || isClientWriteErr(err) {
+					return false, err
+				}
+				return true, err
+			}
+			if m < step {
+				return true, io.ErrUnexpectedEOF
+			}
+		}
+		return false, nil
+	}
+	bp := c.h.copyBuf()
+	defer c.h.putCopyBuf(bp)
+	for n > 0 {
+		m, rerr := c.readTarget(ex, bp[:min(int64(len(bp)), n)])
+		if m > 0 {
+			if _, err := c.nc.Write(bp[:m]); err != nil {
+				return false, err
+			}
+			n -= int64(m)
+			ex.sent += int64(m)
+		}
+		if rerr != nil && n > 0 {
+			if rerr == errClientGone {
+				return false, rerr
+			}
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return true, rerr
+		}
+	}
+	return false, nil
+}
+
+// isClientWriteErr reports an error from writing to the client in a
+// splice (EPIPE, ECONNRESET on the client socket).
+func isClientWriteErr(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "write"
+}
+
+// copyChunked passes a chunked body from the target to the client: its
+// framing checked and forwarded as it is, or decoded for an HTTP/1.0
+// client.
+func (c *conn1) copyChunked(ex *exchange, decode bool) (fromTarget bool, err error) {
+	tc := ex.tc
+	var ch h1.Chunked
+	for {
+		if tc.r < tc.w {
+			var n int
+			var done bool
+			var perr error
+			var out []byte
+			if decode {
+				var data []byte
+				n, data, done, perr = ch.Decode(tc.buf[tc.r:tc.w])
+				out = data
+			} else {
+				n, done, perr = ch.Scan(tc.buf[tc.r:tc.w])
+				out = tc.buf[tc.r : tc.r+n]
+			}
+			if perr != nil {
+				return true, perr
+			}
+			if len(out) > 0 {
+				if _, err := c.nc.Write(out); err != nil {
+					return false, err
+				}
+			}
+			tc.r += n
+			ex.sent = ch.Size()
+			if done {
+				return false, nil
+			}
+			if n > 0 {
+				continue
+			}
+		}
+		if tc.r > 0 {
+			tc.w = copy(tc.buf, tc.buf[tc.r:tc.w])
+			tc.r = 0
+		}
+		if tc.w == len(tc.buf) {
+			nb := make([]byte, 2*len(tc.buf))
+			tc.w = copy(nb, tc.buf[:tc.w])
+			tc.buf = nb
+		}
+		m, rerr := c.readTarget(ex, tc.buf[tc.w:])
+		tc.w += m
+		if m == 0 {
+			if rerr == errClientGone {
+				return false, rerr
+			}
+			if rerr == nil || rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return true, rerr
+		}
+	}
+}
+
+// copyUntilClose copies a body delimited by the target's close.
+func (c *conn1) copyUntilClose(ex *exchange) (fromTarget bool, err error) {
+	tc := ex.tc
+	if tc.r < tc.w {
+		if _, err := c.nc.Write(tc.buf[tc.r:tc.w]); err != nil {
+			return false, err
+		}
+		ex.sent += int64(tc.w - tc.r)
+		tc.r, tc.w = 0, 0
+	}
+	for {
+		m, rerr := c.readTarget(ex, tc.buf)
+		if m > 0 {
+			if _, err := c.nc.Write(tc.buf[:m]); err != nil {
+				return false, err
+			}
+			ex.sent += int64(m)
+		}
+		if rerr == io.EOF {
+			return false, nil
+		}
+		if rerr != nil {
+			return rerr != errClientGone, rerr
+		}
+	}
+}
+
+// tunnel relays bytes both ways after a 101 Switching Protocols (a
+// WebSocket) until both sides are done. The tunnel is registered with the
+// target's drain, which closes it when the deregistration delay passes.
+func (c *conn1) tunnel(ex *exchange) {
+	tc := ex.tc
+	ex.tc = nil
+	ex.finish(http.StatusSwitchingProtocols)
+	c.keep = false
+	untrack := ex.choice.st.track(tc.nc)
+	defer untrack()
+	defer tc.close()
+	// What each side sent past the switch goes first.
+	if tc.r < tc.w {
+		if _, err := c.nc.Write(tc.buf[tc.r:tc.w]); err != nil {
+			return
+		}
+		tc.r, tc.w = 0, 0
+	}
+	if c.r < c.w {
+		if _, err := tc.nc.Write(c.buf[c.r:c.w]); err != nil {
+			return
+		}
+		c.r = c.w
+	}
+	_ = c.nc.SetDeadline(time.Time{})
+	_ = tc.nc.SetDeadline(time.Time{})
+	h := c.h
+	h.handlers.add()
+	defer h.handlers.done()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(tc.nc, c.nc)
+		closeWrite(tc.nc)
+		errc <- err
+	}()
+	_, err := io.Copy(c.nc, tc.nc)
+	closeWrite(c.nc)
+	if err != nil {
+		c.nc.Close()
+		tc.nc.Close()
+	}
+	<-errc
+}
+
+// watch starts watching the client connection while a target takes its
+// time: a goroutine waits for the client to send something or go away;
+// when it goes, the target connection's I/O is aborted so that the
+// request ends (499) at once rather than at the response timeout. What the
+// client sends meanwhile (a pipelined request) is kept for later.
+func (c *conn1) watch(tc *tconn) {
+	c.wmu.Lock()
+	c.wtarget = tc
+	c.wmu.Unlock()
+	if c.wrunning {
+		return
+	}
+	c.wrunning = true
+	c.wdone = make(chan struct{})
+	go c.watcher()
+}
+
+func (c *conn1) watcher() {
+	defer close(c.wdone)
+	if c.tls == nil && c.raw != nil {
+		// Look without reading: data means a pipelined request, which
+		// stays in the socket; EOF or an error means the client is gone.
+		var pb [1]byte
+		gone := false
+		err := c.raw.Read(func(fd uintptr) bool {
+			n, _, err := syscall.Recvfrom(int(fd), pb[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case err == syscall.EAGAIN || err == syscall.EINTR:
+				return false
+			case err != nil || n == 0:
+				gone = true
+			}
+			return true
+		})
+		if gone {
+			c.clientGone()
+		}
+		_ = err
+		return
+	}
+	// TLS: read; what arrives is kept.
+	var b [512]byte
+	n, err := c.nc.Read(b[:])
+	if n > 0 {
+		c.wmu.Lock()
+		c.wside = append(c.wside, b[:n]...)
+		c.wmu.Unlock()
+		return
+	}
+	if err != nil && !isTimeout(err) {
+		c.clientGone()
+	}
+}
+
+// clientGone records that the client went away and aborts the target
+// connection being waited on.
+func (c *conn1) clientGone() {
+	c.lost.Store(true)
+	c.wmu.Lock()
+	if tc := c.wtarget; tc != nil {
+		tc.abort()
+	}
+	c.wmu.Unlock()
+}
+
+// stopWatch stops the watcher, if running, and takes back what it read.
+func (c *conn1) stopWatch() {
+	if !c.wrunning {
+		return
+	}
+	c.wrunning = false
+	_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	<-c.wdone
+	_ = c.nc.SetReadDeadline(time.Time{})
+	c.wmu.Lock()
+	c.wtarget = nil
+	side := c.wside
+	c.wside = nil
+	c.wmu.Unlock()
+	if len(side) > 0 {
+		if c.w+len(side) > len(c.buf) {
+			nb := make([]byte, c.w-c.r+len(side)+connBufSize)
+			c.w = copy(nb, c.buf[c.r:c.w])
+			c.r = 0
+			c.buf = nb
+		}
+		c.w += copy(c.buf[c.w:], side)
+	}
+}
+
+// growConnBuf returns a buffer twice as large as b (up to max) holding
+// b[:n].
+func (h *HTTP) growConnBuf(b []byte, n, max int) []byte {
+	size := min(2*len(b), max)
+	if size <= len(b) {
+		size = len(b) + 1 // the parser refuses the head at max
+	}
+	nb := make([]byte, size)
+	copy(nb, b[:n])
+	h.putConnBuf(b)
+	return nb
+}
+
+// getConnBuf returns a connection read buffer.
+func (h *HTTP) getConnBuf() []byte {
+	if bp, ok := h.connBufs.Get().(*[connBufSize]byte); ok {
+		return bp[:]
+	}
+	return make([]byte, connBufSize)
+}
+
+// putConnBuf returns a connection read buffer of the usual size to the
+// pool; others are left to the garbage collector.
+func (h *HTTP) putConnBuf(b []byte) {
+	if cap(b) == connBufSize {
+		h.connBufs.Put((*[connBufSize]byte)(b[:connBufSize]))
+	}
+}
+
+// copyBuf returns a pooled copy buffer.
+func (h *HTTP) copyBuf() *[copyBufferSize]byte {
+	if bp, ok := h.bufs.Get().(*[copyBufferSize]byte); ok {
+		return bp
+	}
+	return new([copyBufferSize]byte)
+}
+
+// putCopyBuf returns a copy buffer to the pool.
+func (h *HTTP) putCopyBuf(bp *[copyBufferSize]byte) { h.bufs.Put(bp) }
+
+// copyBufferSize is the size of the body copy buffers.
+const copyBufferSize = 32 << 10
