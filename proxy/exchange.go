@@ -47,10 +47,10 @@ type exchange struct {
 	target  string // the request-target to send, origin form
 	path    string // for routing and logging, without the query
 	query   string
-	proto   string // "HTTP/1.1", "HTTP/2.0"
+	proto   string      // "HTTP/1.1", "HTTP/2.0"
 	fields  []h1.Header // the engine's request's (borrowed), or ServeHTTP's own
-	xff     []string // X-Forwarded-For values, for clientAddr
-	fwd     []string // Forwarded values
+	xff     []string    // X-Forwarded-For values, for clientAddr
+	fwd     []string    // Forwarded values
 	cookies []string
 	body    reqBody
 	upgrade bool // a protocol switch (WebSocket) is asked for
