@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -27,7 +28,10 @@ import (
 // connection's buffer, and streams the body: spliced between the two
 // sockets when both are plain TCP and the body is long, with the chunked
 // framing checked and forwarded as it is otherwise. Pipelined requests are
-// served in order, the buffer bounding how far ahead the connection reads.
+// served in order, one at a time: the connection reads ahead at most one
+// buffer (4 KiB, or one request head of up to MaxHeaderBytes), so a client
+// that pipelines without reading its responses is held back by TCP flow
+// control, not by the proxy's memory.
 //
 // Compared with net/http's server it saves, per request, the bufio reader
 // and writer pair, the header map and the http.Request, the response
@@ -55,9 +59,6 @@ const (
 	// maxDiscard is the most of an unread request body read and thrown
 	// away to keep a connection after the proxy answered itself.
 	maxDiscard = 256 << 10
-	// maxPipelined bounds the requests served from one read of a
-	// connection before its responses are flushed and it reads again.
-	maxPipelined = 64
 )
 
 // conn1 is a client connection served by the engine.
@@ -80,9 +81,10 @@ type conn1 struct {
 	keep   bool // the connection may serve another request
 	served bool // a request was read
 
-	state  atomic.Int32 // connIdle, connActive, connClosed
-	lost   atomic.Bool  // the client is gone
-	closed atomic.Bool
+	state   atomic.Int32 // connIdle, connActive, connClosed
+	lost    atomic.Bool  // the client is gone
+	waiting atomic.Bool  // waiting for a request without a buffer
+	closed  atomic.Bool
 
 	// The watcher, see watch.
 	wmu      sync.Mutex // guards wtarget, wside
@@ -173,7 +175,10 @@ func (c *conn1) readRequest() bool {
 		// Nothing buffered: wait for the next request without holding a
 		// buffer.
 		c.r, c.w = 0, 0
-		if c.buf != nil && cap(c.buf) == connBufSize && c.raw != nil {
+		if c.buf != nil && (c.raw != nil || cap(c.buf) != connBufSize) {
+			// A grown buffer is let go after its request; a usual one
+			// goes back to the pool while the connection waits (TLS
+			// connections keep theirs: their reads go through crypto/tls).
 			h.putConnBuf(c.buf)
 			c.buf = nil
 		}
@@ -274,8 +279,10 @@ func (c *conn1) readIdle(fd uintptr) bool {
 		case syscall.EAGAIN:
 			c.h.putConnBuf(c.buf)
 			c.buf = nil
+			c.waiting.Store(true)
 			return false // wait until readable
 		}
+		c.waiting.Store(false)
 		c.rn, c.rerr = max(n, 0), err
 		if n == 0 && err == nil {
 			c.rerr = io.EOF
@@ -396,8 +403,28 @@ func (c *conn1) handle() {
 			ex.body = reqBody{mode: bodyLength, n: req.ContentLength, src: &c.body}
 		}
 	case h1.FramingChunked:
-		c.body.start(c, bodyChunked, -1)
-		ex.body = reqBody{mode: bodyChunked, src: &c.body}
+		// What of the body arrived with the head is checked before any
+		// target is contacted: a malformed chunk there is refused with
+		// nothing sent. A body that arrived whole goes with the head.
+		var pre h1.Chunked
+		n, done, err := pre.Scan(c.buf[c.r:c.w])
+		switch {
+		case err != nil:
+			c.keep = false
+			var pe *h1.Error
+			errors.As(err, &pe)
+			h.stats.malformedBodies.Add(1)
+			ex.answer(pe.Status, "request body: "+pe.Reason)
+			return
+		case done && pre.Size() <= h.maxBodyBytes():
+			c.inl.b = c.buf[c.r : c.r+n]
+			c.body.start(c, bodyChunked, -1)
+			c.body.inline(int64(n))
+			ex.body = reqBody{mode: bodyChunked, src: &c.inl}
+		default:
+			c.body.start(c, bodyChunked, -1)
+			ex.body = reqBody{mode: bodyChunked, src: &c.body}
+		}
 	}
 	if req.Expect100 && ex.body.mode != bodyNone && ex.body.src == &c.body {
 		c.body.expect = true
@@ -559,14 +586,17 @@ func (b *clientBody1) fail(err error) {
 	if b.err != nil {
 		return
 	}
-	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
+	switch {
+	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
+		// The body ended short of its framing. The client may have only
+		// half-closed (a truncated body sent by nc, say): it is answered
+		// 400 if it still reads.
+		err = fmt.Errorf("%w: truncated: %w", errMalformedBody, io.ErrUnexpectedEOF)
+	case isTimeout(err), errors.Is(err, errBodyTooLarge):
+	default:
 		var pe *h1.Error
-		if !errors.As(err, &pe) && !errors.Is(err, errBodyTooLarge) {
-			b.c.lost.Store(true)
+		if !errors.As(err, &pe) {
+			b.c.lost.Store(true) // reset, or an error reading the socket
 		}
 	}
 	b.err = err

@@ -631,6 +631,17 @@ func (ex *exchange) fail(err error) {
 	if ex.chosen {
 		ex.release()
 	}
+	if code == http.StatusBadRequest && ex.in != nil && ex.in.ProtoMajor == 2 && !ex.started {
+		// A malformed HTTP/2 request body: the stream is reset (ServeHTTP
+		// aborts the handler), nothing is sent; the log says 400 and why.
+		ex.h.stats.malformedBodies.Add(1)
+		ex.status, ex.errText, ex.abort = code, why+" (HTTP/2 stream reset)", true
+		ex.finish(code)
+		return
+	}
+	if code == http.StatusBadRequest {
+		ex.h.stats.malformedBodies.Add(1)
+	}
 	ex.answer(code, why)
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -8,8 +9,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/internal/benchcpu"
 )
 
@@ -113,5 +116,140 @@ func BenchmarkRoute(b *testing.B) {
 		for b.Loop() {
 			mux.Handler(req)
 		}
+	})
+}
+
+// rawHTTPTarget is a minimal HTTP/1.1 target for benchmarks: it answers
+// every request on a connection with the same 100-byte response, reading
+// requests with a fixed buffer, so that it allocates nothing per request.
+func rawHTTPTarget(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100))
+	var wg sync.WaitGroup
+	b.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 8<<10)
+				n := 0
+				for {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						return
+					}
+					n += m
+					// Every complete head is one request (the benchmark
+					// sends no bodies).
+					for {
+						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+						if i < 0 {
+							break
+						}
+						if _, err := c.Write(resp); err != nil {
+							return
+						}
+						n = copy(buf, buf[i+4:n])
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// BenchmarkHTTPEngine measures one keep-alive GET of a 100-byte response
+// through a proxy, with a client and a target that allocate nothing (raw
+// sockets, fixed buffers), so that B/op and allocs/op are the proxy's own:
+// lbkit's engine (impl=lbkit), the same proxy as an http.Handler under
+// net/http's server (impl=lbkit-handler), and a plain
+// httputil.ReverseProxy with a keep-alive pool of the same size
+// (impl=httputil). cpu-ns/op is the process's CPU per request, client and
+// target included.
+func BenchmarkHTTPEngine(b *testing.B) {
+	tgAddr := rawHTTPTarget(b)
+	up := func() *Upstream {
+		bal, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "t", Addr: tgAddr, Weight: 1}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &Upstream{Name: "web", Balancer: bal}
+	}
+	run := func(b *testing.B, serve func(net.Listener), stop func()) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		go serve(ln)
+		defer stop()
+		addr := ln.Addr().String()
+		req := []byte("GET /bench HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+		b.ReportAllocs()
+		b.ResetTimer()
+		defer benchcpu.Measure(b)()
+		b.RunParallel(func(pb *testing.PB) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 4<<10)
+			for pb.Next() {
+				if _, err := c.Write(req); err != nil {
+					b.Error(err)
+					return
+				}
+				// Read one response: a head with Content-Length: 100.
+				n := 0
+				for {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					n += m
+					if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 && n >= i+4+100 {
+						break
+					}
+				}
+			}
+		})
+	}
+	b.Run("impl=lbkit", func(b *testing.B) {
+		h := &HTTP{Router: forwardTo(b, up())}
+		run(b, func(ln net.Listener) { h.Serve(ln) }, func() { h.Close() })
+	})
+	b.Run("impl=lbkit-handler", func(b *testing.B) {
+		h := &HTTP{Router: forwardTo(b, up())}
+		srv := &http.Server{Handler: h}
+		run(b, func(ln net.Listener) { srv.Serve(ln) }, func() { srv.Close(); h.Close() })
+	})
+	b.Run("impl=httputil", func(b *testing.B) {
+		rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: tgAddr})
+		tr := &http.Transport{MaxIdleConnsPerHost: 512}
+		rp.Transport = tr
+		srv := &http.Server{Handler: rp}
+		run(b, func(ln net.Listener) { srv.Serve(ln) }, func() { srv.Close(); tr.CloseIdleConnections() })
 	})
 }

@@ -31,10 +31,17 @@ type HTTPStats struct {
 	// 503, 504, ...).
 	UpstreamStatus [5]uint64
 
-	// Malformed counts requests net/http refused before routing (400,
-	// 431, 501, 505) on plain HTTP connections (under TLS they are
-	// encrypted before the proxy can see them).
+	// Malformed counts requests refused before routing (400, 414, 417,
+	// 431, 501, 505), on HTTP and HTTPS.
 	Malformed uint64
+	// MalformedBodies counts requests whose body turned out malformed
+	// (a bad chunk, a body shorter than its framing): answered 400, or
+	// their HTTP/2 stream reset, never forwarded whole.
+	MalformedBodies uint64
+	// Drained counts target connections kept for reuse by reading, in the
+	// background, the answer to a request whose client went away (an
+	// HTTP/2 stream reset, say).
+	Drained uint64
 	// RequestTimeouts counts 408 answers.
 	RequestTimeouts uint64
 	// ClientClosed counts requests whose client went away before the
@@ -62,7 +69,7 @@ type httpCounters struct {
 	malformed, requestTimeouts           atomic.Uint64
 	clientClosed, noTarget, misdirected  atomic.Uint64
 	retries, retriesRefused, tlsErrors   atomic.Uint64
-	drained                              atomic.Uint64
+	drained, malformedBodies             atomic.Uint64
 }
 
 // observe counts a status the proxy answered a client.
@@ -90,6 +97,8 @@ func (h *HTTP) Stats() HTTPStats {
 		Requests:           c.requests.Load(),
 		ActiveRequests:     c.activeRequests.Load(),
 		Malformed:          c.malformed.Load(),
+		MalformedBodies:    c.malformedBodies.Load(),
+		Drained:            c.drained.Load(),
 		RequestTimeouts:    c.requestTimeouts.Load(),
 		ClientClosed:       c.clientClosed.Load(),
 		NoTarget:           c.noTarget.Load(),
