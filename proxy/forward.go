@@ -173,12 +173,18 @@ func (ex *exchange) attempt(p *pool, c Choice, a *attempt, tmo *Timeouts) error 
 		ctx = ex.h.baseCtx
 	}
 	for try := 0; ; try++ {
-		tc, dialTime, err := p.get(ctx, c.st, c.Target.Addr, tmo.Connect)
+		tc, dialTime, err := p.get(ctx, ex.h.baseCtx, c.st, c.Target.Addr, tmo.Connect)
 		if dialTime >= 0 {
 			a.connect = dialTime
 		}
 		if err != nil {
 			return err
+		}
+		if ex.canceled() {
+			// The client went away while the connection was got: it goes
+			// back unused.
+			tc.p.put(tc)
+			return context.Canceled
 		}
 		ex.tc = tc
 		stop := ex.watch(tc)

@@ -171,8 +171,12 @@ func (p *pool) takeIdle(h *poolHost) *tconn {
 // one dialed within connect (the circuit breaker permitting, waiting for a
 // free connection until the deadline if the target is at its limit). A
 // failure to connect is a *dialError; a refusal by the breaker wraps
-// ErrCircuitOpen.
-func (p *pool) get(ctx context.Context, st *targetState, addr string, connect time.Duration) (c *tconn, dialTime time.Duration, err error) {
+// ErrCircuitOpen. ctx bounds the wait for a free connection; a dial, once
+// started, is bounded by the connect timeout and dctx only (the proxy's
+// life), not by the request: a client that cancels its request (an
+// HTTP/2 stream reset) then leaves a connection for the next request
+// instead of a dial thrown away.
+func (p *pool) get(ctx, dctx context.Context, st *targetState, addr string, connect time.Duration) (c *tconn, dialTime time.Duration, err error) {
 	h := p.host(addr)
 	if c := p.takeIdle(h); c != nil {
 		return c, -1, nil
@@ -185,7 +189,7 @@ func (p *pool) get(ctx context.Context, st *targetState, addr string, connect ti
 	if c != nil {
 		return c, -1, nil // went idle while this request waited
 	}
-	c, dialTime, err = p.dial(ctx, h, deadline)
+	c, dialTime, err = p.dial(dctx, h, deadline)
 	if err != nil {
 		st.unreserve()
 		return nil, dialTime, err
@@ -374,8 +378,12 @@ func (c *tconn) usable() bool {
 	return c.alive
 }
 
-// abort makes the connection's blocked reads and writes return at once.
-func (c *tconn) abort() { _ = c.nc.SetDeadline(aLongTimeAgo) }
+// abort makes the connection's blocked reads return at once: its request
+// is abandoned. Writes are left to finish (a request head is small, and a
+// body's writes have their own deadline), so that a request written whole
+// leaves the connection reusable once its answer has been read (see
+// drainAbandoned).
+func (c *tconn) abort() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
 
 // aLongTimeAgo is a deadline in the past: it aborts a connection's
 // blocked reads and writes at once.
