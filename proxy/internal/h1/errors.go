@@ -63,6 +63,7 @@ const (
 	faultEmptyFieldName
 	faultSpaceBeforeColon
 	faultFieldValue
+	faultFieldLookalike
 	faultHostMissing
 	faultHostDup
 	faultHostInvalid
@@ -120,6 +121,7 @@ var faults = [nFaults]struct {
 	faultEmptyFieldName:     {400, "empty field name"},
 	faultSpaceBeforeColon:   {400, "whitespace between field name and colon"},
 	faultFieldValue:         {400, "invalid byte in field value"},
+	faultFieldLookalike:     {400, "field name reads as Content-Length or Transfer-Encoding with '_' for '-'"},
 	faultHostMissing:        {400, "missing Host"},
 	faultHostDup:            {400, "more than one Host"},
 	faultHostInvalid:        {400, "invalid Host"},

@@ -140,6 +140,31 @@ func kindOf(name []byte) Kind {
 	return KindOther
 }
 
+// lookalike reports a field name that is Content-Length or
+// Transfer-Encoding with '_' for some '-': servers behind CGI-like
+// gateways (which map both to '_') would read it as the real one, and
+// frame the body differently from this parser.
+func lookalike(name []byte) bool {
+	var want string
+	switch len(name) {
+	case 14:
+		want = "content-length"
+	case 17:
+		want = "transfer-encoding"
+	default:
+		return false
+	}
+	for i, c := range name {
+		if c == '_' {
+			c = '-'
+		}
+		if lower(c) != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // maxConnOptions bounds the Connection options other than close,
 // keep-alive and upgrade that a message may list: each costs a pass over
 // the fields to mark the one it names, and real clients list none or one.
@@ -183,7 +208,7 @@ func parseFields(b []byte, i int, hs []Header, maxFields int, fi *fieldInfo) ([]
 		for tokenChar[b[i]] {
 			i++
 		}
-		if b[i] != ':' {
+		if b[i] != ':' || i == start {
 			switch {
 			case b[i] == ' ' || b[i] == '\t':
 				return hs, i, faultSpaceBeforeColon
@@ -229,6 +254,9 @@ func parseFields(b []byte, i int, hs []Header, maxFields int, fi *fieldInfo) ([]
 		}
 		h := Header{Name: name, Value: b[vs:ve:ve]}
 		h.Kind = kindOf(name)
+		if h.Kind == KindOther && lookalike(name) {
+			return hs, i, faultFieldLookalike
+		}
 		h.Hop = hopKind(h.Kind)
 		if h.Kind != KindOther {
 			if f := fi.note(&h, b[raw:i-2]); f != faultNone {
@@ -318,8 +346,9 @@ func parseTE(te, raw []byte) fault {
 	if len(te) == 0 {
 		return faultTEMalformed
 	}
-	chunked, last := 0, false
+	codings, chunked, last := 0, 0, false
 	for t, rest, ok := NextToken(te); ok; t, rest, ok = NextToken(rest) {
+		codings++
 		// transfer-coding = token *( OWS ";" OWS transfer-parameter )
 		name := t
 		if j := bytes.IndexByte(t, ';'); j >= 0 {
@@ -336,8 +365,11 @@ func parseTE(te, raw []byte) fault {
 			chunked++
 		}
 	}
-	if chunked == 1 && last {
+	switch {
+	case chunked == 1 && last && codings > 1:
 		return faultTEUnknown
+	case codings == 1 && last:
+		return faultTEMalformed // chunked with odd whitespace or commas
 	}
 	return faultTENotFinal
 }
