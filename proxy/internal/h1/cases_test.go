@@ -175,6 +175,11 @@ var requestCases = []messageCase{
 	{"absolute-userinfo", "GET http://u@a/x HTTP/1.1\r\nHost: a\r\n\r\n", refuse(400)},
 	{"absolute-empty-host", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", refuse(400)},
 	{"absolute-ftp", "GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n", refuse(400)},
+	{"absolute-ipv6", "GET http://[::1]:8080/x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", accept(FramingNone, "", "")},
+	{"absolute-ipv6-v4", "GET http://[::ffff:1.2.3.4]/x HTTP/1.1\r\nHost: [::ffff:1.2.3.4]\r\n\r\n", accept(FramingNone, "", "")},
+	{"absolute-ipv6-short", "GET http://[1:2]/x HTTP/1.1\r\nHost: [1:2]\r\n\r\n", refuse(400)},
+	{"absolute-ipv6-v4-only", "GET http://[1.2.3.4]/x HTTP/1.1\r\nHost: [1.2.3.4]\r\n\r\n", refuse(400)},
+	{"absolute-ipv6-zone", "GET http://[fe80::1%25eth0]/x HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n", refuse(400)},
 	{"absolute-query-only", "GET http://a?x HTTP/1.1\r\nHost: a\r\n\r\n", refuse(400)},
 
 	// Host.
@@ -228,6 +233,9 @@ var requestCases = []messageCase{
 	{"chunk-trailer-space-before-colon", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX : y\r\n\r\n", refuse(400)},
 	{"chunk-trailer-no-colon", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nGET / HTTP/1.1\r\n\r\n", refuse(400)},
 	{"chunk-trailer-too-large", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: " + strings.Repeat("y", DefaultMaxTrailerBytes) + "\r\n\r\n", refuse(400)},
+	{"chunk-trailer-announced", "POST / HTTP/1.1\r\nHost: a\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Sum: 1\r\n\r\n", accept(FramingChunked, "", "")},
+	{"chunk-trailer-announces-cl", "POST / HTTP/1.1\r\nHost: a\r\nTrailer: X-Sum, content-length\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n", refuse(400)},
+	{"chunk-trailer-announces-te", "POST / HTTP/1.1\r\nHost: a\r\nTrailer: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", refuse(400)},
 	{"chunk-truncated-data", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", cut()},
 	{"chunk-truncated-no-last", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", cut()},
 	{"chunk-truncated-no-final-crlf", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", cut()},
@@ -241,6 +249,7 @@ var responseCases = []struct {
 }{
 	{messageCase{"200-cl", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", accept(FramingLength, "hello", "")}, "GET"},
 	{messageCase{"200-cl-pipelined", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 204 No Content\r\n\r\n", accept(FramingLength, "hi", "HTTP/1.1 204 No Content\r\n\r\n")}, "GET"},
+	{messageCase{"200-chunked-trailer-announces-cl", "HTTP/1.1 200 OK\r\nTrailer: Content-Length\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", refuse(502)}, "GET"},
 	{messageCase{"200-chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", accept(FramingChunked, "hello", "")}, "GET"},
 	{messageCase{"200-until-close", "HTTP/1.1 200 OK\r\n\r\nhello", accept(FramingUntilClose, "hello", "")}, "GET"},
 	{messageCase{"200-http10-until-close", "HTTP/1.0 200 OK\r\n\r\nhello", accept(FramingUntilClose, "hello", "")}, "GET"},

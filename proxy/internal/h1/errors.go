@@ -87,6 +87,7 @@ const (
 	faultChunkLineLong
 	faultChunkDataEnd
 	faultTrailer
+	faultTrailerDecl
 	faultTrailerLong
 	nFaults
 )
@@ -146,6 +147,7 @@ var faults = [nFaults]struct {
 	faultChunkDataEnd:       {400, "chunk data not followed by CRLF"},
 	faultTrailer:            {400, "invalid trailer field"},
 	faultTrailerLong:        {400, "trailer section too large"},
+	faultTrailerDecl:        {400, "Trailer announces a framing field"},
 }
 
 // reqErrs and respErrs hold each fault's error: with its status for a

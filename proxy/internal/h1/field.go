@@ -187,6 +187,10 @@ type fieldInfo struct {
 	upgrade   bool // an Upgrade field
 	expects   int
 	expect100 bool // every Expect field is 100-continue
+	// badTrailer: a Trailer field announces a field that frames the
+	// message (Content-Length, Transfer-Encoding, Trailer), which a
+	// trailer must not hold (RFC 9110 §6.5.1) and net/http refuses.
+	badTrailer bool
 }
 
 // parseFields parses the field lines of a head from b[i:] to the empty
@@ -298,6 +302,13 @@ func (fi *fieldInfo) note(h *Header, raw []byte) fault {
 		}
 	case KindUpgrade:
 		fi.upgrade = true
+	case KindTrailer:
+		for t, rest, ok := NextToken(h.Value); ok; t, rest, ok = NextToken(rest) {
+			switch kindOf(t) {
+			case KindContentLength, KindTransferEncoding, KindTrailer:
+				fi.badTrailer = true
+			}
+		}
 	case KindExpect:
 		if len(h.Value) > 0 {
 			fi.expects++

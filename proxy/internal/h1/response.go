@@ -117,6 +117,9 @@ func (r *Response) parse(b, method []byte, lim *Limits) (int, fault) {
 		if f = parseTE(fi.te, fi.teRaw); f != faultNone {
 			return 0, f
 		}
+		if fi.badTrailer {
+			return 0, faultTrailerDecl
+		}
 		r.Chunked = true
 	}
 	if fi.cls > 0 {
