@@ -118,13 +118,17 @@ func ParseRequest(buf []byte, r *Request, lim Limits) (n int, err error) {
 			return 0, ErrIncomplete
 		}
 	}
-	if f != faultNone {
+	if f != faultNone && f != faultBareLF {
 		return 0, reqErrs[f]
 	}
+	bareLF := f
 	n, f = r.parse(buf[:end], &lim)
+	if f == faultNone {
+		f = bareLF
+	}
 	if f != faultNone {
 		if f == faultIncomplete {
-			f = faultBareCR // cannot happen: the head is complete
+			f = faultBareCR // cannot happen: b ends with a line
 		}
 		r.Reset()
 		return 0, reqErrs[f]

@@ -75,13 +75,17 @@ func ParseResponse(buf []byte, r *Response, method []byte, lim Limits) (n int, e
 			return 0, ErrIncomplete
 		}
 	}
-	if f != faultNone {
+	if f != faultNone && f != faultBareLF {
 		return 0, respErrs[f]
 	}
+	bareLF := f
 	n, f = r.parse(buf[:end], method, &lim)
+	if f == faultNone {
+		f = bareLF
+	}
 	if f != faultNone {
 		if f == faultIncomplete {
-			f = faultBareCR // cannot happen: the head is complete
+			f = faultBareCR // cannot happen: b ends with a line
 		}
 		r.Reset()
 		return 0, respErrs[f]
