@@ -233,9 +233,7 @@ func parseFields(b []byte, i int, hs []Header, maxFields int, fi *fieldInfo) ([]
 			i++
 		}
 		vs := i
-		for valueChar[b[i]] {
-			i++
-		}
+		i = skipValue(b, i)
 		if b[i] != '\r' {
 			if b[i] == '\n' {
 				return hs, i, faultBareLF
