@@ -70,7 +70,10 @@ type Request struct {
 	scanned int // where the search for the end of an incomplete head resumes
 }
 
-// Reset clears r for the next request, keeping the capacity of Headers.
+// Reset clears r for the next request, keeping the capacity of Headers. A
+// parse that returns ErrIncomplete leaves r remembering how far it looked
+// into the buffer: Reset r before parsing another buffer with it (another
+// connection's) without first completing that head.
 func (r *Request) Reset() {
 	clear(r.Headers) // let go of the previous buffer
 	*r = Request{Headers: r.Headers[:0]}

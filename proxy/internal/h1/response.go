@@ -31,7 +31,10 @@ type Response struct {
 	scanned int // where the search for the end of an incomplete head resumes
 }
 
-// Reset clears r for the next response, keeping the capacity of Headers.
+// Reset clears r for the next response, keeping the capacity of Headers. A
+// parse that returns ErrIncomplete leaves r remembering how far it looked
+// into the buffer: Reset r before parsing another buffer with it (another
+// connection's) without first completing that head.
 func (r *Response) Reset() {
 	clear(r.Headers)
 	*r = Response{Headers: r.Headers[:0]}
