@@ -56,6 +56,9 @@ type Chunked struct {
 	// MaxTrailerBytes bounds the trailer section: its field lines and the
 	// CRLF that ends it. 0 means DefaultMaxTrailerBytes.
 	MaxTrailerBytes int
+	// OnTrailer, if set, is called with each trailer field, once it has
+	// been checked; its slices are valid only during the call.
+	OnTrailer func(Header)
 
 	state   uint8
 	left    int64 // chunk data left in the current chunk
@@ -67,7 +70,7 @@ type Chunked struct {
 
 // Reset readies c for the next body, keeping its limits.
 func (c *Chunked) Reset() {
-	*c = Chunked{MaxExtBytes: c.MaxExtBytes, MaxTrailerBytes: c.MaxTrailerBytes}
+	*c = Chunked{MaxExtBytes: c.MaxExtBytes, MaxTrailerBytes: c.MaxTrailerBytes, OnTrailer: c.OnTrailer}
 }
 
 // Size returns the chunk data seen so far, framing excluded: the body's
@@ -202,6 +205,10 @@ func (c *Chunked) frame(p []byte) int {
 		if !validFieldLine(line) {
 			c.err = reqErrs[faultTrailer]
 			return 0
+		}
+		if c.OnTrailer != nil {
+			name, value, _ := bytes.Cut(line, []byte(":"))
+			c.OnTrailer(Header{Name: name, Value: trimOWS(value), Kind: kindOf(name)})
 		}
 		return k
 	}

@@ -130,3 +130,29 @@ func TestChunkedAllocs(t *testing.T) {
 		t.Errorf("%v allocations per body", a)
 	}
 }
+
+func TestChunkedOnTrailer(t *testing.T) {
+	var got []string
+	c := Chunked{OnTrailer: func(h Header) {
+		got = append(got, string(h.Name)+"="+string(h.Value)+"/"+h.Kind.String())
+	}}
+	if _, done, err := c.Scan([]byte("1\r\nx\r\n0\r\nX-Sum: 12 \r\nTE:\ttrailers\r\n\r\n")); !done || err != nil {
+		t.Fatal(done, err)
+	}
+	if want := "X-Sum=12/|TE=trailers/TE"; strings.Join(got, "|") != want {
+		t.Errorf("trailers %q, want %q", strings.Join(got, "|"), want)
+	}
+	c.Reset()
+	if c.OnTrailer == nil {
+		t.Error("Reset lost OnTrailer")
+	}
+}
+
+func TestKindOfExported(t *testing.T) {
+	if KindOf("x-forwarded-for") != KindXForwardedFor || KindOf([]byte("Via")) != KindOther {
+		t.Error("KindOf")
+	}
+	if !HopKind(KindTE) || HopKind(KindHost) {
+		t.Error("HopKind")
+	}
+}
