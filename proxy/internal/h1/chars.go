@@ -1,5 +1,7 @@
 package h1
 
+import "encoding/binary"
+
 // Byte classes, as 256-entry tables: a table lookup per byte is what the
 // scanning loops cost, and the tables are read-only.
 
@@ -96,4 +98,34 @@ func isToken[T Text](b T) bool {
 		}
 	}
 	return true
+}
+
+// SWAR ("SIMD within a register") constants: a byte repeated in each of
+// the eight bytes of a word.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// skipValue returns the offset of the first byte of b at or after i that
+// is not a valueChar. It checks eight bytes at a time while none of them
+// is a control byte (below 0x20, or 0x7f): (x - 0x20 per byte) &^ x has a
+// high bit set exactly when some byte of x is below 0x20 (no byte borrows
+// otherwise, and a byte of 0x80 or more has its high bit cleared by &^ x),
+// and likewise for the bytes of x ^ 0x7f that are zero. A word holding
+// one (the CR that ends the line, an HTAB) is finished a byte at a time.
+// b must hold a non-valueChar byte at or after i.
+func skipValue(b []byte, i int) int {
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		y := x ^ 0x7f*ones
+		if ((x-0x20*ones)&^x|(y-ones)&^y)&highs != 0 {
+			break
+		}
+		i += 8
+	}
+	for valueChar[b[i]] {
+		i++
+	}
+	return i
 }

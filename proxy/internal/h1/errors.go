@@ -63,6 +63,7 @@ const (
 	faultEmptyFieldName
 	faultSpaceBeforeColon
 	faultFieldValue
+	faultFieldLookalike
 	faultHostMissing
 	faultHostDup
 	faultHostInvalid
@@ -86,6 +87,7 @@ const (
 	faultChunkLineLong
 	faultChunkDataEnd
 	faultTrailer
+	faultTrailerDecl
 	faultTrailerLong
 	nFaults
 )
@@ -120,6 +122,7 @@ var faults = [nFaults]struct {
 	faultEmptyFieldName:     {400, "empty field name"},
 	faultSpaceBeforeColon:   {400, "whitespace between field name and colon"},
 	faultFieldValue:         {400, "invalid byte in field value"},
+	faultFieldLookalike:     {400, "field name reads as Content-Length or Transfer-Encoding with '_' for '-'"},
 	faultHostMissing:        {400, "missing Host"},
 	faultHostDup:            {400, "more than one Host"},
 	faultHostInvalid:        {400, "invalid Host"},
@@ -144,6 +147,7 @@ var faults = [nFaults]struct {
 	faultChunkDataEnd:       {400, "chunk data not followed by CRLF"},
 	faultTrailer:            {400, "invalid trailer field"},
 	faultTrailerLong:        {400, "trailer section too large"},
+	faultTrailerDecl:        {400, "Trailer announces a framing field"},
 }
 
 // reqErrs and respErrs hold each fault's error: with its status for a

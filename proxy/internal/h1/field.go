@@ -140,6 +140,31 @@ func kindOf(name []byte) Kind {
 	return KindOther
 }
 
+// lookalike reports a field name that is Content-Length or
+// Transfer-Encoding with '_' for some '-': servers behind CGI-like
+// gateways (which map both to '_') would read it as the real one, and
+// frame the body differently from this parser.
+func lookalike(name []byte) bool {
+	var want string
+	switch len(name) {
+	case 14:
+		want = "content-length"
+	case 17:
+		want = "transfer-encoding"
+	default:
+		return false
+	}
+	for i, c := range name {
+		if c == '_' {
+			c = '-'
+		}
+		if lower(c) != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // maxConnOptions bounds the Connection options other than close,
 // keep-alive and upgrade that a message may list: each costs a pass over
 // the fields to mark the one it names, and real clients list none or one.
@@ -162,6 +187,10 @@ type fieldInfo struct {
 	upgrade   bool // an Upgrade field
 	expects   int
 	expect100 bool // every Expect field is 100-continue
+	// badTrailer: a Trailer field announces a field that frames the
+	// message (Content-Length, Transfer-Encoding, Trailer), which a
+	// trailer must not hold (RFC 9110 §6.5.1) and net/http refuses.
+	badTrailer bool
 }
 
 // parseFields parses the field lines of a head from b[i:] to the empty
@@ -183,7 +212,7 @@ func parseFields(b []byte, i int, hs []Header, maxFields int, fi *fieldInfo) ([]
 		for tokenChar[b[i]] {
 			i++
 		}
-		if b[i] != ':' {
+		if b[i] != ':' || i == start {
 			switch {
 			case b[i] == ' ' || b[i] == '\t':
 				return hs, i, faultSpaceBeforeColon
@@ -204,9 +233,7 @@ func parseFields(b []byte, i int, hs []Header, maxFields int, fi *fieldInfo) ([]
 			i++
 		}
 		vs := i
-		for valueChar[b[i]] {
-			i++
-		}
+		i = skipValue(b, i)
 		if b[i] != '\r' {
 			if b[i] == '\n' {
 				return hs, i, faultBareLF
@@ -229,6 +256,9 @@ func parseFields(b []byte, i int, hs []Header, maxFields int, fi *fieldInfo) ([]
 		}
 		h := Header{Name: name, Value: b[vs:ve:ve]}
 		h.Kind = kindOf(name)
+		if h.Kind == KindOther && lookalike(name) {
+			return hs, i, faultFieldLookalike
+		}
 		h.Hop = hopKind(h.Kind)
 		if h.Kind != KindOther {
 			if f := fi.note(&h, b[raw:i-2]); f != faultNone {
@@ -270,6 +300,13 @@ func (fi *fieldInfo) note(h *Header, raw []byte) fault {
 		}
 	case KindUpgrade:
 		fi.upgrade = true
+	case KindTrailer:
+		for t, rest, ok := NextToken(h.Value); ok; t, rest, ok = NextToken(rest) {
+			switch kindOf(t) {
+			case KindContentLength, KindTransferEncoding, KindTrailer:
+				fi.badTrailer = true
+			}
+		}
 	case KindExpect:
 		if len(h.Value) > 0 {
 			fi.expects++
@@ -318,8 +355,9 @@ func parseTE(te, raw []byte) fault {
 	if len(te) == 0 {
 		return faultTEMalformed
 	}
-	chunked, last := 0, false
+	codings, chunked, last := 0, 0, false
 	for t, rest, ok := NextToken(te); ok; t, rest, ok = NextToken(rest) {
+		codings++
 		// transfer-coding = token *( OWS ";" OWS transfer-parameter )
 		name := t
 		if j := bytes.IndexByte(t, ';'); j >= 0 {
@@ -336,8 +374,11 @@ func parseTE(te, raw []byte) fault {
 			chunked++
 		}
 	}
-	if chunked == 1 && last {
+	switch {
+	case chunked == 1 && last && codings > 1:
 		return faultTEUnknown
+	case codings == 1 && last:
+		return faultTEMalformed // chunked with odd whitespace or commas
 	}
 	return faultTENotFinal
 }

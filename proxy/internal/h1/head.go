@@ -79,12 +79,21 @@ func (f Framing) String() string {
 var crlfcrlf = []byte("\r\n\r\n")
 
 // findEnd looks for the end of a head in b, resuming at from, the start
-// of a line a previous call did not see the end of. It returns the offset
-// just past the empty line, or -1 and the start of the line still
-// incomplete. A line ending in a bare LF is refused at once: such a head
-// could never complete.
+// of a line a previous call did not see the end of. It returns an offset
+// just past an empty line (not always the first one: the parse finds that),
+// or -1 and the start of the line still
+// incomplete. A line ending in a bare LF ends the search at once (such a
+// head could never complete) with faultBareLF and end just past that LF:
+// the caller parses b[:end] to report the first fault in it, the one a
+// parse of the whole head at once reports.
 func findEnd(b []byte, from int) (end, next int, f fault) {
 	if from == 0 {
+		// Usually b holds one head and nothing after it. Any CRLF CRLF
+		// will do as the end: parsing stops at the first empty line,
+		// and needs only one after it to run without bound checks.
+		if bytes.HasSuffix(b, crlfcrlf) {
+			return len(b), 0, faultNone
+		}
 		if i := bytes.Index(b, crlfcrlf); i >= 0 {
 			return i + 4, 0, faultNone
 		}
@@ -97,7 +106,7 @@ func findEnd(b []byte, from int) (end, next int, f fault) {
 		}
 		j += i
 		if j == 0 || b[j-1] != '\r' {
-			return -1, i, faultBareLF
+			return j + 1, 0, faultBareLF
 		}
 		if j == i+1 {
 			return j + 1, 0, faultNone

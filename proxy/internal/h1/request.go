@@ -70,7 +70,10 @@ type Request struct {
 	scanned int // where the search for the end of an incomplete head resumes
 }
 
-// Reset clears r for the next request, keeping the capacity of Headers.
+// Reset clears r for the next request, keeping the capacity of Headers. A
+// parse that returns ErrIncomplete leaves r remembering how far it looked
+// into the buffer: Reset r before parsing another buffer with it (another
+// connection's) without first completing that head.
 func (r *Request) Reset() {
 	clear(r.Headers) // let go of the previous buffer
 	*r = Request{Headers: r.Headers[:0]}
@@ -118,13 +121,17 @@ func ParseRequest(buf []byte, r *Request, lim Limits) (n int, err error) {
 			return 0, ErrIncomplete
 		}
 	}
-	if f != faultNone {
+	if f != faultNone && f != faultBareLF {
 		return 0, reqErrs[f]
 	}
+	bareLF := f
 	n, f = r.parse(buf[:end], &lim)
+	if f == faultNone {
+		f = bareLF
+	}
 	if f != faultNone {
 		if f == faultIncomplete {
-			f = faultBareCR // cannot happen: the head is complete
+			f = faultBareCR // cannot happen: b ends with a line
 		}
 		r.Reset()
 		return 0, reqErrs[f]
@@ -177,6 +184,9 @@ func (r *Request) parse(b []byte, lim *Limits) (int, fault) {
 		}
 		if f = parseTE(fi.te, fi.teRaw); f != faultNone {
 			return 0, f
+		}
+		if fi.badTrailer {
+			return 0, faultTrailerDecl
 		}
 		r.Chunked = true
 		r.Framing = FramingChunked
@@ -344,14 +354,8 @@ func validAuthority(a []byte, requirePort bool) bool {
 		if j < 0 {
 			return false
 		}
-		lit := a[1:j]
-		if len(lit) < 2 || bytes.IndexByte(lit, ':') < 0 {
+		if !validIPv6(a[1:j]) {
 			return false
-		}
-		for _, c := range lit {
-			if !isHex(c) && c != ':' && c != '.' {
-				return false
-			}
 		}
 		rest := a[j+1:]
 		if len(rest) > 0 {
@@ -386,6 +390,76 @@ func validAuthority(a []byte, requirePort bool) bool {
 		}
 	}
 	return true
+}
+
+// validIPv6 reports whether s is an RFC 3986 IPv6address (no zone): up to
+// eight groups of 1 to 4 HEXDIG, at most one "::" standing for at least
+// one group, the last two groups possibly an IPv4 address.
+func validIPv6(s []byte) bool {
+	groups, ellipsis, i := 0, false, 0
+	if len(s) >= 2 && s[0] == ':' && s[1] == ':' {
+		ellipsis, i = true, 2
+	}
+	for i < len(s) {
+		j := i
+		for j < len(s) && j-i < 5 && isHex(s[j]) {
+			j++
+		}
+		if j < len(s) && s[j] == '.' {
+			if !validIPv4(s[i:]) {
+				return false
+			}
+			groups += 2
+			break
+		}
+		if j == i || j-i > 4 {
+			return false
+		}
+		groups++
+		if i = j; i == len(s) {
+			break
+		}
+		if s[i] != ':' {
+			return false
+		}
+		if i++; i == len(s) {
+			return false
+		}
+		if s[i] == ':' {
+			if ellipsis {
+				return false
+			}
+			ellipsis = true
+			i++
+		}
+	}
+	if ellipsis {
+		return groups <= 7
+	}
+	return groups == 8
+}
+
+// validIPv4 reports whether s is a dotted-decimal IPv4 address: four
+// decimal octets up to 255, without leading zeros.
+func validIPv4(s []byte) bool {
+	for part := 0; part < 4; part++ {
+		if part > 0 {
+			if len(s) == 0 || s[0] != '.' {
+				return false
+			}
+			s = s[1:]
+		}
+		n, j := 0, 0
+		for j < len(s) && j < 4 && '0' <= s[j] && s[j] <= '9' {
+			n = n*10 + int(s[j]-'0')
+			j++
+		}
+		if j == 0 || j > 3 || n > 255 || j > 1 && s[0] == '0' {
+			return false
+		}
+		s = s[j:]
+	}
+	return len(s) == 0
 }
 
 // SkipEmptyLines returns how many bytes of empty lines (CRLF, at most

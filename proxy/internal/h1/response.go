@@ -31,7 +31,10 @@ type Response struct {
 	scanned int // where the search for the end of an incomplete head resumes
 }
 
-// Reset clears r for the next response, keeping the capacity of Headers.
+// Reset clears r for the next response, keeping the capacity of Headers. A
+// parse that returns ErrIncomplete leaves r remembering how far it looked
+// into the buffer: Reset r before parsing another buffer with it (another
+// connection's) without first completing that head.
 func (r *Response) Reset() {
 	clear(r.Headers)
 	*r = Response{Headers: r.Headers[:0]}
@@ -75,13 +78,17 @@ func ParseResponse(buf []byte, r *Response, method []byte, lim Limits) (n int, e
 			return 0, ErrIncomplete
 		}
 	}
-	if f != faultNone {
+	if f != faultNone && f != faultBareLF {
 		return 0, respErrs[f]
 	}
+	bareLF := f
 	n, f = r.parse(buf[:end], method, &lim)
+	if f == faultNone {
+		f = bareLF
+	}
 	if f != faultNone {
 		if f == faultIncomplete {
-			f = faultBareCR // cannot happen: the head is complete
+			f = faultBareCR // cannot happen: b ends with a line
 		}
 		r.Reset()
 		return 0, respErrs[f]
@@ -116,6 +123,9 @@ func (r *Response) parse(b, method []byte, lim *Limits) (int, fault) {
 		}
 		if f = parseTE(fi.te, fi.teRaw); f != faultNone {
 			return 0, f
+		}
+		if fi.badTrailer {
+			return 0, faultTrailerDecl
 		}
 		r.Chunked = true
 	}
