@@ -898,8 +898,13 @@ func (c *conn1) relay(ex *exchange) {
 		return
 	}
 	ex.hbuf = hb
+	if framing == h1.FramingNone {
+		// Nothing more to read: the target connection goes back first.
+		ex.endAttempt()
+		ex.releaseTarget(true)
+	}
 	if _, err := c.nc.Write(hb); err != nil {
-		c.cut(ex, err, false)
+		c.cut(ex, err, framing == h1.FramingNone)
 		return
 	}
 	var err error
