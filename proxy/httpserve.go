@@ -135,6 +135,10 @@ func (h *HTTP) newGeneration(t *Timeouts) *generation {
 		},
 		BaseContext: func(net.Listener) context.Context { return h.baseCtx },
 		TLSConfig:   h.tls.cfg,
+		// RFC 9113's default frame size, announced and enforced: a
+		// client's larger frame is a FRAME_SIZE_ERROR (net/http would
+		// accept 1 MiB frames), and no stream needs more to be fast.
+		HTTP2: &http.HTTP2Config{MaxReadFrameSize: 16 << 10},
 	}
 	return g
 }
