@@ -46,7 +46,7 @@ func FuzzHTTPRequest(f *testing.F) {
 		ResponseTimeout: time.Second, ErrorLog: slog.New(slog.NewTextHandler(&errs, nil))}
 	addr := serve(f, h)
 	want := map[int]bool{200: true, 301: true, 400: true, 403: true, 404: true, 408: true, 413: true,
-		414: true, 421: true, 431: true, 501: true, 502: true, 503: true, 504: true, 505: true}
+		405: true, 414: true, 417: true, 421: true, 431: true, 501: true, 502: true, 503: true, 504: true, 505: true}
 
 	f.Fuzz(func(t *testing.T, req []byte) {
 		c, err := net.Dial("tcp", addr)
