@@ -64,6 +64,7 @@ const (
 // conn1 is a client connection served by the engine.
 type conn1 struct {
 	h    *HTTP
+	hs   *httpStripe  // the proxy's counters this connection writes
 	nc   net.Conn     // *net.TCPConn, or *tls.Conn over it
 	tcp  *net.TCPConn // the socket; nil for other listeners
 	raw  syscall.RawConn
@@ -110,7 +111,7 @@ const (
 // serveEngine serves c, an accepted plain or TLS (HTTP/1.1) connection,
 // until it closes.
 func (h *HTTP) serveEngine(nc net.Conn, peer netip.AddrPort, port string, tmo *Timeouts) {
-	c := &conn1{h: h, nc: nc, peer: peer, port: port, tmo: tmo, keep: true}
+	c := &conn1{h: h, hs: h.stats.stripe(), nc: nc, peer: peer, port: port, tmo: tmo, keep: true}
 	c.tcp = tcpConnOf(nc)
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.tls = tc
@@ -300,7 +301,7 @@ func (c *conn1) refuse(code int, why string) {
 		h.stats.malformed.Add(^uint64(0)) // counted as a timeout instead
 		h.stats.requestTimeouts.Add(1)
 	}
-	h.stats.observe(code)
+	h.stats.hot[0].observe(code)
 	h.logRefused(c.peer, code, why, c.cs)
 	body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
 	hb := make([]byte, 0, 160)
@@ -342,6 +343,7 @@ func (c *conn1) handle() {
 	ex := h.getExchange()
 	defer h.putExchange(ex)
 	ex.c = c
+	ex.hs = c.hs
 	ex.start = time.Now()
 	ex.peer = c.peer
 	ex.tls = c.cs

@@ -25,7 +25,9 @@ import (
 // engine's buffers: they are valid until the exchange ends, and are copied
 // by whatever keeps them longer (the access log).
 type exchange struct {
-	h *HTTP
+	h  *HTTP
+	hs *httpStripe   // the proxy's counters this exchange writes
+	ts *targetStripe // the chosen target's, while chosen
 
 	// The front end: c for the engine, w and in for ServeHTTP.
 	c   *conn1
@@ -171,7 +173,7 @@ func (ex *exchange) canceled() bool {
 // release ends the chosen target's request.
 func (ex *exchange) release() {
 	ex.chosen = false
-	ex.choice.st.activeRequests.Add(-1)
+	ex.ts.active.Add(-1)
 	ex.choice.Done()
 }
 
@@ -210,7 +212,10 @@ func (ex *exchange) finish(status int) {
 	}
 	ex.finished = true
 	h := ex.h
-	h.stats.observe(status)
+	if ex.hs == nil {
+		ex.hs = h.stats.stripe()
+	}
+	ex.hs.observe(status)
 	switch status {
 	case http.StatusRequestTimeout:
 		h.stats.requestTimeouts.Add(1)

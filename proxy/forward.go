@@ -92,8 +92,9 @@ func (h *HTTP) forward(ex *exchange) {
 		}
 		ex.tried = append(ex.tried, c.Target.ID)
 		ex.choice, ex.chosen = c, true
-		c.st.requests.Add(1)
-		c.st.activeRequests.Add(1)
+		ex.ts = c.st.stripe(ex.hs)
+		ex.ts.requests.Add(1)
+		ex.ts.active.Add(1)
 		ex.attempts = append(ex.attempts, attempt{addr: c.Target.Addr, connect: -1, header: -1, response: -1})
 		a := &ex.attempts[len(ex.attempts)-1]
 		at := time.Now()
@@ -104,8 +105,8 @@ func (h *HTTP) forward(ex *exchange) {
 			resp := &ex.tc.resp
 			a.status = resp.Status
 			ex.upStatus = resp.Status
-			c.st.observeStatus(resp.Status, a.header)
-			h.stats.observeUpstream(resp.Status)
+			c.st.observeStatus(ex.ts, resp.Status, a.header)
+			ex.hs.observeUpstream(resp.Status)
 			switch resp.Status {
 			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 				up.report(c.Target.ID, errStatus(resp.Status))

@@ -290,6 +290,7 @@ func (h *HTTP) setup() error {
 		h.retry = h.Retry.withDefaults()
 		h.budget = newBudget(h.retry, time.Now())
 		h.baseCtx, h.cancel = context.WithCancel(context.Background())
+		h.stats.hot = make([]httpStripe, stripeCount())
 	})
 	return h.initErr
 }
@@ -351,9 +352,12 @@ func (h *HTTP) maxBodyBytes() int64 {
 // exchange.
 func (h *HTTP) serveExchange(ex *exchange) {
 	st := &h.stats
-	st.requests.Add(1)
-	st.activeRequests.Add(1)
-	defer st.activeRequests.Add(-1)
+	if ex.hs == nil {
+		ex.hs = st.stripe()
+	}
+	ex.hs.requests.Add(1)
+	ex.hs.active.Add(1)
+	defer ex.hs.active.Add(-1)
 	ex.rule = "-"
 	ex.client = ex.peer.Addr()
 	defer func() {

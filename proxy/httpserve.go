@@ -267,7 +267,7 @@ func (h *HTTP) serveTLS(c net.Conn, g *generation, peer netip.AddrPort, port str
 		if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader[:]) {
 			_, _ = io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
 			h.stats.malformed.Add(1)
-			h.stats.observe(http.StatusBadRequest)
+			h.stats.hot[0].observe(http.StatusBadRequest)
 			h.logRefused(peer, http.StatusBadRequest, "plain HTTP request to an HTTPS listener", nil)
 		} else if h.ErrorLog != nil {
 			h.ErrorLog.Warn(fmt.Sprintf("http: TLS handshake error from %s: %v", c.RemoteAddr(), err))

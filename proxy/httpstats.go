@@ -60,42 +60,44 @@ type HTTPStats struct {
 	TLSHandshakeErrors uint64
 }
 
-// httpCounters are the live counters behind HTTPStats.
+// httpCounters are the live counters behind HTTPStats: those every
+// request writes are striped (see stripe.go), the rest plain atomics.
 type httpCounters struct {
+	hot                                  []httpStripe // set by setup
 	conns, refusedConns, refusedRequests atomic.Uint64
-	activeConns, activeRequests          atomic.Int64
-	requests                             atomic.Uint64
-	status, upstream                     [5]atomic.Uint64
+	activeConns                          atomic.Int64
 	malformed, requestTimeouts           atomic.Uint64
 	clientClosed, noTarget, misdirected  atomic.Uint64
 	retries, retriesRefused, tlsErrors   atomic.Uint64
 	drained, malformedBodies             atomic.Uint64
 }
 
+// stripe returns a stripe for a new connection or request.
+func (c *httpCounters) stripe() *httpStripe { return &c.hot[pickStripe(len(c.hot))] }
+
 // observe counts a status the proxy answered a client.
-func (c *httpCounters) observe(code int) {
-	if i := code/100 - 1; i >= 0 && i < len(c.status) && code != StatusClientClosed {
-		c.status[i].Add(1)
+func (s *httpStripe) observe(code int) {
+	if i := statusIndex(code); i >= 0 && code != StatusClientClosed {
+		s.status[i].Add(1)
 	}
 }
 
 // observeUpstream counts a status a target answered.
-func (c *httpCounters) observeUpstream(code int) {
-	if i := code/100 - 1; i >= 0 && i < len(c.upstream) {
-		c.upstream[i].Add(1)
+func (s *httpStripe) observeUpstream(code int) {
+	if i := statusIndex(code); i >= 0 {
+		s.upstream[i].Add(1)
 	}
 }
 
 // Stats returns a snapshot of the proxy's counters. It takes no lock.
 func (h *HTTP) Stats() HTTPStats {
+	_ = h.setup()
 	c := &h.stats
 	s := HTTPStats{
 		Connections:        c.conns.Load(),
 		ActiveConnections:  c.activeConns.Load(),
 		RefusedConnections: c.refusedConns.Load(),
 		RefusedRequests:    c.refusedRequests.Load(),
-		Requests:           c.requests.Load(),
-		ActiveRequests:     c.activeRequests.Load(),
 		Malformed:          c.malformed.Load(),
 		MalformedBodies:    c.malformedBodies.Load(),
 		Drained:            c.drained.Load(),
@@ -107,9 +109,14 @@ func (h *HTTP) Stats() HTTPStats {
 		RetriesRefused:     c.retriesRefused.Load(),
 		TLSHandshakeErrors: c.tlsErrors.Load(),
 	}
-	for i := range s.Status {
-		s.Status[i] = c.status[i].Load()
-		s.UpstreamStatus[i] = c.upstream[i].Load()
+	for i := range c.hot {
+		st := &c.hot[i]
+		s.Requests += st.requests.Load()
+		s.ActiveRequests += st.active.Load()
+		for k := range s.Status {
+			s.Status[k] += st.status[k].Load()
+			s.UpstreamStatus[k] += st.upstream[k].Load()
+		}
 	}
 	return s
 }

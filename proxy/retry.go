@@ -71,14 +71,21 @@ func (r Retry) withDefaults() Retry {
 
 // budget is a token bucket of retries, in thousandths of a token. Requests
 // deposit ratio tokens, the floor adds minPerSecond tokens a second, and a
-// retry withdraws one. It is lock-free: two atomics.
+// retry withdraws one. It is lock-free: two atomics. Every request deposits,
+// so tokens sits on a cache line of its own, and a deposit into a full
+// bucket (the usual state: retries are rare) only reads it.
 type budget struct {
 	ratio  int64 // thousandths deposited per request
 	floor  int64 // thousandths added per second
 	cap    int64 // most thousandths held
+	_      [cacheLine - 24]byte
 	tokens atomic.Int64
+	_      [cacheLine - 8]byte
 	last   atomic.Int64 // unix nanos of the last floor refill
 }
+
+// cacheLine is the size the hot atomics are padded to.
+const cacheLine = 64
 
 func newBudget(r Retry, now time.Time) *budget {
 	b := &budget{ratio: int64(r.Ratio * 1000), floor: int64(r.MinPerSecond) * 1000}
@@ -92,6 +99,9 @@ func newBudget(r Retry, now time.Time) *budget {
 
 // deposit is called for every request.
 func (b *budget) deposit() {
+	if b.tokens.Load() >= b.cap {
+		return // full: nothing to write
+	}
 	if b.tokens.Add(b.ratio) > b.cap {
 		b.tokens.Store(b.cap) // racy clamp: the bucket may briefly hold a little more
 	}

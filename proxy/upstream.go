@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/sticky"
@@ -195,7 +196,7 @@ func (u *Upstream) state(id string) *targetState {
 	if v, ok := u.targets.Load(id); ok {
 		return v.(*targetState)
 	}
-	v, _ := u.targets.LoadOrStore(id, &targetState{id: id, up: u})
+	v, _ := u.targets.LoadOrStore(id, &targetState{id: id, up: u, hot: make([]targetStripe, stripeCount())})
 	return v.(*targetState)
 }
 
@@ -211,14 +212,10 @@ type targetState struct {
 	bytesIn       atomic.Uint64 // client → target
 	bytesOut      atomic.Uint64 // target → client
 
-	activeRequests atomic.Int64     // L7 requests in flight
-	openConns      atomic.Int64     // HTTP connections open to the target (all pools)
-	breakerRefused atomic.Uint64    // requests the circuit breaker refused
-	waiting        atomic.Int32     // len(waiters), read without waitMu
-	requests       atomic.Uint64    // L7 requests sent
-	status         [5]atomic.Uint64 // L7 responses by class: 1xx..5xx
-	respNanos      atomic.Uint64    // sum of L7 response times
-	responses      atomic.Uint64    // L7 responses timed
+	hot            []targetStripe // L7 requests sent, in flight, responses by class and their times
+	openConns      atomic.Int64   // HTTP connections open to the target (all pools)
+	breakerRefused atomic.Uint64  // requests the circuit breaker refused
+	waiting        atomic.Int32   // len(waiters), read without waitMu
 
 	waitMu  sync.Mutex      // guards waiters
 	waiters []chan struct{} // requests waiting for a connection, oldest first
@@ -256,13 +253,32 @@ func (st *targetState) track(c io.Closer) (release func()) {
 	}
 }
 
-// observeStatus counts one L7 response of the given status and duration.
-func (st *targetState) observeStatus(code int, d time.Duration) {
-	if c := code/100 - 1; c >= 0 && c < len(st.status) {
-		st.status[c].Add(1)
+// stripe returns the stripe of st's counters a request writes: the one
+// matching the proxy's stripe hs, so that a connection's requests stay on
+// one line of each.
+func (st *targetState) stripe(hs *httpStripe) *targetStripe {
+	n := len(st.hot)
+	if n == 1 {
+		return &st.hot[0]
 	}
-	st.respNanos.Add(uint64(max(d, 0)))
-	st.responses.Add(1)
+	return &st.hot[int(uintptr(unsafe.Pointer(hs))>>7)&(n-1)]
+}
+
+// activeRequests returns the L7 requests in flight to the target.
+func (st *targetState) activeRequests() (n int64) {
+	for i := range st.hot {
+		n += st.hot[i].active.Load()
+	}
+	return n
+}
+
+// observeStatus counts one L7 response of the given status and duration.
+func (st *targetState) observeStatus(ts *targetStripe, code int, d time.Duration) {
+	if i := statusIndex(code); i >= 0 {
+		ts.status[i].Add(1)
+	}
+	ts.respNanos.Add(uint64(max(d, 0)))
+	ts.responses.Add(1)
 	if f := st.up.OnResponse; f != nil {
 		f(st.id, code, d)
 	}
@@ -391,16 +407,22 @@ func (u *Upstream) Stats() UpstreamStats {
 			ConnectErrors:     st.connectErrors.Load(),
 			BytesIn:           st.bytesIn.Load(),
 			BytesOut:          st.bytesOut.Load(),
-			ActiveRequests:    st.activeRequests.Load(),
-			Requests:          st.requests.Load(),
+			ActiveRequests:    st.activeRequests(),
 			TargetConnections: st.openConns.Load(),
 			BreakerRefused:    st.breakerRefused.Load(),
 		}
-		for i := range ts.Status {
-			ts.Status[i] = st.status[i].Load()
+		var nanos, n uint64
+		for i := range st.hot {
+			s := &st.hot[i]
+			ts.Requests += s.requests.Load()
+			for k := range ts.Status {
+				ts.Status[k] += s.status[k].Load()
+			}
+			nanos += s.respNanos.Load()
+			n += s.responses.Load()
 		}
-		if n := st.responses.Load(); n > 0 {
-			ts.AvgResponseTime = time.Duration(st.respNanos.Load() / n)
+		if n > 0 {
+			ts.AvgResponseTime = time.Duration(nanos / n)
 		}
 		st.mu.Lock()
 		ts.DrainDeadline = st.deadline

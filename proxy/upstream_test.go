@@ -141,8 +141,8 @@ func TestUpstreamDrain(t *testing.T) {
 func TestUpstreamStatsForgetsDepartedTargets(t *testing.T) {
 	u := testUpstream(t, 2)
 	u.state("a").conns.Add(3)
-	u.state("b").observeStatus(503, 20*time.Millisecond)
-	u.state("b").observeStatus(200, 40*time.Millisecond)
+	u.state("b").observeStatus(&u.state("b").hot[0], 503, 20*time.Millisecond)
+	u.state("b").observeStatus(&u.state("b").hot[0], 200, 40*time.Millisecond)
 	st := u.Stats()
 	require.Len(t, st.Targets, 2)
 	assert.Equal(t, uint64(3), st.Targets[0].Connections)
@@ -184,7 +184,7 @@ func TestUpstreamOnResponse(t *testing.T) {
 	}
 	var got []seen
 	u.OnResponse = func(id string, status int, d time.Duration) { got = append(got, seen{id, status, d}) }
-	u.state("a").observeStatus(204, 7*time.Millisecond)
+	u.state("a").observeStatus(&u.state("a").hot[0], 204, 7*time.Millisecond)
 	assert.Equal(t, []seen{{"a", 204, 7 * time.Millisecond}}, got)
-	assert.Zero(t, testing.AllocsPerRun(100, func() { u.state("a").observeStatus(200, time.Millisecond) }))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { u.state("a").observeStatus(&u.state("a").hot[0], 200, time.Millisecond) }))
 }
