@@ -80,7 +80,7 @@ func WithHosts(names ...string) Option {
 
 // Handler is the admin endpoint of a load balancer, an http.Handler:
 //
-//	GET  /           the status page, HTML (?refresh=N reloads it every N seconds)
+//	GET  /           the status page, HTML: trouble first (reloads itself every 5 s; ?refresh=N, 0 for never)
 //	GET  /stats      lb.Stats as JSON
 //	GET  /diagnose   lb.Diagnosis as JSON (?client=IP&port=N narrows it; ?format=text for words)
 //	GET  /health     every target's health and the reason, JSON

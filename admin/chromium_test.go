@@ -2,11 +2,14 @@ package admin_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,9 +20,71 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/lbkit/lbkit/admin"
+	"github.com/lbkit/lbkit/internal/chromium"
+	"github.com/lbkit/lbkit/lb"
 )
 
-const chromiumPath = "/usr/bin/chromium"
+const chromiumPath = chromium.Path
+
+// TestStatusPageShowsTroubleFirst opens the status page in headless
+// Chromium at 1280×800 and checks what a person sees before scrolling: a
+// summary in amber saying the group is degraded and how many targets
+// serve, the failing group, and the failing target's row in red with the
+// reason; a draining target in amber, not red; the link to /metrics.
+func TestStatusPageShowsTroubleFirst(t *testing.T) {
+	if err := chromium.Available(); err != nil {
+		t.Skipf("headless Chromium is needed (Debian package chromium): %v", err)
+	}
+	f := newFixture(t)
+	// A second group, all healthy, whose name sorts first: it must not
+	// push the trouble down.
+	require.NoError(t, f.lb.AddTargetGroup("aaa-fine", lb.HTTP, lb.Target(f.up.Listener.Addr().String(), lb.ID("fine")), lb.WithoutHealthCheck()))
+	require.NoError(t, f.lb.AddListener("fine", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("aaa-fine")))
+	require.NoError(t, f.lb.AddTarget("app", f.up.Listener.Addr().String(), lb.ID("drained"), lb.Weight(0)))
+	srv := httptest.NewServer(admin.New(f.lb, admin.WithTitle("lbkit test"),
+		admin.WithMetrics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))))
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const width, height = 1280, 800
+	b, err := chromium.Start(ctx, t.TempDir(), width, height)
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.Navigate(ctx, srv.URL+"/?refresh=0"))
+
+	top, err := b.VisibleText(ctx, "#headline, #summary li, h2, tr, a", height)
+	require.NoError(t, err)
+	var seen []string
+	for _, e := range top {
+		seen = append(seen, e.Text)
+	}
+	all := strings.Join(seen, "\n")
+	require.NotEmpty(t, top)
+	assert.Equal(t, "Degraded: 1 group has failing targets; traffic still flows", top[0].Text, "the headline comes first")
+	assert.Equal(t, "rgb(138, 90, 0)", top[0].Color, "in amber: traffic flows, but not to every target")
+	assert.Contains(t, all, "Group app: 1 of 3 targets serving, 1 draining or at weight 0, 1 failing", "the summary counts")
+	var groups []string
+	rows := map[string]chromium.Element{}
+	for _, e := range top {
+		if strings.HasPrefix(e.Text, "Target group ") {
+			groups = append(groups, e.Text)
+		}
+		if fields := strings.Fields(e.Text); len(fields) > 0 && e.Class != "" {
+			rows[fields[0]] = e
+		}
+	}
+	require.NotEmpty(t, groups, "a group heading is visible without scrolling:\n%s", all)
+	assert.True(t, strings.HasPrefix(groups[0], "Target group app: 1 of 3 serving"), "the group in trouble first: %q", groups)
+	require.Contains(t, rows, "down", "the failing target's row is visible without scrolling:\n%s", all)
+	assert.Equal(t, "row-bad", rows["down"].Class)
+	assert.Contains(t, rows["down"].Text, "connection refused")
+	require.Contains(t, rows, "drained")
+	assert.Equal(t, "row-warn", rows["drained"].Class, "a deliberate drain is amber, not red")
+	assert.Contains(t, all, "/metrics", "a link to the metrics")
+	// LBKIT_SCREENSHOTS=dir keeps the screenshot, to look at.
+	require.NoError(t, b.Screenshot(ctx, filepath.Join(cmp.Or(os.Getenv("LBKIT_SCREENSHOTS"), t.TempDir()), "status.png")))
+}
 
 // TestStatusPageInChromium opens the status page in headless Chromium and
 // checks what a person would see: each target's name, weight, health, the
@@ -37,7 +102,8 @@ func TestStatusPageInChromium(t *testing.T) {
 	require.NoError(t, err)
 
 	assert.Equal(t, "lbkit test status", text(find(doc, "title")))
-	assert.Equal(t, "OK: traffic can reach targets.", text(byID(doc, "summary")))
+	assert.Equal(t, "Degraded: 1 group has failing targets; traffic still flows", text(byID(doc, "headline")),
+		"a group with a failing target is not OK")
 	rows := map[string][]string{} // target ID → the cells of its row, as shown
 	for _, table := range findAll(doc, "table") {
 		if attr(table, "class") != "targets" {

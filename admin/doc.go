@@ -14,8 +14,16 @@
 //	                 every problem of the refused configuration
 //	GET  /metrics    whatever handler the program mounts (metrics.Handler)
 //
-// The page is plain HTML from html/template, with no script; ?refresh=N
-// makes the browser reload it every N seconds.
+// The page puts trouble first: a summary at the top says whether anything
+// is wrong (red: a listener not serving, a group with no target serving, a
+// full flow table; amber: a group with failing targets that still serves,
+// or targets deliberately drained or at weight 0), with a line per
+// listener in trouble and per group ("Group app: 2 of 3 targets serving,
+// 1 failing"), then the groups in trouble before the others, and each
+// target's row coloured (red for a failure, amber for a drain). It is
+// plain HTML from html/template, with no script; it reloads itself every 5
+// seconds (?refresh=N changes that, 0 turns it off) and links to /metrics
+// when it is mounted.
 //
 // It protects itself: requests naming a host other than localhost, an IP
 // address or one given with WithHosts are refused (DNS rebinding), and
