@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 func main() {
 	mode := flag.String("mode", "lbkit", "target, lbkit, httputil or httputil-pool")
 	listen := flag.String("listen", "127.0.0.1:18081", "address to listen on (127.0.0.1 only)")
-	target := flag.String("target", "127.0.0.1:18080", "the target's address")
+	target := flag.String("target", "127.0.0.1:18080", "the targets' addresses, comma-separated")
 	size := flag.Int("size", 100, "response size in bytes (target mode)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file until the process is stopped")
 	memprofile := flag.String("memprofile", "", "write an allocation profile to this file when the process is stopped")
@@ -83,7 +84,11 @@ func run(mode, listen, target string, size int) error {
 		})}
 		serve, shutdown = func() error { return srv.Serve(ln) }, srv.Shutdown
 	case "lbkit":
-		b, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "t", Addr: target, Weight: 1}))
+		var ts []balancer.Target
+		for i, a := range strings.Split(target, ",") {
+			ts = append(ts, balancer.Target{ID: fmt.Sprint("t", i), Addr: a, Weight: 1})
+		}
+		b, err := balancer.New(balancer.WithTargets(ts...))
 		if err != nil {
 			return err
 		}
@@ -94,8 +99,13 @@ func run(mode, listen, target string, size int) error {
 		h := &proxy.HTTP{Router: router}
 		serve, shutdown = func() error { return h.Serve(ln) }, h.Shutdown
 	case "httputil", "httputil-pool":
-		u, _ := url.Parse("http://" + target)
-		rp := httputil.NewSingleHostReverseProxy(u)
+		targets := strings.Split(target, ",")
+		var next atomic.Uint32
+		rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+			u := &url.URL{Scheme: "http", Host: targets[int(next.Add(1))%len(targets)]}
+			pr.SetURL(u)
+			pr.Out.Host = pr.In.Host
+		}}
 		if mode == "httputil-pool" {
 			rp.Transport = &http.Transport{MaxIdleConnsPerHost: 512}
 			rp.BufferPool = newPool()
