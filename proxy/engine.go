@@ -117,7 +117,7 @@ func (h *HTTP) serveEngine(nc net.Conn, peer netip.AddrPort, port string, tmo *T
 		c.tls = tc
 		cs := tc.ConnectionState()
 		c.cs = &cs
-	} else if c.tcp != nil {
+	} else if c.tcp != nil && canMerge {
 		c.raw, _ = c.tcp.SyscallConn()
 		c.readFn = c.readIdle
 	}
@@ -272,24 +272,19 @@ func (c *conn1) readIdle(fd uintptr) bool {
 	if c.buf == nil {
 		c.buf = c.h.getConnBuf()
 	}
-	for {
-		n, err := syscall.Read(int(fd), c.buf)
-		switch err {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			c.h.putConnBuf(c.buf)
-			c.buf = nil
-			c.waiting.Store(true)
-			return false // wait until readable
-		}
-		c.waiting.Store(false)
-		c.rn, c.rerr = max(n, 0), err
-		if n == 0 && err == nil {
-			c.rerr = io.EOF
-		}
-		return true
+	n, again, err := readFD(fd, c.buf)
+	if again {
+		c.h.putConnBuf(c.buf)
+		c.buf = nil
+		c.waiting.Store(true)
+		return false // wait until readable
 	}
+	c.waiting.Store(false)
+	c.rn, c.rerr = n, err
+	if n == 0 && err == nil {
+		c.rerr = io.EOF
+	}
+	return true
 }
 
 // refuse answers a request the proxy could not read or parse (408, 400,
@@ -1208,14 +1203,9 @@ func (c *conn1) watcher() {
 		var pb [1]byte
 		gone := false
 		err := c.raw.Read(func(fd uintptr) bool {
-			n, _, err := syscall.Recvfrom(int(fd), pb[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			switch {
-			case err == syscall.EAGAIN || err == syscall.EINTR:
-				return false
-			case err != nil || n == 0:
-				gone = true
-			}
-			return true
+			data, closed := peekState(fd, pb[:])
+			gone = closed
+			return data || closed
 		})
 		if gone {
 			c.clientGone()

@@ -173,8 +173,10 @@ func (ex *exchange) attempt(p *pool, c Choice, a *attempt, tmo *Timeouts) error 
 	if ctx == nil {
 		ctx = ex.h.baseCtx
 	}
+	_, inline := ex.body.send.(*inlineBody)
+	merge := ex.body.mode == bodyNone || inline // the request goes in one write
 	for try := 0; ; try++ {
-		tc, dialTime, err := p.get(ctx, ex.h.baseCtx, c.st, c.Target.Addr, tmo.Connect)
+		tc, dialTime, err := p.get(ctx, ex.h.baseCtx, c.st, c.Target.Addr, tmo.Connect, merge)
 		if dialTime >= 0 {
 			a.connect = dialTime
 		}
@@ -189,7 +191,24 @@ func (ex *exchange) attempt(p *pool, c Choice, a *attempt, tmo *Timeouts) error 
 		}
 		ex.tc = tc
 		stop := ex.watch(tc)
-		unwritten, err := ex.send(tc, tmo)
+		var unwritten bool
+		if merge && canMerge && tc.raw != nil && !tc.tls {
+			var dead bool
+			dead, unwritten, err = ex.sendAndWait(tc, tmo)
+			if dead {
+				// The idle connection was closed, or held bytes it should
+				// not: nothing was written; another one, not a retry.
+				if stop != nil {
+					stop()
+				}
+				tc.close()
+				ex.tc = nil
+				try--
+				continue
+			}
+		} else {
+			unwritten, err = ex.send(tc, tmo)
+		}
 		written := err == nil // the whole request reached the target
 		if written {
 			err = ex.readHead(tc, tmo)
@@ -478,6 +497,86 @@ func (ex *exchange) appendForwarding(hb []byte) []byte {
 	return hb
 }
 
+// sendAndWait writes a request that fits in one write (no body, or one in
+// memory) and waits for the answer to start arriving, in one step with the
+// poller: the liveness peek of a reused connection, the write, and the wait
+// for readability, with no read that finds nothing. Waiting without first
+// reading is safe here because the poller is armed before the request is
+// written: whatever the target sends arrives after. dead reports that the
+// peek found the connection closed or holding bytes (nothing was
+// written). Errors are as send's; a timeout of the wait is left to
+// readHead.
+func (ex *exchange) sendAndWait(tc *tconn, tmo *Timeouts) (dead, unwritten bool, err error) {
+	hb, err := ex.appendRequestHead(ex.hbuf[:0], tc)
+	if err != nil {
+		ex.hbuf = hb
+		return false, true, err
+	}
+	if inl, ok := ex.body.send.(*inlineBody); ok {
+		hb = append(hb, inl.b...)
+	}
+	ex.hbuf = hb
+	tc.setReadDeadline(ex, ex.headDeadline(tmo))
+	first := true
+	wrote := 0
+	var werr error
+	rerr := tc.raw.Read(func(fd uintptr) bool {
+		if !first {
+			return true // readable (or woken by the deadline)
+		}
+		first = false
+		if tc.unchecked && !peekQuiet(fd, tc.pb[:]) {
+			dead = true
+			return true
+		}
+		var full bool
+		wrote, full, werr = writeFD(fd, hb, wrote)
+		return full || werr != nil // else wait for the answer
+	})
+	tc.unchecked = false
+	switch {
+	case dead:
+		return true, true, nil
+	case werr != nil:
+		if wrote == 0 && tc.reused {
+			return false, true, &staleError{werr}
+		}
+		return false, wrote == 0, werr
+	}
+	if wrote < len(hb) {
+		if _, err := tc.nc.Write(hb[wrote:]); err != nil {
+			return false, wrote == 0, err
+		}
+	}
+	if rerr != nil && !isTimeout(rerr) {
+		return false, false, rerr
+	}
+	return false, false, nil
+}
+
+// headDeadline returns the first read deadline of a response head: the
+// response timeout, or, on the engine, the moment it starts watching its
+// client (see conn1.watch) when that comes first.
+func (ex *exchange) headDeadline(tmo *Timeouts) time.Time {
+	now := time.Now()
+	end := now.Add(tmo.Response)
+	if ex.c != nil {
+		if w := now.Add(watchAfter); w.Before(end) {
+			return w
+		}
+	}
+	return end
+}
+
+// setReadDeadline sets tc's read deadline without undoing an abort: if the
+// request was abandoned meanwhile, the abort is done again.
+func (tc *tconn) setReadDeadline(ex *exchange, t time.Time) {
+	_ = tc.nc.SetReadDeadline(t)
+	if ex.ctx != nil && ex.ctx.Err() != nil {
+		tc.abort()
+	}
+}
+
 // readHead reads the target's response head into tc.resp, within the
 // response timeout, forwarding informational responses (103 Early Hints)
 // to the client as ReverseProxy does.
@@ -488,13 +587,8 @@ func (ex *exchange) readHead(tc *tconn, tmo *Timeouts) error {
 	end := time.Now().Add(tmo.Response)
 	// The engine watches its client connection when the target takes its
 	// time (see conn1.watch); until then the first deadline is earlier.
-	watchAt := end
-	if ex.c != nil {
-		if w := time.Now().Add(watchAfter); w.Before(end) {
-			watchAt = w
-		}
-	}
-	_ = tc.nc.SetReadDeadline(watchAt)
+	watchAt := ex.headDeadline(tmo)
+	tc.setReadDeadline(ex, watchAt)
 	lim := h1.Limits{MaxHeaderBytes: maxResponseHeaderBytes}
 	method := s2b(ex.method)
 	got := false // a byte of the answer arrived
@@ -505,7 +599,7 @@ func (ex *exchange) readHead(tc *tconn, tmo *Timeouts) error {
 			if err != nil && watchAt.Before(end) && isTimeout(err) && !ex.canceled() {
 				ex.c.watch(tc)
 				watchAt = end
-				_ = tc.nc.SetReadDeadline(end)
+				tc.setReadDeadline(ex, end)
 				continue
 			}
 			if err != nil && ex.c != nil && ex.c.gone() {

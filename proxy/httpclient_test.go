@@ -436,7 +436,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	defer p.closeIdle()
 	st := up.state("raw")
 	dial := func() *tconn {
-		c, _, err := p.get(context.Background(), context.Background(), st, rt.addr(), time.Second)
+		c, _, err := p.get(context.Background(), context.Background(), st, rt.addr(), time.Second, false)
 		require.NoError(t, err)
 		return c
 	}
@@ -477,7 +477,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	assert.False(t, ok, "the empty list is let go")
 	p.put(inUse)
 	assert.Equal(t, []*tconn{inUse}, idleConns(p, rt.addr()))
-	c, _, err := p.get(context.Background(), context.Background(), st, rt.addr(), time.Second)
+	c, _, err := p.get(context.Background(), context.Background(), st, rt.addr(), time.Second, false)
 	require.NoError(t, err)
 	assert.Same(t, inUse, c, "taken again from the new list")
 	c.close()

@@ -100,11 +100,12 @@ type tconn struct {
 	raw syscall.RawConn
 	tls bool
 
-	buf    []byte // read buffer; buf[r:w] is unread
-	r, w   int
-	resp   h1.Response
-	idleAt time.Time
-	reused bool // taken from the pool (not dialed for this request)
+	buf       []byte // read buffer; buf[r:w] is unread
+	r, w      int
+	resp      h1.Response
+	idleAt    time.Time
+	reused    bool // taken from the pool (not dialed for this request)
+	unchecked bool // reused without the liveness peek: sendAndWait does it
 
 	alive  bool          // set by peekFn
 	peekFn func(uintptr) // c.peek, bound once
@@ -146,8 +147,10 @@ func (p *pool) host(addr string) *poolHost {
 }
 
 // takeIdle returns the most recently used idle connection to addr that is
-// still open and quiet, or nil.
-func (p *pool) takeIdle(h *poolHost) *tconn {
+// still open and quiet, or nil. With lazy, the check is left to the
+// caller (see exchange.sendAndWait, which does it in the same step as
+// writing the request) and the connection is marked unchecked.
+func (p *pool) takeIdle(h *poolHost, lazy bool) *tconn {
 	for {
 		h.mu.Lock()
 		n := len(h.idle)
@@ -159,6 +162,10 @@ func (p *pool) takeIdle(h *poolHost) *tconn {
 		h.idle[n-1] = nil
 		h.idle = h.idle[:n-1]
 		h.mu.Unlock()
+		if lazy && canMerge && c.raw != nil && !c.tls {
+			c.reused, c.unchecked = true, true
+			return c
+		}
 		if c.usable() {
 			c.reused = true
 			return c
@@ -176,13 +183,13 @@ func (p *pool) takeIdle(h *poolHost) *tconn {
 // life), not by the request: a client that cancels its request (an
 // HTTP/2 stream reset) then leaves a connection for the next request
 // instead of a dial thrown away.
-func (p *pool) get(ctx, dctx context.Context, st *targetState, addr string, connect time.Duration) (c *tconn, dialTime time.Duration, err error) {
+func (p *pool) get(ctx, dctx context.Context, st *targetState, addr string, connect time.Duration, lazy bool) (c *tconn, dialTime time.Duration, err error) {
 	h := p.host(addr)
-	if c := p.takeIdle(h); c != nil {
+	if c := p.takeIdle(h, lazy); c != nil {
 		return c, -1, nil
 	}
 	deadline := time.Now().Add(connect)
-	c, err = st.reserve(ctx, deadline, func() *tconn { return p.takeIdle(h) })
+	c, err = st.reserve(ctx, deadline, func() *tconn { return p.takeIdle(h, lazy) })
 	if err != nil {
 		return nil, -1, err
 	}
@@ -234,6 +241,7 @@ func (p *pool) dial(ctx context.Context, h *poolHost, deadline time.Time) (c *tc
 // c's buffer must hold no unread byte.
 func (p *pool) put(c *tconn) {
 	c.idleAt = time.Now()
+	c.unchecked = false
 	c.r, c.w = 0, 0
 	c.resp.Reset()
 	if c.buf != nil && cap(c.buf) != targetBufSize {

@@ -16,7 +16,11 @@ DUR=${DUR:-10}          # seconds measured per proxy
 WARM=${WARM:-2}         # seconds of warm-up per proxy, not measured
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
-BASE=${BASE:-28080}     # target on BASE, proxies on BASE+1..BASE+5
+CORES=${CORES:-$(nproc)} # GOMAXPROCS, nginx workers, HAProxy threads
+SIZE=${SIZE:-100}       # response body bytes
+TARGETS=${TARGETS:-2}   # Go targets behind every proxy
+ROUNDS=${ROUNDS:-1}     # rounds of every proxy, interleaved; medians printed
+BASE=${BASE:-28080}     # targets on BASE+10.., proxies on BASE+1..BASE+6
 ONLY=${ONLY:-}          # e.g. ONLY="lbkit nginx"
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -40,6 +44,7 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$tmp/bench" ./examples/bench/http
+(cd examples/bench/http/fasthttp && go build -o "$tmp/fasthttp" .)
 
 waitport() {
   for _ in $(seq 1 100); do
@@ -69,11 +74,21 @@ ticks() {
   echo "$sum"
 }
 
-"$tmp/bench" -mode target -listen "127.0.0.1:$BASE" & pids+=($!)
-waitport "$BASE"
+targets=()
+for i in $(seq 0 $((TARGETS - 1))); do
+  port=$((BASE + 10 + i))
+  GOMAXPROCS=$CORES "$tmp/bench" -mode target -size "$SIZE" -listen "127.0.0.1:$port" & pids+=($!)
+  waitport "$port"
+  targets+=("127.0.0.1:$port")
+done
+tlist=$(IFS=,; echo "${targets[*]}")
 
 hz=$(getconf CLK_TCK)
+echo "# $(date -u +%FT%TZ) $(go version | cut -d' ' -f3) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# wrk -t$THREADS -c$CONNS -d${DUR}s; cores=$CORES size=$SIZE targets=$TARGETS rounds=$ROUNDS"
 printf '%-15s %10s %9s %9s %14s\n' proxy "req/s" p50 p99 "cpu µs/req"
+results="$tmp/results"
+: > "$results"
 
 measure() { # name port pid
   local name=$1 port=$2 pid=$3
@@ -93,6 +108,7 @@ measure() { # name port pid
   local cpu
   cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
   printf '%-15s %10s %9s %9s %14s\n' "$name" "$rps" "$p50" "$p99" "$cpu"
+  echo "$name $rps $p50 $p99 $cpu" >> "$results"
   if [ -n "$errs" ]; then echo "  $name: $errs"; fi
 }
 
@@ -107,15 +123,11 @@ run() { # name port command...
   wait "$pid" 2>/dev/null || true
 }
 
-run lbkit $((BASE + 1)) "$tmp/bench" -mode lbkit -listen "127.0.0.1:$((BASE + 1))" -target "127.0.0.1:$BASE"
-run httputil $((BASE + 2)) "$tmp/bench" -mode httputil -listen "127.0.0.1:$((BASE + 2))" -target "127.0.0.1:$BASE"
-run httputil-pool $((BASE + 3)) "$tmp/bench" -mode httputil-pool -listen "127.0.0.1:$((BASE + 3))" -target "127.0.0.1:$BASE"
-
 mkdir -p "$tmp/nginx"
 cat > "$tmp/nginx.conf" <<CONF
 daemon off;
 master_process on;
-worker_processes 2;
+worker_processes $CORES;
 pid $tmp/nginx.pid;
 error_log $tmp/nginx/error.log;
 events { worker_connections 4096; }
@@ -126,7 +138,10 @@ http {
   fastcgi_temp_path $tmp/nginx/fastcgi;
   uwsgi_temp_path $tmp/nginx/uwsgi;
   scgi_temp_path $tmp/nginx/scgi;
-  upstream target { server 127.0.0.1:$BASE; keepalive 512; }
+  upstream target {
+$(for t in "${targets[@]}"; do echo "    server $t;"; done)
+    keepalive 512;
+  }
   server {
     listen 127.0.0.1:$((BASE + 4));
     location / {
@@ -137,12 +152,11 @@ http {
   }
 }
 CONF
-run nginx $((BASE + 4)) nginx -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log"
 
 cat > "$tmp/haproxy.cfg" <<CONF
 global
-  nbthread 2
-  maxconn 4096
+  nbthread $CORES
+  maxconn 8192
 defaults
   mode http
   timeout connect 5s
@@ -153,6 +167,22 @@ frontend f
   default_backend b
 backend b
   http-reuse always
-  server t 127.0.0.1:$BASE
+$(i=0; for t in "${targets[@]}"; do echo "  server t$i $t"; i=$((i + 1)); done)
 CONF
-run haproxy $((BASE + 5)) haproxy -db -f "$tmp/haproxy.cfg"
+
+for round in $(seq 1 "$ROUNDS"); do
+  [ "$ROUNDS" -gt 1 ] && echo "# round $round"
+  run lbkit $((BASE + 1)) env GOMAXPROCS="$CORES" "$tmp/bench" -mode lbkit -listen "127.0.0.1:$((BASE + 1))" -target "$tlist"
+  run httputil-pool $((BASE + 3)) env GOMAXPROCS="$CORES" "$tmp/bench" -mode httputil-pool -listen "127.0.0.1:$((BASE + 3))" -target "$tlist"
+  run fasthttp $((BASE + 6)) env GOMAXPROCS="$CORES" "$tmp/fasthttp" -listen "127.0.0.1:$((BASE + 6))" -target "$tlist"
+  run nginx $((BASE + 4)) nginx -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log"
+  run haproxy $((BASE + 5)) haproxy -db -f "$tmp/haproxy.cfg"
+done
+
+if [ "$ROUNDS" -gt 1 ]; then
+  echo "# medians of $ROUNDS rounds"
+  for name in lbkit httputil-pool fasthttp nginx haproxy; do
+    grep "^$name " "$results" | sort -k2 -n | awk -v n="$name" '{a[NR]=$0} END {if (NR) {split(a[int((NR+1)/2)], f, " "); printf "%-15s %10s (median req/s)\n", n, f[2]}}'
+    grep "^$name " "$results" | sort -k5 -n | awk '{a[NR]=$5} END {if (NR) printf "%-15s %10s (median cpu µs/req)\n", "", a[int((NR+1)/2)]}'
+  done
+fi
