@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/lbkit/lbkit/internal/acceptloop"
 	"github.com/lbkit/lbkit/proxy"
 )
 
@@ -76,6 +77,15 @@ type ListenerDiagnosis struct {
 	// ClientAllowed is false when Query.Client is set and the access
 	// control refuses it.
 	ClientAllowed bool
+	// AcceptFailingSince is when the listener's socket began failing to
+	// accept (out of descriptors and the like), zero while it accepts;
+	// AcceptError says why, in the system's words ("too many open files"),
+	// and AcceptErrors counts every failed accept since the listener
+	// started. Failed accepts are retried with a back-off and accepting
+	// resumes by itself.
+	AcceptFailingSince time.Time
+	AcceptError        string
+	AcceptErrors       uint64
 	// OK is true when it can forward new traffic to a target.
 	OK bool
 	// Reasons says why not (and notes worth knowing).
@@ -198,7 +208,18 @@ func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string
 	}
 	ld.ACL = acl.String()
 	if err := li.failed.Load(); err != nil {
-		ld.Reasons = append(ld.Reasons, fmt.Sprintf("not serving: %v; its socket is closed", *err))
+		ld.Reasons = append(ld.Reasons, fmt.Sprintf("not serving: %v; its socket is closed (a reload binds it again)", *err))
+	}
+	accepting := true
+	if li.sock != nil {
+		as := li.sock.acceptStats()
+		ld.AcceptErrors = as.Errors
+		if !as.FailingSince.IsZero() {
+			accepting = false
+			ld.AcceptFailingSince, ld.AcceptError = as.FailingSince, acceptloop.Describe(as.LastError)
+			ld.Reasons = append(ld.Reasons, fmt.Sprintf("cannot accept: %s, since %s (%d failed accepts so far; retrying with back-off)",
+				ld.AcceptError, as.FailingSince.Format(time.TimeOnly), as.Errors))
+		}
 	}
 	if q.Client.IsValid() && !acl.Allows(q.Client) {
 		ld.ClientAllowed = false
@@ -231,7 +252,7 @@ func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string
 			ld.Reasons = append(ld.Reasons, "note: bound to an unspecified address; replies leave from the address the kernel chooses, which clients may not accept")
 		}
 	}
-	ld.OK = anyOK && ld.ClientAllowed && li.failed.Load() == nil
+	ld.OK = anyOK && ld.ClientAllowed && li.failed.Load() == nil && accepting
 	return ld
 }
 

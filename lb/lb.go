@@ -19,6 +19,7 @@ import (
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/flowtable"
 	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/lbkit/lbkit/internal/acceptloop"
 	"github.com/lbkit/lbkit/proxy"
 )
 
@@ -53,10 +54,13 @@ type LoadBalancer struct {
 	// newChecker, when set, replaces new groups' health-checker factory:
 	// tests use it to make one fail.
 	newChecker func(*groupConfig) (healthcheck.Checker, io.Closer, error)
-	hooksPtr   atomic.Pointer[Hooks]
-	eg         errgroup.Group // serving and retiring proxies
-	closing    chan struct{}  // closed when the load balancer stops: retiring proxies close
-	retiring   atomic.Int32   // proxies finishing in the background
+	// wrapListener, when set, wraps every TCP-kind listener's socket as it
+	// is bound: tests use it to inject accept errors.
+	wrapListener func(net.Listener) net.Listener
+	hooksPtr     atomic.Pointer[Hooks]
+	eg           errgroup.Group // serving and retiring proxies
+	closing      chan struct{}  // closed when the load balancer stops: retiring proxies close
+	retiring     atomic.Int32   // proxies finishing in the background
 }
 
 // New returns a load balancer configured by opts, or an error listing every
@@ -264,13 +268,21 @@ func (l *LoadBalancer) change(f func(*config) *config) error {
 // reconcile makes the running load balancer match c; l.mu is held. Sockets
 // of new listeners are bound first, so a port in use changes nothing.
 func (l *LoadBalancer) reconcile(c *config) error {
-	// 1. Bind what is new (or moved to another address or protocol).
+	// 1. Bind what is new (or moved to another address or protocol), and
+	// again what stopped serving (its Serve failed and its socket was
+	// closed): every change re-arms it.
 	fresh := map[string]*listener{}
+	rearmed := map[string]bool{}
 	for _, lc := range c.listeners {
+		prefer := ""
 		if li, ok := l.listeners[lc.name]; ok && li.cfg.proto == lc.proto && li.cfg.addr == lc.addr {
-			continue
+			if li.failed.Load() == nil {
+				continue
+			}
+			prefer = li.addr.String() // the port it had, if the file says 0
+			rearmed[lc.name] = true
 		}
-		li, err := l.bind(lc)
+		li, err := l.bind(lc, prefer)
 		if err != nil {
 			for _, f := range fresh {
 				f.closeSocket()
@@ -358,6 +370,9 @@ func (l *LoadBalancer) reconcile(c *config) error {
 				errs = append(errs, err)
 				continue
 			}
+			if rearmed[lc.name] {
+				l.log().Info("listener was not serving; bound and started again", "listener", lc.name, "addr", li.addr.String())
+			}
 			l.listeners[lc.name] = li
 			l.log().Info("listener started", "listener", lc.name, "protocol", lc.proto.String(), "addr", li.addr.String())
 			continue
@@ -376,14 +391,23 @@ func (l *LoadBalancer) reconcile(c *config) error {
 	return errors.Join(errs...)
 }
 
-// bind opens a listener's socket.
-func (l *LoadBalancer) bind(cfg *listenerConfig) (*listener, error) {
+// bind opens a listener's socket. prefer, if set, is the address a
+// listener being bound again had: tried first when the configured port is 0,
+// so that clients find it where it was.
+func (l *LoadBalancer) bind(cfg *listenerConfig, prefer string) (*listener, error) {
 	li := &listener{cfg: cfg}
 	if cfg.proto.tls() {
 		li.certs = new(proxy.Certificates)
 	}
+	addr := cfg.addr
+	if _, port, err := net.SplitHostPort(cfg.addr); err == nil && port == "0" && prefer != "" {
+		addr = prefer
+	}
 	if cfg.proto == UDP {
-		pc, err := net.ListenPacket("udp", cfg.addr)
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil && addr != cfg.addr {
+			pc, err = net.ListenPacket("udp", cfg.addr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
 		}
@@ -398,11 +422,18 @@ func (l *LoadBalancer) bind(cfg *listenerConfig) (*listener, error) {
 	if !cfg.proto.l7() {
 		lc.KeepAlive = -1
 	}
-	ln, err := lc.Listen(context.Background(), "tcp", cfg.addr)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil && addr != cfg.addr {
+		ln, err = lc.Listen(context.Background(), "tcp", cfg.addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
 	}
-	li.sock, li.addr = newSocket(ln), ln.Addr()
+	if l.wrapListener != nil {
+		ln = l.wrapListener(ln)
+	}
+	li.sock = newSocket(ln, acceptloop.Config{Log: l.log, Attrs: []any{"listener", cfg.name}})
+	li.addr = ln.Addr()
 	return li, nil
 }
 

@@ -37,9 +37,17 @@ type ListenerStats struct {
 	Protocol Protocol
 	// Addr is the bound address.
 	Addr string
-	TCP  *proxy.TCPStats
-	UDP  *proxy.UDPStats
-	HTTP *proxy.HTTPStats
+	// AcceptErrors counts failed accepts on the listener's socket (TCP,
+	// TLS, HTTP, HTTPS): out of descriptors and the like. Each is retried
+	// after a back-off (5 ms doubling to 1 s) and accepting resumes by
+	// itself. AcceptFailingSince is when the current run of them began,
+	// zero while accepting works. Unlike the proxies' counters they last
+	// as long as the listener's socket.
+	AcceptErrors       uint64
+	AcceptFailingSince time.Time
+	TCP                *proxy.TCPStats
+	UDP                *proxy.UDPStats
+	HTTP               *proxy.HTTPStats
 }
 
 // GroupStats are one target group's counters.
@@ -90,6 +98,10 @@ func (l *LoadBalancer) Stats() Stats {
 	}
 	for _, li := range l.listeners {
 		ls := ListenerStats{Name: li.cfg.name, Protocol: li.cfg.proto, Addr: li.addr.String()}
+		if li.sock != nil {
+			as := li.sock.acceptStats()
+			ls.AcceptErrors, ls.AcceptFailingSince = as.Errors, as.FailingSince
+		}
 		switch {
 		case li.tcp != nil:
 			s := li.tcp.Stats()

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/lbkit/lbkit/internal/acceptloop"
 )
 
 // generation is an http.Server with one set of connection timeouts (idle,
@@ -133,13 +135,19 @@ func (h *HTTP) newGeneration(t *Timeouts) *generation {
 // Serve accepts connections on ln and serves them, over TLS when h.TLS is
 // set, until Shutdown or Close; it then returns http.ErrServerClosed. It may
 // be called for several listeners. It returns at once with an error when the
-// configuration is invalid.
+// configuration is invalid. An accept error never ends it: out of
+// descriptors (EMFILE, ENFILE), buffers or memory, a connection aborted in
+// the backlog, or any other error is retried after a back-off (5 ms doubling
+// to 1 s, as net/http), counted in Stats (AcceptErrors, AcceptFailingSince)
+// and logged to ErrorLog (slog.Default() if nil) once when it starts and
+// once when accepting resumes. Only ln being closed by someone else ends
+// Serve otherwise.
 func (h *HTTP) Serve(ln net.Listener) error {
 	if err := h.setup(); err != nil {
 		ln.Close()
 		return err
 	}
-	l := &listener{Listener: ln, h: h}
+	l := &listener{Listener: acceptloop.New(ln, acceptloop.Config{Log: h.errorLog, Counters: &h.stats.accepts}), h: h}
 	if h.tls != nil {
 		l.tls = h.tls.cfg
 	}
@@ -152,29 +160,15 @@ func (h *HTTP) Serve(ln net.Listener) error {
 	h.listeners = append(h.listeners, l)
 	h.mu.Unlock()
 
-	var backoff time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
+			// Closed: acceptloop retries every other error.
 			if h.isClosed() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors and the like: wait a little, as
-				// net/http does, rather than spin or give up.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-h.baseCtx.Done():
-					t.Stop()
-				}
-				continue
-			}
 			return err
 		}
-		backoff = 0
 		if err := h.dispatch(c); err != nil {
 			return err
 		}
@@ -202,6 +196,9 @@ func (h *HTTP) dispatch(c net.Conn) error {
 		}
 	}
 }
+
+// errorLog is where accept-error episodes go: ErrorLog, or slog.Default().
+func (h *HTTP) errorLog() *slog.Logger { return h.ErrorLog }
 
 func (h *HTTP) isClosed() bool {
 	h.mu.Lock()

@@ -1,6 +1,11 @@
 package proxy
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/lbkit/lbkit/internal/acceptloop"
+)
 
 // HTTPStats is a snapshot of an HTTP proxy's counters, across all its
 // listeners. Per-target counters (requests, active requests, status classes,
@@ -51,6 +56,12 @@ type HTTPStats struct {
 	RetriesRefused uint64
 	// TLSHandshakeErrors counts failed TLS handshakes.
 	TLSHandshakeErrors uint64
+
+	// AcceptErrors counts failed accepts (out of descriptors and the
+	// like), each retried after a back-off; AcceptFailingSince is when the
+	// current run of them began, zero while accepting works.
+	AcceptErrors       uint64
+	AcceptFailingSince time.Time
 }
 
 // httpCounters are the live counters behind HTTPStats.
@@ -62,6 +73,7 @@ type httpCounters struct {
 	malformed, requestTimeouts           atomic.Uint64
 	clientClosed, noTarget, misdirected  atomic.Uint64
 	retries, retriesRefused, tlsErrors   atomic.Uint64
+	accepts                              acceptloop.Counters
 }
 
 // observe counts a status the proxy answered a client.
@@ -97,6 +109,8 @@ func (h *HTTP) Stats() HTTPStats {
 		RetriesRefused:     c.retriesRefused.Load(),
 		TLSHandshakeErrors: c.tlsErrors.Load(),
 	}
+	as := c.accepts.Stats()
+	s.AcceptErrors, s.AcceptFailingSince = as.Errors, as.FailingSince
 	for i := range s.Status {
 		s.Status[i] = c.status[i].Load()
 		s.UpstreamStatus[i] = c.upstream[i].Load()

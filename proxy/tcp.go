@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/internal/acceptloop"
 )
 
 // Defaults of the TCP proxy, from the reference load balancers.
@@ -79,6 +80,11 @@ type TCP struct {
 	// no lock held and must not block.
 	OnRefuse func(Refusal)
 
+	// ErrorLog, if set, receives the accept loop's episodes of errors (a
+	// warning when accepting starts failing, an info line when it
+	// resumes). Nil means slog.Default().
+	ErrorLog *slog.Logger
+
 	upstream       atomic.Pointer[Upstream]
 	acl            atomic.Pointer[ACL]
 	tls            atomic.Pointer[tls.Config]
@@ -93,6 +99,8 @@ type TCP struct {
 	ctx       context.Context
 	cancel    context.CancelFunc // cancels dials in progress, on Close
 	closed    bool
+
+	accepts acceptloop.Counters // accept errors of every Serve
 
 	wg    sync.WaitGroup // connection goroutines
 	bufs  sync.Pool      // *[]byte copy buffers for connections that cannot splice (TLS)
@@ -153,8 +161,13 @@ func (p *TCP) table() (*FlowTable, context.Context, error) {
 }
 
 // Serve accepts connections on ln and proxies them until Shutdown or Close,
-// then returns ErrProxyClosed; it returns another error if accepting fails
-// for good. ln is usually a *net.TCPListener; other listeners work, without
+// then returns ErrProxyClosed. An accept error never ends it: out of
+// descriptors (EMFILE, ENFILE), buffers or memory, a connection aborted in
+// the backlog, or any other error is retried after a back-off (5 ms doubling
+// to 1 s, as net/http), counted in Stats (AcceptErrors, AcceptFailingSince)
+// and logged to ErrorLog once when it starts and once when accepting
+// resumes. Only ln being closed by someone else ends Serve otherwise, with
+// an error wrapping net.ErrClosed. ln is usually a *net.TCPListener; other listeners work, without
 // splice for connections that are not *net.TCPConn. Serve closes ln when it
 // returns.
 func (p *TCP) Serve(ln net.Listener) error {
@@ -172,49 +185,31 @@ func (p *TCP) Serve(ln net.Listener) error {
 	if p.listeners == nil {
 		p.listeners = make(map[net.Listener]struct{})
 	}
-	p.listeners[ln] = struct{}{}
+	al := acceptloop.New(ln, acceptloop.Config{Log: p.errorLog, Counters: &p.accepts})
+	p.listeners[al] = struct{}{}
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		delete(p.listeners, ln)
+		delete(p.listeners, al)
 		p.mu.Unlock()
-		ln.Close()
+		al.Close()
 	}()
 
-	var backoff time.Duration
 	for {
-		c, err := ln.Accept()
+		c, err := al.Accept()
 		if err != nil {
+			// Closed: acceptloop retries every other error.
 			if p.isClosed() {
 				return ErrProxyClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || temporaryAccept(err) {
-				// Out of file descriptors and the like: back off as
-				// net/http does, instead of spinning.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-				continue
-			}
 			return fmt.Errorf("proxy: tcp accept on %s: %w", ln.Addr(), err)
 		}
-		backoff = 0
 		p.stats.accepted.Add(1)
 		p.admit(ctx, c, ft)
 	}
 }
 
-// temporaryAccept reports whether err is an accept error worth retrying
-// (too many open files, connection aborted before accept).
-func temporaryAccept(err error) bool {
-	var se interface{ Temporary() bool }
-	return errors.As(err, &se) && se.Temporary()
-}
+func (p *TCP) errorLog() *slog.Logger { return p.ErrorLog }
 
 func (p *TCP) isClosed() bool {
 	p.mu.Lock()
@@ -389,6 +384,11 @@ type TCPStats struct {
 	// BytesIn and BytesOut count bytes from clients to targets and back.
 	// They advance when a copy ends and every 4 MiB during long copies.
 	BytesIn, BytesOut uint64
+	// AcceptErrors counts failed accepts (out of descriptors and the
+	// like), each retried after a back-off; AcceptFailingSince is when the
+	// current run of them began, zero while accepting works.
+	AcceptErrors       uint64
+	AcceptFailingSince time.Time
 }
 
 // tcpCounters are the atomics behind TCPStats.
@@ -402,7 +402,10 @@ type tcpCounters struct {
 // Stats returns a snapshot of the proxy's counters; it reads atomics only.
 func (p *TCP) Stats() TCPStats {
 	s := &p.stats
+	as := p.accepts.Stats()
 	return TCPStats{
+		AcceptErrors:         as.Errors,
+		AcceptFailingSince:   as.FailingSince,
 		Accepted:             s.accepted.Load(),
 		Active:               s.active.Load(),
 		Forwarded:            s.forwarded.Load(),
