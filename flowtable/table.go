@@ -48,7 +48,7 @@ type Table[V any] struct {
 	// eviction gives up at once when there are none.
 	probation atomic.Int64
 	evictNext atomic.Uint32 // the shard where the next eviction starts looking
-	src       *sources                 // per-source counts; nil without a limit
+	src       *sources      // per-source counts; nil without a limit
 	onExpire  func(Key, V)
 	idleCheck func(Key, V) (time.Duration, bool) // see WithIdleCheck; nil for none
 	cfg       config
