@@ -39,6 +39,14 @@ func (l *listener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
+		if !l.h.Descriptors.take(HTTPDescriptors) {
+			l.h.stats.rejectedDescriptors.Add(1)
+			if l.h.OnRefuse != nil {
+				l.h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: peer, Reason: RefusedDescriptors, Err: ErrDescriptors})
+			}
+			resetClose(c)
+			continue
+		}
 		l.h.stats.conns.Add(1)
 		l.h.stats.activeConns.Add(1)
 		hc := &httpConn{Conn: c, h: l.h, peer: peer,
@@ -160,6 +168,7 @@ func (c *httpConn) Close() error {
 	c.lost()
 	if c.closed.CompareAndSwap(false, true) {
 		c.h.stats.activeConns.Add(-1)
+		c.h.Descriptors.release(HTTPDescriptors)
 	}
 	return c.Conn.Close()
 }

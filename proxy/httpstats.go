@@ -17,6 +17,9 @@ type HTTPStats struct {
 	ActiveConnections int64
 	// RefusedConnections counts connections the ACL refused at accept.
 	RefusedConnections uint64
+	// RejectedDescriptors counts connections closed at accept because the
+	// descriptor budget was spent (see HTTP.Descriptors).
+	RejectedDescriptors uint64
 	// RefusedRequests counts requests the ACL refused (403), on
 	// connections accepted before an ACL change.
 	RefusedRequests uint64
@@ -73,6 +76,7 @@ type httpCounters struct {
 	malformed, requestTimeouts           atomic.Uint64
 	clientClosed, noTarget, misdirected  atomic.Uint64
 	retries, retriesRefused, tlsErrors   atomic.Uint64
+	rejectedDescriptors                  atomic.Uint64
 	accepts                              acceptloop.Counters
 }
 
@@ -94,20 +98,21 @@ func (c *httpCounters) observeUpstream(code int) {
 func (h *HTTP) Stats() HTTPStats {
 	c := &h.stats
 	s := HTTPStats{
-		Connections:        c.conns.Load(),
-		ActiveConnections:  c.activeConns.Load(),
-		RefusedConnections: c.refusedConns.Load(),
-		RefusedRequests:    c.refusedRequests.Load(),
-		Requests:           c.requests.Load(),
-		ActiveRequests:     c.activeRequests.Load(),
-		Malformed:          c.malformed.Load(),
-		RequestTimeouts:    c.requestTimeouts.Load(),
-		ClientClosed:       c.clientClosed.Load(),
-		NoTarget:           c.noTarget.Load(),
-		Misdirected:        c.misdirected.Load(),
-		Retries:            c.retries.Load(),
-		RetriesRefused:     c.retriesRefused.Load(),
-		TLSHandshakeErrors: c.tlsErrors.Load(),
+		Connections:         c.conns.Load(),
+		ActiveConnections:   c.activeConns.Load(),
+		RefusedConnections:  c.refusedConns.Load(),
+		RejectedDescriptors: c.rejectedDescriptors.Load(),
+		RefusedRequests:     c.refusedRequests.Load(),
+		Requests:            c.requests.Load(),
+		ActiveRequests:      c.activeRequests.Load(),
+		Malformed:           c.malformed.Load(),
+		RequestTimeouts:     c.requestTimeouts.Load(),
+		ClientClosed:        c.clientClosed.Load(),
+		NoTarget:            c.noTarget.Load(),
+		Misdirected:         c.misdirected.Load(),
+		Retries:             c.retries.Load(),
+		RetriesRefused:      c.retriesRefused.Load(),
+		TLSHandshakeErrors:  c.tlsErrors.Load(),
 	}
 	as := c.accepts.Stats()
 	s.AcceptErrors, s.AcceptFailingSince = as.Errors, as.FailingSince

@@ -80,6 +80,13 @@ type TCP struct {
 	// no lock held and must not block.
 	OnRefuse func(Refusal)
 
+	// Descriptors, if set, is the descriptor budget the proxy's
+	// connections are counted in (TCPDescriptors each, from accept to
+	// close), shared by the proxies of one load balancer: when it is spent
+	// a new connection is reset and counted (RejectedDescriptors,
+	// RefusedDescriptors). Nil: no budget.
+	Descriptors *Descriptors
+
 	// ErrorLog, if set, receives the accept loop's episodes of errors (a
 	// warning when accepting starts failing, an info line when it
 	// resumes). Nil means slog.Default().
@@ -228,6 +235,12 @@ func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 		resetClose(c)
 		return
 	}
+	if !p.Descriptors.take(TCPDescriptors) {
+		p.stats.descriptors.Add(1)
+		p.refuse(peer, RefusedDescriptors, ErrDescriptors)
+		resetClose(c)
+		return
+	}
 	tc := &tcpConn{p: p, client: c, clientTCP: tcpConnOf(c), peer: peer, local: addrPortOf(c.LocalAddr())}
 	if tc.clientTCP != nil {
 		// The idle timeout is the flow table's; the proxy's own keepalive
@@ -238,6 +251,7 @@ func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 	if p.closed {
 		p.mu.Unlock()
 		resetClose(c)
+		p.Descriptors.release(TCPDescriptors)
 		return
 	}
 	if p.conns == nil {
@@ -252,6 +266,7 @@ func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 			p.mu.Lock()
 			delete(p.conns, tc)
 			p.mu.Unlock()
+			p.Descriptors.release(TCPDescriptors)
 		}()
 		tc.serve(ctx, ft, trusted)
 	}()
@@ -363,6 +378,9 @@ type TCPStats struct {
 	// table refused: full, or the client's address at its flow limit
 	// (the reference's RejectedFlowCount_TCP).
 	RejectedTableFull, RejectedSourceLimit uint64
+	// RejectedDescriptors counts connections reset at accept because the
+	// descriptor budget was spent (see Descriptors).
+	RejectedDescriptors uint64
 	// NoTarget counts connections closed because no target could be
 	// picked.
 	NoTarget uint64
@@ -395,7 +413,7 @@ type TCPStats struct {
 type tcpCounters struct {
 	accepted, forwarded, denied, tableFull, sourceLimit, noTarget     atomic.Uint64
 	connectErrors, connectFailed, headerUntrusted, headerBad, tlsErrs atomic.Uint64
-	idleResets, drainResets, bytesIn, bytesOut                        atomic.Uint64
+	idleResets, drainResets, bytesIn, bytesOut, descriptors           atomic.Uint64
 	active                                                            atomic.Int64
 }
 
@@ -412,6 +430,7 @@ func (p *TCP) Stats() TCPStats {
 		Denied:               s.denied.Load(),
 		RejectedTableFull:    s.tableFull.Load(),
 		RejectedSourceLimit:  s.sourceLimit.Load(),
+		RejectedDescriptors:  s.descriptors.Load(),
 		NoTarget:             s.noTarget.Load(),
 		ConnectErrors:        s.connectErrors.Load(),
 		ConnectFailed:        s.connectFailed.Load(),
