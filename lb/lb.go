@@ -46,6 +46,8 @@ type LoadBalancer struct {
 	stopping  bool // Shutdown is waiting for connections to end
 	stopped   bool
 	flows     *proxy.FlowTable
+	fds       *proxy.Descriptors // nil: no budget
+	limits    limits             // worked out at Start
 	groups    map[string]*group
 	listeners map[string]*listener
 
@@ -111,16 +113,22 @@ func (l *LoadBalancer) Start() error {
 		return errors.New("lb: already started")
 	}
 	c := l.cfg
-	var fopts []flowtable.Option
-	fopts = append(fopts, flowtable.WithMaxFlows(cmpOr(c.maxFlows, DefaultMaxFlows)))
-	if c.perSource > 0 {
-		fopts = append(fopts, flowtable.WithMaxFlowsPerSource(c.perSource))
-	}
-	flows, err := proxy.NewFlowTable(fopts...)
+	process, _ := processFileLimit()
+	lm := c.limits(process)
+	flows, err := proxy.NewFlowTable(
+		flowtable.WithMaxFlows(lm.maxFlows),
+		flowtable.WithMaxFlowsPerSource(lm.perSource),
+		flowtable.WithUnrepliedTimeout(flowtable.UDP, lm.unreplied),
+	)
 	if err != nil {
 		return err
 	}
-	l.flows = flows
+	l.flows, l.limits = flows, lm
+	if lm.budget > 0 {
+		l.fds = proxy.NewDescriptors(lm.budget, flows)
+	}
+	l.log().Info("descriptor budget and flow limits", "process_limit", lm.process, "reserve", lm.reserve,
+		"budget", lm.budget, "max_flows", lm.maxFlows, "max_flows_per_source", lm.perSource, "udp_unreplied_timeout", lm.unreplied.String())
 	l.groups = map[string]*group{}
 	l.listeners = map[string]*listener{}
 	l.started = true
@@ -253,8 +261,8 @@ func (l *LoadBalancer) change(f func(*config) *config) error {
 		return err
 	}
 	if l.started {
-		if cmpOr(c.maxFlows, DefaultMaxFlows) != cmpOr(l.cfg.maxFlows, DefaultMaxFlows) || c.perSource != l.cfg.perSource {
-			return errors.New("lb: the flow table's capacity (WithMaxFlows, WithMaxFlowsPerSource) cannot change while the load balancer runs")
+		if c.limits(l.limits.process) != l.limits {
+			return errLimitsFixed
 		}
 		if err := l.reconcile(c); err != nil {
 			return err
@@ -633,7 +641,8 @@ type FlowRejectedEvent struct {
 	// Client is the client's address.
 	Client netip.AddrPort
 	// Reason classifies the refusal: "acl", "table_full", "source_limit",
-	// "no_target", "connect", "proxy_header", "tls".
+	// "descriptors" (the descriptor budget was spent), "no_target",
+	// "connect", "proxy_header", "tls".
 	Reason string
 	// Err says what happened.
 	Err error

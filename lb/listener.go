@@ -68,6 +68,7 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 	case TCP, TLS:
 		li.tcp = &proxy.TCP{
 			Flows:           l.flows,
+			Descriptors:     l.fds,
 			ConnectAttempts: cfg.connectAttempts,
 			HeaderTimeout:   cfg.headerTimeout,
 			OnRefuse:        l.refused(cfg.name),
@@ -76,7 +77,7 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 			li.tcp.TrustedProxies, _ = proxy.ParseACL(cfg.trusted, nil) // validated
 		}
 	case UDP:
-		li.udp = &proxy.UDP{Flows: l.flows, OnRefuse: l.refused(cfg.name)}
+		li.udp = &proxy.UDP{Flows: l.flows, Descriptors: l.fds, OnRefuse: l.refused(cfg.name)}
 	case HTTP, HTTPS:
 		h := &proxy.HTTP{
 			Forwarded:      cfg.forwarded,
@@ -89,6 +90,7 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 			AccessLog:      cfg.accessLog,
 			ErrorLog:       l.log().With("listener", cfg.name),
 			OnRefuse:       l.refused(cfg.name),
+			Descriptors:    l.fds,
 		}
 		if cfg.proto == HTTPS {
 			h.TLS = &proxy.TLS{
