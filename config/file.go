@@ -455,7 +455,7 @@ type Flows struct {
 	// Default: the descriptor budget, at most 1048576.
 	Max int `yaml:"max,omitempty"`
 	// MaxPerSource caps the flows one client IP may hold; 0: no cap.
-	// Default: 1/16 of the capacity, at least 64.
+	// Default: 1/16 of the capacity, at least 64, at most 1/4.
 	MaxPerSource *int `yaml:"max_per_source,omitempty"`
 	// DescriptorBudget is how many file descriptors clients may hold (a
 	// TCP or TLS connection 2, a UDP flow 1, an HTTP connection 1); 0

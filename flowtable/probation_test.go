@@ -199,3 +199,24 @@ func TestEvictionUnderRace(t *testing.T) {
 	assert.Equal(t, uint64(real+300), st.ActiveFlowCount)
 	checkInvariants(t, tb, "after the flood")
 }
+
+// TestEvictionTakesTheIdlestUnrepliedFlow: among unreplied flows, the one
+// whose real deadline comes first is evicted: a flow refreshed since it was
+// made is not taken for an idle one made later.
+func TestEvictionTakesTheIdlestUnrepliedFlow(t *testing.T) {
+	var evicted []int
+	tb, clk := newManual[int](t, WithMaxFlows(2), WithShards(1), WithUnrepliedTimeout(UDP, 30*time.Second),
+		WithOnExpire(func(_ Key, v int) { evicted = append(evicted, v) }))
+	_, _, err := tb.LoadOrCreate(key4(UDP, 1), value(1)) // deadline bucket 32
+	require.NoError(t, err)
+	tb.Sweep(clk.Advance(4 * time.Second))
+	_, _, err = tb.LoadOrCreate(key4(UDP, 2), value(2)) // deadline 36
+	require.NoError(t, err)
+	tb.Sweep(clk.Advance(5 * time.Second))
+	_, ok := tb.Lookup(key4(UDP, 1)) // real deadline now 41, still in bucket 32
+	require.True(t, ok)
+	_, _, err = tb.LoadOrCreate(key4(UDP, 3), value(3))
+	require.NoError(t, err)
+	assert.Equal(t, []int{2}, evicted, "the idle flow goes, not the refreshed one")
+	checkInvariants(t, tb, "after eviction")
+}

@@ -517,8 +517,11 @@ func (t *Table[V]) Evict() bool {
 
 // evictFrom evicts the first unreplied flow of s, soonest due first: the
 // overdue list, then the buckets in the order the sweep will visit them.
-// Flows found to have met the rule to leave probation are moved out on the
-// way, and pending ones are left alone.
+// A flow sits in the bucket of the deadline it had when it was linked, and
+// lookups do not move it, so on the way flows refreshed since are moved to
+// the bucket of their real deadline (as a sweep would) rather than evicted
+// before flows that are idle; flows found to have met the rule to leave
+// probation are moved out; pending ones are left alone.
 func (t *Table[V]) evictFrom(s *shard[V]) (expiredFlow[V], bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -536,6 +539,9 @@ func (t *Table[V]) evictFrom(s *shard[V]) (expiredFlow[V], bool) {
 			case t.confirm(e, w):
 				s.unlink(e)
 				s.link(e, w+1+uint64(e.timeout), tick)
+			case w+1+uint64(t.timeoutOf(e)) > tick && listOf(true, w+1+uint64(t.timeoutOf(e)), tick) != b:
+				s.unlink(e) // refreshed since it was linked: not the next due
+				s.link(e, w+1+uint64(t.timeoutOf(e)), tick)
 			case e.seen.CompareAndSwap(w, 0):
 				t.removeIndex(s, e.key.hash(t.seed), e)
 				s.unlink(e)

@@ -38,14 +38,15 @@ func DescriptorReserve(limit int) int {
 
 // DefaultMaxFlowsPerSource returns the default cap on one client address's
 // flows for a flow table of the given capacity: a sixteenth of it, at least
-// MinFlowsPerSource, and never more than half of it. So one host, or one
+// MinFlowsPerSource, and never more than a quarter of it (a TCP flow costs
+// two descriptors, so one address never holds more than half the budget). So one host, or one
 // address an attacker can use, never holds more than a sixteenth of what a
 // busy table holds (a real client behind a NAT of thousands of users still
 // fits at the defaults: 65 536 flows), while it takes 16 addresses to fill
 // it; spoofed UDP sources are handled by eviction of unreplied flows
 // instead.
 func DefaultMaxFlowsPerSource(capacity int) int {
-	return max(capacity/FlowsPerSourceShare, min(MinFlowsPerSource, capacity/2), 1)
+	return max(capacity/FlowsPerSourceShare, min(MinFlowsPerSource, capacity/4), 1)
 }
 
 // limits are the flow table's and the descriptor budget's sizes, worked out

@@ -18,7 +18,7 @@ func TestDefaultLimits(t *testing.T) {
 	for _, tc := range []struct {
 		process, reserve, budget, maxFlows, perSource int
 	}{
-		{64, 32, 32, 32, 16},
+		{64, 32, 32, 32, 8},
 		{1024, 256, 768, 768, 64},
 		{20000, 2500, 17500, 17500, 1093},
 		{1 << 20, 1 << 17, 7 << 17, 7 << 17, 7 << 13},
@@ -34,7 +34,7 @@ func TestDefaultLimits(t *testing.T) {
 	c := build([]Option{WithDescriptorBudget(0), WithMaxFlowsPerSource(0), WithUnrepliedTimeout(0)})
 	assert.Equal(t, limits{process: 20000, maxFlows: DefaultMaxFlows}, c.limits(20000), "0 turns each off")
 	c = build([]Option{WithDescriptorBudget(100), WithMaxFlows(50)})
-	assert.Equal(t, limits{process: 20000, budget: 100, maxFlows: 50, perSource: 25, unreplied: 30 * time.Second}, c.limits(20000))
+	assert.Equal(t, limits{process: 20000, budget: 100, maxFlows: 50, perSource: 12, unreplied: 30 * time.Second}, c.limits(20000))
 }
 
 // TestStartUsesTheProcessLimit: the flow table and the budget a started load

@@ -157,7 +157,7 @@ func WithMaxFlows(n int) Option { return func(c *config) { c.maxFlows = n } }
 // as one). Beyond it new flows are refused and counted
 // (RejectedSourceFlowCount). 0 turns the cap off. Without the option the cap
 // is DefaultMaxFlowsPerSource of the table's capacity: 1/16 of it, at least
-// 64. It cannot change while the load balancer runs.
+// 64, at most a quarter. It cannot change while the load balancer runs.
 func WithMaxFlowsPerSource(n int) Option {
 	return func(c *config) { c.perSource, c.perSourceSet = n, true }
 }
