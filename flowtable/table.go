@@ -410,27 +410,31 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 			err = ErrClosed
 			break
 		}
-		if t.reserve() {
-			if t.src != nil && !t.src.acquire(ck.source()) {
-				t.reserved.Add(-1)
-				s.cnt[p].rejectedSource.Add(1)
-				err = ErrSourceLimit
-			}
-			break
-		}
-		// Full: an unreplied flow makes room, if there is one. Another
-		// shard's lock is never taken with this one held; the key is
-		// looked up again afterwards, as another caller may have made it.
-		if evictions < maxEvictions && t.probation.Load() > 0 {
+		reserved := t.reserve()
+		if !reserved && evictions < maxEvictions && t.probation.Load() > 0 {
+			// Full: an unreplied flow makes room, if there is one, and
+			// its unit of capacity passes to this flow, so that no other
+			// caller takes it meanwhile. Another shard's lock is never
+			// taken with this one held; the key is looked up again
+			// afterwards, as another caller may have made it.
 			s.mu.Unlock()
-			ok := t.Evict()
+			reserved = t.evict(true)
 			s.mu.Lock()
-			if ok {
+			if reserved && s.idx.Load().find(h, ck) != nil {
+				t.reserved.Add(-1)
 				continue
 			}
 		}
-		s.cnt[p].rejected.Add(1)
-		err = ErrFull
+		if !reserved {
+			s.cnt[p].rejected.Add(1)
+			err = ErrFull
+			break
+		}
+		if t.src != nil && !t.src.acquire(ck.source()) {
+			t.reserved.Add(-1)
+			s.cnt[p].rejectedSource.Add(1)
+			err = ErrSourceLimit
+		}
 		break
 	}
 	if err != nil {
@@ -480,8 +484,8 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 	return v, true, nil
 }
 
-// maxEvictions bounds how many flows one new flow evicts while other
-// callers take the room each eviction makes.
+// maxEvictions bounds how many times one new flow evicts: more than once
+// only if another caller made the same key meanwhile.
 const maxEvictions = 4
 
 // Evict removes one unreplied flow (see WithUnrepliedTimeout), if there is
@@ -494,7 +498,11 @@ const maxEvictions = 4
 //
 // LoadOrCreate evicts by itself when the table is full; Evict is for owners
 // with another limit, such as the proxies' file-descriptor budget.
-func (t *Table[V]) Evict() bool {
+func (t *Table[V]) Evict() bool { return t.evict(false) }
+
+// evict is Evict; with keep, the evicted flow's unit of capacity is not
+// given back but kept for the caller's new flow.
+func (t *Table[V]) evict(keep bool) bool {
 	if t.probation.Load() == 0 || t.closed.Load() {
 		return false
 	}
@@ -505,7 +513,7 @@ func (t *Table[V]) Evict() bool {
 		if s.nprob.Load() == 0 {
 			continue
 		}
-		if f, ok := t.evictFrom(s); ok {
+		if f, ok := t.evictFrom(s, keep); ok {
 			if t.onExpire != nil {
 				t.onExpire(f.key.key(), f.val)
 			}
@@ -522,7 +530,7 @@ func (t *Table[V]) Evict() bool {
 // the bucket of their real deadline (as a sweep would) rather than evicted
 // before flows that are idle; flows found to have met the rule to leave
 // probation are moved out; pending ones are left alone.
-func (t *Table[V]) evictFrom(s *shard[V]) (expiredFlow[V], bool) {
+func (t *Table[V]) evictFrom(s *shard[V], keep bool) (expiredFlow[V], bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tick := t.tick.Load()
@@ -545,7 +553,13 @@ func (t *Table[V]) evictFrom(s *shard[V]) (expiredFlow[V], bool) {
 			case e.seen.CompareAndSwap(w, 0):
 				t.removeIndex(s, e.key.hash(t.seed), e)
 				s.unlink(e)
-				t.release(&e.key)
+				if keep {
+					if t.src != nil {
+						t.src.release(e.key.source())
+					}
+				} else {
+					t.release(&e.key)
+				}
 				s.cnt[e.key.protoIdx()].evicted.Add(1)
 				return expiredFlow[V]{key: e.key, val: e.val}, true
 			default:
