@@ -92,28 +92,32 @@ func (d *Descriptors) Stats() DescriptorStats {
 }
 
 // take takes n descriptors, evicting unreplied UDP flows to make room when
-// the budget is spent, or counts a refusal and reports false.
+// the budget is spent, or counts a refusal and reports false. The
+// descriptors are counted first and the evictions made for them after, so
+// that what an eviction gives back goes to this caller, not to another
+// one taking descriptors meanwhile; the budget may be exceeded by what
+// callers hold while they evict, a few descriptors at most.
 func (d *Descriptors) take(n int64) bool {
 	if d == nil {
 		return true
 	}
-	for evictions := 0; ; {
-		u := d.used.Load()
-		if u+n <= d.limit.Load() {
-			if d.used.CompareAndSwap(u, u+n) {
-				return true
-			}
-			continue
-		}
-		// An evicted flow gives its descriptor back before Evict returns.
-		if evictions < 2*int(n) && d.flows != nil && d.flows.t.Evict() {
-			evictions++
-			d.evicted.Add(1)
-			continue
-		}
-		d.refused.Add(1)
-		return false
+	limit := d.limit.Load()
+	if d.used.Add(n) <= limit {
+		return true
 	}
+	// An evicted flow gives its descriptor back before Evict returns.
+	for range 4 * n {
+		if d.flows == nil || !d.flows.t.Evict() {
+			break
+		}
+		d.evicted.Add(1)
+		if d.used.Load() <= limit {
+			return true
+		}
+	}
+	d.used.Add(-n)
+	d.refused.Add(1)
+	return false
 }
 
 // release gives n descriptors back.
