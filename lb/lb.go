@@ -399,6 +399,9 @@ func (l *LoadBalancer) reconcile(c *config) error {
 	return errors.Join(errs...)
 }
 
+// udpReadBuffer is the receive buffer asked for a UDP listener's socket.
+const udpReadBuffer = 4 << 20
+
 // bind opens a listener's socket. prefer, if set, is the address a
 // listener being bound again had: tried first when the configured port is 0,
 // so that clients find it where it was.
@@ -418,6 +421,12 @@ func (l *LoadBalancer) bind(cfg *listenerConfig, prefer string) (*listener, erro
 		}
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
+		}
+		if uc, ok := pc.(*net.UDPConn); ok {
+			// A deep queue absorbs bursts (a flood of new flows, a pause
+			// of the serving goroutine) instead of dropping clients'
+			// datagrams; the kernel caps it at net.core.rmem_max.
+			_ = uc.SetReadBuffer(udpReadBuffer)
 		}
 		li.pc, li.addr = pc, pc.LocalAddr()
 		return li, nil
