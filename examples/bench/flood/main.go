@@ -102,7 +102,14 @@ func targets(args []string) error {
 	if err != nil {
 		return err
 	}
-	wg.Go(func() { serveTCP(echo, func(c net.Conn) { io.Copy(c, c) }) })
+	// A plain read-and-write echo: io.Copy from a socket to itself would
+	// splice, and hold a pipe (two more descriptors) per idle connection.
+	wg.Go(func() {
+		serveTCP(echo, func(c net.Conn) {
+			buf := make([]byte, 512)
+			io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, buf)
+		})
+	})
 	hl, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		return err
@@ -488,6 +495,13 @@ func udpFlood(target string, sources []netip.Addr, ports, basePort, rate int, d 
 func holdConns(target string, sources []netip.Addr, n int, ping bool) ([]net.Conn, int) {
 	conns := make([]net.Conn, n)
 	var next, failed atomic.Int64
+	var emu sync.Mutex
+	errs := map[string]int{}
+	defer func() {
+		if len(errs) > 0 {
+			fmt.Printf("connection failures: %v\n", errs)
+		}
+	}()
 	var wg sync.WaitGroup
 	for range 64 {
 		wg.Go(func() {
@@ -507,10 +521,20 @@ func holdConns(target string, sources []netip.Addr, n int, ping bool) ([]net.Con
 					_ = c.SetDeadline(time.Time{})
 					if err != nil {
 						c.Close()
+						err = fmt.Errorf("echo: %w", err)
 					}
+				} else if err != nil {
+					err = fmt.Errorf("connect: %w", err)
 				}
 				if err != nil {
 					failed.Add(1)
+					msg := err.Error()
+					if j, k := strings.Index(msg, ": "), strings.LastIndex(msg, ": "); k > j {
+						msg = msg[:j] + ": " + msg[k+2:] // "connect: cause" or "echo: cause"
+					}
+					emu.Lock()
+					errs[msg]++
+					emu.Unlock()
 					continue
 				}
 				conns[i] = c
