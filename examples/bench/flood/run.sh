@@ -18,7 +18,7 @@ RATE=${RATE:-6000}             # UDP datagrams a second
 PORTS=${PORTS:-30000}          # UDP source ports of the one address
 CONNS=${CONNS:-10000}          # (b) held connections
 HELD=${HELD:-8000}             # (c) held idle connections
-BASELINE_REF=${BASELINE_REF:-} # (c) also measure lbd built from this git ref ("lbkit-before")
+BASELINE_REF=${BASELINE_REF:-} # also measure lbd built from this git ref ("lbd-before")
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(a b c)
 
@@ -33,6 +33,13 @@ trap cleanup EXIT
 
 go build -o "$bin/lbd" ./examples/lbd
 go build -o "$bin/flood" ./examples/bench/flood
+lbds=(lbd)
+if [ -n "$BASELINE_REF" ]; then
+	mkdir "$bin/before"
+	git archive "$BASELINE_REF" | tar -x -C "$bin/before"
+	(cd "$bin/before" && go build -o "$bin/lbd-before" ./examples/lbd)
+	lbds+=(lbd-before)
+fi
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
 	-addext subjectAltName=DNS:localhost -keyout "$bin/key.pem" -out "$bin/cert.pem" 2>/dev/null
 
@@ -55,8 +62,8 @@ YAML
 pids+=($!)
 
 lbd_pid=
-start_lbd() { # config, descriptor limit
-	prlimit --nofile="$2:$2" "$bin/lbd" -config "$1" -admin 127.0.0.1:19900 -log-format json >"$bin/lbd.log" 2>&1 &
+start_lbd() { # config, descriptor limit[, binary]
+	prlimit --nofile="$2:$2" "$bin/${3:-lbd}" -config "$1" -admin 127.0.0.1:19900 -log-format json >"$bin/lbd.log" 2>&1 &
 	lbd_pid=$!
 	pids+=("$lbd_pid")
 	# Ready once every target passed its first health check (the first
@@ -75,7 +82,7 @@ stop_lbd() {
 }
 report_lbd() { # what lbd says after an attack
 	echo "## lbd after the attack"
-	jq -c 'select(.msg | test("descriptor budget|limit on open files|cannot accept|accepting connections again"))' "$bin/lbd.log" | sed 's/^/# log: /'
+	jq -c 'select(.msg | test("descriptor budget|limit on open files|accept|stopped serving"))' "$bin/lbd.log" | sed 's/^/# log: /'
 	curl -sf 'http://127.0.0.1:19900/diagnose?format=text' | sed 's/^/# diagnose: /'
 	curl -sf http://127.0.0.1:19900/stats | jq -c '{flows: .Flows.Total, udp: .Flows.UDP, descriptors: .Descriptors,
 		listeners: [.Listeners[] | {name: .Name, accept_errors: .AcceptErrors, refused_descriptors: ((.TCP // .UDP // .HTTP).RejectedDescriptors), refused_source: ((.TCP // .UDP // {}).RejectedSourceLimit)}]}' | sed 's/^/# stats: /'
@@ -89,35 +96,42 @@ mkdir -p "$(dirname "$OUT")"
 	echo "# $(go version)"
 	echo "# nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); kernel $(uname -r)"
 	echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	[ -z "$BASELINE_REF" ] || echo "# lbd-before: lbd built from $(git rev-parse --short "$BASELINE_REF"), for comparison"
 } >"$OUT"
 
 for part in "${parts[@]}"; do
 	case $part in
 	a)
-		for sources in 127.0.0.2 127.1.0.0-127.1.117.47; do
-			ports=$PORTS
-			[ "$sources" = 127.0.0.2 ] || ports=0
-			start_lbd "$bin/lbd.yaml" "$LIMIT"
+		for l in "${lbds[@]}"; do
+			for sources in 127.0.0.2 127.1.0.0-127.1.117.47; do
+				ports=$PORTS
+				[ "$sources" = 127.0.0.2 ] || ports=0
+				start_lbd "$bin/lbd.yaml" "$LIMIT" "$l"
+				{
+					echo
+					echo "## (a) $l: UDP flood from $sources (ports per address: $ports), $RATE datagrams/s for $DURATION, under RLIMIT_NOFILE $LIMIT"
+					echo "# flood attack -mode udp -sources $sources -ports $ports -rate $RATE -duration $DURATION ${normal[*]}"
+					timeout 300 "$bin/flood" attack -mode udp -sources "$sources" -ports "$ports" -rate "$RATE" -duration "$DURATION" "${normal[@]}" 2>&1 ||
+						echo "# flood: a listener does not serve after the attack"
+					report_lbd
+				} >>"$OUT"
+				stop_lbd
+			done
+		done
+		;;
+	b)
+		for l in "${lbds[@]}"; do
+			start_lbd "$bin/lbd.yaml" "$LIMIT" "$l"
 			{
 				echo
-				echo "## (a) UDP flood from $sources (ports per address: $ports), $RATE datagrams/s for $DURATION, lbd under RLIMIT_NOFILE $LIMIT"
-				echo "# flood attack -mode udp -sources $sources -ports $ports -rate $RATE -duration $DURATION ${normal[*]}"
-				timeout 300 "$bin/flood" attack -mode udp -sources "$sources" -ports "$ports" -rate "$RATE" -duration "$DURATION" "${normal[@]}" 2>&1
+				echo "## (b) $l: $CONNS TCP connections from 127.0.0.2 held for $DURATION, under RLIMIT_NOFILE $LIMIT"
+				echo "# flood attack -mode tcp-hold -sources 127.0.0.2 -conns $CONNS -duration $DURATION ${normal[*]}"
+				timeout 300 "$bin/flood" attack -mode tcp-hold -sources 127.0.0.2 -conns "$CONNS" -duration "$DURATION" "${normal[@]}" 2>&1 ||
+					echo "# flood: a listener does not serve after the attack"
 				report_lbd
 			} >>"$OUT"
 			stop_lbd
 		done
-		;;
-	b)
-		start_lbd "$bin/lbd.yaml" "$LIMIT"
-		{
-			echo
-			echo "## (b) $CONNS TCP connections from 127.0.0.2 held for $DURATION, lbd under RLIMIT_NOFILE $LIMIT"
-			echo "# flood attack -mode tcp-hold -sources 127.0.0.2 -conns $CONNS -duration $DURATION ${normal[*]}"
-			timeout 300 "$bin/flood" attack -mode tcp-hold -sources 127.0.0.2 -conns "$CONNS" -duration "$DURATION" "${normal[@]}" 2>&1
-			report_lbd
-		} >>"$OUT"
-		stop_lbd
 		;;
 	c)
 		command -v haproxy >/dev/null || {
@@ -176,16 +190,12 @@ CFG
 			echo "## (c) memory per held idle TCP connection (client -> proxy -> echo target; one line echoed, then idle), $HELD connections from 16 addresses"
 			echo "# haproxy: $(haproxy -v | head -1)"
 			if [ -n "$BASELINE_REF" ]; then
-				mkdir "$bin/before"
-				git archive "$BASELINE_REF" | tar -x -C "$bin/before"
-				(cd "$bin/before" && go build -o "$bin/lbd-before" ./examples/lbd)
-				echo "# lbkit-before: lbd built from $(git rev-parse --short "$BASELINE_REF")"
 				prlimit --nofile="$LIMIT:$LIMIT" "$bin/lbd-before" -config "$bin/mem.yaml" -admin 127.0.0.1:19900 >"$bin/lbd.log" 2>&1 &
 				lbd_pid=$!
 				pids+=("$lbd_pid")
 				sleep 1
 				kill -0 "$lbd_pid" || { cat "$bin/lbd.log" >&2; exit 1; }
-				measure lbkit-before "$lbd_pid" 127.0.0.1:19190
+				measure lbd-before "$lbd_pid" 127.0.0.1:19190
 				stop_lbd
 			fi
 			prlimit --nofile="$LIMIT:$LIMIT" "$bin/lbd" -config "$bin/mem.yaml" -admin 127.0.0.1:19900 >"$bin/lbd.log" 2>&1 &
@@ -193,7 +203,7 @@ CFG
 			pids+=("$lbd_pid")
 			sleep 1
 			kill -0 "$lbd_pid" || { cat "$bin/lbd.log" >&2; exit 1; }
-			measure lbkit "$lbd_pid" 127.0.0.1:19190
+			measure lbd "$lbd_pid" 127.0.0.1:19190
 			stop_lbd
 			prlimit --nofile="$LIMIT:$LIMIT" haproxy -f "$bin/haproxy.cfg" -db >"$bin/haproxy.log" 2>&1 &
 			hp=$!
