@@ -108,10 +108,18 @@ func (c *compiler) compile() []lb.Option {
 	} else if f.Flows.Max > 0 {
 		opts = append(opts, lb.WithMaxFlows(f.Flows.Max))
 	}
-	if f.Flows.MaxPerSource < 0 {
-		c.add("flows.max_per_source", "%d is negative", f.Flows.MaxPerSource)
-	} else if f.Flows.MaxPerSource > 0 {
-		opts = append(opts, lb.WithMaxFlowsPerSource(f.Flows.MaxPerSource))
+	if n := f.Flows.MaxPerSource; n != nil && *n < 0 {
+		c.add("flows.max_per_source", "%d is negative", *n)
+	} else if n != nil {
+		opts = append(opts, lb.WithMaxFlowsPerSource(*n))
+	}
+	if n := f.Flows.DescriptorBudget; n != nil && *n < 0 {
+		c.add("flows.descriptor_budget", "%d is negative", *n)
+	} else if n != nil {
+		opts = append(opts, lb.WithDescriptorBudget(*n))
+	}
+	if d := f.Flows.UnrepliedTimeout; d != nil && *d >= 0 { // negative: reported by durations
+		opts = append(opts, lb.WithUnrepliedTimeout(time.Duration(*d)))
 	}
 	seen := map[string]int{}
 	for i := range f.TargetGroups {

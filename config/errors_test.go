@@ -50,14 +50,14 @@ func TestProblemsByPath(t *testing.T) {
 		{"unknown field", "listeners:\n  - name: web\n    protocl: http\n    protocol: http\n    address: 127.0.0.1:0\n    forward_to: app\n" + validGroups,
 			[]string{`listeners[0].protocl: unknown field; did you mean "protocol"?`}},
 		{"unknown top-level field", "listener: []\n", []string{`listener: unknown field; did you mean "listeners"?`}},
-		{"unknown field far from any", "flows: {maximum_flows: 3}\n", []string{`flows.maximum_flows: unknown field (known: max, max_per_source)`}},
+		{"unknown field far from any", "flows: {maximum_flows: 3}\n", []string{`flows.maximum_flows: unknown field (known: max, max_per_source, descriptor_budget, unreplied_timeout)`}},
 		{"not an integer", "flows: {max: lots}\n", []string{`flows.max: "lots" is not an integer`}},
 		{"not a bool", "target_groups: [{name: a, protocol: tcp, health_check: {enabled: perhaps}}]\n", []string{`target_groups[0].health_check.enabled: "perhaps" is not true or false`}},
 		{"an unreadable value hides nothing else", "target_groups: [{name: a, protocol: http, health_check: {enabled: perhaps, path: healthz}}]\n",
 			[]string{`target_groups[0].health_check.enabled: "perhaps" is not true or false`, `target_groups[0].health_check.path: "healthz" is not an absolute path`}},
 		{"an unreadable object is not checked further", "target_groups: [[1, 2]]\n", []string{`target_groups[0]: is a list, want a mapping of name, protocol`}},
 		{"mapping for a list", "listeners: {name: web}\n", []string{`listeners: is a mapping, want a list`}},
-		{"list for a mapping", "flows: [1]\n", []string{`flows: is a list, want a mapping of max, max_per_source`}},
+		{"list for a mapping", "flows: [1]\n", []string{`flows: is a list, want a mapping of max, max_per_source, descriptor_budget, unreplied_timeout`}},
 		{"list for a string", "target_groups: [{name: [a], protocol: tcp}]\n", []string{`target_groups[0].name: is a list, want a string`}},
 		{"bad duration", "target_groups: [{name: a, protocol: tcp, deregistration_delay: 5 minutes}]\n", []string{`target_groups[0].deregistration_delay: "5 minutes" is not a duration`}},
 		{"duration without unit", "target_groups: [{name: a, protocol: tcp, health_check: {interval: 5}}]\n", []string{`target_groups[0].health_check.interval: "5" is not a duration`}},
@@ -169,7 +169,8 @@ target_groups:
 			[]string{`target_groups[0].passive_ejection.failures: -1 is negative`, `target_groups[0].passive_ejection.period: must be above 0`, `target_groups[0].passive_ejection.max_percent: 101 is out of range 0..100`}},
 		{"proxy protocol", "target_groups: [{name: a, protocol: http, proxy_protocol: 3}]\n",
 			[]string{`target_groups[0].proxy_protocol: proxy protocol version 3 is not 1 or 2`}},
-		{"flows", "flows: {max: -1, max_per_source: -2}\n", []string{`flows.max: -1 is negative`, `flows.max_per_source: -2 is negative`}},
+		{"flows", "flows: {max: -1, max_per_source: -2, descriptor_budget: -3, unreplied_timeout: -1s}\n", []string{`flows.unreplied_timeout: -1s is negative`,
+			`flows.max: -1 is negative`, `flows.max_per_source: -2 is negative`, `flows.descriptor_budget: -3 is negative`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := problems(t, tc.src)

@@ -446,13 +446,23 @@ type PassiveEjection struct {
 	MaxPercent *int `yaml:"max_percent,omitempty"`
 }
 
-// Flows sizes the flow table: the established TCP connections and UDP
-// flows of every tcp, tls and udp listener.
+// Flows sizes the flow table (the established TCP connections and UDP
+// flows of every tcp, tls and udp listener) and the descriptor budget of
+// every listener's clients. A reload may not change them.
 type Flows struct {
-	// Max is the table's capacity; when it is full, new flows are refused
-	// and counted. Default 1048576.
+	// Max is the table's capacity; when it is full, an unreplied UDP flow
+	// is evicted to make room, or else new flows are refused and counted.
+	// Default: the descriptor budget, at most 1048576.
 	Max int `yaml:"max,omitempty"`
-	// MaxPerSource caps the flows one client IP may hold. Default 0: no
-	// cap.
-	MaxPerSource int `yaml:"max_per_source,omitempty"`
+	// MaxPerSource caps the flows one client IP may hold; 0: no cap.
+	// Default: 1/16 of the capacity, at least 64, at most 1/4.
+	MaxPerSource *int `yaml:"max_per_source,omitempty"`
+	// DescriptorBudget is how many file descriptors clients may hold (a
+	// TCP or TLS connection 2, a UDP flow 1, an HTTP connection 1); 0
+	// turns the budget off. Default: the process's limit minus a reserve
+	// (1/8 of it, at least 256).
+	DescriptorBudget *int `yaml:"descriptor_budget,omitempty"`
+	// UnrepliedTimeout is the idle timeout of UDP flows their target has
+	// not answered yet (as conntrack); 0s turns it off. Default 30s.
+	UnrepliedTimeout *Duration `yaml:"unreplied_timeout,omitempty"`
 }

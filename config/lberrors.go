@@ -78,6 +78,10 @@ func (c *compiler) lbPath(msg string) (string, string) {
 	switch {
 	case strings.HasPrefix(msg, "max flows per source"):
 		return "flows.max_per_source", msg
+	case strings.HasPrefix(msg, "descriptor budget"):
+		return "flows.descriptor_budget", msg
+	case strings.HasPrefix(msg, "unreplied timeout"):
+		return "flows.unreplied_timeout", msg
 	case strings.HasPrefix(msg, "max flows"):
 		return "flows.max", msg
 	}

@@ -344,3 +344,20 @@ func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
+
+// TestFlowsSection: the flows section's keys reach the load balancer; an
+// absent key takes lb's default, and 0 turns the per-source cap, the
+// descriptor budget and the unreplied timeout off.
+func TestFlowsSection(t *testing.T) {
+	l := start(t, "flows: {max: 1000, descriptor_budget: 500, unreplied_timeout: 5s}\n")
+	st := l.Stats()
+	assert.Equal(t, 1000, st.Flows.MaxFlows)
+	assert.Equal(t, lb.DefaultMaxFlowsPerSource(1000), st.Flows.MaxFlowsPerSource)
+	assert.Equal(t, 500, st.Descriptors.Limit)
+
+	l = start(t, "flows: {max_per_source: 0, descriptor_budget: 0, unreplied_timeout: 0s}\n")
+	st = l.Stats()
+	assert.Zero(t, st.Flows.MaxFlowsPerSource)
+	assert.Zero(t, st.Descriptors.Limit)
+	assert.Equal(t, lb.DefaultMaxFlows, st.Flows.MaxFlows, "no budget: the largest default capacity")
+}

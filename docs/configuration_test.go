@@ -333,6 +333,11 @@ func TestConfigurationLibrary(t *testing.T) {
 // changes fails it.
 var constants = map[string]any{
 	"lb.DefaultMaxFlows":                    lb.DefaultMaxFlows,
+	"lb.DefaultMaxFlowsPerSource":           lb.DefaultMaxFlowsPerSource,
+	"lb.MinFlowsPerSource":                  lb.MinFlowsPerSource,
+	"lb.MinDescriptorReserve":               lb.MinDescriptorReserve,
+	"proxy.DefaultUnrepliedTimeout":         proxy.DefaultUnrepliedTimeout,
+	"healthcheck.DefaultMaxConcurrent":      healthcheck.DefaultMaxConcurrent,
 	"lb.DefaultConnectTimeout":              lb.DefaultConnectTimeout,
 	"lb.DefaultDeregistrationDelay":         lb.DefaultDeregistrationDelay,
 	"lb.DefaultDiscoveryInterval":           lb.DefaultDiscoveryInterval,

@@ -32,10 +32,18 @@
 //     optionally a limit per source address (WithMaxFlowsPerSource), so
 //     that spoofed sources cannot fill it; a new flow beyond either is
 //     refused with ErrFull or ErrSourceLimit and counted, and an
-//     established flow is never evicted to make room;
+//     established flow is never evicted to make room, except an unreplied
+//     one (below);
+//   - optionally, as conntrack treats UDP (WithUnrepliedTimeout), a new
+//     flow is unreplied until its destination answered (Ref.Replied) and it
+//     still saw traffic 2 s later: until then it has a short idle timeout
+//     (conntrack's is 30 s) and it is the first to go when the table is full
+//     (or its owner needs room, Evict); a two-way flow keeps its full
+//     timeout and is never evicted for a new one, so spoofed one-packet
+//     flows cannot push out real ones;
 //   - Stats reports NewFlowCount, ActiveFlowCount, RejectedFlowCount,
-//     RejectedSourceFlowCount, ExpiredFlowCount and DeletedFlowCount, per
-//     protocol and in total.
+//     RejectedSourceFlowCount, ExpiredFlowCount, DeletedFlowCount and
+//     EvictedFlowCount, per protocol and in total.
 //
 // # Costs
 //
@@ -49,7 +57,8 @@
 // that are due, plus refreshed ones about once per timeout; it locks one
 // shard at a time for a bounded batch of flows and never holds a lock while
 // calling the expiry callback. A flow costs under 100 bytes beyond its
-// value.
+// value. An owner that keeps a Ref (LoadOrCreateRef) refreshes its flow with
+// Ref.Touch, without hashing the key.
 //
 // Expiry is exact to the interval: a flow is expired no sooner than its
 // idle timeout after its last lookup and no later than one interval after

@@ -8,7 +8,8 @@ import "errors"
 var (
 	// ErrFull is returned by LoadOrCreate when the table holds its maximum
 	// number of flows (WithMaxFlows). The refusal is counted in
-	// RejectedFlowCount; no established flow is evicted to make room.
+	// RejectedFlowCount. Only unreplied flows (WithUnrepliedTimeout) are
+	// evicted to make room first; it is returned when there is none.
 	ErrFull = errors.New("flowtable: table full")
 
 	// ErrSourceLimit is returned by LoadOrCreate when the flow's source

@@ -19,6 +19,16 @@ import (
 // direct way, and compares them after every step: results, length, content,
 // counters, expiry callbacks, per-source counts and the table's internal
 // invariants. Time is a fake clock, so expiry is compared tick for tick.
+//
+// Probation (WithUnrepliedTimeout) is modelled directly: a flow made while
+// its protocol has an unreplied timeout is on probation until Ref.Replied
+// was called at some tick r and it was seen at r+2 s or later; until then
+// its idle timeout is the shorter of the two, and it may be evicted. The
+// table applies the rule lazily (when a sweep or an eviction looks); the
+// model applies it at once, which must come to the same. Which unreplied
+// flow an eviction takes is the table's choice (the first due in a shard);
+// the model checks that it was one it may take, and that a full table
+// evicts whenever the model holds one.
 
 // chooser feeds the harness its choices: a seeded PRNG in TestModel, the
 // fuzzer's bytes in FuzzModel.
@@ -65,6 +75,8 @@ type model struct {
 	interval time.Duration
 	tick     uint64
 	timeouts [numProtos]uint32
+	unrep    [numProtos]uint32 // unreplied timeouts in ticks; 0: off
+	stream   uint64            // ticks from the first reply that make a flow two-way
 	maxFlows int
 	maxSrc   int
 	flows    map[Key]*mflow
@@ -76,6 +88,35 @@ type mflow struct {
 	val     int
 	seen    uint64
 	timeout uint32
+	prob    bool   // made on probation
+	replied bool   // Ref.Replied was called
+	r       uint64 // tick of that call
+}
+
+// onProbation reports whether f is still on probation: made so, and not yet
+// answered and seen stream ticks after the answer.
+func (m *model) onProbation(f *mflow) bool {
+	return f.prob && !(f.replied && f.seen >= f.r+m.stream)
+}
+
+// deadline is the tick from which f is due.
+func (m *model) deadline(k Key, f *mflow) uint64 {
+	to := f.timeout
+	if u := m.unrep[protoIndex(k.Proto)]; m.onProbation(f) && u < to {
+		to = u
+	}
+	return f.seen + 1 + uint64(to)
+}
+
+// evictable returns the model's flows that an eviction may take.
+func (m *model) evictable() []Key {
+	var ks []Key
+	for k, f := range m.flows {
+		if m.onProbation(f) {
+			ks = append(ks, k)
+		}
+	}
+	return ks
 }
 
 // norm returns the key as the table identifies it: without zones.
@@ -123,6 +164,14 @@ type harness struct {
 	expired  []string // callbacks of the current sweep, as "key=val"
 	nextVal  int
 	timeouts []time.Duration
+	refs     []heldRef // refs given to create functions, live or not
+}
+
+// heldRef is a Ref the harness kept, with the model flow it was made for.
+type heldRef struct {
+	key Key
+	ref Ref[int]
+	f   *mflow
 }
 
 func newHarness(t testing.TB, c chooser) *harness {
@@ -145,10 +194,21 @@ func newHarness(t testing.TB, c chooser) *harness {
 	tcpTO, udpTO := h.timeouts[c.intn(len(h.timeouts))], h.timeouts[c.intn(len(h.timeouts))]
 	h.m = model{interval: time.Second, tick: 1, maxFlows: maxFlows, maxSrc: maxSrc, flows: map[Key]*mflow{}, srcs: map[[16]byte]int{}}
 	h.m.timeouts = [numProtos]uint32{h.m.ticks(tcpTO), h.m.ticks(udpTO)}
+	h.m.stream = uint64(h.m.ticks(streamAfter))
+	// Unreplied timeouts: off, or one of the short timeouts, for UDP
+	// mostly, sometimes for TCP too.
+	var unrep [numProtos]time.Duration
+	for p := range unrep {
+		if c.intn(3) >= 2-p { // UDP two times in three, TCP one in three
+			unrep[p] = []time.Duration{time.Second, 2 * time.Second, 3500 * time.Millisecond, 10 * time.Second, 30 * time.Second}[c.intn(5)]
+			h.m.unrep[p] = h.m.ticks(unrep[p])
+		}
+	}
 	var err error
 	h.tb, err = New[int](WithClock(h.clk.Now), WithManualSweep(), WithShards(shards),
 		WithMaxFlows(maxFlows), WithMaxFlowsPerSource(maxSrc),
 		WithIdleTimeout(TCP, tcpTO), WithIdleTimeout(UDP, udpTO),
+		WithUnrepliedTimeout(TCP, unrep[tcpIndex]), WithUnrepliedTimeout(UDP, unrep[udpIndex]),
 		WithOnExpire(func(k Key, v int) { h.expired = append(h.expired, fmt.Sprintf("%v=%d", k, v)) }))
 	require.NoError(t, err)
 	for i := range nkeys {
@@ -207,6 +267,8 @@ func (h *harness) step(op int) string {
 	switch {
 	case op < 35:
 		return h.loadOrCreate()
+	case op < 42:
+		return h.refOp()
 	case op < 60:
 		k := h.pick()
 		v, ok := h.tb.Lookup(k)
@@ -264,6 +326,63 @@ func (h *harness) step(op int) string {
 	}
 }
 
+// refOp uses a kept Ref: Touch, Replied, or an explicit Evict.
+func (h *harness) refOp() string {
+	t, m := h.t, &h.m
+	if len(h.refs) == 0 || h.c.intn(6) == 0 {
+		return h.evict(false)
+	}
+	r := h.refs[h.c.intn(len(h.refs))]
+	live := m.flows[r.key] == r.f
+	if h.c.intn(2) == 0 {
+		got := r.ref.Touch()
+		require.Equal(t, live, got, "Touch of %v (live %v)", r.key, live)
+		if live {
+			r.f.seen = m.tick
+		}
+		return fmt.Sprintf("touch %v live=%v", r.key, live)
+	}
+	r.ref.Replied()
+	if live {
+		r.f.seen = m.tick
+		if r.f.prob && !r.f.replied {
+			r.f.replied, r.f.r = true, m.tick
+		}
+	}
+	return fmt.Sprintf("replied %v live=%v", r.key, live)
+}
+
+// evict calls Evict (inCreate false) or accounts for the eviction a full
+// table made in LoadOrCreate (inCreate true; the callback has run): the
+// table must evict exactly when the model holds an unreplied flow, and take
+// one of those.
+func (h *harness) evict(inCreate bool) string {
+	t, m := h.t, &h.m
+	can := m.evictable()
+	if !inCreate {
+		h.expired = []string{}
+		got := h.tb.Evict()
+		require.Equal(t, len(can) > 0, got, "Evict with %d unreplied flows in the model", len(can))
+	}
+	if len(can) == 0 {
+		require.Empty(t, h.expired, "a flow evicted with none unreplied")
+		return "evict none"
+	}
+	require.Len(t, h.expired, 1, "one flow evicted")
+	for _, k := range can {
+		if fmt.Sprintf("%v=%d", k, m.flows[k].val) == h.expired[0] {
+			m.remove(k)
+			c := &m.cnt[protoIndex(k.Proto)]
+			c.ActiveFlowCount--
+			c.EvictedFlowCount++
+			h.expired = []string{}
+			return "evict " + k.String()
+		}
+	}
+	t.Fatalf("evicted %s, which is not among the unreplied flows %v", h.expired[0], can)
+	return ""
+}
+
 func (h *harness) loadOrCreate() string {
 	t, m := h.t, &h.m
 	if h.c.intn(30) == 0 { // an invalid key
@@ -279,6 +398,7 @@ func (h *harness) loadOrCreate() string {
 	h.nextVal++
 	calls := 0
 	createErr := errors.New("dial failed")
+	var ref Ref[int]
 	create := func() (int, error) {
 		calls++
 		switch fail {
@@ -289,18 +409,33 @@ func (h *harness) loadOrCreate() string {
 		}
 		return val, nil
 	}
+	withRef := h.c.intn(2) == 0
 	var (
 		v        int
 		created  bool
 		err      error
 		panicked any
 	)
+	h.expired = []string{}
 	func() {
 		defer func() { panicked = recover() }()
-		v, created, err = h.tb.LoadOrCreate(k, create)
+		if withRef {
+			v, created, err = h.tb.LoadOrCreateRef(k, func(r Ref[int]) (int, error) {
+				ref = r
+				return create()
+			})
+		} else {
+			v, created, err = h.tb.LoadOrCreate(k, create)
+		}
 	}()
 	p := protoIndex(k.Proto)
 	c := &m.cnt[p]
+	evicted := ""
+	if m.flows[nk] == nil && len(m.flows) >= m.maxFlows {
+		evicted = h.evict(true) + "; "
+	} else {
+		require.Empty(t, h.expired, "a flow evicted while the table had room")
+	}
 	if f := m.flows[nk]; f != nil {
 		require.NoError(t, err)
 		require.Nil(t, panicked)
@@ -320,7 +455,7 @@ func (h *harness) loadOrCreate() string {
 		require.ErrorIs(t, err, ErrSourceLimit)
 		require.Zero(t, calls, "create called for a refused flow")
 		c.RejectedSourceFlowCount++
-		return "create source limit " + k.String()
+		return evicted + "create source limit " + k.String()
 	}
 	require.Equal(t, 1, calls)
 	switch fail {
@@ -336,10 +471,17 @@ func (h *harness) loadOrCreate() string {
 	require.NoError(t, err)
 	require.True(t, created)
 	require.Equal(t, val, v)
-	m.add(nk, &mflow{val: val, seen: m.tick, timeout: m.timeouts[p]})
+	f := &mflow{val: val, seen: m.tick, timeout: m.timeouts[p], prob: m.unrep[p] > 0}
+	m.add(nk, f)
+	if withRef {
+		h.refs = append(h.refs, heldRef{key: nk, ref: ref, f: f})
+		if len(h.refs) > 64 {
+			h.refs = h.refs[1:]
+		}
+	}
 	c.NewFlowCount++
 	c.ActiveFlowCount++
-	return "create " + k.String()
+	return evicted + "create " + k.String()
 }
 
 func (h *harness) sweep() string {
@@ -352,7 +494,7 @@ func (h *harness) sweep() string {
 	}
 	want := []string{}
 	for k, f := range m.flows {
-		if f.seen+1+uint64(f.timeout) <= m.tick {
+		if m.deadline(k, f) <= m.tick {
 			want = append(want, fmt.Sprintf("%v=%d", k, f.val))
 			m.remove(k)
 			c := &m.cnt[protoIndex(k.Proto)]
@@ -440,7 +582,7 @@ func checkInvariants[V any](t testing.TB, tb *Table[V], msg string) {
 		t.Helper()
 		t.Fatalf("invariant: "+format+" "+msg, args...)
 	}
-	total := 0
+	total, probTotal := 0, 0
 	tick := tb.tick.Load()
 	for i := range tb.shards {
 		s := &tb.shards[i]
@@ -480,19 +622,26 @@ func checkInvariants[V any](t testing.TB, tb *Table[V], msg string) {
 		if n != s.count || used != s.used || used > x.maxUsed() {
 			fail("shard %d: count %d used %d, index has %d and %d of %d", i, s.count, s.used, n, used, x.maxUsed())
 		}
-		inWheel := 0
+		inWheel, nprob := 0, 0
 		for b := range s.heads {
 			var prev *entry[V]
+			bucket, prob := b%lists, b >= probBase
 			for e := s.heads[b]; e != nil; e = e.next {
 				if !inIndex[e] || e.list != uint16(b) || e.prev != prev {
 					fail("wheel list %d: bad entry %v (in index %v, list %d)", b, e.key.key(), inIndex[e], e.list)
 				}
+				if prob != (e.state&stateProbation != 0) {
+					fail("wheel list %d: entry %v with state %#x", b, e.key.key(), e.state)
+				}
+				if prob {
+					nprob++
+				}
 				// Bucket b is visited next at the first tick after swept
 				// congruent to b, which must come no later than the
 				// flow's deadline; the overdue list at the next sweep.
-				d := e.seen.Load() + 1 + uint64(e.timeout)
+				d := e.seen.Load() + 1 + uint64(tb.timeoutOf(e))
 				visit := s.swept + 1
-				for b != overdue && visit&wheelMask != uint64(b) {
+				for bucket != overdue && visit&wheelMask != uint64(bucket) {
 					visit++
 				}
 				if visit > max(d, tick+1) {
@@ -505,11 +654,18 @@ func checkInvariants[V any](t testing.TB, tb *Table[V], msg string) {
 		if n != inWheel || s.cur != nil || s.swept != tick {
 			fail("shard %d: %d live, %d in wheel, cursor %p, swept %d at tick %d", i, n, inWheel, s.cur, s.swept, tick)
 		}
+		if int(s.nprob.Load()) != nprob {
+			fail("shard %d: nprob %d, %d in probation lists", i, s.nprob.Load(), nprob)
+		}
+		probTotal += nprob
 		total += n
 		s.mu.Unlock()
 	}
 	if r := tb.reserved.Load(); r != int64(total) {
 		fail("reserved %d, %d flows", r, total)
+	}
+	if p := tb.probation.Load(); p != int64(probTotal) {
+		fail("probation %d, %d in probation lists", p, probTotal)
 	}
 }
 

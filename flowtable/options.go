@@ -42,6 +42,7 @@ type config struct {
 	maxFlows     int
 	maxPerSource int
 	timeouts     [numProtos]time.Duration
+	unreplied    [numProtos]time.Duration // 0: flows start replied
 	interval     time.Duration
 	shards       int // 0: from GOMAXPROCS
 	clock        func() time.Time
@@ -67,7 +68,8 @@ func defaultConfig() config {
 
 // WithMaxFlows sets the largest number of flows the table holds, n >= 1.
 // When it is reached LoadOrCreate refuses new flows with ErrFull and counts
-// them; established flows are never evicted. Default: DefaultMaxFlows.
+// them; established flows are never evicted, except unreplied ones, which
+// make room for new flows (WithUnrepliedTimeout). Default: DefaultMaxFlows.
 func WithMaxFlows(n int) Option { return func(c *config) { c.maxFlows = n } }
 
 // WithMaxFlowsPerSource sets the largest number of flows one source address
@@ -92,6 +94,31 @@ func WithIdleTimeout(p Proto, d time.Duration) Option {
 	}
 }
 
+// WithUnrepliedTimeout puts new flows of protocol p on probation, as
+// conntrack treats UDP: a flow is unreplied until its destination answered
+// (the owner calls Ref.Replied) and it still saw traffic 2 s after that
+// first answer. Until then its idle timeout is d (or its own, if shorter),
+// and it is the first to go when room is needed: when the table is full a
+// new flow evicts the unreplied flow whose deadline comes first in a shard
+// (counted in EvictedFlowCount), and Evict does the same for an owner's own
+// limits. Once two-way it keeps its full idle timeout and is never evicted.
+// So spoofed one-datagram flows cost little and cannot push out real ones.
+//
+// d > 0, rounded up to whole sweep intervals; 0 turns probation off for p
+// (its flows are never evicted). Owners that use it must call Ref.Replied,
+// so they make their flows with LoadOrCreateRef. Default: 0 for both
+// protocols (the proxy package sets 30 s, conntrack's, for UDP).
+func WithUnrepliedTimeout(p Proto, d time.Duration) Option {
+	return func(c *config) {
+		i := protoIndex(p)
+		if i < 0 {
+			c.errs = append(c.errs, fmt.Errorf("%w: unreplied timeout for protocol %s: only tcp and udp are tracked", ErrInvalidOption, p))
+			return
+		}
+		c.unreplied[i] = d
+	}
+}
+
 // WithSweepInterval sets the period of the coarse clock and of the expiry
 // sweeps, at least MinSweepInterval. A flow expires between its idle timeout
 // and its idle timeout plus one interval after its last lookup; a shorter
@@ -102,7 +129,7 @@ func WithSweepInterval(d time.Duration) Option { return func(c *config) { c.inte
 // WithShards sets the number of shards, a power of two from 1 to MaxShards.
 // Writers (new flows, deletes, expiry) lock one shard; lookups lock nothing.
 // More shards mean less contention between writers and shorter pauses when a
-// shard's index grows, at about 4 KiB each. Default: 0, meaning 16 times
+// shard's index grows, at about 8 KiB each. Default: 0, meaning 16 times
 // GOMAXPROCS rounded up to a power of two, at most 1024.
 func WithShards(n int) Option { return func(c *config) { c.shards = n } }
 
@@ -121,12 +148,15 @@ func WithManualSweep() Option { return func(c *config) { c.manual = true } }
 // WithOnExpire sets the function called for every flow removed because it
 // stayed idle past its timeout, with the flow's key and value: the TCP proxy
 // closes both connections with RST, the UDP proxy closes the upstream socket.
-// It is not called for flows removed by Delete.
+// It is also called for unreplied flows evicted to make room (see
+// WithUnrepliedTimeout and Evict), and not for flows removed by Delete.
 //
-// It runs on the goroutine that sweeps (the table's sweeper, or the caller of
-// Sweep), one flow at a time, with no lock of the table held, so it may call
-// the table's methods except Sweep and Close. It delays the sweep while it
-// runs, so it should not block. V must be the table's value type, or New
+// For expired flows it runs on the goroutine that sweeps (the table's
+// sweeper, or the caller of Sweep), one flow at a time; for an evicted flow,
+// on the goroutine whose LoadOrCreate or Evict evicted it, so calls for
+// different flows may run at once. It runs with no lock of the table held,
+// so it may call the table's methods except Sweep and Close. It delays the
+// sweep or the new flow while it runs, so it should not block. V must be the table's value type, or New
 // returns an error. Default: nil, no callback.
 func WithOnExpire[V any](f func(k Key, v V)) Option {
 	return func(c *config) {
@@ -166,6 +196,16 @@ func (c *config) validate() error {
 		} else if intervalOK {
 			if _, err := ticksFor(d, c.interval); err != nil {
 				errs = append(errs, fmt.Errorf("%s idle timeout: %w", p, err))
+			}
+		}
+	}
+	for _, p := range []Proto{TCP, UDP} {
+		d := c.unreplied[protoIndex(p)]
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%w: %s unreplied timeout %v is negative", ErrInvalidOption, p, d))
+		} else if d > 0 && intervalOK {
+			if _, err := ticksFor(d, c.interval); err != nil {
+				errs = append(errs, fmt.Errorf("%s unreplied timeout: %w", p, err))
 			}
 		}
 	}

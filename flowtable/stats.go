@@ -13,12 +13,17 @@ type Stats struct {
 	MaxFlows int
 	// MaxFlowsPerSource is the per-source limit, 0 for none.
 	MaxFlowsPerSource int
+	// Unreplied is the number of flows on probation now (see
+	// WithUnrepliedTimeout): the first to be evicted. A flow that met the
+	// rule to leave probation leaves the count when a sweep or an
+	// eviction next looks at it.
+	Unreplied int
 }
 
 // Counters are a table's flow counters, named as the reference load
 // balancer's metrics. Every flow made is eventually counted once more, as
-// expired or deleted, so NewFlowCount = ActiveFlowCount + ExpiredFlowCount +
-// DeletedFlowCount.
+// expired, deleted or evicted, so NewFlowCount = ActiveFlowCount +
+// ExpiredFlowCount + DeletedFlowCount + EvictedFlowCount.
 type Counters struct {
 	// NewFlowCount counts flows made since the table was made.
 	NewFlowCount uint64
@@ -34,13 +39,16 @@ type Counters struct {
 	ExpiredFlowCount uint64
 	// DeletedFlowCount counts flows removed by Delete.
 	DeletedFlowCount uint64
+	// EvictedFlowCount counts unreplied flows removed to make room for
+	// new ones (see WithUnrepliedTimeout and Evict).
+	EvictedFlowCount uint64
 }
 
 // counters are one shard's counters for one protocol, read without a lock
 // by Stats. The number of active flows is not kept: it is created minus
 // expired minus deleted, which saves two atomic writes per flow.
 type counters struct {
-	created, expired, deleted, rejected, rejectedSource atomic.Uint64
+	created, expired, deleted, rejected, rejectedSource, evicted atomic.Uint64
 }
 
 // active returns the number of live flows the counters account for. A flow
@@ -49,7 +57,7 @@ type counters struct {
 // clamp is a guard); read while flows come and go, it may count a flow
 // being made or removed.
 func (c *counters) active() uint64 {
-	removed := c.expired.Load() + c.deleted.Load()
+	removed := c.expired.Load() + c.deleted.Load() + c.evicted.Load()
 	created := c.created.Load()
 	if created < removed {
 		return 0
@@ -64,6 +72,7 @@ func (c *Counters) add(o Counters) {
 	c.RejectedSourceFlowCount += o.RejectedSourceFlowCount
 	c.ExpiredFlowCount += o.ExpiredFlowCount
 	c.DeletedFlowCount += o.DeletedFlowCount
+	c.EvictedFlowCount += o.EvictedFlowCount
 }
 
 // Stats returns a snapshot of the table's counters.
@@ -79,6 +88,7 @@ func (t *Table[V]) Stats() Stats {
 				RejectedSourceFlowCount: c.rejectedSource.Load(),
 				ExpiredFlowCount:        c.expired.Load(),
 				DeletedFlowCount:        c.deleted.Load(),
+				EvictedFlowCount:        c.evicted.Load(),
 			})
 		}
 	}
@@ -87,6 +97,7 @@ func (t *Table[V]) Stats() Stats {
 		UDP:               per[udpIndex],
 		MaxFlows:          t.cfg.maxFlows,
 		MaxFlowsPerSource: t.cfg.maxPerSource,
+		Unreplied:         int(t.probation.Load()),
 	}
 	st.Total.add(st.TCP)
 	st.Total.add(st.UDP)

@@ -69,11 +69,14 @@ func (t *Table[V]) sweepShard(s *shard[V], c uint64) int {
 	s.mu.Lock()
 	budget := sweepBatch
 	n := t.sweepList(s, overdue, c, &budget)
+	n += t.sweepList(s, probBase+overdue, c, &budget)
 	if c > s.swept+wheelSize {
 		s.swept = c - wheelSize // one revolution visits every bucket
 	}
 	for s.swept < c {
-		n += t.sweepList(s, uint16((s.swept+1)&wheelMask), c, &budget)
+		b := uint16((s.swept + 1) & wheelMask)
+		n += t.sweepList(s, b, c, &budget)
+		n += t.sweepList(s, probBase+b, c, &budget)
 		s.swept++
 	}
 	s.mu.Unlock()
@@ -107,11 +110,12 @@ func (t *Table[V]) sweepList(s *shard[V], b uint16, c uint64, budget *int) int {
 	return n
 }
 
-// visit checks a flow of list b at tick c: it expires the flow if it is
-// due, moves it to the bucket of its new deadline if a lookup refreshed it
-// (or it came from the overdue list), and leaves it in b if its deadline is
-// a whole number of revolutions ahead. It reports whether it expired the flow; s.mu and t.sweepMu are
-// held.
+// visit checks a flow of list b at tick c: it takes it off probation if it
+// met the rule, expires it if it is due, moves it to the list of its new
+// deadline if a lookup refreshed it (or it came from an overdue list, or
+// left probation), and leaves it in b if its deadline is a whole number of
+// revolutions ahead. It reports whether it expired the flow; s.mu and
+// t.sweepMu are held.
 func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
 	asked := false
 	for {
@@ -119,17 +123,18 @@ func (t *Table[V]) visit(s *shard[V], e *entry[V], b uint16, c uint64) bool {
 		if w == 0 {
 			// Pending: its create is running. Look again at the next
 			// sweep, when it may be live with a deadline already due.
-			if b != overdue {
+			if to := listOf(e.state&stateProbation != 0, 0, c); b != to {
 				s.unlink(e)
-				s.link(e, 0, c)
+				s.linkTo(e, to)
 			}
 			return false
 		}
-		d := w + 1 + uint64(e.timeout)
+		t.confirm(e, w) // leaving probation moves it to the other lists below
+		d := w + 1 + uint64(t.timeoutOf(e))
 		if d > c {
-			if uint16(d&wheelMask) != b {
+			if to := listOf(e.state&stateProbation != 0, d, c); to != b {
 				s.unlink(e)
-				s.link(e, d, c)
+				s.linkTo(e, to)
 			}
 			return false
 		}

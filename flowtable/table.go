@@ -39,7 +39,16 @@ type Table[V any] struct {
 
 	timeouts  [numProtos]atomic.Uint32 // idle timeout of new flows, in ticks
 	durations [numProtos]atomic.Int64  // the same as set, for IdleTimeout
-	src       *sources                 // per-source counts; nil without a limit
+	// utimeouts is the idle timeout of unreplied flows per protocol, in
+	// ticks; 0: flows of that protocol start replied (never on
+	// probation). Fixed at New.
+	utimeouts [numProtos]uint32
+	stream    uint64 // ticks after its first reply that make a flow two-way (streamAfter)
+	// probation counts the flows in the shards' probation lists, so that
+	// eviction gives up at once when there are none.
+	probation atomic.Int64
+	evictNext atomic.Uint32 // the shard where the next eviction starts looking
+	src       *sources      // per-source counts; nil without a limit
 	onExpire  func(Key, V)
 	idleCheck func(Key, V) (time.Duration, bool) // see WithIdleCheck; nil for none
 	cfg       config
@@ -59,14 +68,21 @@ type Table[V any] struct {
 // entry is one flow. Lookups reach it without a lock, so everything they
 // read is fixed before the entry is published, except seen, which is atomic:
 // key before the entry enters the index, val before seen first becomes
-// non-zero. The wheel fields and timeout are touched only under the shard's
-// mutex.
+// non-zero. The wheel fields, state and timeout are touched only under the
+// shard's mutex.
 //
 // Lookups read key, seen and val, so they come first; with V a pointer the
-// entry is 80 bytes.
+// entry is 80 bytes, and state fits in what was padding.
 type entry[V any] struct {
-	key     ckey
-	list    uint16 // wheel list holding the entry; noList once removed
+	key  ckey
+	list uint16 // wheel list holding the entry; noList once removed
+	// state is the flow's probation: stateProbation while it is unreplied
+	// (see WithUnrepliedTimeout), stateReplied once Ref.Replied was called,
+	// and in the low bits the tick of that first reply modulo 1<<14, which
+	// is enough: the flow leaves probation (or expires) within its unreplied
+	// timeout of that tick, and a wrong reading of a wrapped tick only
+	// delays leaving it.
+	state   uint16
 	timeout uint32 // idle timeout in ticks, fixed at creation unless SetFlowTimeout
 	// seen is the tick of the flow's latest lookup, or 0 while the flow is
 	// pending (its creation is in progress) or dead (deleted or expired).
@@ -99,6 +115,20 @@ type shard[V any] struct {
 	wheel[V]
 	cnt [numProtos]counters // atomics written under mu, read by Stats without it
 }
+
+// The bits of entry.state.
+const (
+	stateProbation = 1 << 15
+	stateReplied   = 1 << 14
+	replyTickMask  = 1<<14 - 1
+)
+
+// streamAfter is how long after its destination's first answer a flow must
+// still see traffic to leave probation: conntrack's rule for a UDP flow to
+// become ASSURED ("still active after two seconds"). A one-shot query and
+// its answer (a spoofed datagram that the target answers, or a DNS lookup)
+// stay unreplied flows.
+const streamAfter = 2 * time.Second
 
 // expiredFlow is a flow removed by a sweep, waiting for its callback.
 type expiredFlow[V any] struct {
@@ -148,6 +178,13 @@ func New[V any](opts ...Option) (*Table[V], error) {
 		t.timeouts[i].Store(n)
 		t.durations[i].Store(int64(d))
 	}
+	for i, d := range cfg.unreplied {
+		if d > 0 {
+			t.utimeouts[i], _ = ticksFor(d, cfg.interval) // validated
+		}
+	}
+	st, _ := ticksFor(streamAfter, cfg.interval)
+	t.stream = uint64(st)
 	if cfg.maxPerSource > 0 {
 		t.src = newSources(cfg.shards, int32(min(cfg.maxPerSource, 1<<31-1)), cfg.seed)
 	}
@@ -156,6 +193,7 @@ func New[V any](opts ...Option) (*Table[V], error) {
 		s.idx.Store(newIndex[V](1))
 		s.cond.L = &s.mu
 		s.swept = 1
+		s.total = &t.probation
 	}
 	if !cfg.manual {
 		t.stop = make(chan struct{})
@@ -230,15 +268,29 @@ func (t *Table[V]) Lookup(k Key) (v V, ok bool) {
 // wait for itself. A nil create makes a flow with the zero value.
 //
 // Before create runs, the new flow is checked against the capacity and the
-// per-source limit. When either is reached the flow is refused with ErrFull
-// or ErrSourceLimit and counted, create is not called, and no established
-// flow is touched. LoadOrCreate returns ErrInvalidKey for an invalid key and,
+// per-source limit. When the table is full, an unreplied flow (see
+// WithUnrepliedTimeout) is evicted to make room if there is one; otherwise,
+// and when the source is at its limit, the flow is refused with ErrFull or
+// ErrSourceLimit and counted, create is not called, and no other flow is
+// touched. LoadOrCreate returns ErrInvalidKey for an invalid key and,
 // after Close, ErrClosed for a new flow. These errors are returned unwrapped and refusing
 // allocates nothing.
 //
 // A new flow's idle timeout is the one in force for its protocol when
 // LoadOrCreate is called.
 func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created bool, err error) {
+	return t.loadOrCreate(k, create, nil)
+}
+
+// LoadOrCreateRef is LoadOrCreate for owners that keep a handle on their
+// flows: create is given the new flow's Ref, with which the owner records
+// traffic (Ref.Touch) and its destination's answers (Ref.Replied) without
+// hashing the key again. A nil create makes a flow with the zero value.
+func (t *Table[V]) LoadOrCreateRef(k Key, create func(Ref[V]) (V, error)) (v V, created bool, err error) {
+	return t.loadOrCreate(k, nil, create)
+}
+
+func (t *Table[V]) loadOrCreate(k Key, create func() (V, error), createRef func(Ref[V]) (V, error)) (v V, created bool, err error) {
 	ck, h, valid := t.pack(k)
 	if !valid {
 		return v, false, ErrInvalidKey
@@ -247,7 +299,79 @@ func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created b
 	if e := s.idx.Load().find(h, &ck); e != nil && t.touch(e) {
 		return e.val, false, nil
 	}
-	return t.create(s, h, &ck, create)
+	return t.create(s, h, &ck, create, createRef)
+}
+
+// Ref refers to one flow of a table, for the flow's owner to act on it
+// without looking its key up again: LoadOrCreateRef gives it to the function
+// that makes the flow. A Ref outlives its flow harmlessly: once the flow is
+// gone (deleted, expired or evicted), its methods do nothing, even if a new
+// flow was made for the same key. The zero Ref refers to no flow.
+type Ref[V any] struct {
+	t *Table[V]
+	e *entry[V]
+}
+
+// Touch records traffic on the flow, as Lookup does: its idle time starts
+// again. It reports whether the flow is live. It takes no lock, allocates
+// nothing and hashes nothing.
+func (r Ref[V]) Touch() bool {
+	if r.e == nil {
+		return false
+	}
+	return r.t.touch(r.e)
+}
+
+// Replied records that the flow's destination answered (the UDP proxy calls
+// it on the first datagram back from the target), and traffic, as Touch. A
+// flow on probation (see
+// WithUnrepliedTimeout) leaves it once it still sees traffic, either way,
+// 2 s after this first answer, as conntrack's ASSURED. It takes the flow's
+// shard lock: call it once, on the first answer. It does nothing for a flow
+// not on probation, or gone.
+func (r Ref[V]) Replied() {
+	if r.e == nil {
+		return
+	}
+	t, e := r.t, r.e
+	s := t.shardOf(e.key.hash(t.seed))
+	s.mu.Lock()
+	// Touched under the lock, so that seen is at least the reply's tick
+	// for as long as the flow lives (a sweep reads both under it): the
+	// rule measures from the reply forward.
+	if t.touch(e) && e.state&(stateProbation|stateReplied) == stateProbation {
+		e.state |= stateReplied | uint16(e.seen.Load()&replyTickMask)
+	}
+	s.mu.Unlock()
+}
+
+// twoWay reports whether the flow e on probation, last seen at tick w, has
+// met the rule to leave it: answered, and traffic streamAfter later.
+func (t *Table[V]) twoWay(e *entry[V], w uint64) bool {
+	return e.state&stateReplied != 0 && (w-uint64(e.state&replyTickMask))&replyTickMask >= t.stream
+}
+
+// timeoutOf returns the idle timeout in force for e, in ticks: its own, or
+// its protocol's unreplied timeout if that is shorter and e is on
+// probation; s.mu is held.
+func (t *Table[V]) timeoutOf(e *entry[V]) uint32 {
+	if e.state&stateProbation != 0 {
+		if u := t.utimeouts[e.key.protoIdx()]; u < e.timeout {
+			return u
+		}
+	}
+	return e.timeout
+}
+
+// confirm takes e, last seen at tick w, off probation if it met the rule,
+// and reports whether it did. The caller relinks e (its list changes); s.mu
+// is held.
+func (t *Table[V]) confirm(e *entry[V], w uint64) bool {
+	if e.state&stateProbation == 0 || !t.twoWay(e, w) {
+		return false
+	}
+	e.state &^= stateProbation
+	return true
 }
 
 // create is the slow path of LoadOrCreate: the flow was not found live
@@ -263,45 +387,67 @@ func (t *Table[V]) LoadOrCreate(k Key, create func() (V, error)) (v V, created b
 // seen, the publisher stores seen before it reads waiters, so either the
 // waiter sees the flow or the publisher sees the waiter and broadcasts,
 // taking the mutex first so that the waiter is already in Wait.
-func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, error)) (v V, created bool, err error) {
+func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, error), createRef func(Ref[V]) (V, error)) (v V, created bool, err error) {
 	p := ck.protoIdx()
 	s.mu.Lock()
-	for {
+	for evictions := 0; ; evictions++ {
 		e := s.idx.Load().find(h, ck)
-		if e == nil {
+		if e != nil {
+			s.waiters.Add(1)
+			if t.touch(e) {
+				s.waiters.Add(-1)
+				v = e.val
+				s.mu.Unlock()
+				return v, false, nil
+			}
+			// Found but not live under the mutex: pending, as dead entries
+			// leave the index in the same critical section that kills them.
+			s.cond.Wait()
+			s.waiters.Add(-1)
+			continue
+		}
+		if t.closed.Load() {
+			err = ErrClosed
 			break
 		}
-		s.waiters.Add(1)
-		if t.touch(e) {
-			s.waiters.Add(-1)
-			v = e.val
+		reserved := t.reserve()
+		if !reserved && evictions < maxEvictions && t.probation.Load() > 0 {
+			// Full: an unreplied flow makes room, if there is one, and
+			// its unit of capacity passes to this flow, so that no other
+			// caller takes it meanwhile. Another shard's lock is never
+			// taken with this one held; the key is looked up again
+			// afterwards, as another caller may have made it.
 			s.mu.Unlock()
-			return v, false, nil
+			reserved = t.evict(true)
+			s.mu.Lock()
+			if reserved && s.idx.Load().find(h, ck) != nil {
+				t.reserved.Add(-1)
+				continue
+			}
 		}
-		// Found but not live under the mutex: pending, as dead entries
-		// leave the index in the same critical section that kills them.
-		s.cond.Wait()
-		s.waiters.Add(-1)
-	}
-	switch {
-	case t.closed.Load():
-		err = ErrClosed
-	case !t.reserve():
-		s.cnt[p].rejected.Add(1)
-		err = ErrFull
-	case t.src != nil && !t.src.acquire(ck.source()):
-		t.reserved.Add(-1)
-		s.cnt[p].rejectedSource.Add(1)
-		err = ErrSourceLimit
+		if !reserved {
+			s.cnt[p].rejected.Add(1)
+			err = ErrFull
+			break
+		}
+		if t.src != nil && !t.src.acquire(ck.source()) {
+			t.reserved.Add(-1)
+			s.cnt[p].rejectedSource.Add(1)
+			err = ErrSourceLimit
+		}
+		break
 	}
 	if err != nil {
 		s.mu.Unlock()
 		return v, false, err
 	}
 	e := &entry[V]{key: *ck, timeout: t.timeouts[p].Load()}
+	if t.utimeouts[p] > 0 {
+		e.state = stateProbation
+	}
 	t.insert(s, h, e)
 	now := t.tick.Load()
-	s.link(e, now+1+uint64(e.timeout), now)
+	s.link(e, now+1+uint64(t.timeoutOf(e)), now)
 	s.mu.Unlock()
 
 	published := false
@@ -315,11 +461,15 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 			s.mu.Unlock()
 		}
 	}()
-	if create != nil {
-		if v, err = create(); err != nil {
-			var zero V
-			return zero, false, err
-		}
+	switch {
+	case create != nil:
+		v, err = create()
+	case createRef != nil:
+		v, err = createRef(Ref[V]{t: t, e: e})
+	}
+	if err != nil {
+		var zero V
+		return zero, false, err
 	}
 
 	e.val = v
@@ -332,6 +482,93 @@ func (t *Table[V]) create(s *shard[V], h uint64, ck *ckey, create func() (V, err
 		s.mu.Unlock()
 	}
 	return v, true, nil
+}
+
+// maxEvictions bounds how many times one new flow evicts: more than once
+// only if another caller made the same key meanwhile.
+const maxEvictions = 4
+
+// Evict removes one unreplied flow (see WithUnrepliedTimeout), if there is
+// one, and reports whether it did: the flow whose deadline comes first in
+// its shard, looking at the shards in turn. The expiry callback runs for it
+// on the calling goroutine, with no lock of the table held, and it is
+// counted in EvictedFlowCount. A flow that has met the rule to leave
+// probation is never evicted, and neither is any flow of a protocol with no
+// unreplied timeout.
+//
+// LoadOrCreate evicts by itself when the table is full; Evict is for owners
+// with another limit, such as the proxies' file-descriptor budget.
+func (t *Table[V]) Evict() bool { return t.evict(false) }
+
+// evict is Evict; with keep, the evicted flow's unit of capacity is not
+// given back but kept for the caller's new flow.
+func (t *Table[V]) evict(keep bool) bool {
+	if t.probation.Load() == 0 || t.closed.Load() {
+		return false
+	}
+	n := uint32(len(t.shards))
+	start := t.evictNext.Add(1)
+	for i := range n {
+		s := &t.shards[(start+i)&(n-1)]
+		if s.nprob.Load() == 0 {
+			continue
+		}
+		if f, ok := t.evictFrom(s, keep); ok {
+			if t.onExpire != nil {
+				t.onExpire(f.key.key(), f.val)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// evictFrom evicts the first unreplied flow of s, soonest due first: the
+// overdue list, then the buckets in the order the sweep will visit them.
+// A flow sits in the bucket of the deadline it had when it was linked, and
+// lookups do not move it, so on the way flows refreshed since are moved to
+// the bucket of their real deadline (as a sweep would) rather than evicted
+// before flows that are idle; flows found to have met the rule to leave
+// probation are moved out; pending ones are left alone.
+func (t *Table[V]) evictFrom(s *shard[V], keep bool) (expiredFlow[V], bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tick := t.tick.Load()
+	for i := range uint64(lists) {
+		b := uint16(probBase + overdue)
+		if i > 0 {
+			b = uint16(probBase + (s.swept+i)&wheelMask)
+		}
+		for e := s.heads[b]; e != nil; {
+			next := e.next
+			w := e.seen.Load()
+			switch {
+			case w == 0: // pending
+			case t.confirm(e, w):
+				s.unlink(e)
+				s.link(e, w+1+uint64(e.timeout), tick)
+			case w+1+uint64(t.timeoutOf(e)) > tick && listOf(true, w+1+uint64(t.timeoutOf(e)), tick) != b:
+				s.unlink(e) // refreshed since it was linked: not the next due
+				s.link(e, w+1+uint64(t.timeoutOf(e)), tick)
+			case e.seen.CompareAndSwap(w, 0):
+				t.removeIndex(s, e.key.hash(t.seed), e)
+				s.unlink(e)
+				if keep {
+					if t.src != nil {
+						t.src.release(e.key.source())
+					}
+				} else {
+					t.release(&e.key)
+				}
+				s.cnt[e.key.protoIdx()].evicted.Add(1)
+				return expiredFlow[V]{key: e.key, val: e.val}, true
+			default:
+				continue // a lookup raised seen meanwhile: look again
+			}
+			e = next
+		}
+	}
+	return expiredFlow[V]{}, false
 }
 
 // reserve takes one unit of capacity, or reports that the table is full.
@@ -521,7 +758,7 @@ func (t *Table[V]) SetFlowTimeout(k Key, d time.Duration) error {
 	}
 	e.timeout = n
 	s.unlink(e)
-	s.link(e, w+1+uint64(n), t.tick.Load())
+	s.link(e, w+1+uint64(t.timeoutOf(e)), t.tick.Load())
 	return nil
 }
 

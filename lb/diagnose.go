@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/lbkit/lbkit/internal/acceptloop"
 	"github.com/lbkit/lbkit/proxy"
 )
 
@@ -51,15 +52,32 @@ type Diagnosis struct {
 	Groups    []GroupDiagnosis
 }
 
-// FlowDiagnosis describes the flow table.
+// FlowDiagnosis describes the flow table and the descriptor budget: the
+// limits that refuse new connections and flows.
 type FlowDiagnosis struct {
 	// Active and Max are the flows held and the capacity.
 	Active, Max int
-	// Full is true when no new flow fits.
+	// Full is true when no new flow fits (and none is unreplied, to be
+	// evicted to make room).
 	Full bool
 	// Rejected counts flows refused because the table was full;
-	// RejectedSource because their source was at its limit.
+	// RejectedSource because their source was at its limit, MaxPerSource
+	// (0: no cap).
 	Rejected, RejectedSource uint64
+	MaxPerSource             int
+	// Unreplied is the UDP flows held now that their target has not
+	// answered (see WithUnrepliedTimeout); Evicted counts those evicted to
+	// make room for new flows, in the table or in the budget.
+	Unreplied int
+	Evicted   uint64
+	// Descriptors describes the descriptor budget; DescriptorsFull is true
+	// when a new TCP connection would not fit in it.
+	Descriptors     DescriptorStats
+	DescriptorsFull bool
+	// Limits says, for each limit that has refused clients (table
+	// capacity, per-source cap, descriptor budget) or made room by
+	// evicting, what it refused, with the numbers.
+	Limits []string
 }
 
 // ListenerDiagnosis describes one listener.
@@ -76,6 +94,15 @@ type ListenerDiagnosis struct {
 	// ClientAllowed is false when Query.Client is set and the access
 	// control refuses it.
 	ClientAllowed bool
+	// AcceptFailingSince is when the listener's socket began failing to
+	// accept (out of descriptors and the like), zero while it accepts;
+	// AcceptError says why, in the system's words ("too many open files"),
+	// and AcceptErrors counts every failed accept since the listener
+	// started. Failed accepts are retried with a back-off and accepting
+	// resumes by itself.
+	AcceptFailingSince time.Time
+	AcceptError        string
+	AcceptErrors       uint64
 	// OK is true when it can forward new traffic to a target.
 	OK bool
 	// Reasons says why not (and notes worth knowing).
@@ -132,14 +159,13 @@ func (l *LoadBalancer) Diagnose(q Query) Diagnosis {
 		return d
 	}
 
-	fs := l.flows.Stats()
-	d.Flows = FlowDiagnosis{
-		Active: int(fs.Total.ActiveFlowCount), Max: fs.MaxFlows,
-		Full:     int(fs.Total.ActiveFlowCount) >= fs.MaxFlows,
-		Rejected: fs.Total.RejectedFlowCount, RejectedSource: fs.Total.RejectedSourceFlowCount,
-	}
+	d.Flows = l.diagnoseFlows()
 	if d.Flows.Full {
 		d.Problems = append(d.Problems, fmt.Sprintf("the flow table is full (%d of %d flows): new TCP connections and UDP flows are refused (%d so far)", d.Flows.Active, d.Flows.Max, d.Flows.Rejected))
+	}
+	if ds := d.Flows.Descriptors; d.Flows.DescriptorsFull {
+		d.Problems = append(d.Problems, fmt.Sprintf("the descriptor budget is spent (%d of %d descriptors held by clients; %s): new connections and flows are refused (%d so far)",
+			ds.InUse, ds.Limit, describeBudget(ds), ds.Refused))
 	}
 
 	attached := map[string][]string{}
@@ -188,6 +214,45 @@ func (l *LoadBalancer) Diagnose(q Query) Diagnosis {
 	return d
 }
 
+// diagnoseFlows describes the flow table and the descriptor budget; l.mu is
+// held.
+func (l *LoadBalancer) diagnoseFlows() FlowDiagnosis {
+	fs := l.flows.Stats()
+	f := FlowDiagnosis{
+		Active: int(fs.Total.ActiveFlowCount), Max: fs.MaxFlows,
+		Rejected: fs.Total.RejectedFlowCount, RejectedSource: fs.Total.RejectedSourceFlowCount,
+		MaxPerSource: fs.MaxFlowsPerSource, Unreplied: fs.Unreplied, Evicted: fs.Total.EvictedFlowCount,
+		Descriptors: l.descriptorStats(),
+	}
+	f.Full = f.Active >= f.Max && f.Unreplied == 0
+	ds := f.Descriptors
+	f.DescriptorsFull = ds.Limit > 0 && ds.InUse+proxy.TCPDescriptors > int64(ds.Limit) && f.Unreplied == 0
+	if f.Rejected > 0 {
+		f.Limits = append(f.Limits, fmt.Sprintf("table capacity: %d new flows refused, the table holding %d flows (%d now)", f.Rejected, f.Max, f.Active))
+	}
+	if f.RejectedSource > 0 {
+		f.Limits = append(f.Limits, fmt.Sprintf("per-source cap: %d new flows refused from client addresses holding %d flows each", f.RejectedSource, f.MaxPerSource))
+	}
+	if ds.Refused > 0 {
+		f.Limits = append(f.Limits, fmt.Sprintf("descriptor budget: %d new connections and flows refused, the budget being %d descriptors (%s; %d held now)", ds.Refused, ds.Limit, describeBudget(ds), ds.InUse))
+	}
+	if f.Evicted > 0 {
+		f.Limits = append(f.Limits, fmt.Sprintf("%d unreplied UDP flows evicted to make room for new flows (%d of them for the descriptor budget); %d unreplied now", f.Evicted, ds.Evicted, f.Unreplied))
+	}
+	return f
+}
+
+// describeBudget says where a descriptor budget comes from.
+func describeBudget(ds DescriptorStats) string {
+	if ds.Reserve > 0 {
+		return fmt.Sprintf("the process limit %d minus a reserve of %d", ds.ProcessLimit, ds.Reserve)
+	}
+	if ds.ProcessLimit > 0 {
+		return fmt.Sprintf("set by WithDescriptorBudget; the process limit is %d", ds.ProcessLimit)
+	}
+	return "set by WithDescriptorBudget"
+}
+
 // diagnoseListener describes a listener, whose groups are described in groups.
 func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string]GroupDiagnosis) ListenerDiagnosis {
 	cfg := li.cfg
@@ -198,7 +263,18 @@ func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string
 	}
 	ld.ACL = acl.String()
 	if err := li.failed.Load(); err != nil {
-		ld.Reasons = append(ld.Reasons, fmt.Sprintf("not serving: %v; its socket is closed", *err))
+		ld.Reasons = append(ld.Reasons, fmt.Sprintf("not serving: %v; its socket is closed (a reload binds it again)", *err))
+	}
+	accepting := true
+	if li.sock != nil {
+		as := li.sock.acceptStats()
+		ld.AcceptErrors = as.Errors
+		if !as.FailingSince.IsZero() {
+			accepting = false
+			ld.AcceptFailingSince, ld.AcceptError = as.FailingSince, acceptloop.Describe(as.LastError)
+			ld.Reasons = append(ld.Reasons, fmt.Sprintf("cannot accept: %s, since %s (%d failed accepts so far; retrying with back-off)",
+				ld.AcceptError, as.FailingSince.Format(time.TimeOnly), as.Errors))
+		}
 	}
 	if q.Client.IsValid() && !acl.Allows(q.Client) {
 		ld.ClientAllowed = false
@@ -231,7 +307,7 @@ func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string
 			ld.Reasons = append(ld.Reasons, "note: bound to an unspecified address; replies leave from the address the kernel chooses, which clients may not accept")
 		}
 	}
-	ld.OK = anyOK && ld.ClientAllowed && li.failed.Load() == nil
+	ld.OK = anyOK && ld.ClientAllowed && li.failed.Load() == nil && accepting
 	return ld
 }
 
@@ -351,6 +427,12 @@ func (d Diagnosis) String() string {
 		}
 	}
 	fmt.Fprintf(&b, "flow table: %d of %d flows, %d refused (full), %d refused (source limit)\n", d.Flows.Active, d.Flows.Max, d.Flows.Rejected, d.Flows.RejectedSource)
+	if ds := d.Flows.Descriptors; ds.Limit > 0 {
+		fmt.Fprintf(&b, "descriptor budget: %d of %d in use (%s), %d refused\n", ds.InUse, ds.Limit, describeBudget(ds), ds.Refused)
+	}
+	for _, s := range d.Flows.Limits {
+		fmt.Fprintf(&b, "  - %s\n", s)
+	}
 	for _, l := range d.Listeners {
 		fmt.Fprintf(&b, "listener %s (%s %s) → %s: %s\n", l.Name, l.Protocol, l.Addr, strings.Join(l.Groups, ", "), okWord(l.OK))
 		fmt.Fprintf(&b, "  access control: %s\n", l.ACL)

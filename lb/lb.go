@@ -19,6 +19,7 @@ import (
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/flowtable"
 	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/lbkit/lbkit/internal/acceptloop"
 	"github.com/lbkit/lbkit/proxy"
 )
 
@@ -45,6 +46,8 @@ type LoadBalancer struct {
 	stopping  bool // Shutdown is waiting for connections to end
 	stopped   bool
 	flows     *proxy.FlowTable
+	fds       *proxy.Descriptors // nil: no budget
+	limits    limits             // worked out at Start
 	groups    map[string]*group
 	listeners map[string]*listener
 
@@ -53,10 +56,13 @@ type LoadBalancer struct {
 	// newChecker, when set, replaces new groups' health-checker factory:
 	// tests use it to make one fail.
 	newChecker func(*groupConfig) (healthcheck.Checker, io.Closer, error)
-	hooksPtr   atomic.Pointer[Hooks]
-	eg         errgroup.Group // serving and retiring proxies
-	closing    chan struct{}  // closed when the load balancer stops: retiring proxies close
-	retiring   atomic.Int32   // proxies finishing in the background
+	// wrapListener, when set, wraps every TCP-kind listener's socket as it
+	// is bound: tests use it to inject accept errors.
+	wrapListener func(net.Listener) net.Listener
+	hooksPtr     atomic.Pointer[Hooks]
+	eg           errgroup.Group // serving and retiring proxies
+	closing      chan struct{}  // closed when the load balancer stops: retiring proxies close
+	retiring     atomic.Int32   // proxies finishing in the background
 }
 
 // New returns a load balancer configured by opts, or an error listing every
@@ -107,16 +113,22 @@ func (l *LoadBalancer) Start() error {
 		return errors.New("lb: already started")
 	}
 	c := l.cfg
-	var fopts []flowtable.Option
-	fopts = append(fopts, flowtable.WithMaxFlows(cmpOr(c.maxFlows, DefaultMaxFlows)))
-	if c.perSource > 0 {
-		fopts = append(fopts, flowtable.WithMaxFlowsPerSource(c.perSource))
-	}
-	flows, err := proxy.NewFlowTable(fopts...)
+	process, _ := processFileLimit()
+	lm := c.limits(process)
+	flows, err := proxy.NewFlowTable(
+		flowtable.WithMaxFlows(lm.maxFlows),
+		flowtable.WithMaxFlowsPerSource(lm.perSource),
+		flowtable.WithUnrepliedTimeout(flowtable.UDP, lm.unreplied),
+	)
 	if err != nil {
 		return err
 	}
-	l.flows = flows
+	l.flows, l.limits = flows, lm
+	if lm.budget > 0 {
+		l.fds = proxy.NewDescriptors(lm.budget, flows)
+	}
+	l.log().Info("descriptor budget and flow limits", "process_limit", lm.process, "reserve", lm.reserve,
+		"budget", lm.budget, "max_flows", lm.maxFlows, "max_flows_per_source", lm.perSource, "udp_unreplied_timeout", lm.unreplied.String())
 	l.groups = map[string]*group{}
 	l.listeners = map[string]*listener{}
 	l.started = true
@@ -249,8 +261,8 @@ func (l *LoadBalancer) change(f func(*config) *config) error {
 		return err
 	}
 	if l.started {
-		if cmpOr(c.maxFlows, DefaultMaxFlows) != cmpOr(l.cfg.maxFlows, DefaultMaxFlows) || c.perSource != l.cfg.perSource {
-			return errors.New("lb: the flow table's capacity (WithMaxFlows, WithMaxFlowsPerSource) cannot change while the load balancer runs")
+		if c.limits(l.limits.process) != l.limits {
+			return errLimitsFixed
 		}
 		if err := l.reconcile(c); err != nil {
 			return err
@@ -264,13 +276,21 @@ func (l *LoadBalancer) change(f func(*config) *config) error {
 // reconcile makes the running load balancer match c; l.mu is held. Sockets
 // of new listeners are bound first, so a port in use changes nothing.
 func (l *LoadBalancer) reconcile(c *config) error {
-	// 1. Bind what is new (or moved to another address or protocol).
+	// 1. Bind what is new (or moved to another address or protocol), and
+	// again what stopped serving (its Serve failed and its socket was
+	// closed): every change re-arms it.
 	fresh := map[string]*listener{}
+	rearmed := map[string]bool{}
 	for _, lc := range c.listeners {
+		prefer := ""
 		if li, ok := l.listeners[lc.name]; ok && li.cfg.proto == lc.proto && li.cfg.addr == lc.addr {
-			continue
+			if li.failed.Load() == nil {
+				continue
+			}
+			prefer = li.addr.String() // the port it had, if the file says 0
+			rearmed[lc.name] = true
 		}
-		li, err := l.bind(lc)
+		li, err := l.bind(lc, prefer)
 		if err != nil {
 			for _, f := range fresh {
 				f.closeSocket()
@@ -358,6 +378,9 @@ func (l *LoadBalancer) reconcile(c *config) error {
 				errs = append(errs, err)
 				continue
 			}
+			if rearmed[lc.name] {
+				l.log().Info("listener was not serving; bound and started again", "listener", lc.name, "addr", li.addr.String())
+			}
 			l.listeners[lc.name] = li
 			l.log().Info("listener started", "listener", lc.name, "protocol", lc.proto.String(), "addr", li.addr.String())
 			continue
@@ -376,16 +399,34 @@ func (l *LoadBalancer) reconcile(c *config) error {
 	return errors.Join(errs...)
 }
 
-// bind opens a listener's socket.
-func (l *LoadBalancer) bind(cfg *listenerConfig) (*listener, error) {
+// udpReadBuffer is the receive buffer asked for a UDP listener's socket.
+const udpReadBuffer = 4 << 20
+
+// bind opens a listener's socket. prefer, if set, is the address a
+// listener being bound again had: tried first when the configured port is 0,
+// so that clients find it where it was.
+func (l *LoadBalancer) bind(cfg *listenerConfig, prefer string) (*listener, error) {
 	li := &listener{cfg: cfg}
 	if cfg.proto.tls() {
 		li.certs = new(proxy.Certificates)
 	}
+	addr := cfg.addr
+	if _, port, err := net.SplitHostPort(cfg.addr); err == nil && port == "0" && prefer != "" {
+		addr = prefer
+	}
 	if cfg.proto == UDP {
-		pc, err := net.ListenPacket("udp", cfg.addr)
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil && addr != cfg.addr {
+			pc, err = net.ListenPacket("udp", cfg.addr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
+		}
+		if uc, ok := pc.(*net.UDPConn); ok {
+			// A deep queue absorbs bursts (a flood of new flows, a pause
+			// of the serving goroutine) instead of dropping clients'
+			// datagrams; the kernel caps it at net.core.rmem_max.
+			_ = uc.SetReadBuffer(udpReadBuffer)
 		}
 		li.pc, li.addr = pc, pc.LocalAddr()
 		return li, nil
@@ -398,11 +439,18 @@ func (l *LoadBalancer) bind(cfg *listenerConfig) (*listener, error) {
 	if !cfg.proto.l7() {
 		lc.KeepAlive = -1
 	}
-	ln, err := lc.Listen(context.Background(), "tcp", cfg.addr)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil && addr != cfg.addr {
+		ln, err = lc.Listen(context.Background(), "tcp", cfg.addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
 	}
-	li.sock, li.addr = newSocket(ln), ln.Addr()
+	if l.wrapListener != nil {
+		ln = l.wrapListener(ln)
+	}
+	li.sock = newSocket(ln, acceptloop.Config{Log: l.log, Attrs: []any{"listener", cfg.name}})
+	li.addr = ln.Addr()
 	return li, nil
 }
 
@@ -602,7 +650,8 @@ type FlowRejectedEvent struct {
 	// Client is the client's address.
 	Client netip.AddrPort
 	// Reason classifies the refusal: "acl", "table_full", "source_limit",
-	// "no_target", "connect", "proxy_header", "tls".
+	// "descriptors" (the descriptor budget was spent), "no_target",
+	// "connect", "proxy_header", "tls".
 	Reason string
 	// Err says what happened.
 	Err error

@@ -68,6 +68,7 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 	case TCP, TLS:
 		li.tcp = &proxy.TCP{
 			Flows:           l.flows,
+			Descriptors:     l.fds,
 			ConnectAttempts: cfg.connectAttempts,
 			HeaderTimeout:   cfg.headerTimeout,
 			OnRefuse:        l.refused(cfg.name),
@@ -76,7 +77,7 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 			li.tcp.TrustedProxies, _ = proxy.ParseACL(cfg.trusted, nil) // validated
 		}
 	case UDP:
-		li.udp = &proxy.UDP{Flows: l.flows, OnRefuse: l.refused(cfg.name)}
+		li.udp = &proxy.UDP{Flows: l.flows, Descriptors: l.fds, OnRefuse: l.refused(cfg.name)}
 	case HTTP, HTTPS:
 		h := &proxy.HTTP{
 			Forwarded:      cfg.forwarded,
@@ -89,6 +90,7 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 			AccessLog:      cfg.accessLog,
 			ErrorLog:       l.log().With("listener", cfg.name),
 			OnRefuse:       l.refused(cfg.name),
+			Descriptors:    l.fds,
 		}
 		if cfg.proto == HTTPS {
 			h.TLS = &proxy.TLS{
@@ -305,13 +307,16 @@ func (li *listener) closeSocket() {
 // served handles the end of a proxy's Serve. A normal stop is nothing; a
 // failure (a setting the proxy refuses when it starts) is logged, kept for
 // Diagnose, and closes the listener's socket, so that clients are refused at
-// once instead of waiting on a socket nobody serves. Validation keeps such
-// settings out, so this is a last guard.
+// once instead of waiting on a socket nobody serves; the next change or
+// reload binds it again (reconcile). Validation keeps such settings out, so
+// this is a last guard; accept errors never end a Serve.
 func (l *LoadBalancer) served(li *listener, name string, err error) error {
 	if err = serveErr(err); err != nil {
-		li.failed.Store(&err)
-		l.log().Error("listener stopped serving; its socket is closed", "listener", name, "err", err)
+		// The socket closes before the failure is published, so that a
+		// reconciliation that sees it can bind the address again.
 		li.closeSocket()
+		li.failed.Store(&err)
+		l.log().Error("listener stopped serving; its socket is closed until the next reload or change", "listener", name, "err", err)
 	}
 	return nil
 }

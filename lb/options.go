@@ -20,8 +20,10 @@ const (
 	// DefaultDiscoveryInterval is how often a discovery source is asked
 	// again for its targets.
 	DefaultDiscoveryInterval = 30 * time.Second
-	// DefaultMaxFlows is the flow table's capacity: established L4 flows
-	// (TCP connections and UDP client flows) across all listeners.
+	// DefaultMaxFlows is the largest default capacity of the flow table:
+	// established L4 flows (TCP connections and UDP client flows) across
+	// all listeners. With a descriptor budget the default capacity is the
+	// budget if that is smaller (see WithMaxFlows).
 	DefaultMaxFlows = 1 << 20
 )
 
@@ -31,12 +33,17 @@ type Option func(*config)
 // config is a whole load balancer's configuration: what options build, what
 // validation checks, and what reconciling compares.
 type config struct {
-	listeners []*listenerConfig // in the order given
-	groups    []*groupConfig
-	maxFlows  int // 0: DefaultMaxFlows
-	perSource int // 0: no cap per source IP
-	logger    *slog.Logger
-	hooks     Hooks
+	listeners    []*listenerConfig // in the order given
+	groups       []*groupConfig
+	maxFlows     int // 0: the default (see limits)
+	perSource    int // with perSourceSet; 0: no cap per source IP
+	perSourceSet bool
+	budget       int // with budgetSet; 0: no descriptor budget
+	budgetSet    bool
+	unreplied    time.Duration // with unrepliedSet; 0: UDP flows start replied
+	unrepliedSet bool
+	logger       *slog.Logger
+	hooks        Hooks
 }
 
 // listenerConfig is one listener's configuration.
@@ -137,14 +144,55 @@ func WithTargetGroup(name string, proto Protocol, opts ...GroupOption) Option {
 
 // WithMaxFlows sets the flow table's capacity: the established TCP
 // connections and UDP client flows the load balancer tracks, across all L4
-// listeners. When it is full, new flows are refused and counted
-// (RejectedFlowCount); established ones are never evicted. Default
-// DefaultMaxFlows.
+// listeners. When it is full, an unreplied UDP flow is evicted to make room
+// (see WithUnrepliedTimeout), or else the new flow is refused and counted
+// (RejectedFlowCount); no other established flow is ever evicted. Default:
+// the descriptor budget (a UDP flow costs one descriptor, so more could not
+// be held), at most DefaultMaxFlows; DefaultMaxFlows without a budget. It
+// cannot change while the load balancer runs.
 func WithMaxFlows(n int) Option { return func(c *config) { c.maxFlows = n } }
 
-// WithMaxFlowsPerSource caps the flows one client IP may hold, so spoofed or
-// abusive sources cannot fill the table. Default 0: no cap.
-func WithMaxFlowsPerSource(n int) Option { return func(c *config) { c.perSource = n } }
+// WithMaxFlowsPerSource caps the flows one client IP address may hold, so
+// that one host cannot fill the table (IPv4 and its IPv6-mapped form count
+// as one). Beyond it new flows are refused and counted
+// (RejectedSourceFlowCount). 0 turns the cap off. Without the option the cap
+// is DefaultMaxFlowsPerSource of the table's capacity: 1/16 of it, at least
+// 64, at most a quarter. It cannot change while the load balancer runs.
+func WithMaxFlowsPerSource(n int) Option {
+	return func(c *config) { c.perSource, c.perSourceSet = n, true }
+}
+
+// WithDescriptorBudget sets how many file descriptors the proxies' clients
+// may hold together: a TCP or TLS connection costs 2 (client and target), a
+// UDP flow 1, an HTTP client connection 1 (target connections are pooled and
+// covered by the reserve). When it is spent, an unreplied UDP flow is
+// evicted to make room, or else the new connection or flow is refused,
+// counted (RejectedDescriptors in the listeners' stats) and reported to the
+// FlowRejected hook with reason "descriptors", so that the process never
+// runs out of descriptors for its listeners, health checks and the rest.
+//
+// Without the option the budget is the process's descriptor limit (soft
+// RLIMIT_NOFILE, read at Start) minus DescriptorReserve of it; 0 turns the
+// budget off (nothing is counted), and so does an unknown limit. Go raises
+// the soft limit to the hard one (minus one) when a program starts, on Unix
+// since Go 1.19; the budget follows what the process has. It cannot change
+// while the load balancer runs.
+func WithDescriptorBudget(n int) Option {
+	return func(c *config) { c.budget, c.budgetSet = n, true }
+}
+
+// WithUnrepliedTimeout sets the idle timeout of unreplied UDP flows, as
+// conntrack treats UDP: a flow is unreplied until its target has answered
+// and it still sees traffic 2 s after that first answer. Until then it idles
+// out after d instead of the UDP idle timeout, and it is the first to be
+// evicted when the flow table or the descriptor budget is full, so spoofed
+// one-datagram flows cost little and never push out flows in use. 0 turns
+// it off: UDP flows keep the full idle timeout from the start and are never
+// evicted. Default proxy.DefaultUnrepliedTimeout (30 s, conntrack's). It
+// cannot change while the load balancer runs.
+func WithUnrepliedTimeout(d time.Duration) Option {
+	return func(c *config) { c.unreplied, c.unrepliedSet = d, true }
+}
 
 // WithLogger sets the logger for lifecycle events, health changes and (L7)
 // access logs. Default: slog.Default().

@@ -3,6 +3,8 @@ package lb
 import (
 	"net"
 	"sync"
+
+	"github.com/lbkit/lbkit/internal/acceptloop"
 )
 
 // socket is a listening TCP socket that successive servers take turns on
@@ -11,16 +13,21 @@ import (
 // changed) opens a view for the new proxy before closing the old proxy's, so
 // no client is ever refused and established connections carry on with the
 // old proxy until they end.
+//
+// The accept loop ends only when the socket is closed: every accept error
+// (out of descriptors, buffers or memory; a connection aborted in the
+// backlog; anything else) is retried with a back-off by acceptloop, counted
+// and logged once per episode, and accepting resumes by itself.
 type socket struct {
-	ln    net.Listener
+	ln    *acceptloop.Listener
 	conns chan net.Conn
 	done  chan struct{} // closed when the accept loop has ended
-	err   error         // why the accept loop ended; read after done
 }
 
-// newSocket starts the accept loop of ln.
-func newSocket(ln net.Listener) *socket {
-	s := &socket{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+// newSocket starts the accept loop of ln; cfg says where its accept-error
+// episodes are logged.
+func newSocket(ln net.Listener, cfg acceptloop.Config) *socket {
+	s := &socket{ln: acceptloop.New(ln, cfg), conns: make(chan net.Conn), done: make(chan struct{})}
 	go s.acceptLoop()
 	return s
 }
@@ -30,15 +37,15 @@ func (s *socket) acceptLoop() {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
-			}
-			s.err = err
-			return
+			return // closed: acceptloop retries everything else
 		}
 		s.conns <- c // a view always reads until the socket closes
 	}
 }
+
+// acceptStats returns the socket's accept errors and the start of the
+// current episode, if any.
+func (s *socket) acceptStats() acceptloop.Stats { return s.ln.Stats() }
 
 // close closes the socket and waits for the accept loop; a connection
 // accepted but not yet taken by a view is closed.

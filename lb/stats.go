@@ -22,10 +22,29 @@ type Stats struct {
 	// named as the reference load balancer's metrics (NewFlowCount,
 	// ActiveFlowCount, RejectedFlowCount, ...).
 	Flows flowtable.Stats
+	// Descriptors describes the descriptor budget.
+	Descriptors DescriptorStats
 	// Listeners lists every listener, sorted by name.
 	Listeners []ListenerStats
 	// Groups lists every target group, sorted by name.
 	Groups []GroupStats
+}
+
+// DescriptorStats describe the descriptor budget (see WithDescriptorBudget):
+// the process's limit it was made from, the reserve left out, and what the
+// proxies hold of it (Limit is 0 when there is no budget).
+type DescriptorStats struct {
+	// ProcessLimit is the process's descriptor limit (soft RLIMIT_NOFILE)
+	// when the load balancer started; 0 if unknown.
+	ProcessLimit int
+	// Reserve is what the default budget leaves out of ProcessLimit for
+	// listeners, health checks, HTTP target connections and the rest; 0
+	// when the budget was set by WithDescriptorBudget.
+	Reserve int
+	// Limit, InUse, Refused and Evicted are the budget, what TCP, UDP and
+	// HTTP clients hold of it now, how many new ones it refused, and how
+	// many unreplied UDP flows were evicted to make room in it.
+	proxy.DescriptorStats
 }
 
 // ListenerStats are one listener's counters. Exactly one of TCP, UDP and
@@ -37,9 +56,17 @@ type ListenerStats struct {
 	Protocol Protocol
 	// Addr is the bound address.
 	Addr string
-	TCP  *proxy.TCPStats
-	UDP  *proxy.UDPStats
-	HTTP *proxy.HTTPStats
+	// AcceptErrors counts failed accepts on the listener's socket (TCP,
+	// TLS, HTTP, HTTPS): out of descriptors and the like. Each is retried
+	// after a back-off (5 ms doubling to 1 s) and accepting resumes by
+	// itself. AcceptFailingSince is when the current run of them began,
+	// zero while accepting works. Unlike the proxies' counters they last
+	// as long as the listener's socket.
+	AcceptErrors       uint64
+	AcceptFailingSince time.Time
+	TCP                *proxy.TCPStats
+	UDP                *proxy.UDPStats
+	HTTP               *proxy.HTTPStats
 }
 
 // GroupStats are one target group's counters.
@@ -87,9 +114,14 @@ func (l *LoadBalancer) Stats() Stats {
 	st := Stats{Time: time.Now()}
 	if l.flows != nil {
 		st.Flows = l.flows.Stats()
+		st.Descriptors = l.descriptorStats()
 	}
 	for _, li := range l.listeners {
 		ls := ListenerStats{Name: li.cfg.name, Protocol: li.cfg.proto, Addr: li.addr.String()}
+		if li.sock != nil {
+			as := li.sock.acceptStats()
+			ls.AcceptErrors, ls.AcceptFailingSince = as.Errors, as.FailingSince
+		}
 		switch {
 		case li.tcp != nil:
 			s := li.tcp.Stats()

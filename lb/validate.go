@@ -30,6 +30,12 @@ func (c *config) validate() error {
 	if c.perSource < 0 {
 		add("max flows per source %d is negative", c.perSource)
 	}
+	if c.budget < 0 {
+		add("descriptor budget %d is negative", c.budget)
+	}
+	if c.unreplied < 0 {
+		add("unreplied timeout %v is negative", c.unreplied)
+	}
 
 	groups := map[string]*groupConfig{}
 	for i, g := range c.groups {

@@ -10,6 +10,9 @@ import (
 // descs are the descriptions of every metric, made once per Collector.
 type descs struct {
 	flowsNew, flowsActive, flowsRejected, flowsExpired, flowsMax *prometheus.Desc
+	flowsEvicted, flowsUnreplied                                 *prometheus.Desc
+	descriptorsLimit, descriptorsInUse, descriptorsRefused       *prometheus.Desc
+	listenerAcceptErrors, listenerAcceptFailing                  *prometheus.Desc
 
 	listenerInfo, listenerConns, listenerConnsActive        *prometheus.Desc
 	listenerRecvBytes, listenerSentBytes                    *prometheus.Desc
@@ -34,11 +37,20 @@ func newDescs(c config) descs {
 	l := []string{"listener", "protocol"}
 	t := []string{"group", "target"}
 	return descs{
-		flowsNew:      d("flows_new_total", "Flows (TCP connections, UDP client flows) made since start (NewFlowCount).", "protocol"),
-		flowsActive:   d("flows_active", "Flows in the flow table now (ActiveFlowCount).", "protocol"),
-		flowsRejected: d("flows_rejected_total", "New flows refused by the flow table: full (RejectedFlowCount) or the source at its limit.", "protocol", "reason"),
-		flowsExpired:  d("flows_expired_total", "Flows removed after their idle timeout.", "protocol"),
-		flowsMax:      d("flows_max", "The flow table's capacity."),
+		flowsNew:       d("flows_new_total", "Flows (TCP connections, UDP client flows) made since start (NewFlowCount).", "protocol"),
+		flowsActive:    d("flows_active", "Flows in the flow table now (ActiveFlowCount).", "protocol"),
+		flowsRejected:  d("flows_rejected_total", "New flows refused by the flow table: full (RejectedFlowCount) or the source at its limit.", "protocol", "reason"),
+		flowsExpired:   d("flows_expired_total", "Flows removed after their idle timeout.", "protocol"),
+		flowsMax:       d("flows_max", "The flow table's capacity."),
+		flowsEvicted:   d("flows_evicted_total", "Unreplied UDP flows evicted to make room for new flows (EvictedFlowCount).", "protocol"),
+		flowsUnreplied: d("flows_unreplied", "UDP flows held now that their target has not answered (the first evicted)."),
+
+		descriptorsLimit:   d("descriptors_budget", "The descriptor budget of the listeners' clients (0: none)."),
+		descriptorsInUse:   d("descriptors_in_use", "Descriptors the listeners' clients hold now (TCP connection 2, UDP flow 1, HTTP connection 1)."),
+		descriptorsRefused: d("descriptors_refused_total", "New connections and flows refused because the descriptor budget was spent."),
+
+		listenerAcceptErrors:  d("listener_accept_errors_total", "Failed accepts on the listener's socket (out of descriptors and the like), each retried after a back-off.", l...),
+		listenerAcceptFailing: d("listener_accept_failing", "1 while the listener's accepts fail.", l...),
 
 		listenerInfo:          d("listener_info", "A listener: always 1, with its protocol and bound address.", "listener", "protocol", "address"),
 		listenerConns:         d("listener_connections_total", "Client connections accepted (udp: client flows made).", l...),
@@ -47,7 +59,7 @@ func newDescs(c config) descs {
 		listenerSentBytes:     d("listener_sent_bytes_total", "Bytes sent to clients from targets (tcp, tls, udp).", l...),
 		listenerRecvDatagrams: d("listener_received_datagrams_total", "Datagrams received from clients and forwarded (udp).", l...),
 		listenerSentDatagrams: d("listener_sent_datagrams_total", "Datagrams sent back to clients (udp).", l...),
-		listenerRefused:       d("listener_refused_total", "Clients (udp: datagrams) refused before reaching a target, by reason: acl, table_full, source_limit, no_target, connect_failed, proxy_header_untrusted, proxy_header_bad, tls_handshake.", "listener", "protocol", "reason"),
+		listenerRefused:       d("listener_refused_total", "Clients (udp: datagrams) refused before reaching a target, by reason: acl, table_full, source_limit, descriptors, no_target, connect_failed, proxy_header_untrusted, proxy_header_bad, tls_handshake.", "listener", "protocol", "reason"),
 		listenerResets:        d("listener_resets_total", "TCP connections reset by the load balancer: idle (the idle timeout passed) or drain (the target's deregistration delay passed).", "listener", "protocol", "reason"),
 
 		httpRequests:        d("http_requests_total", "HTTP requests answered to clients, by the class of the status the load balancer sent (client side).", "listener", "code_class"),
@@ -86,6 +98,8 @@ func newDescs(c config) descs {
 func (d *descs) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		d.flowsNew, d.flowsActive, d.flowsRejected, d.flowsExpired, d.flowsMax,
+		d.flowsEvicted, d.flowsUnreplied, d.descriptorsLimit, d.descriptorsInUse, d.descriptorsRefused,
+		d.listenerAcceptErrors, d.listenerAcceptFailing,
 		d.listenerInfo, d.listenerConns, d.listenerConnsActive, d.listenerRecvBytes, d.listenerSentBytes,
 		d.listenerRecvDatagrams, d.listenerSentDatagrams, d.listenerRefused, d.listenerResets,
 		d.httpRequests, d.httpTargetResponses, d.httpRequestsActive, d.httpMalformed, d.httpTimeouts,
@@ -120,12 +134,25 @@ func collect(st lb.Stats, d *descs, ch chan<- prometheus.Metric) {
 		e.counter(d.flowsRejected, p.c.RejectedFlowCount, p.name, "table_full")
 		e.counter(d.flowsRejected, p.c.RejectedSourceFlowCount, p.name, "source_limit")
 		e.counter(d.flowsExpired, p.c.ExpiredFlowCount, p.name)
+		e.counter(d.flowsEvicted, p.c.EvictedFlowCount, p.name)
 	}
 	e.gauge(d.flowsMax, float64(st.Flows.MaxFlows))
+	e.gauge(d.flowsUnreplied, float64(st.Flows.Unreplied))
+	e.gauge(d.descriptorsLimit, float64(st.Descriptors.Limit))
+	e.gauge(d.descriptorsInUse, float64(st.Descriptors.InUse))
+	e.counter(d.descriptorsRefused, st.Descriptors.Refused)
 
 	for _, ls := range st.Listeners {
 		name, proto := ls.Name, ls.Protocol.String()
 		e.gauge(d.listenerInfo, 1, name, proto, ls.Addr)
+		if ls.Protocol != lb.UDP {
+			failing := 0.0
+			if !ls.AcceptFailingSince.IsZero() {
+				failing = 1
+			}
+			e.counter(d.listenerAcceptErrors, ls.AcceptErrors, name, proto)
+			e.gauge(d.listenerAcceptFailing, failing, name, proto)
+		}
 		refused := func(v uint64, reason string) { e.counter(d.listenerRefused, v, name, proto, reason) }
 		switch {
 		case ls.TCP != nil:
@@ -137,6 +164,7 @@ func collect(st lb.Stats, d *descs, ch chan<- prometheus.Metric) {
 			refused(s.Denied, "acl")
 			refused(s.RejectedTableFull, "table_full")
 			refused(s.RejectedSourceLimit, "source_limit")
+			refused(s.RejectedDescriptors, "descriptors")
 			refused(s.NoTarget, "no_target")
 			refused(s.ConnectFailed, "connect_failed")
 			refused(s.ProxyHeaderUntrusted, "proxy_header_untrusted")
@@ -155,12 +183,14 @@ func collect(st lb.Stats, d *descs, ch chan<- prometheus.Metric) {
 			refused(s.Denied, "acl")
 			refused(s.RejectedTableFull, "table_full")
 			refused(s.RejectedSourceLimit, "source_limit")
+			refused(s.RejectedDescriptors, "descriptors")
 			refused(s.NoTarget, "no_target")
 		case ls.HTTP != nil:
 			s := ls.HTTP
 			e.counter(d.listenerConns, s.Connections, name, proto)
 			e.gauge(d.listenerConnsActive, float64(s.ActiveConnections), name, proto)
 			refused(s.RefusedConnections+s.RefusedRequests, "acl")
+			refused(s.RejectedDescriptors, "descriptors")
 			refused(s.TLSHandshakeErrors, "tls_handshake")
 			for i, class := range codeClasses {
 				e.counter(d.httpRequests, s.Status[i], name, class)

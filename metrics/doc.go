@@ -12,6 +12,10 @@
 //	lbkit_flows_new_total{protocol}                 flows made (NewFlowCount)
 //	lbkit_flows_active{protocol}                    flows held (ActiveFlowCount)
 //	lbkit_flows_rejected_total{protocol,reason}     refused: table_full (RejectedFlowCount), source_limit
+//	lbkit_flows_evicted_total{protocol}             unreplied UDP flows evicted to make room
+//	lbkit_flows_unreplied                           UDP flows not yet answered (the first evicted)
+//	lbkit_descriptors_budget, _in_use, lbkit_descriptors_refused_total   the descriptor budget
+//	lbkit_listener_accept_errors_total{listener,protocol}, lbkit_listener_accept_failing
 //	lbkit_listener_connections_total{listener,protocol}, lbkit_listener_received_bytes_total, ...
 //	lbkit_listener_refused_total{listener,protocol,reason}
 //	lbkit_http_requests_total{listener,code_class}  what clients got (client side)

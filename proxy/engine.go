@@ -122,7 +122,7 @@ func (h *HTTP) serveEngine(nc net.Conn, peer netip.AddrPort, port string, tmo *T
 		c.readFn = c.readIdle
 	}
 	if !h.track(c) {
-		h.stats.activeConns.Add(-1)
+		h.endConn()
 		nc.Close()
 		return
 	}
@@ -158,7 +158,7 @@ func (c *conn1) close() {
 	c.lost.Store(true)
 	// Counted before the close, so that a client that sees it sees the
 	// count too.
-	c.h.stats.activeConns.Add(-1)
+	c.h.endConn()
 	c.nc.Close()
 	c.h.putConnBuf(c.buf)
 	c.buf = nil

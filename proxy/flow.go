@@ -59,6 +59,9 @@ const (
 	RefusedProxyHeader
 	// RefusedTLS: the client's TLS handshake failed.
 	RefusedTLS
+	// RefusedDescriptors: the descriptor budget was spent
+	// (ErrDescriptors).
+	RefusedDescriptors
 )
 
 var refuseReasonNames = [...]string{
@@ -69,6 +72,7 @@ var refuseReasonNames = [...]string{
 	RefusedConnect:     "connect",
 	RefusedProxyHeader: "proxy_header",
 	RefusedTLS:         "tls",
+	RefusedDescriptors: "descriptors",
 }
 
 // String returns the reason's metric-style name, e.g. "table_full".
@@ -125,9 +129,14 @@ type FlowTable struct {
 // limit, idle timeouts per protocol, sweep interval, clock), or an error
 // listing every invalid option. The expiry callback and idle check are the
 // proxies' own; passing flowtable.WithOnExpire or flowtable.WithIdleCheck
-// has no effect. Close it after the proxies that use it.
+// has no effect. UDP flows are unreplied until their target answers, as
+// conntrack treats them: DefaultUnrepliedTimeout unless opts say otherwise
+// (flowtable.WithUnrepliedTimeout; 0 turns it off), and the first evicted
+// when the table or the descriptor budget is full. Close it after the
+// proxies that use it.
 func NewFlowTable(opts ...flowtable.Option) (*FlowTable, error) {
-	opts = append(opts[:len(opts):len(opts)],
+	opts = append([]flowtable.Option{flowtable.WithUnrepliedTimeout(flowtable.UDP, DefaultUnrepliedTimeout)}, opts...)
+	opts = append(opts,
 		flowtable.WithOnExpire(func(_ flowtable.Key, f flow) { f.expire() }),
 		flowtable.WithIdleCheck(func(_ flowtable.Key, f flow) (time.Duration, bool) { return f.idle() }),
 	)

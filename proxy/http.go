@@ -167,15 +167,24 @@ type HTTP struct {
 	AccessLog *slog.Logger
 
 	// ErrorLog, if set, receives net/http's errors (TLS handshakes, ...)
-	// and the proxy's own. Nil discards them.
+	// and the proxy's own. Nil discards them (accept-error episodes then
+	// go to slog.Default()).
 	ErrorLog *slog.Logger
 
 	// OnRefuse, if set, is called for every client the ACL refuses, at
 	// accept or on a request, with Reason RefusedACL and Err wrapping
 	// ErrDenied (the hook the TCP and UDP proxies share). It is called on
 	// the accepting or serving goroutine with no lock held and must not
-	// block.
+	// block. Clients refused because the descriptor budget was spent are
+	// reported with RefusedDescriptors.
 	OnRefuse func(Refusal)
+
+	// Descriptors, if set, is the descriptor budget client connections
+	// are counted in (HTTPDescriptors each, from accept to close), shared
+	// by the proxies of one load balancer: when it is spent a new
+	// connection is closed at accept and counted (RejectedDescriptors).
+	// Nil: no budget.
+	Descriptors *Descriptors
 
 	once    sync.Once
 	initErr error

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,10 +15,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/internal/acceptloop"
 )
 
 // listener is one net.Listener served by Serve.
@@ -130,7 +131,7 @@ func (h *HTTP) newGeneration(t *Timeouts) *generation {
 				g.conns.Add(1)
 			case http.StateClosed, http.StateHijacked:
 				g.conns.Add(-1)
-				h.stats.activeConns.Add(-1)
+				h.endConn()
 			}
 		},
 		BaseContext: func(net.Listener) context.Context { return h.baseCtx },
@@ -160,12 +161,19 @@ func (l *serverLog) Write(p []byte) (int, error) {
 // configuration is invalid. HTTP/1.1 connections are served by lbkit's
 // engine; HTTPS connections that negotiate HTTP/2 by net/http's HTTP/2
 // server.
+//
+// An accept error never ends it: out of descriptors (EMFILE, ENFILE),
+// buffers or memory, a connection aborted in the backlog, or any other error
+// is retried after a back-off (5 ms doubling to 1 s, as net/http), counted
+// in Stats (AcceptErrors, AcceptFailingSince) and logged to ErrorLog
+// (slog.Default() if nil) once when it starts and once when accepting
+// resumes. Only ln being closed by someone else ends Serve otherwise.
 func (h *HTTP) Serve(ln net.Listener) error {
 	if err := h.setup(); err != nil {
 		ln.Close()
 		return err
 	}
-	l := &listener{Listener: ln}
+	l := &listener{Listener: acceptloop.New(ln, acceptloop.Config{Log: func() *slog.Logger { return h.ErrorLog }, Counters: &h.stats.accepts})}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -175,32 +183,18 @@ func (h *HTTP) Serve(ln net.Listener) error {
 	h.listeners = append(h.listeners, l)
 	h.mu.Unlock()
 
-	var backoff time.Duration
 	for {
-		c, err := ln.Accept()
+		c, err := l.Accept()
 		if err != nil {
+			// Closed: acceptloop retries every other error.
 			if f := h.failed.Load(); f != nil {
 				return fmt.Errorf("proxy: HTTP server stopped: %w", *f)
 			}
 			if h.isClosed() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors and the like: wait a little, as
-				// net/http does, rather than spin or give up.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-h.baseCtx.Done():
-					t.Stop()
-				}
-				continue
-			}
 			return err
 		}
-		backoff = 0
 		if err := h.admit(c); err != nil {
 			return err
 		}
@@ -217,6 +211,14 @@ func (h *HTTP) admit(c net.Conn) error {
 			h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: peer, Reason: RefusedACL, Err: ErrDenied})
 		}
 		c.Close()
+		return nil
+	}
+	if !h.Descriptors.take(HTTPDescriptors) {
+		h.stats.rejectedDescriptors.Add(1)
+		if h.OnRefuse != nil {
+			h.OnRefuse(Refusal{Proto: flowtable.TCP, Client: peer, Reason: RefusedDescriptors, Err: ErrDescriptors})
+		}
+		resetClose(c)
 		return nil
 	}
 	if tc := tcpConnOf(c); tc != nil {
@@ -242,7 +244,7 @@ func (h *HTTP) admit(c net.Conn) error {
 	g, err := h.generation(tmo)
 	if err != nil {
 		c.Close()
-		h.stats.activeConns.Add(-1)
+		h.endConn()
 		return err
 	}
 	h.engines.Add(1)
@@ -273,7 +275,7 @@ func (h *HTTP) serveTLS(c net.Conn, g *generation, peer netip.AddrPort, port str
 			h.ErrorLog.Warn(fmt.Sprintf("http: TLS handshake error from %s: %v", c.RemoteAddr(), err))
 		}
 		c.Close()
-		h.stats.activeConns.Add(-1)
+		h.endConn()
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
@@ -291,11 +293,17 @@ func (h *HTTP) serveTLS(c net.Conn, g *generation, peer netip.AddrPort, port str
 				}
 			}
 			tc.Close()
-			h.stats.activeConns.Add(-1)
+			h.endConn()
 			return
 		}
 	}
 	h.serveEngine(tc, peer, port, tmo)
+}
+
+// endConn accounts for a client connection's end.
+func (h *HTTP) endConn() {
+	h.stats.activeConns.Add(-1)
+	h.Descriptors.release(HTTPDescriptors)
 }
 
 // looksLikeHTTP reports whether the first bytes of a connection are an

@@ -1,6 +1,11 @@
 package proxy
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/lbkit/lbkit/internal/acceptloop"
+)
 
 // HTTPStats is a snapshot of an HTTP proxy's counters, across all its
 // listeners. Per-target counters (requests, active requests, status classes,
@@ -12,6 +17,9 @@ type HTTPStats struct {
 	ActiveConnections int64
 	// RefusedConnections counts connections the ACL refused at accept.
 	RefusedConnections uint64
+	// RejectedDescriptors counts connections closed at accept because the
+	// descriptor budget was spent (see HTTP.Descriptors).
+	RejectedDescriptors uint64
 	// RefusedRequests counts requests the ACL refused (403), on
 	// connections accepted before an ACL change.
 	RefusedRequests uint64
@@ -58,6 +66,12 @@ type HTTPStats struct {
 	RetriesRefused uint64
 	// TLSHandshakeErrors counts failed TLS handshakes.
 	TLSHandshakeErrors uint64
+
+	// AcceptErrors counts failed accepts (out of descriptors and the
+	// like), each retried after a back-off; AcceptFailingSince is when the
+	// current run of them began, zero while accepting works.
+	AcceptErrors       uint64
+	AcceptFailingSince time.Time
 }
 
 // httpCounters are the live counters behind HTTPStats: those every
@@ -70,6 +84,8 @@ type httpCounters struct {
 	clientClosed, noTarget, misdirected  atomic.Uint64
 	retries, retriesRefused, tlsErrors   atomic.Uint64
 	drained, malformedBodies             atomic.Uint64
+	rejectedDescriptors                  atomic.Uint64
+	accepts                              acceptloop.Counters
 }
 
 // stripe returns a stripe for a new connection or request.
@@ -109,6 +125,9 @@ func (h *HTTP) Stats() HTTPStats {
 		RetriesRefused:     c.retriesRefused.Load(),
 		TLSHandshakeErrors: c.tlsErrors.Load(),
 	}
+	s.RejectedDescriptors = c.rejectedDescriptors.Load()
+	as := c.accepts.Stats()
+	s.AcceptErrors, s.AcceptFailingSince = as.Errors, as.FailingSince
 	for i := range c.hot {
 		st := &c.hot[i]
 		s.Requests += st.requests.Load()

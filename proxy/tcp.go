@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lbkit/lbkit/flowtable"
+	"github.com/lbkit/lbkit/internal/acceptloop"
 )
 
 // Defaults of the TCP proxy, from the reference load balancers.
@@ -79,6 +80,18 @@ type TCP struct {
 	// no lock held and must not block.
 	OnRefuse func(Refusal)
 
+	// Descriptors, if set, is the descriptor budget the proxy's
+	// connections are counted in (TCPDescriptors each, from accept to
+	// close), shared by the proxies of one load balancer: when it is spent
+	// a new connection is reset and counted (RejectedDescriptors,
+	// RefusedDescriptors). Nil: no budget.
+	Descriptors *Descriptors
+
+	// ErrorLog, if set, receives the accept loop's episodes of errors (a
+	// warning when accepting starts failing, an info line when it
+	// resumes). Nil means slog.Default().
+	ErrorLog *slog.Logger
+
 	upstream       atomic.Pointer[Upstream]
 	acl            atomic.Pointer[ACL]
 	tls            atomic.Pointer[tls.Config]
@@ -93,6 +106,8 @@ type TCP struct {
 	ctx       context.Context
 	cancel    context.CancelFunc // cancels dials in progress, on Close
 	closed    bool
+
+	accepts acceptloop.Counters // accept errors of every Serve
 
 	wg    sync.WaitGroup // connection goroutines
 	bufs  sync.Pool      // *[]byte copy buffers for connections that cannot splice (TLS)
@@ -153,8 +168,13 @@ func (p *TCP) table() (*FlowTable, context.Context, error) {
 }
 
 // Serve accepts connections on ln and proxies them until Shutdown or Close,
-// then returns ErrProxyClosed; it returns another error if accepting fails
-// for good. ln is usually a *net.TCPListener; other listeners work, without
+// then returns ErrProxyClosed. An accept error never ends it: out of
+// descriptors (EMFILE, ENFILE), buffers or memory, a connection aborted in
+// the backlog, or any other error is retried after a back-off (5 ms doubling
+// to 1 s, as net/http), counted in Stats (AcceptErrors, AcceptFailingSince)
+// and logged to ErrorLog once when it starts and once when accepting
+// resumes. Only ln being closed by someone else ends Serve otherwise, with
+// an error wrapping net.ErrClosed. ln is usually a *net.TCPListener; other listeners work, without
 // splice for connections that are not *net.TCPConn. Serve closes ln when it
 // returns.
 func (p *TCP) Serve(ln net.Listener) error {
@@ -172,49 +192,31 @@ func (p *TCP) Serve(ln net.Listener) error {
 	if p.listeners == nil {
 		p.listeners = make(map[net.Listener]struct{})
 	}
-	p.listeners[ln] = struct{}{}
+	al := acceptloop.New(ln, acceptloop.Config{Log: p.errorLog, Counters: &p.accepts})
+	p.listeners[al] = struct{}{}
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		delete(p.listeners, ln)
+		delete(p.listeners, al)
 		p.mu.Unlock()
-		ln.Close()
+		al.Close()
 	}()
 
-	var backoff time.Duration
 	for {
-		c, err := ln.Accept()
+		c, err := al.Accept()
 		if err != nil {
+			// Closed: acceptloop retries every other error.
 			if p.isClosed() {
 				return ErrProxyClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || temporaryAccept(err) {
-				// Out of file descriptors and the like: back off as
-				// net/http does, instead of spinning.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-				continue
-			}
 			return fmt.Errorf("proxy: tcp accept on %s: %w", ln.Addr(), err)
 		}
-		backoff = 0
 		p.stats.accepted.Add(1)
 		p.admit(ctx, c, ft)
 	}
 }
 
-// temporaryAccept reports whether err is an accept error worth retrying
-// (too many open files, connection aborted before accept).
-func temporaryAccept(err error) bool {
-	var se interface{ Temporary() bool }
-	return errors.As(err, &se) && se.Temporary()
-}
+func (p *TCP) errorLog() *slog.Logger { return p.ErrorLog }
 
 func (p *TCP) isClosed() bool {
 	p.mu.Lock()
@@ -233,6 +235,12 @@ func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 		resetClose(c)
 		return
 	}
+	if !p.Descriptors.take(TCPDescriptors) {
+		p.stats.descriptors.Add(1)
+		p.refuse(peer, RefusedDescriptors, ErrDescriptors)
+		resetClose(c)
+		return
+	}
 	tc := &tcpConn{p: p, client: c, clientTCP: tcpConnOf(c), peer: peer, local: addrPortOf(c.LocalAddr())}
 	if tc.clientTCP != nil {
 		// The idle timeout is the flow table's; the proxy's own keepalive
@@ -243,6 +251,7 @@ func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 	if p.closed {
 		p.mu.Unlock()
 		resetClose(c)
+		p.Descriptors.release(TCPDescriptors)
 		return
 	}
 	if p.conns == nil {
@@ -257,6 +266,7 @@ func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 			p.mu.Lock()
 			delete(p.conns, tc)
 			p.mu.Unlock()
+			p.Descriptors.release(TCPDescriptors)
 		}()
 		tc.serve(ctx, ft, trusted)
 	}()
@@ -368,6 +378,9 @@ type TCPStats struct {
 	// table refused: full, or the client's address at its flow limit
 	// (the reference's RejectedFlowCount_TCP).
 	RejectedTableFull, RejectedSourceLimit uint64
+	// RejectedDescriptors counts connections reset at accept because the
+	// descriptor budget was spent (see Descriptors).
+	RejectedDescriptors uint64
 	// NoTarget counts connections closed because no target could be
 	// picked.
 	NoTarget uint64
@@ -389,26 +402,35 @@ type TCPStats struct {
 	// BytesIn and BytesOut count bytes from clients to targets and back.
 	// They advance when a copy ends and every 4 MiB during long copies.
 	BytesIn, BytesOut uint64
+	// AcceptErrors counts failed accepts (out of descriptors and the
+	// like), each retried after a back-off; AcceptFailingSince is when the
+	// current run of them began, zero while accepting works.
+	AcceptErrors       uint64
+	AcceptFailingSince time.Time
 }
 
 // tcpCounters are the atomics behind TCPStats.
 type tcpCounters struct {
 	accepted, forwarded, denied, tableFull, sourceLimit, noTarget     atomic.Uint64
 	connectErrors, connectFailed, headerUntrusted, headerBad, tlsErrs atomic.Uint64
-	idleResets, drainResets, bytesIn, bytesOut                        atomic.Uint64
+	idleResets, drainResets, bytesIn, bytesOut, descriptors           atomic.Uint64
 	active                                                            atomic.Int64
 }
 
 // Stats returns a snapshot of the proxy's counters; it reads atomics only.
 func (p *TCP) Stats() TCPStats {
 	s := &p.stats
+	as := p.accepts.Stats()
 	return TCPStats{
+		AcceptErrors:         as.Errors,
+		AcceptFailingSince:   as.FailingSince,
 		Accepted:             s.accepted.Load(),
 		Active:               s.active.Load(),
 		Forwarded:            s.forwarded.Load(),
 		Denied:               s.denied.Load(),
 		RejectedTableFull:    s.tableFull.Load(),
 		RejectedSourceLimit:  s.sourceLimit.Load(),
+		RejectedDescriptors:  s.descriptors.Load(),
 		NoTarget:             s.noTarget.Load(),
 		ConnectErrors:        s.connectErrors.Load(),
 		ConnectFailed:        s.connectFailed.Load(),

@@ -498,31 +498,49 @@ const smallCopyBuf = 4 << 10
 // copySmall copies src to dst through a pooled 4 KiB buffer while reads
 // return less than its size. It reports done with the copy's outcome at EOF
 // or an error, or not done (the buffer filled: bulk data) for the caller to
-// splice the rest.
+// splice the rest. Between reads, and while a read waits for data, it holds
+// no buffer (smallReader): a held idle connection costs none.
 func copySmall(dst, src net.Conn, a, b counter, bufs *sync.Pool) (done bool, err error) {
-	bp, _ := bufs.Get().(*[smallCopyBuf]byte)
-	if bp == nil {
-		bp = new([smallCopyBuf]byte)
-	}
-	defer bufs.Put(bp)
+	r := newSmallReader(src, bufs)
 	for {
-		n, rerr := src.Read(bp[:])
+		var bp *[smallCopyBuf]byte
+		var n int
+		var rerr error
+		if r != nil {
+			bp, n, rerr = r.next()
+		} else {
+			bp = smallBuf(bufs)
+			n, rerr = src.Read(bp[:])
+		}
 		if n > 0 {
-			if _, werr := dst.Write(bp[:n]); werr != nil {
+			_, werr := dst.Write(bp[:n])
+			if werr != nil {
+				bufs.Put(bp)
 				return true, werr
 			}
 			a.Add(uint64(n))
 			b.Add(uint64(n))
+		}
+		if bp != nil {
+			bufs.Put(bp)
 		}
 		switch {
 		case rerr == io.EOF:
 			return true, nil
 		case rerr != nil:
 			return true, rerr
-		case n == len(bp):
+		case n == smallCopyBuf:
 			return false, nil
 		}
 	}
+}
+
+// smallBuf takes a copySmall buffer from bufs.
+func smallBuf(bufs *sync.Pool) *[smallCopyBuf]byte {
+	if bp, _ := bufs.Get().(*[smallCopyBuf]byte); bp != nil {
+		return bp
+	}
+	return new([smallCopyBuf]byte)
 }
 
 // closeWrite half-closes c: a FIN for TCP, close_notify then FIN for TLS.

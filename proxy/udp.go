@@ -27,7 +27,13 @@ const maxDatagram = 64 << 10
 //
 // A flow idle for the flow table's UDP idle timeout (no datagram either
 // way) is removed and its socket closed; the client's next datagram makes a
-// new flow. UDP has no connection to break, so when a flow's target turns
+// new flow. As conntrack treats UDP, a flow is unreplied until its target
+// answers and it still sees traffic 2 s later: until then it idles out
+// after DefaultUnrepliedTimeout (30 s) and it is the first to be evicted
+// when the flow table or the descriptor budget is full, so a flood of
+// spoofed one-datagram flows costs little and never pushes out a flow that
+// is in use. The first reply marks the flow through its flowtable.Ref,
+// without hashing its key again; later replies refresh it the same way. UDP has no connection to break, so when a flow's target turns
 // unhealthy or leaves the group its next datagram goes to a newly picked
 // healthy target (failover), and when a draining target's deregistration
 // delay passes its flows move the same way. Datagrams are forwarded as they
@@ -49,10 +55,18 @@ type UDP struct {
 	Flows *FlowTable
 
 	// OnRefuse, if set, is called for every datagram dropped because of
-	// the ACL, the flow table or no target, from the listener's goroutine
-	// with no lock held. It must not block; under a flood it is called for
-	// every datagram.
+	// the ACL, the flow table, the descriptor budget or no target, from the
+	// listener's goroutine with no lock held. It must not block; under a
+	// flood it is called for every datagram.
 	OnRefuse func(Refusal)
+
+	// Descriptors, if set, is the descriptor budget the proxy's flows are
+	// counted in (UDPDescriptors each, for their target socket), shared by
+	// the proxies of one load balancer. When it is spent, an unreplied
+	// flow of its flow table is evicted to make room, or else the new
+	// flow's datagram is dropped and counted (RejectedDescriptors,
+	// RefusedDescriptors). Nil: no budget.
+	Descriptors *Descriptors
 
 	upstream    atomic.Pointer[Upstream]
 	acl         atomic.Pointer[ACL]
@@ -102,8 +116,9 @@ type UDPStats struct {
 	// Denied counts datagrams dropped by the ACL.
 	Denied uint64
 	// RejectedTableFull and RejectedSourceLimit count datagrams dropped
-	// because the flow table refused a new flow.
-	RejectedTableFull, RejectedSourceLimit uint64
+	// because the flow table refused a new flow; RejectedDescriptors
+	// those dropped because the descriptor budget was spent.
+	RejectedTableFull, RejectedSourceLimit, RejectedDescriptors uint64
 	// NoTarget counts datagrams dropped because no target could be picked
 	// or reached.
 	NoTarget uint64
@@ -114,14 +129,16 @@ type UDPStats struct {
 	// buffer, ICMP unreachable reported); ReplyErrors counts replies the
 	// listener socket would not send.
 	SendErrors, ReplyErrors uint64
-	// IdleExpired counts flows removed after their idle timeout.
+	// IdleExpired counts flows the flow table removed: after their idle
+	// timeout, or evicted while unreplied to make room (the flow table's
+	// EvictedFlowCount tells those apart).
 	IdleExpired uint64
 }
 
 type udpCounters struct {
 	datagramsIn, bytesIn, datagramsOut, bytesOut, flows atomic.Uint64
 	denied, tableFull, sourceLimit, noTarget, failovers atomic.Uint64
-	sendErrors, replyErrors, idleExpired                atomic.Uint64
+	sendErrors, replyErrors, idleExpired, descriptors   atomic.Uint64
 	activeFlows                                         atomic.Int64
 }
 
@@ -138,6 +155,7 @@ func (p *UDP) Stats() UDPStats {
 		Denied:              s.denied.Load(),
 		RejectedTableFull:   s.tableFull.Load(),
 		RejectedSourceLimit: s.sourceLimit.Load(),
+		RejectedDescriptors: s.descriptors.Load(),
 		NoTarget:            s.noTarget.Load(),
 		Failovers:           s.failovers.Load(),
 		SendErrors:          s.sendErrors.Load(),
@@ -267,15 +285,22 @@ func (l *udpListener) newFlow(key flowtable.Key) flow {
 		p.refuseDatagram(key.Src, RefusedNoTarget, ErrNoUpstream)
 		return nil
 	}
-	v, created, err := l.ft.t.LoadOrCreate(key, func() (flow, error) {
-		f := &udpFlow{l: l, key: key, u: u}
+	v, created, err := l.ft.t.LoadOrCreateRef(key, func(ref flowtable.Ref[flow]) (flow, error) {
+		if !p.Descriptors.take(UDPDescriptors) {
+			return nil, ErrDescriptors
+		}
+		f := &udpFlow{l: l, key: key, u: u, ref: ref}
 		if _, err := f.connect(nil); err != nil {
+			p.Descriptors.release(UDPDescriptors)
 			return nil, err
 		}
 		return f, nil
 	})
 	if err != nil {
 		switch {
+		case err == ErrDescriptors:
+			p.stats.descriptors.Add(1)
+			p.refuseDatagram(key.Src, RefusedDescriptors, err)
 		case errors.Is(err, flowtable.ErrFull):
 			p.stats.tableFull.Add(1)
 			p.refuseDatagram(key.Src, RefusedTableFull, err)
@@ -341,7 +366,10 @@ func (p *UDP) Close() error {
 type udpFlow struct {
 	l   *udpListener
 	key flowtable.Key
-	u   *Upstream // the group the flow was made in
+	u   *Upstream           // the group the flow was made in
+	ref flowtable.Ref[flow] // the flow in the table: replies refresh and mark it through it
+
+	replied atomic.Bool // a reply came: the table was told (Ref.Replied)
 
 	cur atomic.Pointer[udpUpstream] // the target socket; nil after close
 
@@ -548,6 +576,17 @@ func (f *udpFlow) close() {
 		up.close()
 	}
 	f.l.p.stats.activeFlows.Add(-1)
+	f.l.p.Descriptors.release(UDPDescriptors)
+}
+
+// sawReply refreshes the flow for a reply from its target, and on the
+// first one tells the table the flow is replied.
+func (f *udpFlow) sawReply() {
+	if f.replied.Load() || !f.replied.CompareAndSwap(false, true) {
+		f.ref.Touch()
+		return
+	}
+	f.ref.Replied()
 }
 
 // idle implements flow: the table sees every datagram of a UDP flow.

@@ -247,7 +247,7 @@ func (up *udpUpstream) readReplies(fd uintptr) bool {
 		case err != nil:
 			return true
 		}
-		l.ft.t.Lookup(f.key) // a reply is traffic too: refresh the flow
+		f.sawReply() // a reply is traffic too: refresh the flow, without hashing its key
 		m, err := l.conn.WriteToUDPAddrPort(bp[:n], f.key.Src)
 		if err != nil {
 			p.stats.replyErrors.Add(1)

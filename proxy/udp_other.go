@@ -33,7 +33,7 @@ func (up *udpUpstream) replies() {
 			p.stats.sendErrors.Add(1)
 			continue
 		}
-		l.ft.t.Lookup(f.key)
+		f.sawReply()
 		m, err := l.conn.WriteToUDPAddrPort(buf[:n], f.key.Src)
 		if err != nil {
 			p.stats.replyErrors.Add(1)

@@ -278,11 +278,12 @@ func TestUDPIdleExpiry(t *testing.T) {
 
 // TestUDPLimits: the table's capacity and per-source limit bound what a
 // flood of new client addresses can take; refused datagrams are dropped and
-// counted, established flows keep working.
+// counted, established flows keep working. With no unreplied timeout no
+// flow can be evicted to make room (see TestUDPUnrepliedFlowsMakeRoom).
 func TestUDPLimits(t *testing.T) {
 	checkFDs(t)
 	a := startUDPTarget(t, "udp4", "a")
-	ft := newTestFlows(t, flowtable.WithMaxFlows(3), flowtable.WithMaxFlowsPerSource(2))
+	ft := newTestFlows(t, flowtable.WithMaxFlows(3), flowtable.WithMaxFlowsPerSource(2), flowtable.WithUnrepliedTimeout(flowtable.UDP, 0))
 	var refused sync.Map
 	p := &UDP{Flows: ft, OnRefuse: func(r Refusal) { refused.Store(r.Client, r.Reason) }}
 	p.SetUpstream(newUDPUpstream(t, a))

@@ -27,7 +27,10 @@ type demoTarget struct {
 }
 
 // startDemoTargets starts a demo target for every target of f's groups;
-// they must all be on loopback. The returned function stops them.
+// they must all be on loopback. A target on port 0 (which a file cannot
+// say, but a File made in code can: the tests) gets a free port, for both
+// TCP and UDP when it is a UDP target, and its address in f is replaced by
+// the one bound. The returned function stops them.
 func startDemoTargets(f *config.File, log *slog.Logger) (stop func(), err error) {
 	var started []*demoTarget
 	stop = func() {
@@ -35,8 +38,10 @@ func startDemoTargets(f *config.File, log *slog.Logger) (stop func(), err error)
 			t.stop()
 		}
 	}
-	for _, g := range f.TargetGroups {
-		for _, tc := range g.Targets {
+	for gi := range f.TargetGroups {
+		g := &f.TargetGroups[gi]
+		for ti := range g.Targets {
+			tc := &g.Targets[ti]
 			id := tc.ID
 			if id == "" {
 				id = tc.Address
@@ -47,6 +52,7 @@ func startDemoTargets(f *config.File, log *slog.Logger) (stop func(), err error)
 				return nil, fmt.Errorf("demo target %s of group %s: %w", id, g.Name, err)
 			}
 			started = append(started, t)
+			tc.Address = t.addr
 			log.Info("demo target started", "group", g.Name, "target", id, "protocol", g.Protocol, "addr", t.addr)
 		}
 	}

@@ -114,6 +114,7 @@ func serve(ctx context.Context, fl flags, log *slog.Logger) error {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
+	raiseFileLimit(log) // the descriptor budget is sized from it
 	d := &daemon{path: fl.config, log: log, accessLog: log.With("log", "access"), responseTimes: metrics.NewResponseTimes()}
 	f, err := config.Load(fl.config)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -46,18 +47,22 @@ func TestCommandLine(t *testing.T) {
 }
 
 // TestSampleWithDemoTargets runs lbd in the test with the sample
-// configuration and -demo-targets, as a newcomer would, on free ports, and
-// stops it by its context.
+// configuration and its demo targets, on free ports, and stops it by its
+// context. The test starts the demo targets itself, as -demo-targets does,
+// on port 0: each binds a free port for each of its protocols and the file
+// lbd reads names the ports they got, so no other process can take one in
+// between (reserving a port and releasing it for lbd raced with them).
 func TestSampleWithDemoTargets(t *testing.T) {
 	f := sample(t)
 	fast(f)
-	// The sample's target ports, moved to free ones: reserved by binding
-	// and released just before lbd binds them.
 	for gi := range f.TargetGroups {
 		for ti := range f.TargetGroups[gi].Targets {
-			f.TargetGroups[gi].Targets[ti].Address = freePort(t)
+			f.TargetGroups[gi].Targets[ti].Address = "127.0.0.1:0"
 		}
 	}
+	stop, err := startDemoTargets(f, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer stop()
 	path := filepath.Join(t.TempDir(), "lbd.yaml")
 	write(t, path, f)
 
@@ -65,15 +70,24 @@ func TestSampleWithDemoTargets(t *testing.T) {
 	defer cancel()
 	var out syncbuf.Buffer
 	code := make(chan int, 1)
-	go func() { code <- run(ctx, []string{"-config", path, "-demo-targets", "-admin", "127.0.0.1:0"}, &out) }()
+	go func() { code <- run(ctx, []string{"-config", path, "-admin", "127.0.0.1:0"}, &out) }()
 	var web string
-	require.Eventually(t, func() bool {
-		m := regexp.MustCompile(`msg="lbd ready".* listeners="http=http://([0-9.:]+) `).FindStringSubmatch(out.String())
-		if m != nil {
+	ready := regexp.MustCompile(`msg="lbd ready".* listeners="http=http://([0-9.:]+) `)
+	deadline := time.Now().Add(30 * time.Second)
+	for web == "" {
+		if m := ready.FindStringSubmatch(out.String()); m != nil {
 			web = m[1]
+			break
 		}
-		return m != nil
-	}, 30*time.Second, 10*time.Millisecond, "lbd ready: %s", &out)
+		select {
+		case c := <-code: // lbd gave up: say why at once
+			t.Fatalf("lbd exited with code %d before it was ready:\n%s", c, &out)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lbd not ready after 30 s:\n%s", &out)
+		}
+	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
 	var got string
@@ -99,16 +113,24 @@ func TestSampleWithDemoTargets(t *testing.T) {
 	assert.Contains(t, out.String(), `msg=stopped`)
 }
 
-// freePort returns a loopback address whose port was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// TestDemoTargetsFlag: -demo-targets starts the file's targets before the
+// load balancer; one that cannot bind (its port taken) stops lbd at once,
+// saying which.
+func TestDemoTargetsFlag(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer ln.Close()
-	// A UDP demo target needs the port free for UDP too.
-	pc, err := net.ListenPacket("udp", ln.Addr().String())
-	if err == nil {
-		pc.Close()
+	defer taken.Close()
+	f := sample(t)
+	fast(f)
+	for gi := range f.TargetGroups {
+		for ti := range f.TargetGroups[gi].Targets {
+			f.TargetGroups[gi].Targets[ti].Address = taken.Addr().String()
+		}
 	}
-	return ln.Addr().String()
+	path := filepath.Join(t.TempDir(), "lbd.yaml")
+	write(t, path, f)
+	var out syncbuf.Buffer
+	assert.Equal(t, 1, run(context.Background(), []string{"-config", path, "-demo-targets", "-admin", ""}, &out))
+	assert.Contains(t, out.String(), "demo target "+f.TargetGroups[0].Targets[0].ID+" of group "+f.TargetGroups[0].Name)
+	assert.Contains(t, out.String(), "address already in use")
 }
