@@ -81,6 +81,7 @@ type conn1 struct {
 	inl    inlineBody
 	keep   bool // the connection may serve another request
 	served bool // a request was read
+	head   int  // where the current request's head starts in buf
 
 	state   atomic.Int32 // connIdle, connActive, connClosed
 	lost    atomic.Bool  // the client is gone
@@ -226,6 +227,7 @@ func (c *conn1) readRequest() bool {
 			if armed {
 				_ = c.nc.SetReadDeadline(time.Time{})
 			}
+			c.head = c.r
 			c.r += n
 			c.served = true
 			return true
@@ -335,6 +337,10 @@ const lingerTime = 500 * time.Millisecond
 func (c *conn1) handle() {
 	h := c.h
 	req := &c.req
+	if req.Framing != h1.FramingNone && !req.Expect100 && !c.prereadBody() {
+		c.keep = false
+		return
+	}
 	ex := h.getExchange()
 	defer h.putExchange(ex)
 	ex.c = c
@@ -433,6 +439,98 @@ func (c *conn1) handle() {
 	if ex.upgrade && ex.upStatus == http.StatusSwitchingProtocols {
 		c.keep = false // the connection was tunnelled
 	}
+}
+
+// maxPreread is the most of a request body the engine reads before it
+// contacts a target, as nginx's request buffering does, but bounded: a
+// body that ends within it is checked whole (a malformed chunk is refused
+// before any target sees the request), sent with its head in one write,
+// and can be sent again on a retry. Longer bodies stream.
+const maxPreread = 64 << 10
+
+// prereadBody reads the request's body into the connection's buffer, up
+// to maxPreread bytes, within the request timeout. It reports false when
+// it answered the client itself (a malformed or truncated body, a
+// timeout): the connection then closes.
+func (c *conn1) prereadBody() bool {
+	h := c.h
+	req := &c.req
+	limit := maxPreread
+	deadlineSet := false
+	for {
+		buffered := c.w - c.r
+		switch req.Framing {
+		case h1.FramingLength:
+			if req.ContentLength > h.maxBodyBytes() || int64(buffered) >= req.ContentLength || req.ContentLength > int64(limit) {
+				return true
+			}
+		case h1.FramingChunked:
+			var ch h1.Chunked
+			_, done, err := ch.Scan(c.buf[c.r:c.w])
+			if err != nil {
+				var pe *h1.Error
+				errors.As(err, &pe)
+				h.stats.malformedBodies.Add(1)
+				c.refuseBody(pe.Status, "request body: "+pe.Reason)
+				return false
+			}
+			if done || buffered >= limit {
+				return true
+			}
+		}
+		if !deadlineSet {
+			deadlineSet = true
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.tmo.Request))
+		}
+		if c.w == len(c.buf) {
+			c.growForBody(limit)
+		}
+		n, err := c.nc.Read(c.buf[c.w:])
+		c.w += n
+		if n > 0 {
+			continue
+		}
+		switch {
+		case isTimeout(err):
+			c.refuseBody(http.StatusRequestTimeout, "request body not received in time")
+		case errors.Is(err, io.EOF):
+			h.stats.malformedBodies.Add(1)
+			c.refuseBody(http.StatusBadRequest, "request body: truncated")
+		default:
+			c.lost.Store(true)
+		}
+		return false
+	}
+}
+
+// growForBody gives the buffer room for a body of up to limit bytes after
+// the current head, moving the head to its start and parsing it again (the
+// request's fields point into the buffer).
+func (c *conn1) growForBody(limit int) {
+	headLen := c.r - c.head
+	nb := make([]byte, min(2*len(c.buf), headLen+limit+connBufSize))
+	c.w = copy(nb, c.buf[c.head:c.w])
+	c.r, c.head = headLen, 0
+	c.h.putConnBuf(c.buf)
+	c.buf = nb
+	lim := h1.Limits{MaxHeaderBytes: c.h.maxHeaderBytes(), MaxURILength: c.h.maxURILength()}
+	if _, err := h1.ParseRequest(c.buf[:headLen], &c.req, lim); err != nil {
+		panic("proxy: a parsed head failed to parse again: " + err.Error()) // cannot happen: the same bytes
+	}
+}
+
+// refuseBody answers a request whose body the proxy refused before any
+// target saw it, counts and logs it, and ends the connection.
+func (c *conn1) refuseBody(code int, why string) {
+	ex := c.h.getExchange()
+	defer c.h.putExchange(ex)
+	ex.c, ex.hs, ex.start, ex.peer, ex.tls = c, c.hs, time.Now(), c.peer, c.cs
+	ex.method, ex.host, ex.path, ex.proto = b2s(c.req.Method), b2s(c.req.Host), b2s(c.req.Path), "HTTP/1.1"
+	ex.rule = "-"
+	ex.client = c.peer.Addr()
+	c.keep = false
+	ex.answer(code, why)
+	c.linger()
 }
 
 // endBody makes sure the request's body was read to its end before the

@@ -187,7 +187,14 @@ func (ex *exchange) answer(code int, why string) {
 	}
 	body := strconv.Itoa(code) + " " + http.StatusText(code) + "\n"
 	if ex.c != nil {
+		// Counted and logged before it is written, so that whoever
+		// reads the answer finds it counted.
+		if !ex.head {
+			ex.sent = int64(len(body))
+		}
+		ex.finish(code)
 		ex.c.answer(ex, code, body)
+		return
 	} else {
 		hd := ex.w.Header()
 		hd.Set("Content-Type", "text/plain; charset=utf-8")

@@ -450,7 +450,12 @@ func routingPath(p string) string {
 func (ex *exchange) respond(code int, fields []string, body string) {
 	ex.status = code
 	if ex.c != nil {
+		if !ex.head {
+			ex.sent = int64(len(body))
+		}
+		ex.finish(code) // before the write, as answer does
 		ex.c.respond(ex, code, fields, body)
+		return
 	} else {
 		hd := ex.w.Header()
 		for i := 0; i+1 < len(fields); i += 2 {
