@@ -96,6 +96,7 @@ func makeGroup(cfg *groupConfig, log *slog.Logger, hooks Hooks) (*group, error) 
 
 func (g *group) newUpstream(cfg *groupConfig) *proxy.Upstream {
 	up := &proxy.Upstream{Name: cfg.name, Balancer: g.bal, TLS: cfg.targetTLS, ProxyProtocol: cfg.proxyProtocol, OnResult: g.passiveResult}
+	up.SetLimits(cfg.limits)
 	if g.hooks.Response != nil {
 		up.OnResponse = g.response
 	}
@@ -180,6 +181,7 @@ func (g *group) commit(c *groupChange) error {
 	if c.sticky {
 		g.up().SetSticky(c.policy)
 	}
+	g.up().SetLimits(cfg.limits)
 	if old != nil && (!tlsEqual(old.targetTLS, cfg.targetTLS) || old.proxyProtocol != cfg.proxyProtocol) {
 		g.upPtr.Store(g.newUpstream(cfg))
 	}

@@ -107,6 +107,8 @@ type groupConfig struct {
 	ejectFailures int
 	ejectPeriod   time.Duration
 	ejectMaxPct   int
+
+	limits proxy.Limits // circuit breakers; zero fields: the defaults
 }
 
 // targetConfig is one target of a group.
@@ -427,6 +429,19 @@ func Algorithm(a balancer.Algorithm) GroupOption {
 // pass.
 func WithHealthCheck(h HealthCheck) GroupOption {
 	return func(g *groupConfig) { g.health, g.noHealth = h, false }
+}
+
+// CircuitBreaker sets the group's circuit breakers for HTTP: the most
+// connections the HTTP listeners keep open to each target (idle ones
+// included; a request that needs one more waits up to the connect timeout)
+// and the most requests of the group waiting at once; beyond them, 503.
+// They keep a flood of requests (an HTTP/2 rapid reset, a slow target) from
+// turning into a storm of connections. Zero fields take the defaults,
+// proxy.DefaultMaxConnsPerTarget and proxy.DefaultMaxPendingRequests (1024
+// each, Envoy's); a negative MaxConnsPerTarget means no limit. It changes
+// live.
+func CircuitBreaker(l proxy.Limits) GroupOption {
+	return func(g *groupConfig) { g.limits = l }
 }
 
 // WithoutHealthCheck turns active health checking off: every target counts

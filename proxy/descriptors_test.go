@@ -120,13 +120,15 @@ func TestHTTPDescriptorBudget(t *testing.T) {
 	require.Equal(t, http.StatusOK, get1())
 	assert.Equal(t, int64(1), d.Stats().InUse)
 
-	c2, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer c2.Close()
-	_, _ = c2.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, err = c2.Read(make([]byte, 1))
-	require.Error(t, err, "over the budget: closed without an answer")
+	// Over the budget: reset at accept, without an answer (the reset may
+	// even beat the end of the client's connect).
+	if c2, err := net.Dial("tcp", addr); err == nil {
+		defer c2.Close()
+		_, _ = c2.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = c2.Read(make([]byte, 1))
+		require.Error(t, err, "over the budget: closed without an answer")
+	}
 	waitFor(t, "refusal counted", func() bool { return h.Stats().RejectedDescriptors == 1 })
 	assert.Equal(t, []RefuseReason{RefusedDescriptors}, refused.list())
 	require.Equal(t, http.StatusOK, get1(), "the kept-alive connection goes on")

@@ -81,6 +81,10 @@ type exchange struct {
 	addCookies  []string // Set-Cookie values a policy added
 
 	hbuf []byte // the head being written (to a target or the client)
+
+	stdb *stdBody          // ServeHTTP's request body, if any
+	pre  *[maxPreread]byte // ServeHTTP's body read before forwarding
+	inl  inlineBody        // over pre
 }
 
 // reqBody is a request's body as the core sends it.
@@ -134,6 +138,7 @@ func (ex *exchange) reset() {
 		addCookies:  ex.addCookies[:0],
 		hbuf:        ex.hbuf[:0],
 	}
+	ex.pre = nil
 }
 
 // getExchange takes an exchange from the pool.
@@ -151,8 +156,19 @@ func (h *HTTP) putExchange(ex *exchange) {
 	if cap(ex.hbuf) > 64<<10 {
 		ex.hbuf = nil
 	}
+	if ex.pre != nil {
+		h.preBufs.Put(ex.pre)
+	}
 	ex.reset()
 	h.exchanges.Put(ex)
+}
+
+// getPreBuf returns a buffer for a body read before forwarding.
+func (h *HTTP) getPreBuf() *[maxPreread]byte {
+	if bp, ok := h.preBufs.Get().(*[maxPreread]byte); ok {
+		return bp
+	}
+	return new([maxPreread]byte)
 }
 
 // SetCookies implements sticky.Response: the target's Set-Cookie values.

@@ -784,11 +784,11 @@ func (ex *exchange) classify(err error) (int, string) {
 
 // bodyErr returns why reading the client's body failed, if it did.
 func (ex *exchange) bodyErr() error {
-	switch b := ex.body.src.(type) {
-	case *clientBody1:
+	if ex.stdb != nil {
+		return ex.stdb.failure()
+	}
+	if b, ok := ex.body.src.(*clientBody1); ok {
 		return b.err
-	case *stdBody:
-		return b.failure()
 	}
 	return nil
 }

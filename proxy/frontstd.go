@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -71,6 +73,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		sb := &stdBody{src: r.Body, w: w, limit: h.maxBodyBytes(), deadline: ex.start.Add(h.tmo.Load().Request), ctx: r.Context()}
+		ex.stdb = sb
 		switch {
 		case r.ContentLength > 0:
 			ex.body = reqBody{mode: bodyLength, n: r.ContentLength, src: sb}
@@ -79,12 +82,22 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ex.sreq = sticky.Request{Cookies: ex.cookies, TLS: r.TLS != nil}
+	if ex.body.mode != bodyNone && !ex.prereadStd() {
+		h.finishAbort(ex, r)
+		return
+	}
 	defer func() {
 		if ex.body.replay != nil {
 			ex.body.replay.detach()
 		}
 	}()
 	h.serveExchange(ex)
+	h.finishAbort(ex, r)
+}
+
+// finishAbort makes net/http reset the stream (or close the connection)
+// when the exchange asked for it.
+func (h *HTTP) finishAbort(ex *exchange, r *http.Request) {
 	if ex.abort {
 		// The response was cut half-way, or the request's body was
 		// malformed with nothing sent: let net/http reset the stream or
@@ -93,6 +106,57 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// prereadStd reads a ServeHTTP request's body into memory when it is at
+// most maxPreread bytes, as the engine does: a body that turns out
+// malformed (an HTTP/2 stream whose DATA do not match its Content-Length)
+// is refused before any target sees the request, and the body goes with
+// its head in one write and can be sent again on a retry. A longer body
+// streams, what was read going first. It reports false when it answered
+// (or aborted) the request itself.
+func (ex *exchange) prereadStd() bool {
+	b := &ex.body
+	if b.mode == bodyLength && b.n > maxPreread {
+		return true
+	}
+	sb := ex.stdb
+	if ex.pre == nil {
+		ex.pre = ex.h.getPreBuf()
+	}
+	buf := ex.pre[:]
+	n := 0
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = sb.Read(buf[n:])
+		n += m
+	}
+	if err == nil {
+		// Full: the end of the body is still to come (a Content-Length
+		// body of exactly maxPreread bytes ends now).
+		var one [1]byte
+		var m int
+		m, err = sb.Read(one[:])
+		if m > 0 {
+			b.src = io.MultiReader(bytes.NewReader(append(buf[:n:n], one[0])), sb)
+			return true
+		}
+	}
+	if err != io.EOF {
+		ex.fail(err)
+		return false
+	}
+	if b.mode == bodyLength && int64(n) != b.n {
+		ex.fail(fmt.Errorf("%w: %d bytes of %d", errMalformedBody, n, b.n))
+		return false
+	}
+	ex.inl.b = buf[:n]
+	*b = reqBody{mode: bodyLength, n: int64(n), src: &ex.inl}
+	if n == 0 {
+		*b = reqBody{}
+	}
+	return true
 }
 
 // stdFields appends hd's fields, as the engine's parser would have

@@ -200,6 +200,7 @@ type HTTP struct {
 	exchanges sync.Pool // *exchange
 	bufs      sync.Pool // *[copyBufferSize]byte
 	connBufs  sync.Pool // *[connBufSize]byte
+	preBufs   sync.Pool // *[maxPreread]byte
 	pools     sync.Map  // *Upstream → *pool
 
 	draining atomic.Int64   // responses read in the background, see drainAbandoned
@@ -217,6 +218,7 @@ type HTTP struct {
 	failed    atomic.Pointer[error] // why an HTTP/2 server stopped by itself
 	serving   sync.WaitGroup        // the generations' serving goroutines
 	engines   sync.WaitGroup        // the engine's connection goroutines
+	h2conns   sync.WaitGroup        // net/http's HTTP/2 connections, until StateClosed
 
 	handlers inflight // requests in ServeHTTP, upgraded ones included
 }

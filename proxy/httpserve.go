@@ -129,8 +129,10 @@ func (h *HTTP) newGeneration(t *Timeouts) *generation {
 			switch s {
 			case http.StateNew:
 				g.conns.Add(1)
+				h.h2conns.Add(1)
 			case http.StateClosed, http.StateHijacked:
 				g.conns.Add(-1)
+				h.h2conns.Done()
 				h.endConn()
 			}
 		},
@@ -461,6 +463,10 @@ func (h *HTTP) Close() error {
 	h.closeEngineConns(false)
 	h.engines.Wait()
 	<-h.handlers.idle()
+	// net/http's HTTP/2 connections end by themselves once closed (one
+	// that was sending GOAWAY within its second): wait, so that nothing
+	// outlives Close.
+	h.h2conns.Wait()
 	h.finish()
 	return err
 }
