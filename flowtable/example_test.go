@@ -105,3 +105,41 @@ func ExampleTable_Delete() {
 	// client<->target true 0
 	// deleted: 1 expired: 0
 }
+
+// UDP flows on probation, as conntrack treats them: a spoofed source's flow
+// is never answered, a real client's is answered and used again 2 s later.
+// When the table is full, the spoofed flow makes room; the real one stays.
+func ExampleWithUnrepliedTimeout() {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	flows, err := flowtable.New[string](flowtable.WithMaxFlows(2), flowtable.WithManualSweep(),
+		flowtable.WithClock(func() time.Time { return now }),
+		flowtable.WithUnrepliedTimeout(flowtable.UDP, 30*time.Second),
+		flowtable.WithOnExpire(func(k flowtable.Key, v string) { fmt.Println("evicted:", v) }))
+	if err != nil {
+		panic(err)
+	}
+	defer flows.Close()
+	dst := netip.MustParseAddrPort("198.51.100.1:53")
+	key := func(src string) flowtable.Key {
+		return flowtable.Key{Proto: flowtable.UDP, Src: netip.MustParseAddrPort(src), Dst: dst}
+	}
+	var real flowtable.Ref[string]
+	_, _, _ = flows.LoadOrCreateRef(key("192.0.2.1:5000"), func(r flowtable.Ref[string]) (string, error) {
+		real = r // kept by the flow's owner, who sees the replies
+		return "real client", nil
+	})
+	_, _, _ = flows.LoadOrCreate(key("203.0.113.9:1"), func() (string, error) { return "spoofed", nil })
+	real.Replied() // the target answered the real client
+	now = now.Add(2 * time.Second)
+	flows.Sweep(now)
+	real.Touch() // and the client went on: a two-way flow
+
+	_, _, err = flows.LoadOrCreate(key("203.0.113.9:2"), func() (string, error) { return "spoofed 2", nil })
+	fmt.Println("new flow:", err)
+	_, ok := flows.Lookup(key("192.0.2.1:5000"))
+	fmt.Println("real client kept:", ok, "evicted:", flows.Stats().UDP.EvictedFlowCount)
+	// Output:
+	// evicted: spoofed
+	// new flow: <nil>
+	// real client kept: true evicted: 1
+}

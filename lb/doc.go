@@ -35,6 +35,19 @@
 // timeout, a 300 s deregistration delay, 20-minute sticky sessions when
 // stickiness is on.
 //
+// # Limits
+//
+// The process's file descriptors are a budget (WithDescriptorBudget): its
+// limit minus a reserve for listeners, health checks and the rest
+// (DescriptorReserve); a TCP connection costs 2, a UDP flow 1, an HTTP
+// connection 1, and beyond the budget new clients are refused, counted and
+// reported with reason "descriptors". The flow table holds as many flows as
+// the budget, one client address at most a sixteenth of them
+// (DefaultMaxFlowsPerSource), and UDP flows whose target has not answered
+// idle out after 30 s and are evicted first (WithUnrepliedTimeout), as
+// conntrack does. Accept loops never end on an error: they back off, say so
+// in Stats, Diagnose and the log, and resume by themselves.
+//
 // # Live changes
 //
 // Reconfigure replaces the whole configuration (a configuration file
@@ -55,6 +68,8 @@
 // target get no traffic?" and "why is my connection refused?" in words and
 // as data: no listener on that port, client denied by access control, group
 // not attached, target unhealthy (with its last checks and their reasons),
-// weight 0, draining until when, ejected by passive checks, flow table full.
+// weight 0, draining until when, ejected by passive checks, flow table full,
+// descriptor budget spent and which limit refused clients, a listener that
+// cannot accept (and since when).
 // Hooks report health changes and refused flows as they happen.
 package lb

@@ -27,7 +27,21 @@
 // UDP keeps a flow per client address, each with its own connected socket
 // to its target, so replies return to the client from the listener's
 // address. When a flow's target turns unhealthy or leaves, its next datagram
-// goes to a newly picked target. Nothing is allocated per datagram.
+// goes to a newly picked target. Nothing is allocated per datagram. A flow
+// is unreplied until its target answers and it still sees traffic 2 s
+// later (conntrack's rule): until then it idles out after
+// DefaultUnrepliedTimeout and is the first evicted when room is needed.
+//
+// # Accept loops and descriptors
+//
+// TCP.Serve and HTTP.Serve end only when closed: every other accept error
+// (out of descriptors, buffers or memory, an aborted connection) is retried
+// with net/http's back-off, counted in Stats (AcceptErrors,
+// AcceptFailingSince) and logged once when it starts and once when it ends.
+// Proxies that share a Descriptors count their clients' file descriptors
+// against a budget (a TCP connection 2, a UDP flow 1, an HTTP connection 1)
+// and refuse new ones beyond it (RefusedDescriptors), after evicting an
+// unreplied UDP flow if there is one.
 //
 // # HTTP and HTTPS
 //
