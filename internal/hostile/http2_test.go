@@ -217,7 +217,7 @@ func TestHTTP2RapidResetThroughLB(t *testing.T) {
 // lbkit's code never sees (the server answers them before any handler
 // runs); see docs/robustness.md.
 var knownH2specFailures = []string{
-	"http2/6.5.3/1", // duplicate settings in one frame: GOAWAY (x/net/http2 processSettings)
+	"http2/6.5.3/1",   // duplicate settings in one frame: GOAWAY (x/net/http2 processSettings)
 	"http2/8.1.2.2/1", // a connection-specific field: 400, not a stream error (checkValidHTTP2RequestHeaders)
 	"http2/8.1.2.2/2", // TE other than "trailers": 400, not a stream error
 }
