@@ -667,6 +667,13 @@ func (c *compiler) group(i int, g *TargetGroup, seen map[string]int) (lb.Option,
 			opts = append(opts, o)
 		}
 	}
+	if cb := g.CircuitBreaker; cb != nil {
+		if cb.MaxPendingRequests < 0 {
+			c.add(path+".circuit_breaker.max_pending_requests", "%d is negative", cb.MaxPendingRequests)
+		} else {
+			opts = append(opts, lb.CircuitBreaker(proxy.Limits{MaxConnsPerTarget: cb.MaxConnectionsPerTarget, MaxPendingRequests: cb.MaxPendingRequests}))
+		}
+	}
 	c.groups[name] = i
 	c.groupPos = append(c.groupPos, i)
 	return lb.WithTargetGroup(name, proto, opts...), true

@@ -165,6 +165,8 @@ target_groups:
 			`target_groups[2].discovery.port: is for dns discovery`,
 			`target_groups[3].discovery: set dns (with port) or srv`,
 		}},
+		{"circuit breaker", "target_groups: [{name: a, protocol: http, circuit_breaker: {max_connections_per_target: -1, max_pending_requests: -2}}]\n",
+			[]string{`target_groups[0].circuit_breaker.max_pending_requests: -2 is negative`}},
 		{"passive ejection", "target_groups: [{name: a, protocol: tcp, passive_ejection: {failures: -1, period: 0s, max_percent: 101}}]\n",
 			[]string{`target_groups[0].passive_ejection.failures: -1 is negative`, `target_groups[0].passive_ejection.period: must be above 0`, `target_groups[0].passive_ejection.max_percent: 101 is out of range 0..100`}},
 		{"proxy protocol", "target_groups: [{name: a, protocol: http, proxy_protocol: 3}]\n",

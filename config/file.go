@@ -305,6 +305,9 @@ type TargetGroup struct {
 	// failures of real traffic. Default: on, with the defaults of
 	// PassiveEjection.
 	PassiveEjection *PassiveEjection `yaml:"passive_ejection,omitempty"`
+	// CircuitBreaker bounds what the HTTP listeners ask of each target.
+	// Default: CircuitBreaker's defaults.
+	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker,omitempty"`
 }
 
 // Target is one entry of a target group's targets.
@@ -444,6 +447,19 @@ type PassiveEjection struct {
 	// MaxPercent caps the share of the group's targets ejected at once,
 	// 0..100. Default 50.
 	MaxPercent *int `yaml:"max_percent,omitempty"`
+}
+
+// CircuitBreaker is a target group's circuit breakers for HTTP: beyond
+// them, 503.
+type CircuitBreaker struct {
+	// MaxConnectionsPerTarget bounds the connections the HTTP listeners
+	// keep open to each target, idle ones included; a request that needs
+	// one more waits up to the connect timeout. Default 1024; negative: no
+	// limit.
+	MaxConnectionsPerTarget int `yaml:"max_connections_per_target,omitempty"`
+	// MaxPendingRequests bounds the group's requests waiting for a
+	// connection at once. Default 1024.
+	MaxPendingRequests int `yaml:"max_pending_requests,omitempty"`
 }
 
 // Flows sizes the flow table (the established TCP connections and UDP

@@ -352,6 +352,8 @@ var constants = map[string]any{
 	"proxy.DefaultMaxHeaderBytes":           proxy.DefaultMaxHeaderBytes,
 	"proxy.DefaultMaxBodyBytes":             proxy.DefaultMaxBodyBytes,
 	"proxy.DefaultMaxURILength":             proxy.DefaultMaxURILength,
+	"proxy.DefaultMaxConnsPerTarget":        proxy.DefaultMaxConnsPerTarget,
+	"proxy.DefaultMaxPendingRequests":       proxy.DefaultMaxPendingRequests,
 	"proxy.DefaultRetryAttempts":            proxy.DefaultRetryAttempts,
 	"proxy.DefaultRetryTimeout":             proxy.DefaultRetryTimeout,
 	"proxy.DefaultRetryBodyLimit":           proxy.DefaultRetryBodyLimit,
