@@ -36,7 +36,24 @@
 //     success, two-way UDP flows are never evicted, and every listener serves
 //     afterwards.
 //
-// Further cases (HTTP request smuggling, the PROXY protocol) belong here as
-// files of their own, reusing the child and the clients in clients_test.go
-// when they need them.
+//   - http_test.go: the HTTP/1.1 request-smuggling corpus (CL.TE, TE.CL,
+//     TE obfuscations, conflicting lengths, field and chunk syntax) through
+//     an HTTP listener, each answered with its status and the connection
+//     closed, what the target receives checked byte for byte (nothing, for a
+//     refused message); HTTPS refusals.
+//   - http2_test.go: HTTP/2 requests that would become something else once
+//     downgraded (DATA not matching Content-Length, Transfer-Encoding,
+//     connection-specific fields, CR LF in names, values, the path or the
+//     method), refused with the target receiving nothing; HTTP/2 rapid
+//     reset through a load balancer, with a normal client keeping every
+//     answer and the target's connections within the circuit breaker;
+//     h2spec's conformance cases, failing none but Go's known three.
+//   - proxyproto_test.go: PROXY headers split, truncated, malformed, late,
+//     and from untrusted sources, the target seeing no connection for a
+//     refused one.
+//   - admin_test.go: cross-site and DNS-rebinding requests to the admin
+//     endpoint, and its bearer token.
+//
+// Malformed request bodies (a bad chunk, a truncated body) are covered by
+// the proxy package's engine tests and http_test.go's chunk cases.
 package hostile
