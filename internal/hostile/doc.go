@@ -30,6 +30,7 @@
 //     and released; every listener accepts again within a bounded time, and
 //     the episode is counted and shown by Diagnose. With the default budget
 //     the descriptors are never exhausted at all.
+//
 //   - flood_test.go: UDP floods (one source address on many ports; many
 //     source addresses) and held TCP connections from one address, against
 //     the defaults: normal clients from another address keep at least 99 %
@@ -41,6 +42,7 @@
 //     an HTTP listener, each answered with its status and the connection
 //     closed, what the target receives checked byte for byte (nothing, for a
 //     refused message); HTTPS refusals.
+//
 //   - http2_test.go: HTTP/2 requests that would become something else once
 //     downgraded (DATA not matching Content-Length, Transfer-Encoding,
 //     connection-specific fields, CR LF in names, values, the path or the
@@ -48,9 +50,11 @@
 //     reset through a load balancer, with a normal client keeping every
 //     answer and the target's connections within the circuit breaker;
 //     h2spec's conformance cases, failing none but Go's known three.
+//
 //   - proxyproto_test.go: PROXY headers split, truncated, malformed, late,
 //     and from untrusted sources, the target seeing no connection for a
 //     refused one.
+//
 //   - admin_test.go: cross-site and DNS-rebinding requests to the admin
 //     endpoint, and its bearer token.
 //
