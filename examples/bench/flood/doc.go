@@ -16,9 +16,10 @@
 //	    every listener given to -check must serve again. It prints each
 //	    kind's success rate during the attack and the time each listener
 //	    took to serve afterwards.
-//	flood hold -target ADDR -conns N -sources ... -for DURATION [-ping]
+//	flood hold -target ADDR -conns N -sources ... -for DURATION [-ping|-get]
 //	    opens N TCP connections to ADDR (spread over the source addresses),
-//	    with -ping sends a line on each and reads its echo, then holds them
+//	    with -ping sends a line on each and reads its echo, with -get sends
+//	    an HTTP/1.1 GET and reads its answer (keep-alive), then holds them
 //	    idle, and says how many were still open at the end.
 //
 // run.sh builds lbd and flood, starts them under a descriptor limit, runs

@@ -489,10 +489,16 @@ func udpFlood(target string, sources []netip.Addr, ports, basePort, rate int, d 
 		sent, bindFailed, target, len(sources), ports, min(distinct, total), rate), nil
 }
 
+// Ways a held connection is used before it idles.
+const (
+	useNone = iota // opened only
+	usePing        // a line sent and its echo read
+	useGet         // an HTTP/1.1 GET sent and its answer read: a kept-alive connection
+)
+
 // holdConns opens n connections to target from the sources in turn, with
-// 64 dialers at once; with ping, each sends a line and reads its echo first,
-// as a connection that has been used and is now idle.
-func holdConns(target string, sources []netip.Addr, n int, ping bool) ([]net.Conn, int) {
+// 64 dialers at once, each used as use says and then left idle.
+func holdConns(target string, sources []netip.Addr, n int, use int) ([]net.Conn, int) {
 	conns := make([]net.Conn, n)
 	var next, failed atomic.Int64
 	var emu sync.Mutex
@@ -512,7 +518,21 @@ func holdConns(target string, sources []netip.Addr, n int, ping bool) ([]net.Con
 				}
 				d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: sources[i%len(sources)].AsSlice()}}
 				c, err := d.Dial("tcp", target)
-				if err == nil && ping {
+				if err == nil && use == useGet {
+					_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+					if _, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: flood\r\n\r\n"); err == nil {
+						var resp *http.Response
+						if resp, err = http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+							_, err = io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+						}
+					}
+					_ = c.SetDeadline(time.Time{})
+					if err != nil {
+						c.Close()
+						err = fmt.Errorf("get: %w", err)
+					}
+				} else if err == nil && use == usePing {
 					_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 					if _, err = io.WriteString(c, "ping\n"); err == nil {
 						var b [5]byte
@@ -573,7 +593,7 @@ func closeAll(conns []net.Conn) {
 
 func tcpHold(target string, sources []netip.Addr, n int, d time.Duration) (string, error) {
 	start := time.Now()
-	conns, failed := holdConns(target, sources, n, false)
+	conns, failed := holdConns(target, sources, n, useNone)
 	opened := time.Since(start)
 	time.Sleep(max(0, d-opened))
 	open := stillOpen(conns)
@@ -590,6 +610,7 @@ func holdCmd(args []string) error {
 	hold := fs.Duration("for", 20*time.Second, "how long to hold them (at most 10m)")
 	ready := fs.String("ready", "", "a file to create once every connection is open")
 	ping := fs.Bool("ping", false, "each connection sends a line and reads its echo before it idles")
+	get := fs.Bool("get", false, "each connection sends an HTTP/1.1 GET and reads its answer before it idles (a kept-alive connection)")
 	fs.Parse(args)
 	if err := loopback(*target); err != nil {
 		return err
@@ -604,7 +625,16 @@ func holdCmd(args []string) error {
 	ctx, stop := untilSignal()
 	defer stop()
 	start := time.Now()
-	conns, failed := holdConns(*target, sources, *n, *ping)
+	use := useNone
+	switch {
+	case *ping && *get:
+		return errors.New("hold: -ping and -get exclude each other")
+	case *ping:
+		use = usePing
+	case *get:
+		use = useGet
+	}
+	conns, failed := holdConns(*target, sources, *n, use)
 	fmt.Printf("hold: %d connections to %s open in %.1f s (%d failed)\n", *n-failed, *target, time.Since(start).Seconds(), failed)
 	if *ready != "" {
 		os.WriteFile(*ready, nil, 0o600)

@@ -3,11 +3,12 @@
 #   (a) UDP floods against lbd with default settings under a descriptor limit:
 #       one source address on many ports, and many source addresses;
 #   (b) TCP connections held open from one address;
-#   (c) memory per held idle TCP connection, lbkit beside HAProxy.
+#   (c) memory per held idle TCP connection, lbkit beside HAProxy;
+#   (d) memory per idle HTTP keep-alive connection, lbkit beside HAProxy.
 # Normal TCP, HTTP and UDP clients run during every attack; every listener
 # must serve afterwards. Every program started here is stopped by it, and
 # every step is bounded (flood's -duration, timeout).
-# Usage: examples/bench/flood/run.sh [a|b|c ...]   (default: all)
+# Usage: examples/bench/flood/run.sh [a|b|c|d ...]   (default: all)
 # Writes the raw results to $OUT (default docs/bench/robustness.txt).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -17,10 +18,10 @@ DURATION=${DURATION:-30s}      # each attack
 RATE=${RATE:-6000}             # UDP datagrams a second
 PORTS=${PORTS:-30000}          # UDP source ports of the one address
 CONNS=${CONNS:-10000}          # (b) held connections
-HELD=${HELD:-8000}             # (c) held idle connections
+HELD=${HELD:-8000}             # (c) and (d) held idle connections
 BASELINE_REF=${BASELINE_REF:-} # also measure lbd built from this git ref ("lbd-before")
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(a b c)
+[ ${#parts[@]} -gt 0 ] || parts=(a b c d)
 
 bin=$(mktemp -d)
 pids=()
@@ -87,6 +88,30 @@ report_lbd() { # what lbd says after an attack
 	curl -sf http://127.0.0.1:19900/stats | jq -c '{flows: .Flows.Total, udp: .Flows.UDP, descriptors: .Descriptors,
 		listeners: [.Listeners[] | {name: .Name, accept_errors: .AcceptErrors, refused_descriptors: ((.TCP // .UDP // .HTTP).RejectedDescriptors), refused_source: ((.TCP // .UDP // {}).RejectedSourceLimit)}]}' | sed 's/^/# stats: /'
 }
+slab() { awk 'NR>2 {s += $3 * $4} END {print s}' /proc/slabinfo; }
+rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
+measure() { # name pid addr use (-ping or -get)
+	"$bin/flood" hold -target "$3" -conns 200 -sources 127.0.3.1-127.0.3.16 "$4" -for 1s >/dev/null # warm up
+	sleep 2
+	local r0 s0
+	r0=$(rss "$2")
+	s0=$(slab)
+	rm -f "$bin/ready"
+	"$bin/flood" hold -target "$3" -conns "$HELD" -sources 127.0.3.1-127.0.3.16 "$4" -for 25s -ready "$bin/ready" >"$bin/hold.log" &
+	local hp=$!
+	for _ in $(seq 300); do [ -e "$bin/ready" ] && break; sleep 0.1; done
+	sleep 5 # let the proxy finish accepting and dialling
+	local r1 s1
+	r1=$(rss "$2")
+	s1=$(slab)
+	if [ "$1" != haproxy ]; then
+		curl -sf http://127.0.0.1:19900/metrics | grep -E '^go_(goroutines|memstats_(heap_inuse|stack_inuse|heap_objects)_bytes|memstats_heap_objects) ' | sed "s/^/# $1 while held: /"
+	fi
+	wait "$hp"
+	echo "# $1: $(tr '\n' ' ' <"$bin/hold.log")"
+	echo "$1: RSS $r0 -> $r1 bytes: $(( (r1 - r0) / HELD )) bytes per held connection; kernel slab (whole machine: client, proxy and target sockets) $(( (s1 - s0) / HELD )) bytes per connection"
+}
+
 normal=(-tcp 127.0.0.1:19090 -tls 127.0.0.1:19443 -http 127.0.0.1:19080 -https 127.0.0.1:19444 -udp 127.0.0.1:19053)
 
 mkdir -p "$(dirname "$OUT")"
@@ -162,29 +187,6 @@ frontend f
 backend b
 	server s 127.0.0.1:19091
 CFG
-		slab() { awk 'NR>2 {s += $3 * $4} END {print s}' /proc/slabinfo; }
-		rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
-		measure() { # name pid addr
-			"$bin/flood" hold -target "$3" -conns 200 -sources 127.0.3.1-127.0.3.16 -for 1s >/dev/null # warm up
-			sleep 2
-			local r0 s0
-			r0=$(rss "$2")
-			s0=$(slab)
-			rm -f "$bin/ready"
-			"$bin/flood" hold -target "$3" -conns "$HELD" -sources 127.0.3.1-127.0.3.16 -ping -for 25s -ready "$bin/ready" >"$bin/hold.log" &
-			local hp=$!
-			for _ in $(seq 300); do [ -e "$bin/ready" ] && break; sleep 0.1; done
-			sleep 5 # let the proxy finish accepting and dialling
-			local r1 s1
-			r1=$(rss "$2")
-			s1=$(slab)
-			if [ "$1" != haproxy ]; then
-				curl -sf http://127.0.0.1:19900/metrics | grep -E '^go_(goroutines|memstats_(heap_inuse|stack_inuse|heap_objects)_bytes|memstats_heap_objects) ' | sed "s/^/# $1 while held: /"
-			fi
-			wait "$hp"
-			echo "# $1: $(tr '\n' ' ' <"$bin/hold.log")"
-			echo "$1: RSS $r0 -> $r1 bytes: $(( (r1 - r0) / HELD )) bytes per held connection; kernel slab (whole machine: client, proxy and target sockets) $(( (s1 - s0) / HELD )) bytes per connection"
-		}
 		{
 			echo
 			echo "## (c) memory per held idle TCP connection (client -> proxy -> echo target; one line echoed, then idle), $HELD connections from 16 addresses"
@@ -195,7 +197,7 @@ CFG
 				pids+=("$lbd_pid")
 				sleep 1
 				kill -0 "$lbd_pid" || { cat "$bin/lbd.log" >&2; exit 1; }
-				measure lbd-before "$lbd_pid" 127.0.0.1:19190
+				measure lbd-before "$lbd_pid" 127.0.0.1:19190 -ping
 				stop_lbd
 			fi
 			prlimit --nofile="$LIMIT:$LIMIT" "$bin/lbd" -config "$bin/mem.yaml" -admin 127.0.0.1:19900 >"$bin/lbd.log" 2>&1 &
@@ -203,20 +205,72 @@ CFG
 			pids+=("$lbd_pid")
 			sleep 1
 			kill -0 "$lbd_pid" || { cat "$bin/lbd.log" >&2; exit 1; }
-			measure lbd "$lbd_pid" 127.0.0.1:19190
+			measure lbd "$lbd_pid" 127.0.0.1:19190 -ping
 			stop_lbd
 			prlimit --nofile="$LIMIT:$LIMIT" haproxy -f "$bin/haproxy.cfg" -db >"$bin/haproxy.log" 2>&1 &
 			hp=$!
 			pids+=("$hp")
 			sleep 1
 			kill -0 "$hp" || { cat "$bin/haproxy.log" >&2; exit 1; }
-			measure haproxy "$hp" 127.0.0.1:19290
+			measure haproxy "$hp" 127.0.0.1:19290 -ping
+			kill -TERM "$hp"
+			wait "$hp" || true
+		} >>"$OUT"
+		;;
+	d)
+		command -v haproxy >/dev/null || {
+			apt-get update -qq
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+		}
+		# One HTTP listener, no health check. Each client sends one GET
+		# and keeps its connection open and idle; both proxies keep a few
+		# idle connections to the target for reuse.
+		cat >"$bin/memhttp.yaml" <<YAML
+listeners:
+  - {name: http, protocol: http, address: 127.0.0.1:19180, forward_to: web}
+target_groups:
+  - {name: web, protocol: http, targets: [{address: 127.0.0.1:19081}], health_check: {enabled: false}}
+YAML
+		cat >"$bin/haproxy-http.cfg" <<CFG
+global
+	maxconn 9000
+	nbthread 2
+defaults
+	mode http
+	timeout connect 5s
+	timeout client 350s
+	timeout server 350s
+	timeout http-keep-alive 350s
+	http-reuse safe
+frontend f
+	bind 127.0.0.1:19280
+	default_backend b
+backend b
+	server s 127.0.0.1:19081
+CFG
+		{
+			echo
+			echo "## (d) memory per idle HTTP/1.1 keep-alive connection (one GET answered, then idle), $HELD connections from 16 addresses"
+			echo "# haproxy: $(haproxy -v | head -1)"
+			prlimit --nofile="$LIMIT:$LIMIT" "$bin/lbd" -config "$bin/memhttp.yaml" -admin 127.0.0.1:19900 >"$bin/lbd.log" 2>&1 &
+			lbd_pid=$!
+			pids+=("$lbd_pid")
+			sleep 1
+			kill -0 "$lbd_pid" || { cat "$bin/lbd.log" >&2; exit 1; }
+			measure lbd "$lbd_pid" 127.0.0.1:19180 -get
+			stop_lbd
+			prlimit --nofile="$LIMIT:$LIMIT" haproxy -f "$bin/haproxy-http.cfg" -db >"$bin/haproxy.log" 2>&1 &
+			hp=$!
+			pids+=("$hp")
+			sleep 1
+			kill -0 "$hp" || { cat "$bin/haproxy.log" >&2; exit 1; }
+			measure haproxy "$hp" 127.0.0.1:19280 -get
 			kill -TERM "$hp"
 			wait "$hp" || true
 		} >>"$OUT"
 		;;
 	*)
-		echo "unknown part $part (a, b or c)" >&2
+		echo "unknown part $part (a, b, c or d)" >&2
 		exit 2
 		;;
 	esac
