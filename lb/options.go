@@ -104,9 +104,11 @@ type groupConfig struct {
 
 // targetConfig is one target of a group.
 type targetConfig struct {
-	id     string // default: addr
-	addr   string
-	weight int
+	id       string // default: addr
+	addr     string
+	weight   int
+	zone     string // discovered targets only
+	priority int    // discovered targets only; 0 is the best
 }
 
 // WithListener adds a listener: clients connect to addr ("host:port"; port 0
