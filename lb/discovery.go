@@ -37,7 +37,7 @@ type Source interface {
 // or ctx's error: either is taken as a stop). Watch returning early, with
 // or without an error, is a disconnection: the group keeps the last list,
 // reports it in Diagnose and calls Watch again after a back-off (1 s,
-// doubling up to the discovery interval).
+// doubling up to the discovery interval, which bounds it).
 //
 // push may be called from any goroutine, one call at a time (the order of
 // calls is the order of the changes), and returns once the group has
@@ -316,7 +316,7 @@ func (g *group) restartDiscovery(cfg *groupConfig) {
 // whenever it returns early. The back-off starts anew once a watch has
 // delivered an answer.
 func (g *group) watch(ctx context.Context, d *discovery, w Watcher, maxWait time.Duration) {
-	wait := min(g.watchBackoff(), maxWait)
+	wait := min(watchBackoff, maxWait)
 	for {
 		g.mu.Lock()
 		before := d.answers
@@ -330,7 +330,7 @@ func (g *group) watch(ctx context.Context, d *discovery, w Watcher, maxWait time
 		}
 		g.mu.Lock()
 		if d.answers != before {
-			wait = min(g.watchBackoff(), maxWait)
+			wait = min(watchBackoff, maxWait)
 		}
 		g.failedLocked(d, fmt.Errorf("watch disconnected: %w", err))
 		g.mu.Unlock()
@@ -344,9 +344,6 @@ func (g *group) watch(ctx context.Context, d *discovery, w Watcher, maxWait time
 		wait = min(2*wait, maxWait)
 	}
 }
-
-// watchBackoff is the first wait before a watch is started again.
-func (g *group) watchBackoff() time.Duration { return cmp.Or(g.rewatch, watchBackoff) }
 
 // pushed applies a Watcher's update.
 func (g *group) pushed(ctx context.Context, d *discovery, u Update) {

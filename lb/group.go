@@ -51,8 +51,6 @@ type group struct {
 	closed   bool
 	lastDisc []Discovered // last good discovery answer
 	prio     int          // the priority new traffic goes to (see Discovered.Priority)
-
-	rewatch time.Duration // first back-off of a Watcher; 0: watchBackoff (tests shorten it)
 }
 
 // member is one target of a group and what the group knows of it.
