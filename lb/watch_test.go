@@ -245,4 +245,3 @@ func TestWatcherNormalizesWeights(t *testing.T) {
 	assert.Equal(t, 25, weightOf(t, g, b.addr))
 	assert.Equal(t, 1000, in[0].Weight, "the source's slice is not changed")
 }
-
