@@ -412,13 +412,21 @@ func (g *group) targetState(id string) sticky.TargetState {
 }
 
 // newPolicy builds the sticky policy for s, or nil for none.
-func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) { return buildPolicy(s, g.targetState) }
+func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) {
+	return buildPolicy(g.name, s, g.targetState)
+}
 
 // buildPolicy builds the sticky policy for s asking state about targets, or
 // nil for none. Validation builds one too, so that the sticky package's own
 // checks (cookie names, key lengths) run before anything starts.
-func buildPolicy(s Stickiness, state func(string) sticky.TargetState) (sticky.Policy, error) {
+func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetState) (sticky.Policy, error) {
 	opts := []sticky.Option{sticky.WithTargetState(state)}
+	if s.Store != nil {
+		opts = append(opts, sticky.WithStore(groupStore{s: s.Store, prefix: group + "/"}))
+	}
+	if s.StoreTimeout != 0 {
+		opts = append(opts, sticky.WithStoreTimeout(s.StoreTimeout))
+	}
 	if s.Duration > 0 {
 		opts = append(opts, sticky.WithDuration(s.Duration))
 	}
