@@ -15,7 +15,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -27,9 +28,9 @@ import (
 // DefaultNamespace is the namespace of a Source made without WithNamespace.
 const DefaultNamespace = "default"
 
-// recheck is how often a Source whose watch failed looks whether client-go
-// has listed again, to clear the failure when nothing else changes.
-const recheck = time.Second
+// recheck is how often a watch looks whether the informer has synced, when
+// nothing else woke it.
+const recheck = 100 * time.Millisecond
 
 // Source is a discovery source following one Kubernetes Service's
 // EndpointSlices. It is an lb.Watcher. Make one with New; it is safe for
@@ -154,16 +155,14 @@ func (s *Source) Targets(ctx context.Context) ([]lb.Discovered, error) {
 
 // Watch follows the Service's slices with an informer until ctx ends,
 // pushing the merged endpoints after every change (see lb.Watcher). A
-// failed watch or list is pushed as an Update with Err, and cleared once
-// client-go has listed again.
+// list or watch that fails (the API server cannot be reached, refuses the
+// credentials...) is pushed as an Update with Err; client-go keeps trying
+// by itself, and the next list or watch that succeeds clears it.
 func (s *Source) Watch(ctx context.Context, push func(lb.Update)) error {
 	ctx, cancel := context.WithCancel(ctx)
-	factory := informers.NewSharedInformerFactoryWithOptions(s.client, 0,
-		informers.WithNamespace(s.namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = s.selector() }))
-	defer factory.Shutdown() // after cancel below: Shutdown waits for the informer's goroutines
+	var wg sync.WaitGroup
+	defer wg.Wait() // the informer's goroutines end before Watch returns
 	defer cancel()
-	inf := factory.Discovery().V1().EndpointSlices().Informer()
 
 	changed := make(chan struct{}, 1)
 	signal := func() {
@@ -173,70 +172,87 @@ func (s *Source) Watch(ctx context.Context, push func(lb.Update)) error {
 		}
 	}
 	var (
-		mu      sync.Mutex // guards failure and events
-		failure error      // the last watch failure not yet cleared
-		events  uint64     // slice events seen
+		mu      sync.Mutex // guards failure
+		failure error      // the last failed list or watch, nil once one succeeds
 	)
-	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		if benign(err) {
+	result := func(err error) {
+		if err != nil && benign(err) {
 			return
 		}
 		mu.Lock()
+		was := failure
 		failure = err
 		mu.Unlock()
-		signal()
-	}); err != nil {
-		return err
+		if (was == nil) != (err == nil) {
+			signal()
+		}
 	}
-	event := func() {
-		mu.Lock()
-		events++
-		mu.Unlock()
-		signal()
+	// client-go retries a watch the server refuses without telling the
+	// informer's error handler, so the list and watch calls themselves
+	// report how they went.
+	api := s.client.DiscoveryV1().EndpointSlices(s.namespace)
+	selector := s.selector()
+	list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		o.LabelSelector = selector
+		l, err := api.List(ctx, o)
+		result(err)
+		return l, err
+	}
+	watchFn := func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		o.LabelSelector = selector
+		w, err := api.Watch(ctx, o)
+		result(err)
+		return w, err
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc:  list,
+		WatchFuncWithContext: watchFn,
+		ListFunc:             func(o metav1.ListOptions) (runtime.Object, error) { return list(ctx, o) },
+		WatchFunc:            func(o metav1.ListOptions) (watch.Interface, error) { return watchFn(ctx, o) },
+	}
+	// As client-go's generated informers do: the client says whether it
+	// supports streaming lists (the fake clientset does not).
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.client), &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
+	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { result(err) }); err != nil {
+		return err
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { event() },
-		UpdateFunc: func(any, any) { event() },
-		DeleteFunc: func(any) { event() },
+		AddFunc:    func(any) { signal() },
+		UpdateFunc: func(any, any) { signal() },
+		DeleteFunc: func(any) { signal() },
 	}); err != nil {
 		return err
 	}
-	factory.Start(ctx.Done())
+	wg.Go(func() { inf.RunWithContext(ctx) })
 
 	var (
 		last     []lb.Discovered
 		sent     bool
-		reported bool   // a failure was pushed and not cleared
-		failedRV string // the informer's resource version when it failed
-		failedEv uint64 // the events seen when it failed
+		reported bool // a failure was pushed and not cleared
 	)
-	tick := time.NewTicker(recheck) // only read while a failure is reported
+	tick := time.NewTicker(recheck) // read only until the informer has synced
 	defer tick.Stop()
 	for {
 		mu.Lock()
-		f, ev := failure, events
+		f := failure
 		mu.Unlock()
-		if f != nil && !reported {
-			reported, failedRV, failedEv = true, inf.LastSyncResourceVersion(), ev
+		force := false
+		switch {
+		case f != nil && !reported:
+			reported = true
 			push(lb.Update{Err: fmt.Errorf("%s: %w", s, f)})
-		}
-		recovered := false
-		if reported && inf.HasSynced() && (inf.LastSyncResourceVersion() != failedRV || ev != failedEv) {
-			// client-go listed again (or an event arrived) since the failure.
-			mu.Lock()
-			failure = nil
-			mu.Unlock()
-			reported, recovered = false, true
+		case f == nil && reported:
+			reported, force = false, true
 		}
 		if !reported && inf.HasSynced() {
 			ds := s.fromStore(inf.GetStore())
-			if !sent || recovered || !slices.Equal(ds, last) {
+			if !sent || force || !slices.Equal(ds, last) {
 				push(lb.Update{Targets: ds})
 				last, sent = ds, true
 			}
 		}
 		var tickC <-chan time.Time
-		if reported || !inf.HasSynced() {
+		if !inf.HasSynced() {
 			tickC = tick.C
 		}
 		select {
