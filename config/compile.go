@@ -834,6 +834,23 @@ func (c *compiler) key(path, s string) ([]byte, bool) {
 }
 
 func (c *compiler) discovery(path string, d *Discovery) (lb.Source, bool) {
+	if kinds := d.Kinds(); len(kinds) > 0 {
+		if d.DNS != "" {
+			kinds = append(kinds, "dns")
+		}
+		if d.SRV != "" {
+			kinds = append(kinds, "srv")
+		}
+		if len(kinds) > 1 {
+			c.add(path, "names %s; set one kind of discovery", strings.Join(kinds, " and "))
+			return nil, false
+		}
+		if d.Port != 0 || d.Network != "" {
+			c.add(path, "port and network are for dns discovery, not %s", kinds[0])
+			return nil, false
+		}
+		return c.extensionSource(path+"."+kinds[0], kinds[0], d.kinds[kinds[0]])
+	}
 	switch {
 	case d.DNS != "" && d.SRV != "":
 		c.add(path, "set dns or srv, not both")
@@ -862,7 +879,11 @@ func (c *compiler) discovery(path string, d *Discovery) (lb.Source, bool) {
 		}
 		return &lb.DNSSRV{Name: d.SRV}, ok
 	default:
-		c.add(path, "set dns (with port) or srv")
+		if kinds := c.f.ext.kinds(); len(kinds) > 0 {
+			c.add(path, "set dns (with port), srv or %s", strings.Join(kinds, ", "))
+		} else {
+			c.add(path, "set dns (with port) or srv")
+		}
 	}
 	return nil, false
 }

@@ -32,10 +32,11 @@ type decoder struct {
 	probs *problems
 	lines map[string]int // path → line, for problems found later
 	nodes int            // nodes visited, against maxNodes
+	ext   *extensions    // registered discovery kinds
 }
 
 // decode fills f from data, reporting problems to probs.
-func decode(data []byte, f *File, probs *problems, lines map[string]int) {
+func decode(data []byte, f *File, probs *problems, lines map[string]int, ext *extensions) {
 	if len(data) > MaxFileSize {
 		probs.add("", 0, "the file is %d bytes, over the limit of %d", len(data), MaxFileSize)
 		return
@@ -58,7 +59,7 @@ func decode(data []byte, f *File, probs *problems, lines map[string]int) {
 		probs.add("", line, "more than one YAML document (--- separates documents); want one")
 		return
 	}
-	d := &decoder{probs: probs, lines: lines}
+	d := &decoder{probs: probs, lines: lines, ext: ext}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
@@ -66,7 +67,10 @@ func decode(data []byte, f *File, probs *problems, lines map[string]int) {
 	d.value(root, reflect.ValueOf(f).Elem(), "", 0)
 }
 
-var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+var (
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	discoveryType   = reflect.TypeFor[Discovery]()
+)
 
 // value decodes n into v, the field at path.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, depth int) {
@@ -149,12 +153,32 @@ func (d *decoder) object(n *yaml.Node, v reflect.Value, path string, depth int) 
 			continue
 		}
 		f, ok := fieldByTag(v.Type(), name)
+		if !ok && v.Type() == discoveryType {
+			if _, ok := d.ext.source(name); ok {
+				if line, dup := seen[name]; dup {
+					d.probs.add(at, k.Line, "is set twice (first on line %d)", line)
+					continue
+				}
+				seen[name] = k.Line
+				d.lines[at] = k.Line
+				disc := v.Addr().Interface().(*Discovery)
+				if disc.kinds == nil {
+					disc.kinds = map[string]*yaml.Node{}
+				}
+				disc.kinds[name] = val
+				continue
+			}
+		}
 		if !ok {
 			msg := "unknown field"
+			known := fieldList(v.Type())
+			if v.Type() == discoveryType {
+				known = strings.Join(append(strings.Split(known, ", "), d.ext.kinds()...), ", ")
+			}
 			if s := suggest(name, v.Type()); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			} else {
-				msg += " (known: " + fieldList(v.Type()) + ")"
+				msg += " (known: " + known + ")"
 			}
 			d.probs.add(at, k.Line, "%s", msg)
 			continue

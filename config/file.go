@@ -1,5 +1,7 @@
 package config
 
+import "go.yaml.in/yaml/v3"
+
 // File is a whole configuration file: the load balancer's listeners, its
 // target groups and its flow table. It mirrors the lb package's model with
 // the names written in snake_case.
@@ -29,6 +31,8 @@ type File struct {
 	// read from: the configuration file's directory for Load, the working
 	// directory otherwise.
 	dir string
+	// ext is what the options of Load or Parse registered.
+	ext *extensions
 }
 
 // Listener is one entry of listeners: an address clients connect to, the
@@ -432,7 +436,13 @@ type Discovery struct {
 	// weight (clamped to 1..100); only the lowest priority value is used.
 	SRV string `yaml:"srv,omitempty"`
 	// Interval is how often the name is resolved again. Default 30s.
+	// For a source that pushes its changes (lb.Watcher), it bounds the
+	// back-off before a lost watch is started again.
 	Interval Duration `yaml:"interval,omitempty"`
+
+	// kinds holds the sections of kinds registered with
+	// WithSourceFactory, by kind.
+	kinds map[string]*yaml.Node
 }
 
 // PassiveEjection takes a target out of rotation for Period after Failures

@@ -12,25 +12,29 @@ import (
 
 // Load reads and checks the configuration file at path. Relative file
 // names inside it (certificates, keys) are read from the file's directory.
-// An invalid file returns an *Error listing every problem by path.
-func Load(path string) (*File, error) {
+// An invalid file returns an *Error listing every problem by path. Options
+// register discovery kinds (WithSourceFactory).
+func Load(path string, opts ...Option) (*File, error) {
 	data, err := readFile("", path)
 	if err != nil {
 		return nil, &Error{File: path, Problems: []Problem{{Message: err.Error()}}}
 	}
-	return parse(data, path, filepath.Dir(path))
+	return parse(data, path, filepath.Dir(path), newExtensions(opts))
 }
 
 // Parse reads and checks a configuration from data. Relative file names in
 // it are read from the working directory. An invalid configuration returns
-// an *Error listing every problem by path.
-func Parse(data []byte) (*File, error) { return parse(data, "", "") }
+// an *Error listing every problem by path. Options register discovery
+// kinds (WithSourceFactory).
+func Parse(data []byte, opts ...Option) (*File, error) {
+	return parse(data, "", "", newExtensions(opts))
+}
 
-func parse(data []byte, name, dir string) (*File, error) {
-	f := &File{dir: dir}
+func parse(data []byte, name, dir string, ext *extensions) (*File, error) {
+	f := &File{dir: dir, ext: ext}
 	probs := &problems{}
 	lines := map[string]int{}
-	decode(data, f, probs, lines)
+	decode(data, f, probs, lines, ext)
 	if len(probs.list) == 0 || !fatal(probs) {
 		f.check(probs, lines, nil)
 	}

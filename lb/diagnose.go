@@ -131,6 +131,10 @@ type GroupDiagnosis struct {
 type TargetDiagnosis struct {
 	ID, Addr string
 	Weight   int
+	// Zone and Priority are what discovery said of the target (see
+	// Discovered); empty and 0 for static targets.
+	Zone     string
+	Priority int
 	// OK is true when the target receives new traffic.
 	OK bool
 	// Reasons says why not, in words: "unhealthy: connection refused",
@@ -325,14 +329,14 @@ func (g *group) diagnose() GroupDiagnosis {
 	defer g.mu.Unlock()
 	gd := GroupDiagnosis{Name: g.name, Protocol: g.cfg.proto, Algorithm: g.cfg.algo.String(), HealthCheck: g.cfg.describeHealth()}
 	if d := g.disco; d != nil {
-		gd.Discovery = fmt.Sprintf("%s: %d targets", d.src, len(g.lastDisc))
+		gd.Discovery = describeDiscovery(d, g.lastDisc)
 		if d.lastErr != nil {
-			gd.Reasons = append(gd.Reasons, fmt.Sprintf("discovery from %s failing since %s: %v (keeping the last good answer: %d targets)", d.src, d.lastErrAt.Format(time.TimeOnly), d.lastErr, len(g.lastDisc)))
+			gd.Reasons = append(gd.Reasons, fmt.Sprintf("discovery from %s failing since %s: %v (serving the last good answer: %d targets)", d.src, d.lastErrAt.Format(time.TimeOnly), d.lastErr, len(g.lastDisc)))
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(g.members)) {
 		m := g.members[id]
-		td := TargetDiagnosis{ID: id, Addr: m.t.addr, Weight: m.t.weight, Health: statuses[id], DrainUntil: m.drainUntil}
+		td := TargetDiagnosis{ID: id, Addr: m.t.addr, Weight: m.t.weight, Zone: m.t.zone, Priority: m.t.priority, Health: statuses[id], DrainUntil: m.drainUntil}
 		c := counters[id]
 		td.ActiveConnections, td.ActiveRequests = c.ActiveConnections, c.ActiveRequests
 		st := statuses[id]
@@ -350,7 +354,10 @@ func (g *group) diagnose() GroupDiagnosis {
 		if !m.drainUntil.IsZero() {
 			td.Reasons = append(td.Reasons, fmt.Sprintf("deregistered, draining until %s: no new traffic; established connections and sticky sessions continue until then", m.drainUntil.Format(time.TimeOnly)))
 		}
-		td.OK = m.cond.Serving() && m.t.weight > 0 && m.drainUntil.IsZero()
+		if m.t.priority != g.prio && m.drainUntil.IsZero() {
+			td.Reasons = append(td.Reasons, fmt.Sprintf("standby: priority %d; new traffic goes to priority %d, which has a serving target", m.t.priority, g.prio))
+		}
+		td.OK = m.cond.Serving() && m.t.weight > 0 && m.drainUntil.IsZero() && m.t.priority == g.prio
 		if td.OK {
 			gd.OK = true
 		}
@@ -362,6 +369,40 @@ func (g *group) diagnose() GroupDiagnosis {
 		gd.Reasons = append(gd.Reasons, "no target can receive traffic: new connections are refused (503 at L7)")
 	}
 	return gd
+}
+
+// describeDiscovery says what a group's source is and what it last said,
+// e.g. "kubernetes default/web port http (watch): 12 targets, 2 draining,
+// last change 10:41:07". g.mu is held.
+func describeDiscovery(d *discovery, last []Discovered) string {
+	var b strings.Builder
+	b.WriteString(d.src.String())
+	if d.watch {
+		b.WriteString(" (watch)")
+	}
+	draining := 0
+	for _, t := range last {
+		if t.State == Draining {
+			draining++
+		}
+	}
+	fmt.Fprintf(&b, ": %d targets", len(last))
+	if draining > 0 {
+		fmt.Fprintf(&b, ", %d draining", draining)
+	}
+	switch {
+	case d.lastErr != nil && d.watch:
+		fmt.Fprintf(&b, "; watch disconnected since %s, serving the last %d targets", d.lastErrAt.Format(time.TimeOnly), len(last))
+	case d.lastErr != nil:
+		fmt.Fprintf(&b, "; failing since %s, serving the last %d targets", d.lastErrAt.Format(time.TimeOnly), len(last))
+	case d.lastOK.IsZero():
+		b.WriteString("; no answer yet")
+	case d.watch:
+		fmt.Fprintf(&b, ", last change %s", d.lastOK.Format(time.TimeOnly))
+	default:
+		fmt.Fprintf(&b, ", last answer %s", d.lastOK.Format(time.TimeOnly))
+	}
+	return b.String()
 }
 
 // describeUnhealthy says why a target is unhealthy: the last failure's
@@ -450,13 +491,26 @@ func (d Diagnosis) String() string {
 			fmt.Fprintf(&b, "  - %s\n", r)
 		}
 		for _, t := range g.Targets {
-			fmt.Fprintf(&b, "  target %s (%s, weight %d): %s\n", t.ID, t.Addr, t.Weight, okWord(t.OK))
+			fmt.Fprintf(&b, "  target %s (%s, weight %d%s): %s\n", t.ID, t.Addr, t.Weight, placeOf(t), okWord(t.OK))
 			for _, r := range t.Reasons {
 				fmt.Fprintf(&b, "    - %s\n", r)
 			}
 		}
 	}
 	return b.String()
+}
+
+// placeOf returns a discovered target's zone and priority for the
+// rendering, e.g. ", zone eu-1a, priority 1", or "" for neither.
+func placeOf(t TargetDiagnosis) string {
+	var s string
+	if t.Zone != "" {
+		s += ", zone " + t.Zone
+	}
+	if t.Priority != 0 {
+		s += ", priority " + strconv.Itoa(t.Priority)
+	}
+	return s
 }
 
 func okWord(ok bool) string {

@@ -63,10 +63,16 @@ func healthEqual(a, b HealthCheck) bool {
 }
 
 // sourceEqual reports whether two discovery sources are the same: the
-// same value, or two of lbkit's DNS sources with equal fields. Other
-// sources are compared by identity only: reading a user's source while its
-// discovery loop uses it would race.
+// same value, two of lbkit's DNS sources with equal fields, or two sources
+// of which the first says so through an Equal(Source) bool method (a
+// source built anew from the same configuration on every reload, whose
+// Equal reads only settings fixed at construction). Other sources are
+// compared by identity only: reading a user's source while its discovery
+// loop uses it would race.
 func sourceEqual(a, b Source) bool {
+	if e, ok := a.(interface{ Equal(Source) bool }); ok && b != nil {
+		return e.Equal(b)
+	}
 	switch x := a.(type) {
 	case *DNS:
 		y, ok := b.(*DNS)

@@ -90,3 +90,19 @@ func TestReapplyingEqualConfigChangesNothing(t *testing.T) {
 	assert.Same(t, disco, g.disco, "the discovery loop stays")
 	g.mu.Unlock()
 }
+
+// equalSource says it equals any equalSource of the same name.
+type equalSource struct{ name string }
+
+func (e *equalSource) Targets(context.Context) ([]Discovered, error) { return nil, nil }
+func (e *equalSource) String() string                                { return e.name }
+func (e *equalSource) Equal(o Source) bool {
+	x, ok := o.(*equalSource)
+	return ok && x.name == e.name
+}
+
+func TestSourceEqualAsksTheSource(t *testing.T) {
+	assert.True(t, sourceEqual(&equalSource{"a"}, &equalSource{"a"}), "rebuilt from the same settings: no restart")
+	assert.False(t, sourceEqual(&equalSource{"a"}, &equalSource{"b"}))
+	assert.False(t, sourceEqual(&equalSource{"a"}, nil))
+}

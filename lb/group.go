@@ -50,6 +50,7 @@ type group struct {
 	disco    *discovery
 	closed   bool
 	lastDisc []Discovered // last good discovery answer
+	prio     int          // the priority new traffic goes to (see Discovered.Priority)
 }
 
 // member is one target of a group and what the group knows of it.
@@ -242,7 +243,57 @@ func (g *group) reconcileLocked(want map[string]targetConfig, static bool) {
 			g.deregisterLocked(m)
 		}
 	}
+	g.settlePriorityLocked()
 	g.publishStatesLocked()
+}
+
+// weightLocked is the weight the balancer gives a held target that is not
+// draining: its own, or 0 while its priority is not the one in use.
+func (g *group) weightLocked(t targetConfig) int {
+	if t.priority != g.prio {
+		return 0
+	}
+	return t.weight
+}
+
+// settlePriorityLocked finds the best priority with a serving target (the
+// lowest value; the lowest held at all when none serves) and, when that
+// is not the one in use, moves new traffic there: every held target's
+// weight changes in one balancer update. Groups whose targets all have
+// priority 0 never change anything here. g.mu is held.
+func (g *group) settlePriorityLocked() {
+	best, serving, lowest, held := 0, false, 0, false
+	for _, m := range g.members {
+		if !m.drainUntil.IsZero() {
+			continue
+		}
+		if !held || m.t.priority < lowest {
+			lowest, held = m.t.priority, true
+		}
+		if m.cond.Serving() && m.t.weight > 0 && (!serving || m.t.priority < best) {
+			best, serving = m.t.priority, true
+		}
+	}
+	if !held {
+		return
+	}
+	if !serving {
+		best = lowest
+	}
+	if best == g.prio {
+		return
+	}
+	g.log.Info("priority in use changed", "from", g.prio, "to", best)
+	g.prio = best
+	ts := g.bal.Targets()
+	for i := range ts {
+		if m, ok := g.members[ts[i].ID]; ok && m.drainUntil.IsZero() {
+			ts[i].Weight = g.weightLocked(m.t)
+		}
+	}
+	if err := g.bal.Update(ts); err != nil {
+		g.log.Error("apply priority", "err", err)
+	}
 }
 
 // registerLocked adds a new target: to the balancer (unhealthy until its
@@ -255,7 +306,7 @@ func (g *group) registerLocked(t targetConfig, static bool) {
 		m.cond = healthcheck.Condition{State: healthcheck.Healthy}
 	}
 	g.members[t.id] = m
-	if err := g.bal.Add(balancer.Target{ID: t.id, Addr: t.addr, Weight: t.weight, Health: h}); err != nil {
+	if err := g.bal.Add(balancer.Target{ID: t.id, Addr: t.addr, Weight: g.weightLocked(t), Health: h}); err != nil {
 		g.log.Error("register target", "target", t.id, "err", err)
 	}
 	if err := g.mon().Add(healthcheck.Target{ID: t.id, Addr: t.addr}); err != nil {
@@ -270,7 +321,7 @@ func (g *group) updateLocked(m *member, t targetConfig) {
 		ts := g.bal.Targets()
 		for i := range ts {
 			if ts[i].ID == t.id {
-				ts[i].Addr, ts[i].Weight = t.addr, t.weight
+				ts[i].Addr, ts[i].Weight = t.addr, g.weightLocked(t)
 			}
 		}
 		if err := g.bal.Update(ts); err != nil {
@@ -279,7 +330,7 @@ func (g *group) updateLocked(m *member, t targetConfig) {
 		mon := g.mon()
 		_ = mon.Remove(t.id)
 		_ = mon.Add(healthcheck.Target{ID: t.id, Addr: t.addr})
-	} else if err := g.bal.SetWeight(t.id, t.weight); err != nil {
+	} else if err := g.bal.SetWeight(t.id, g.weightLocked(t)); err != nil {
 		g.log.Error("set weight", "target", t.id, "err", err)
 	}
 	m.t = t
@@ -323,7 +374,7 @@ func (g *group) undrainLocked(m *member) {
 	}
 	m.drainUntil = time.Time{}
 	g.up().Undrain(m.t.id)
-	if err := g.bal.SetWeight(m.t.id, m.t.weight); err != nil {
+	if err := g.bal.SetWeight(m.t.id, g.weightLocked(m.t)); err != nil {
 		g.log.Error("re-register target", "target", m.t.id, "err", err)
 	}
 }
@@ -345,7 +396,7 @@ func (g *group) publishStatesLocked() {
 		switch {
 		case !m.cond.Serving():
 			st[id] = sticky.Unusable
-		case !m.drainUntil.IsZero() || m.t.weight == 0:
+		case !m.drainUntil.IsZero() || g.weightLocked(m.t) == 0:
 			st[id] = sticky.Draining
 		default:
 			st[id] = sticky.Usable
@@ -363,13 +414,21 @@ func (g *group) targetState(id string) sticky.TargetState {
 }
 
 // newPolicy builds the sticky policy for s, or nil for none.
-func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) { return buildPolicy(s, g.targetState) }
+func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) {
+	return buildPolicy(g.name, s, g.targetState)
+}
 
 // buildPolicy builds the sticky policy for s asking state about targets, or
 // nil for none. Validation builds one too, so that the sticky package's own
 // checks (cookie names, key lengths) run before anything starts.
-func buildPolicy(s Stickiness, state func(string) sticky.TargetState) (sticky.Policy, error) {
+func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetState) (sticky.Policy, error) {
 	opts := []sticky.Option{sticky.WithTargetState(state)}
+	if s.Store != nil {
+		opts = append(opts, sticky.WithStore(groupStore{s: s.Store, prefix: group + "/"}))
+	}
+	if s.StoreTimeout != 0 {
+		opts = append(opts, sticky.WithStoreTimeout(s.StoreTimeout))
+	}
 	if s.Duration > 0 {
 		opts = append(opts, sticky.WithDuration(s.Duration))
 	}
@@ -519,6 +578,7 @@ func (g *group) healthChanged(c healthcheck.Change) {
 		if err := g.bal.SetHealth(id, h); err != nil {
 			g.log.Error("set health", "target", id, "err", err)
 		}
+		g.settlePriorityLocked()
 		g.publishStatesLocked()
 	}
 	g.mu.Unlock()

@@ -113,9 +113,11 @@ type groupConfig struct {
 
 // targetConfig is one target of a group.
 type targetConfig struct {
-	id     string // default: addr
-	addr   string
-	weight int
+	id       string // default: addr
+	addr     string
+	weight   int
+	zone     string // discovered targets only
+	priority int    // discovered targets only; 0 is the best
 }
 
 // WithListener adds a listener: clients connect to addr ("host:port"; port 0
@@ -487,9 +489,11 @@ func TargetTLS(cfg *tls.Config) GroupOption {
 // Discover makes the group follow a discovery source (see DNS and
 // DNSSRV): its targets are asked for every interval (default
 // DefaultDiscoveryInterval) and changes are applied as live changes
-// (new targets added, vanished ones deregistered with the delay). When the
-// source fails, the last good answer is kept. Static Targets of the group
-// stay as they are.
+// (new targets added, vanished or draining ones deregistered with the
+// delay). A Watcher is not polled: its pushes apply at once, and the
+// interval only bounds the back-off before a disconnected watch is
+// started again. When the source fails or disconnects, the last good
+// answer is kept. Static Targets of the group stay as they are.
 func Discover(src Source, interval time.Duration) GroupOption {
 	return func(g *groupConfig) { g.discovery, g.discoveryInterval = src, interval }
 }

@@ -1,8 +1,11 @@
 package lb
 
 import (
+	"context"
 	"fmt"
 	"time"
+
+	"github.com/lbkit/lbkit/sticky"
 )
 
 // StickyKind selects a kind of session persistence.
@@ -71,4 +74,30 @@ type Stickiness struct {
 	// network rather than its address (e.g. 24 and 64), for clients behind
 	// rotating NAT. Default: the whole address.
 	PrefixV4, PrefixV6 int
+	// Store shares the sessions of SourceIPStickiness and
+	// AppCookieStickiness with the other load balancers that use the same
+	// store (see sticky.Store; sticky/redisstore has one for Redis): a
+	// client keeps its target whichever node it reaches. The group's
+	// table stays in front as a cache, and a failing store leaves it to
+	// serve alone. Keys are prefixed with the group's name and "/", so
+	// groups of one name share sessions and others do not. Default: none.
+	Store sticky.Store
+	// StoreTimeout bounds each call to Store. Default
+	// sticky.DefaultStoreTimeout.
+	StoreTimeout time.Duration
+}
+
+// groupStore is a sticky.Store whose keys are prefixed with a group's
+// name, so that one store serves several groups.
+type groupStore struct {
+	s      sticky.Store
+	prefix string
+}
+
+func (g groupStore) Load(ctx context.Context, key string) (string, bool, error) {
+	return g.s.Load(ctx, g.prefix+key)
+}
+
+func (g groupStore) Save(ctx context.Context, key, id string, ttl time.Duration) error {
+	return g.s.Save(ctx, g.prefix+key, id, ttl)
 }

@@ -295,13 +295,16 @@ func (g *groupConfig) problems() []error {
 	if g.stickiness.Kind != NoStickiness && g.algo == balancer.SourceIPHash {
 		add("%s stickiness with algorithm %s: the algorithm already keeps each client on its target; choose one", g.stickiness.Kind, g.algo)
 	}
+	if g.stickiness.Kind == NoStickiness && (g.stickiness.Store != nil || g.stickiness.StoreTimeout != 0) {
+		add("a sticky store is set without stickiness")
+	}
 	if g.stickiness.Kind == AppCookieStickiness && g.stickiness.CookieName == "" {
 		add("app_cookie stickiness needs the application's cookie name (CookieName)")
 	}
 	if g.stickiness.Duration < 0 {
 		add("stickiness duration %s is negative", g.stickiness.Duration)
 	} else if g.stickiness.Kind != NoStickiness && g.stickiness.Kind <= AppCookieStickiness && (g.stickiness.Kind != AppCookieStickiness || g.stickiness.CookieName != "") {
-		if _, err := buildPolicy(g.stickiness, func(string) sticky.TargetState { return sticky.Usable }); err != nil {
+		if _, err := buildPolicy(g.name, g.stickiness, func(string) sticky.TargetState { return sticky.Usable }); err != nil {
 			for _, e := range lines(err) {
 				add("stickiness: %v", e)
 			}

@@ -43,7 +43,8 @@ type AppCookie struct {
 	maxLen      int
 	seed        uint64 // keys the value hash, so clients cannot aim at collisions
 
-	t *table[uint64]
+	t      *table[uint64]
+	remote *remote // nil without WithStore
 
 	hits, misses, repicks, remembered atomic.Uint64
 	oversized, garbage                atomic.Uint64
@@ -52,7 +53,7 @@ type AppCookie struct {
 // NewAppCookie returns an application cookie policy following the cookie
 // called name, or an error listing every invalid option. Options:
 // WithTargetState, WithDuration, WithClock, WithStopOnDrain, WithCapacity,
-// WithMaxValueLen.
+// WithMaxValueLen, WithStore, WithStoreTimeout.
 func NewAppCookie(name string, opts ...Option) (*AppCookie, error) {
 	c, err := newConfig(kindAppCookie, opts)
 	if !isToken(name) {
@@ -61,7 +62,7 @@ func NewAppCookie(name string, opts ...Option) (*AppCookie, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &AppCookie{
+	p := &AppCookie{
 		name:        name,
 		state:       c.state,
 		stopOnDrain: c.stopOnDrain,
@@ -69,7 +70,10 @@ func NewAppCookie(name string, opts ...Option) (*AppCookie, error) {
 		maxLen:      c.maxValueLen,
 		seed:        rand.Uint64(),
 		t:           newTable[uint64](int64(c.duration), c.capacity),
-	}, nil
+		remote:      newRemote(c),
+	}
+	p.t.saveEvery = saveEvery(c)
+	return p, nil
 }
 
 // Name returns the name of the cookie followed.
@@ -78,7 +82,8 @@ func (p *AppCookie) Name() string { return p.name }
 // Lookup returns the target that set the value of the request's cookie,
 // when the session is live and the target's state allows it; a hit
 // refreshes the session. When the request carries several cookies of the
-// name, the first known one of the first few counts.
+// name, the first known one of the first few counts. With a Store, a
+// local miss asks the store about the first value (see Store).
 func (p *AppCookie) Lookup(r Request) (string, bool) {
 	if len(r.Cookies) == 0 {
 		p.misses.Add(1)
@@ -86,6 +91,8 @@ func (p *AppCookie) Lookup(r Request) (string, bool) {
 	}
 	now := p.now()
 	sc := scanCookies(r.Cookies, p.name)
+	var first string // the first value followed, for the store
+	var firstHash uint64
 	for range maxCandidates {
 		v, ok := sc.next()
 		if !ok {
@@ -94,6 +101,9 @@ func (p *AppCookie) Lookup(r Request) (string, bool) {
 		h, ok := p.hash(v)
 		if !ok {
 			continue
+		}
+		if first == "" {
+			first, firstHash = v, h
 		}
 		id, ok := p.t.get(h, h, now)
 		if !ok {
@@ -106,6 +116,18 @@ func (p *AppCookie) Lookup(r Request) (string, bool) {
 		}
 		p.hits.Add(1)
 		return id, true
+	}
+	if p.remote != nil && first != "" {
+		if id, ok := p.remote.load(cookieKey(p.name, first), now); ok {
+			if !usable(p.state, p.stopOnDrain, id) {
+				p.repicks.Add(1)
+				p.misses.Add(1)
+				return "", false
+			}
+			p.t.put(firstHash, firstHash, id, now)
+			p.hits.Add(1)
+			return id, true
+		}
 	}
 	p.misses.Add(1)
 	return "", false
@@ -140,8 +162,12 @@ func (p *AppCookie) Remember(r Request, id string, resp Response) {
 		if !ok {
 			continue
 		}
-		if changed, _ := p.t.put(h, h, id, now); changed {
+		changed, _, save := p.t.putSave(h, h, id, now)
+		if changed {
 			p.remembered.Add(1)
+		}
+		if save && p.remote != nil {
+			p.remote.save(cookieKey(p.name, c.Value), id, now)
 		}
 	}
 	if seen || len(r.Cookies) == 0 {
@@ -153,8 +179,16 @@ func (p *AppCookie) Remember(r Request, id string, resp Response) {
 		if !ok {
 			return
 		}
-		if h, ok := p.hashQuiet(v); ok && p.t.repoint(h, h, id, now) {
+		h, ok := p.hashQuiet(v)
+		if !ok {
+			continue
+		}
+		changed, save := p.t.repointSave(h, h, id, now)
+		if changed {
 			p.remembered.Add(1)
+		}
+		if save && p.remote != nil {
+			p.remote.save(cookieKey(p.name, v), id, now)
 		}
 	}
 }
@@ -198,7 +232,7 @@ func (p *AppCookie) hashQuiet(v string) (uint64, bool) {
 // Entries counts live ones.
 func (p *AppCookie) Stats() Stats {
 	ts := p.t.stats(p.now())
-	return Stats{
+	st := Stats{
 		Hits:       p.hits.Load(),
 		Misses:     p.misses.Load(),
 		Repicks:    p.repicks.Load(),
@@ -208,6 +242,8 @@ func (p *AppCookie) Stats() Stats {
 		Expired:    ts.expired,
 		BadCookies: BadCookies{Oversized: p.oversized.Load(), Garbage: p.garbage.Load()},
 	}
+	p.remote.stats(&st)
+	return st
 }
 
 // now returns the table time: nanoseconds since the clock's first reading.

@@ -2,9 +2,11 @@ package sticky_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/lbkit/lbkit/sticky"
@@ -148,4 +150,47 @@ func ExampleNewAppCookie() {
 	// c9f0f895: "" false
 	// made-up: "" false
 	// entries 2 repicks 1
+}
+
+// memStore is a Store in one process, standing in for a shared one such
+// as Redis (see the sticky/redisstore module).
+type memStore struct {
+	mu sync.Mutex // guards m
+	m  map[string]string
+}
+
+func (s *memStore) Load(_ context.Context, key string) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.m[key]
+	return id, ok, nil
+}
+
+func (s *memStore) Save(_ context.Context, key, id string, _ time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = id
+	return nil
+}
+
+func ExampleWithStore() {
+	shared := &memStore{m: map[string]string{}}
+	node1, err := sticky.NewSourceIP(sticky.WithStore(shared))
+	if err != nil {
+		panic(err)
+	}
+	node2, err := sticky.NewSourceIP(sticky.WithStore(shared))
+	if err != nil {
+		panic(err)
+	}
+	alice := sticky.Request{Source: netip.MustParseAddr("192.0.2.10")}
+	id, _ := serve(node1, alice, func() string { return "b" }) // node 1 picks b
+	fmt.Println("node 1:", id)
+	id, _ = serve(node2, alice, func() string { return "c" }) // node 2 would pick c
+	fmt.Println("node 2:", id)
+	fmt.Println("store:", shared.m)
+	// Output:
+	// node 1: b
+	// node 2: b
+	// store: map[ip:192.0.2.10/32:b]
 }

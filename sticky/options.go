@@ -82,6 +82,10 @@ type config struct {
 
 	maxValueLen int
 
+	store        Store
+	storeSet     bool
+	storeTimeout time.Duration
+
 	cookieName   string
 	signKey      []byte
 	acceptKeys   [][]byte
@@ -243,16 +247,17 @@ func WithSameSite(s http.SameSite) Option {
 // result, every problem at once.
 func newConfig(k kind, opts []Option) (*config, error) {
 	c := &config{
-		duration:    DefaultDuration,
-		capacity:    DefaultCapacity,
-		v4Bits:      32,
-		v6Bits:      128,
-		maxValueLen: DefaultMaxValueLen,
-		cookieName:  DefaultCookieName,
-		path:        "/",
-		httpOnly:    true,
-		sameSite:    http.SameSiteLaxMode,
-		state:       func(string) TargetState { return Usable },
+		duration:     DefaultDuration,
+		capacity:     DefaultCapacity,
+		v4Bits:       32,
+		v6Bits:       128,
+		maxValueLen:  DefaultMaxValueLen,
+		storeTimeout: DefaultStoreTimeout,
+		cookieName:   DefaultCookieName,
+		path:         "/",
+		httpOnly:     true,
+		sameSite:     http.SameSiteLaxMode,
+		state:        func(string) TargetState { return Usable },
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -302,6 +307,12 @@ func (c *config) validate(k kind) error {
 		if c.v6Bits < 1 || c.v6Bits > 128 {
 			bad("IPv6 prefix length %d is out of range 1..128", c.v6Bits)
 		}
+	}
+	if c.storeSet && c.store == nil {
+		bad("store is nil")
+	}
+	if k&kindTables != 0 && (c.storeTimeout < time.Millisecond || c.storeTimeout > 10*time.Second) {
+		bad("store timeout %v is out of range 1ms..10s", c.storeTimeout)
 	}
 	if k == kindAppCookie && (c.maxValueLen < 1 || c.maxValueLen > 65536) {
 		bad("max value length %d is out of range 1..65536", c.maxValueLen)

@@ -31,22 +31,25 @@ type SourceIP struct {
 	v6Bits      int
 	seed        [2]uint64 // keys the shard hash, so clients cannot aim at one shard
 
-	t *table[[16]byte]
+	t      *table[[16]byte]
+	remote *remote // nil without WithStore
 
-	noSource   atomic.Uint64 // lookups without a valid Source
-	repicks    atomic.Uint64
-	remembered atomic.Uint64
+	noSource     atomic.Uint64 // lookups without a valid Source
+	repicks      atomic.Uint64
+	remembered   atomic.Uint64
+	storeServed  atomic.Uint64 // local misses the store answered with a usable target
+	storeRepicks atomic.Uint64 // local misses the store answered with an unusable one
 }
 
 // NewSourceIP returns a source-IP policy, or an error listing every invalid
 // option. Options: WithTargetState, WithDuration, WithClock,
-// WithStopOnDrain, WithCapacity, WithPrefix.
+// WithStopOnDrain, WithCapacity, WithPrefix, WithStore, WithStoreTimeout.
 func NewSourceIP(opts ...Option) (*SourceIP, error) {
 	c, err := newConfig(kindSourceIP, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &SourceIP{
+	p := &SourceIP{
 		state:       c.state,
 		stopOnDrain: c.stopOnDrain,
 		clock:       newClock(c.clock),
@@ -54,21 +57,29 @@ func NewSourceIP(opts ...Option) (*SourceIP, error) {
 		v6Bits:      c.v6Bits,
 		seed:        [2]uint64{rand.Uint64(), rand.Uint64()},
 		t:           newTable[[16]byte](int64(c.duration), c.capacity),
-	}, nil
+		remote:      newRemote(c),
+	}
+	p.t.saveEvery = saveEvery(c)
+	return p, nil
 }
 
 // Lookup returns the target remembered for r.Source (or its prefix) when
 // the session is live and the target's state allows it; a hit refreshes the
-// session. It takes one shard lock and allocates nothing.
+// session. It takes one shard lock and allocates nothing. With a Store, a
+// local miss asks the store (see Store).
 func (p *SourceIP) Lookup(r Request) (string, bool) {
 	k, ok := p.key(r.Source)
 	if !ok {
 		p.noSource.Add(1)
 		return "", false
 	}
-	id, ok := p.t.get(p.hash(&k), k, p.now())
+	h, now := p.hash(&k), p.now()
+	id, ok := p.t.get(h, k, now)
 	if !ok {
-		return "", false
+		if p.remote == nil {
+			return "", false
+		}
+		return p.lookupStore(h, &k, now)
 	}
 	if !usable(p.state, p.stopOnDrain, id) {
 		p.repicks.Add(1)
@@ -77,8 +88,25 @@ func (p *SourceIP) Lookup(r Request) (string, bool) {
 	return id, true
 }
 
+// lookupStore asks the store about a key the local table missed and, when
+// the target it names is usable, remembers it locally.
+func (p *SourceIP) lookupStore(h uint64, k *[16]byte, now int64) (string, bool) {
+	id, ok := p.remote.load(sourceKey(k, p.v4Bits, p.v6Bits), now)
+	if !ok {
+		return "", false
+	}
+	if !usable(p.state, p.stopOnDrain, id) {
+		p.storeRepicks.Add(1)
+		return "", false
+	}
+	p.t.put(h, *k, id, now)
+	p.storeServed.Add(1)
+	return id, true
+}
+
 // Remember records that r.Source was sent to target id, creating, moving
-// or refreshing its session. When the table is full of live sessions a new
+// or refreshing its session (and writing it to the Store when it is new,
+// moved, or due to be refreshed there). When the table is full of live sessions a new
 // client is refused and counted (Stats.Refused). An invalid Source or an
 // empty id is ignored. resp is not used.
 func (p *SourceIP) Remember(r Request, id string, _ Response) {
@@ -86,25 +114,33 @@ func (p *SourceIP) Remember(r Request, id string, _ Response) {
 	if !ok || id == "" {
 		return
 	}
-	if changed, _ := p.t.put(p.hash(&k), k, id, p.now()); changed {
+	now := p.now()
+	changed, _, save := p.t.putSave(p.hash(&k), k, id, now)
+	if changed {
 		p.remembered.Add(1)
+	}
+	if save && p.remote != nil {
+		p.remote.save(sourceKey(&k, p.v4Bits, p.v6Bits), id, now)
 	}
 }
 
 // Stats returns the policy's counters. It first drops expired sessions, so
 // Entries counts live ones.
 func (p *SourceIP) Stats() Stats {
-	rep := p.repicks.Load() // before the table's found count, which includes it
+	rep := p.repicks.Load()        // before the table's found count, which includes it
+	served := p.storeServed.Load() // before the table's missed count, which includes it
 	ts := p.t.stats(p.now())
-	return Stats{
-		Hits:       ts.found - rep,
-		Misses:     ts.missed + rep + p.noSource.Load(),
-		Repicks:    rep,
+	st := Stats{
+		Hits:       ts.found - rep + served,
+		Misses:     ts.missed - served + rep + p.noSource.Load(),
+		Repicks:    rep + p.storeRepicks.Load(),
 		Remembered: p.remembered.Load(),
 		Refused:    ts.refused,
 		Entries:    ts.entries,
 		Expired:    ts.expired,
 	}
+	p.remote.stats(&st)
+	return st
 }
 
 // key returns the table key of a client address: the address masked to its

@@ -156,6 +156,18 @@ type Stats struct {
 	// BadCookies counts cookies treated as absent, by reason (Cookie,
 	// AppCookie).
 	BadCookies BadCookies
+	// StoreHits counts lookups that missed the local table and found the
+	// session in the Store (see WithStore); they count in Hits too when
+	// the target was usable.
+	StoreHits uint64
+	// StoreWrites counts sessions written to the Store.
+	StoreWrites uint64
+	// StoreErrors counts calls to the Store that failed or timed out; each
+	// cost the data path at most the store timeout.
+	StoreErrors uint64
+	// StoreSkipped counts calls not made because the Store had failed
+	// within the last second: the local table answered alone.
+	StoreSkipped uint64
 }
 
 // BadCookies counts cookies that were treated as no cookie at all: the

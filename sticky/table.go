@@ -37,10 +37,15 @@ type table[K comparable] struct {
 	ttl      int64 // nanoseconds; fixed
 	slack    int64 // ttl/1024: a hit refreshes an entry only if it has aged more than this
 	capacity int64 // fixed
-	count    atomic.Int64
-	refused  atomic.Uint64
-	next     atomic.Uint32 // shard where the next reclaim starts
-	shards   [numShards]shard[K]
+	// saveEvery is how long after its last write to a Store an entry in
+	// use is written again (putSave), so that the store's copy, whose
+	// time to live starts at each write, outlives a session other nodes
+	// may meet. Fixed; 0 without a store.
+	saveEvery int64
+	count     atomic.Int64
+	refused   atomic.Uint64
+	next      atomic.Uint32 // shard where the next reclaim starts
+	shards    [numShards]shard[K]
 }
 
 // shard is one lock's worth of a table.
@@ -65,6 +70,7 @@ type node[K comparable] struct {
 	key        K
 	id         string
 	exp        int64 // the entry is expired at any time ≥ exp
+	saved      int64 // when it was last written to the store (putSave)
 	prev, next int32
 }
 
@@ -113,6 +119,14 @@ func (t *table[K]) get(h uint64, k K, now int64) (string, bool) {
 // an expired entry revived) and whether it was refused because the table
 // is full of live entries.
 func (t *table[K]) put(h uint64, k K, id string, now int64) (changed, refused bool) {
+	changed, refused, _ = t.putSave(h, k, id, now)
+	return changed, refused
+}
+
+// putSave is put that also reports whether the entry should be written to
+// the policy's Store now: it is new, moved, revived, or was last written
+// saveEvery ago or more. Reporting it counts as the write.
+func (t *table[K]) putSave(h uint64, k K, id string, now int64) (changed, refused, save bool) {
 	s := t.shard(h)
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
@@ -125,13 +139,16 @@ func (t *table[K]) put(h uint64, k K, id string, now int64) (changed, refused bo
 			}
 			n.id = id
 			t.touch(s, i, now)
+			if save = changed || now-n.saved >= t.saveEvery; save {
+				n.saved = now
+			}
 			s.mu.Unlock()
-			return changed, false
+			return changed, false, save
 		}
 		if t.count.Add(1) <= t.capacity {
 			t.insert(s, k, id, now)
 			s.mu.Unlock()
-			return true, false
+			return true, false, true
 		}
 		t.count.Add(-1)
 		s.mu.Unlock()
@@ -139,7 +156,7 @@ func (t *table[K]) put(h uint64, k K, id string, now int64) (changed, refused bo
 		// drop some and try once more. Never evict a live entry.
 		if attempt > 0 || !t.reclaim(now) {
 			t.refused.Add(1)
-			return false, true
+			return false, true, false
 		}
 	}
 }
@@ -147,18 +164,28 @@ func (t *table[K]) put(h uint64, k K, id string, now int64) (changed, refused bo
 // repoint moves a live entry under k to id and refreshes it; it creates
 // nothing. It reports whether the ID changed.
 func (t *table[K]) repoint(h uint64, k K, id string, now int64) bool {
+	changed, _ := t.repointSave(h, k, id, now)
+	return changed
+}
+
+// repointSave is repoint that also reports, as putSave does, whether the
+// entry should be written to the policy's Store now.
+func (t *table[K]) repointSave(h uint64, k K, id string, now int64) (changed, save bool) {
 	s := t.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i, ok := s.index[k]
 	if !ok || s.nodes[i].exp <= now {
-		return false
+		return false, false
 	}
 	n := &s.nodes[i]
-	changed := n.id != id
+	changed = n.id != id
 	n.id = id
 	t.touch(s, i, now)
-	return changed
+	if save = changed || now-n.saved >= t.saveEvery; save {
+		n.saved = now
+	}
+	return changed, save
 }
 
 // del removes the entry under k, if any; one already expired at now counts
@@ -265,7 +292,7 @@ func (t *table[K]) insert(s *shard[K], k K, id string, now int64) {
 		s.nodes = append(s.nodes, node[K]{})
 		i = int32(len(s.nodes) - 1)
 	}
-	s.nodes[i] = node[K]{key: k, id: id, exp: exp}
+	s.nodes[i] = node[K]{key: k, id: id, exp: exp, saved: now}
 	s.pushNewest(i)
 	s.index[k] = i
 }

@@ -1,0 +1,99 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lbkit/lbkit/lb"
+)
+
+// SourceFactory builds a discovery source from its section of a target
+// group's discovery: for
+//
+//	discovery:
+//	  kubernetes: {namespace: shop, service: web, port: http}
+//
+// the factory registered for "kubernetes" gets the node of the mapping
+// {namespace: shop, service: web, port: http}. It returns the source, or an
+// error in words; the error is reported at the section's path and line
+// (a factory that knows a finer line may say "line 12: ..." itself). It is
+// called each time the file is checked or turned into options, so it
+// should only build the source, not start it: the target group starts it.
+type SourceFactory func(node *yaml.Node) (lb.Source, error)
+
+// Option extends what a configuration file may hold; give the same options
+// to Load or Parse and they stay with the File for Validate and Options.
+type Option func(*extensions)
+
+// WithSourceFactory lets a target group's discovery section name kind,
+// with the options below it built by f, so that a daemon can plug in
+// discovery integrations (Kubernetes, xDS, ...) without config importing
+// them. kind is a YAML key other than the built-in ones (dns, srv, port,
+// network, interval). A discovery section names one kind: dns, srv or a
+// registered one. Without the option, such a key is an unknown field,
+// reported with its path and line.
+func WithSourceFactory(kind string, f SourceFactory) Option {
+	return func(e *extensions) {
+		if e.sources == nil {
+			e.sources = map[string]SourceFactory{}
+		}
+		e.sources[kind] = f
+	}
+}
+
+// extensions are the registered discovery kinds.
+type extensions struct {
+	sources map[string]SourceFactory
+}
+
+func newExtensions(opts []Option) *extensions {
+	e := &extensions{}
+	for _, o := range opts {
+		if o != nil {
+			o(e)
+		}
+	}
+	return e
+}
+
+// source returns the factory registered for kind, if any.
+func (e *extensions) source(kind string) (SourceFactory, bool) {
+	if e == nil {
+		return nil, false
+	}
+	f, ok := e.sources[kind]
+	return f, ok && f != nil
+}
+
+// kinds returns the registered kinds, sorted.
+func (e *extensions) kinds() []string {
+	if e == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(e.sources))
+}
+
+// extensionSource builds the source of a registered kind, recording a
+// problem at path (the kind's key) when the factory refuses it.
+func (c *compiler) extensionSource(path string, kind string, node *yaml.Node) (lb.Source, bool) {
+	f, _ := c.f.ext.source(kind)
+	src, err := f(node)
+	if err == nil && src == nil {
+		err = fmt.Errorf("the %s factory returned no source", kind)
+	}
+	if err != nil {
+		for _, line := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
+			c.add(path, "%s", line)
+		}
+		return nil, false
+	}
+	return src, true
+}
+
+// Kinds returns the discovery kinds registered with WithSourceFactory
+// that the section names, sorted.
+func (d *Discovery) Kinds() []string { return slices.Sorted(maps.Keys(d.kinds)) }
