@@ -146,6 +146,9 @@ type TargetDiagnosis struct {
 	Health healthcheck.Status
 	// DrainUntil is when its deregistration delay ends, if draining.
 	DrainUntil time.Time
+	// Drained and HealthCheckOff are what an operator set (see
+	// LoadBalancer.DrainTarget and SetTargetHealthCheck).
+	Drained, HealthCheckOff bool
 	// ActiveConnections and ActiveRequests are its open connections (L4)
 	// and requests in flight (L7).
 	ActiveConnections, ActiveRequests int64
@@ -336,7 +339,8 @@ func (g *group) diagnose() GroupDiagnosis {
 	}
 	for _, id := range slices.Sorted(maps.Keys(g.members)) {
 		m := g.members[id]
-		td := TargetDiagnosis{ID: id, Addr: m.t.addr, Weight: m.t.weight, Zone: m.t.zone, Priority: m.t.priority, Health: statuses[id], DrainUntil: m.drainUntil}
+		td := TargetDiagnosis{ID: id, Addr: m.t.addr, Weight: m.t.weight, Zone: m.t.zone, Priority: m.t.priority, Health: statuses[id],
+			DrainUntil: m.drainUntil, Drained: m.drained, HealthCheckOff: m.checksOff}
 		c := counters[id]
 		td.ActiveConnections, td.ActiveRequests = c.ActiveConnections, c.ActiveRequests
 		st := statuses[id]
@@ -348,8 +352,14 @@ func (g *group) diagnose() GroupDiagnosis {
 		} else if st.EjectionReason != "" {
 			td.Reasons = append(td.Reasons, "note: "+st.EjectionReason)
 		}
+		if m.checksOff {
+			td.Reasons = append(td.Reasons, "note: health checks turned off by an operator; treated as healthy")
+		}
 		if m.t.weight == 0 {
 			td.Reasons = append(td.Reasons, "weight 0: no new traffic; established connections continue")
+		}
+		if m.drained {
+			td.Reasons = append(td.Reasons, fmt.Sprintf("drained by an operator: no new traffic; connections open when it was drained are closed at %s", m.drainCut.Format(time.TimeOnly)))
 		}
 		if !m.drainUntil.IsZero() {
 			td.Reasons = append(td.Reasons, fmt.Sprintf("deregistered, draining until %s: no new traffic; established connections and sticky sessions continue until then", m.drainUntil.Format(time.TimeOnly)))
@@ -357,7 +367,7 @@ func (g *group) diagnose() GroupDiagnosis {
 		if m.t.priority != g.prio && m.drainUntil.IsZero() {
 			td.Reasons = append(td.Reasons, fmt.Sprintf("standby: priority %d; new traffic goes to priority %d, which has a serving target", m.t.priority, g.prio))
 		}
-		td.OK = m.cond.Serving() && m.t.weight > 0 && m.drainUntil.IsZero() && m.t.priority == g.prio
+		td.OK = m.cond.Serving() && m.t.weight > 0 && !m.drained && m.drainUntil.IsZero() && m.t.priority == g.prio
 		if td.OK {
 			gd.OK = true
 		}

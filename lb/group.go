@@ -61,6 +61,11 @@ type member struct {
 	drainUntil time.Time // deregistering until then; zero otherwise
 	timer      *time.Timer
 	cond       healthcheck.Condition
+
+	// Set by an operator (see targetOverride and applyOverridesLocked).
+	drained   bool      // no new traffic
+	drainCut  time.Time // when drained, the moment its connections are closed
+	checksOff bool      // removed from the monitor, treated as healthy
 }
 
 // up returns the group's current Upstream.
@@ -199,6 +204,7 @@ func (g *group) commit(c *groupChange) error {
 		want[t.id] = t
 	}
 	g.reconcileLocked(want, true)
+	g.applyOverridesLocked()
 	g.mu.Unlock()
 
 	if old == nil || !sourceEqual(old.discovery, cfg.discovery) || old.discoveryInterval != cfg.discoveryInterval {
@@ -248,12 +254,13 @@ func (g *group) reconcileLocked(want map[string]targetConfig, static bool) {
 }
 
 // weightLocked is the weight the balancer gives a held target that is not
-// draining: its own, or 0 while its priority is not the one in use.
-func (g *group) weightLocked(t targetConfig) int {
-	if t.priority != g.prio {
+// deregistering: its own, or 0 while an operator drains it or its priority
+// is not the one in use.
+func (g *group) weightLocked(m *member) int {
+	if m.drained || m.t.priority != g.prio {
 		return 0
 	}
-	return t.weight
+	return m.t.weight
 }
 
 // settlePriorityLocked finds the best priority with a serving target (the
@@ -270,7 +277,7 @@ func (g *group) settlePriorityLocked() {
 		if !held || m.t.priority < lowest {
 			lowest, held = m.t.priority, true
 		}
-		if m.cond.Serving() && m.t.weight > 0 && (!serving || m.t.priority < best) {
+		if m.cond.Serving() && m.t.weight > 0 && !m.drained && (!serving || m.t.priority < best) {
 			best, serving = m.t.priority, true
 		}
 	}
@@ -288,7 +295,7 @@ func (g *group) settlePriorityLocked() {
 	ts := g.bal.Targets()
 	for i := range ts {
 		if m, ok := g.members[ts[i].ID]; ok && m.drainUntil.IsZero() {
-			ts[i].Weight = g.weightLocked(m.t)
+			ts[i].Weight = g.weightLocked(m)
 		}
 	}
 	if err := g.bal.Update(ts); err != nil {
@@ -299,41 +306,52 @@ func (g *group) settlePriorityLocked() {
 // registerLocked adds a new target: to the balancer (unhealthy until its
 // first check passes, unless checks are off) and to the monitor.
 func (g *group) registerLocked(t targetConfig, static bool) {
-	m := &member{t: t, static: static, discovered: !static}
+	o := g.cfg.overrides[t.id]
+	m := &member{t: t, static: static, discovered: !static, drained: o.drained, checksOff: o.checksOff}
 	h := balancer.Unhealthy
-	if g.cfg.noHealth {
+	if g.cfg.noHealth || m.checksOff {
 		h = balancer.Healthy
 		m.cond = healthcheck.Condition{State: healthcheck.Healthy}
 	}
+	if m.drained {
+		m.drainCut = time.Now() // nothing to cut yet
+	}
 	g.members[t.id] = m
-	if err := g.bal.Add(balancer.Target{ID: t.id, Addr: t.addr, Weight: g.weightLocked(t), Health: h}); err != nil {
+	if err := g.bal.Add(balancer.Target{ID: t.id, Addr: t.addr, Weight: g.weightLocked(m), Health: h}); err != nil {
 		g.log.Error("register target", "target", t.id, "err", err)
 	}
-	if err := g.mon().Add(healthcheck.Target{ID: t.id, Addr: t.addr}); err != nil {
-		g.log.Error("register target with health checks", "target", t.id, "err", err)
+	if !m.checksOff {
+		if err := g.mon().Add(healthcheck.Target{ID: t.id, Addr: t.addr}); err != nil {
+			g.log.Error("register target with health checks", "target", t.id, "err", err)
+		}
 	}
 	g.log.Info("target registered", "target", t.id, "addr", t.addr, "weight", t.weight)
 }
 
 // updateLocked applies a changed address or weight of a held target.
 func (g *group) updateLocked(m *member, t targetConfig) {
-	if m.t.addr != t.addr {
+	moved := m.t.addr != t.addr
+	m.t = t
+	if !m.drainUntil.IsZero() {
+		// Deregistering: it keeps weight 0 in the balancer.
+	} else if moved {
 		ts := g.bal.Targets()
 		for i := range ts {
 			if ts[i].ID == t.id {
-				ts[i].Addr, ts[i].Weight = t.addr, g.weightLocked(t)
+				ts[i].Addr, ts[i].Weight = t.addr, g.weightLocked(m)
 			}
 		}
 		if err := g.bal.Update(ts); err != nil {
 			g.log.Error("update target", "target", t.id, "err", err)
 		}
+	} else if err := g.bal.SetWeight(t.id, g.weightLocked(m)); err != nil {
+		g.log.Error("set weight", "target", t.id, "err", err)
+	}
+	if moved && !m.checksOff {
 		mon := g.mon()
 		_ = mon.Remove(t.id)
 		_ = mon.Add(healthcheck.Target{ID: t.id, Addr: t.addr})
-	} else if err := g.bal.SetWeight(t.id, g.weightLocked(t)); err != nil {
-		g.log.Error("set weight", "target", t.id, "err", err)
 	}
-	m.t = t
 }
 
 // deregisterLocked starts a target's deregistration: no new connections at
@@ -373,8 +391,10 @@ func (g *group) undrainLocked(m *member) {
 		m.timer = nil
 	}
 	m.drainUntil = time.Time{}
-	g.up().Undrain(m.t.id)
-	if err := g.bal.SetWeight(m.t.id, g.weightLocked(m.t)); err != nil {
+	if !m.drained {
+		g.up().Undrain(m.t.id)
+	}
+	if err := g.bal.SetWeight(m.t.id, g.weightLocked(m)); err != nil {
 		g.log.Error("re-register target", "target", m.t.id, "err", err)
 	}
 }
@@ -396,7 +416,7 @@ func (g *group) publishStatesLocked() {
 		switch {
 		case !m.cond.Serving():
 			st[id] = sticky.Unusable
-		case !m.drainUntil.IsZero() || g.weightLocked(m.t) == 0:
+		case !m.drainUntil.IsZero() || g.weightLocked(m) == 0:
 			st[id] = sticky.Draining
 		default:
 			st[id] = sticky.Usable
@@ -498,6 +518,9 @@ func (g *group) installMonitor(mon *healthcheck.Monitor, closer io.Closer) error
 	g.mu.Lock()
 	var up, down []healthcheck.Target
 	for _, m := range g.members {
+		if m.checksOff {
+			continue
+		}
 		t := healthcheck.Target{ID: m.t.id, Addr: m.t.addr}
 		if m.cond.State == healthcheck.Healthy {
 			up = append(up, t)
@@ -569,6 +592,9 @@ func (g *group) healthChanged(c healthcheck.Change) {
 	id := c.Target.ID
 	g.mu.Lock()
 	m, ok := g.members[id]
+	if ok && m.checksOff {
+		ok = false // a late report from before its checks were turned off
+	}
 	if ok {
 		m.cond = c.New
 		h := balancer.Unhealthy

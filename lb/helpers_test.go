@@ -36,7 +36,13 @@ type echoTarget struct {
 
 func newEchoTarget(t *testing.T, name string) *echoTarget {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newEchoTargetOn(t, name, "127.0.0.1:0")
+}
+
+// newEchoTargetOn is newEchoTarget listening on addr.
+func newEchoTargetOn(t *testing.T, name, addr string) *echoTarget {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	e := &echoTarget{name: name, ln: ln, addr: ln.Addr().String(), conns: map[net.Conn]bool{}}
 	e.wg.Go(func() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -552,6 +553,7 @@ func (l *LoadBalancer) RemoveTarget(group, id string) error {
 			return fmt.Errorf("lb: target group %q has no target %q", group, id)
 		}
 		g.targets = slices.Delete(g.targets, i, i+1)
+		delete(g.overrides, id)
 		return nil
 	})
 }
@@ -628,6 +630,7 @@ func (c *config) clone() *config {
 	for i, g := range c.groups {
 		x := *g
 		x.targets = slices.Clone(g.targets)
+		x.overrides = maps.Clone(g.overrides)
 		d.groups[i] = &x
 	}
 	return &d

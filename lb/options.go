@@ -109,6 +109,17 @@ type groupConfig struct {
 	ejectMaxPct   int
 
 	limits proxy.Limits // circuit breakers; zero fields: the defaults
+
+	// overrides are what an operator set on single targets at run time
+	// (DrainTarget, SetTargetHealthCheck), by target ID; they apply to
+	// static and discovered targets alike.
+	overrides map[string]targetOverride
+}
+
+// targetOverride is an operator's run-time setting of one target.
+type targetOverride struct {
+	drained   bool // DrainTarget: no new traffic until UndrainTarget
+	checksOff bool // SetTargetHealthCheck(false): not checked, treated as healthy
 }
 
 // targetConfig is one target of a group.

@@ -100,8 +100,15 @@ type TargetStats struct {
 	// not ejected, weight > 0, not draining).
 	Healthy, Ejected, Serving bool
 	// DrainUntil is when its deregistration delay ends, if it is
-	// deregistering.
+	// deregistering, or when the connections it had when an operator
+	// drained it are closed (see Drained).
 	DrainUntil time.Time
+	// Drained says an operator drained it (LoadBalancer.DrainTarget); it
+	// stays in the group, checked, without new traffic.
+	Drained bool
+	// HealthCheckOff says an operator turned its health checks off
+	// (LoadBalancer.SetTargetHealthCheck); it is treated as healthy.
+	HealthCheckOff bool
 	// Counters holds its traffic counters: connections, bytes, requests,
 	// status classes, average response time.
 	Counters proxy.TargetStats
@@ -163,11 +170,16 @@ func (g *group) stats() GroupStats {
 		}
 		ts := TargetStats{
 			ID: bt.ID, Addr: bt.Addr, Weight: m.t.weight,
-			Healthy:    m.cond.State == healthcheck.Healthy,
-			Ejected:    m.cond.Ejected,
-			Serving:    m.cond.Serving() && bt.Weight > 0 && m.drainUntil.IsZero(),
-			DrainUntil: m.drainUntil,
-			Counters:   counters[bt.ID],
+			Healthy:        m.cond.State == healthcheck.Healthy,
+			Ejected:        m.cond.Ejected,
+			Serving:        m.cond.Serving() && bt.Weight > 0 && m.drainUntil.IsZero(),
+			DrainUntil:     m.drainUntil,
+			Drained:        m.drained,
+			HealthCheckOff: m.checksOff,
+			Counters:       counters[bt.ID],
+		}
+		if ts.DrainUntil.IsZero() {
+			ts.DrainUntil = m.drainCut
 		}
 		ts.Counters.ID = bt.ID
 		if m.cond.Serving() {
