@@ -291,7 +291,7 @@ func (l *LoadBalancer) reconcile(c *config) error {
 			prefer = li.addr.String() // the port it had, if the file says 0
 			rearmed[lc.name] = true
 		}
-		li, err := l.bind(lc, prefer)
+		li, err := l.bind(c.sockets, lc, prefer)
 		if err != nil {
 			for _, f := range fresh {
 				f.closeSocket()
@@ -403,10 +403,24 @@ func (l *LoadBalancer) reconcile(c *config) error {
 // udpReadBuffer is the receive buffer asked for a UDP listener's socket.
 const udpReadBuffer = 4 << 20
 
-// bind opens a listener's socket. prefer, if set, is the address a
-// listener being bound again had: tried first when the configured port is 0,
-// so that clients find it where it was.
-func (l *LoadBalancer) bind(cfg *listenerConfig, prefer string) (*listener, error) {
+// netSockets opens sockets with the net package; keepAlive is the TCP
+// keepalive period of accepted connections (-1: off).
+type netSockets struct{ keepAlive time.Duration }
+
+func (s netSockets) Listen(network, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: s.keepAlive}
+	return lc.Listen(context.Background(), network, addr)
+}
+
+func (s netSockets) ListenPacket(network, addr string) (net.PacketConn, error) {
+	var lc net.ListenConfig
+	return lc.ListenPacket(context.Background(), network, addr)
+}
+
+// bind opens a listener's socket with socks (nil: the net package).
+// prefer, if set, is the address a listener being bound again had: tried
+// first when the configured port is 0, so that clients find it where it was.
+func (l *LoadBalancer) bind(socks Sockets, cfg *listenerConfig, prefer string) (*listener, error) {
 	li := &listener{cfg: cfg}
 	if cfg.proto.tls() {
 		li.certs = new(proxy.Certificates)
@@ -415,10 +429,13 @@ func (l *LoadBalancer) bind(cfg *listenerConfig, prefer string) (*listener, erro
 	if _, port, err := net.SplitHostPort(cfg.addr); err == nil && port == "0" && prefer != "" {
 		addr = prefer
 	}
+	if socks == nil {
+		socks = netSockets{}
+	}
 	if cfg.proto == UDP {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := socks.ListenPacket("udp", addr)
 		if err != nil && addr != cfg.addr {
-			pc, err = net.ListenPacket("udp", cfg.addr)
+			pc, err = socks.ListenPacket("udp", cfg.addr)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
@@ -436,13 +453,13 @@ func (l *LoadBalancer) bind(cfg *listenerConfig, prefer string) (*listener, erro
 	// probes are what keeps an idle flow alive); not turning it on for
 	// every accepted connection in the first place saves four system calls
 	// per connection. HTTP keeps Go's default.
-	var lc net.ListenConfig
-	if !cfg.proto.l7() {
-		lc.KeepAlive = -1
+	if ns, ok := socks.(netSockets); ok && !cfg.proto.l7() {
+		ns.keepAlive = -1
+		socks = ns
 	}
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	ln, err := socks.Listen("tcp", addr)
 	if err != nil && addr != cfg.addr {
-		ln, err = lc.Listen(context.Background(), "tcp", cfg.addr)
+		ln, err = socks.Listen("tcp", cfg.addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", cfg.name, err)

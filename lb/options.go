@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/lbkit/lbkit/balancer"
@@ -44,6 +45,7 @@ type config struct {
 	unrepliedSet bool
 	logger       *slog.Logger
 	hooks        Hooks
+	sockets      Sockets // nil: the net package
 }
 
 // listenerConfig is one listener's configuration.
@@ -216,6 +218,31 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // WithHooks sets functions called on events, for users who export their own
 // metrics. Default: none.
 func WithHooks(h Hooks) Option { return func(c *config) { c.hooks = h } }
+
+// Sockets opens the sockets listeners listen on. A program that hands its
+// listening sockets to the next version of itself on a binary upgrade, so
+// that no client is refused meanwhile (cmd/lbd does), opens them through
+// its own Sockets: the ones it inherited where the address matches, new
+// ones otherwise.
+//
+// The load balancer closes what it opened when a listener is removed or
+// moves; the Sockets must then really close the socket (keep no duplicate
+// of it open), or the port keeps accepting with no one serving it.
+type Sockets interface {
+	// Listen opens a TCP listening socket ("tcp", "host:port"), as
+	// net.Listen does.
+	Listen(network, addr string) (net.Listener, error)
+	// ListenPacket opens a UDP socket ("udp", "host:port"), as
+	// net.ListenPacket does.
+	ListenPacket(network, addr string) (net.PacketConn, error)
+}
+
+// WithSockets makes the load balancer open its listeners' sockets with s
+// instead of the net package. It applies to sockets opened from then on
+// (Reconfigure keeps the sockets of listeners that do not move). Sockets
+// from s are used as they are: the L4 listeners' own sockets turn TCP
+// keepalive off, which a socket from s may not.
+func WithSockets(s Sockets) Option { return func(c *config) { c.sockets = s } }
 
 // ListenerOption configures one listener.
 type ListenerOption func(*listenerConfig)
