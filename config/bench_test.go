@@ -15,7 +15,7 @@ import (
 // validation) beside yaml's plain decoding of the same file into the same
 // types, with unknown fields refused (impl=yaml).
 func BenchmarkParse(b *testing.B) {
-	data, err := os.ReadFile("../examples/lbd/lbd.yaml")
+	data, err := os.ReadFile("../cmd/lbd/lbd.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package config reads a load balancer's configuration from a YAML file
-// and turns it into lb options, so that a daemon (see examples/lbd) can be
+// and turns it into lb options, so that a daemon (see cmd/lbd) can be
 // configured, and reconfigured live, from a file.
 //
 // The file mirrors the lb package's model, with its names in snake_case:

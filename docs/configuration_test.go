@@ -677,11 +677,11 @@ func TestConfigurationYAML(t *testing.T) {
 }
 
 // TestConfigurationFlags checks the daemon's command line in
-// configuration.md against the flags examples/lbd defines, with their
+// configuration.md against the flags cmd/lbd defines, with their
 // string and boolean defaults.
 func TestConfigurationFlags(t *testing.T) {
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join(root, "examples/lbd/main.go"), nil, parser.SkipObjectResolution)
+	f, err := parser.ParseFile(fset, filepath.Join(root, "cmd/lbd/main.go"), nil, parser.SkipObjectResolution)
 	require.NoError(t, err)
 	code := map[string]ast.Expr{} // flag name → default
 	ast.Inspect(f, func(n ast.Node) bool {
@@ -710,7 +710,7 @@ func TestConfigurationFlags(t *testing.T) {
 		}
 		return true
 	})
-	require.NotEmpty(t, code, "no flags found in examples/lbd/main.go")
+	require.NotEmpty(t, code, "no flags found in cmd/lbd/main.go")
 
 	_, _, flags := configSections(t)
 	require.NotEmpty(t, flags.body, "configuration.md has no section for the daemon's command line")

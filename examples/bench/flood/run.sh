@@ -32,13 +32,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$bin/lbd" ./examples/lbd
+go build -o "$bin/lbd" ./cmd/lbd
 go build -o "$bin/flood" ./examples/bench/flood
 lbds=(lbd)
 if [ -n "$BASELINE_REF" ]; then
 	mkdir "$bin/before"
 	git archive "$BASELINE_REF" | tar -x -C "$bin/before"
-	(cd "$bin/before" && go build -o "$bin/lbd-before" ./examples/lbd)
+	dir=./cmd/lbd
+	[ -d "$bin/before/cmd/lbd" ] || dir=./examples/lbd # before lbd moved to cmd/
+	(cd "$bin/before" && go build -o "$bin/lbd-before" "$dir")
 	lbds+=(lbd-before)
 fi
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
