@@ -46,10 +46,10 @@ var ErrUpgrading = errors.New("handoff: an upgrade is already under way")
 type Sockets struct {
 	mu        sync.Mutex
 	inherited map[key][]*os.File // not taken yet, by what was asked for
-	open      []socket                // opened or taken; closed ones pruned
-	ready     *os.File                // write "ready" here; nil without a parent
-	parent    *os.File                // EOF once the parent exited; nil without one
-	parentEnd chan struct{}           // closed when the parent has exited
+	open      []socket           // opened or taken; closed ones pruned
+	ready     *os.File           // write "ready" here; nil without a parent
+	parent    *os.File           // EOF once the parent exited; nil without one
+	parentEnd chan struct{}      // closed when the parent has exited
 	upgrading bool
 	keepAlive []*os.File // the pipes whose end tells children we exited
 }
