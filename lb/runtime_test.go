@@ -216,3 +216,35 @@ func targetStatsAll(t *testing.T, l *LoadBalancer, group string) []string {
 	slices.Sort(ids)
 	return ids
 }
+
+func TestWaitServingAndChecked(t *testing.T) {
+	a := newEchoTarget(t, "a")
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := closed.Addr().String()
+	closed.Close()
+	slow := fastHealth
+	slow.Interval, slow.Timeout = 200*time.Millisecond, 100*time.Millisecond
+	l := startLB(t,
+		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
+		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(down, ID("down")), WithHealthCheck(slow)),
+		WithTargetGroup("unchecked", TCP, Target(a.addr, ID("a")), WithoutHealthCheck()),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, l.WaitChecked(ctx))
+	for _, id := range []string{"a", "down"} {
+		assert.NotEmpty(t, targetDiagnosis(t, l, "app", id).Health.Results, "%s was checked", id)
+	}
+	require.NoError(t, l.WaitServing(ctx, "app", ""), "a passed its first check")
+	require.NoError(t, l.WaitServing(ctx, "app", "a"))
+	require.NoError(t, l.WaitServing(ctx, "unchecked", ""))
+
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	err = l.WaitServing(short, "app", "down")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "target down of group app: unhealthy:", "the error says why")
+	err = l.WaitServing(short, "nope", "")
+	assert.Contains(t, err.Error(), "no target group nope")
+}
