@@ -168,8 +168,11 @@ func TestRuntimeSettersRefuseUnknownTargets(t *testing.T) {
 		"drain, no target":   l.DrainTarget("app", "nope"),
 		"undrain, no target": l.UndrainTarget("app", "nope"),
 		"checks, no target":  l.SetTargetHealthCheck("app", "nope", false),
+		"weight, no target":  l.SetWeight("app", "nope", 1),
+		"remove, no target":  l.RemoveTarget("app", "nope"),
+		"add, no group":      l.AddTarget("nope", a.addr),
 	} {
-		assert.Error(t, err, name)
+		assert.ErrorIs(t, err, ErrNotFound, name)
 	}
 	// Undraining what is not drained changes nothing and is no error.
 	require.NoError(t, l.UndrainTarget("app", "a"))
