@@ -7,17 +7,19 @@ import "sync/atomic"
 // read while flows come and go may be from slightly different moments.
 type Stats struct {
 	// TCP and UDP count the flows of each protocol, Total both.
-	TCP, UDP, Total Counters
+	TCP   Counters `json:"tcp"`
+	UDP   Counters `json:"udp"`
+	Total Counters `json:"total"`
 	// MaxFlows is the table's capacity (WithMaxFlows): when ActiveFlowCount
 	// plus creations in progress reach it, new flows are refused.
-	MaxFlows int
+	MaxFlows int `json:"max_flows"`
 	// MaxFlowsPerSource is the per-source limit, 0 for none.
-	MaxFlowsPerSource int
+	MaxFlowsPerSource int `json:"max_flows_per_source"`
 	// Unreplied is the number of flows on probation now (see
 	// WithUnrepliedTimeout): the first to be evicted. A flow that met the
 	// rule to leave probation leaves the count when a sweep or an
 	// eviction next looks at it.
-	Unreplied int
+	Unreplied int `json:"unreplied"`
 }
 
 // Counters are a table's flow counters, named as the reference load
@@ -26,22 +28,22 @@ type Stats struct {
 // ExpiredFlowCount + DeletedFlowCount + EvictedFlowCount.
 type Counters struct {
 	// NewFlowCount counts flows made since the table was made.
-	NewFlowCount uint64
+	NewFlowCount uint64 `json:"new_flow_count"`
 	// ActiveFlowCount is the number of flows in the table now.
-	ActiveFlowCount uint64
+	ActiveFlowCount uint64 `json:"active_flow_count"`
 	// RejectedFlowCount counts new flows refused because the table was full
 	// (ErrFull).
-	RejectedFlowCount uint64
+	RejectedFlowCount uint64 `json:"rejected_flow_count"`
 	// RejectedSourceFlowCount counts new flows refused because their source
 	// had its maximum number of flows (ErrSourceLimit).
-	RejectedSourceFlowCount uint64
+	RejectedSourceFlowCount uint64 `json:"rejected_source_flow_count"`
 	// ExpiredFlowCount counts flows removed by their idle timeout.
-	ExpiredFlowCount uint64
+	ExpiredFlowCount uint64 `json:"expired_flow_count"`
 	// DeletedFlowCount counts flows removed by Delete.
-	DeletedFlowCount uint64
+	DeletedFlowCount uint64 `json:"deleted_flow_count"`
 	// EvictedFlowCount counts unreplied flows removed to make room for
 	// new ones (see WithUnrepliedTimeout and Evict).
-	EvictedFlowCount uint64
+	EvictedFlowCount uint64 `json:"evicted_flow_count"`
 }
 
 // counters are one shard's counters for one protocol, read without a lock

@@ -8,13 +8,13 @@ import (
 // Result is the outcome of one check.
 type Result struct {
 	// Time is when the check started.
-	Time time.Time
+	Time time.Time `json:"time,omitzero"`
 	// Latency is how long the check took.
-	Latency time.Duration
+	Latency time.Duration `json:"latency_ns"`
 	// OK reports whether the check passed.
-	OK bool
+	OK bool `json:"ok"`
 	// Reason says why it failed, in words ("" when it passed).
-	Reason string
+	Reason string `json:"reason"`
 }
 
 // Change reports that a target's condition changed: its health from active
@@ -44,7 +44,7 @@ func (c Change) String() string {
 // "why does this target get no traffic?".
 type Status struct {
 	// Target is the target.
-	Target Target
+	Target Target `json:"target"`
 	// Condition is the target's health and ejection; Serving() says whether
 	// it should receive new traffic.
 	Condition
@@ -52,57 +52,61 @@ type Status struct {
 	// failure's reason while unhealthy, what made it healthy while healthy,
 	// "not checked yet" before the first check, "health checking off" when
 	// the Monitor has no checker.
-	Reason string
+	Reason string `json:"reason"`
 	// Since is when the health state last changed (or the target was
 	// added).
-	Since time.Time
+	Since time.Time `json:"since,omitzero"`
 	// Successes and Failures count the consecutive check results toward
 	// the thresholds; one of them is always 0.
-	Successes, Failures int
+	Successes int `json:"successes"`
+	Failures  int `json:"failures"`
 	// Checking reports that a check is running now, or is due and waiting
 	// for a free slot (see WithMaxConcurrent).
-	Checking bool
+	Checking bool `json:"checking"`
 	// NextCheck is when the next check is due; zero while one is running
 	// or when the Monitor has no checker.
-	NextCheck time.Time
+	NextCheck time.Time `json:"next_check,omitzero"`
 	// Results holds the most recent check results, oldest first (see
 	// WithHistory).
-	Results []Result
+	Results []Result `json:"results"`
 
 	// PassiveFailures counts the consecutive failures reported with
 	// ReportFailure toward ejection.
-	PassiveFailures int
+	PassiveFailures int `json:"passive_failures"`
 	// EjectedUntil is when the current ejection ends; zero when not
 	// ejected.
-	EjectedUntil time.Time
+	EjectedUntil time.Time `json:"ejected_until,omitzero"`
 	// EjectionReason says why the target is ejected ("5 consecutive
 	// failures, last: connection reset"), or why it is not although it
 	// reached the threshold ("not ejected: 2 of 4 targets already ejected,
 	// cap 50%"); empty otherwise.
-	EjectionReason string
+	EjectionReason string `json:"ejection_reason"`
 }
 
 // Stats is a cheap snapshot of a Monitor's counts and counters.
 type Stats struct {
 	// Targets is the number of targets.
-	Targets int
+	Targets int `json:"targets"`
 	// Healthy and Unhealthy count targets by health state.
-	Healthy, Unhealthy int
+	Healthy   int `json:"healthy"`
+	Unhealthy int `json:"unhealthy"`
 	// Ejected counts targets ejected by passive signals now.
-	Ejected int
+	Ejected int `json:"ejected"`
 	// Serving counts targets that should receive new traffic: healthy and
 	// not ejected.
-	Serving int
+	Serving int `json:"serving"`
 	// InFlight is the number of checks running now.
-	InFlight int
+	InFlight int `json:"in_flight"`
 	// Checks and Failures count the checks completed and, of them, those
 	// that failed, since the Monitor was made.
-	Checks, Failures uint64
+	Checks   uint64 `json:"checks"`
+	Failures uint64 `json:"failures"`
 	// Late counts checks that started more than a tenth of the interval
 	// after they were due: the concurrency limit or the machine cannot
 	// keep up (see WithMaxConcurrent).
-	Late uint64
+	Late uint64 `json:"late"`
 	// Ejections counts ejections; EjectionsRefused counts those the cap of
 	// WithMaxEjectedPercent prevented.
-	Ejections, EjectionsRefused uint64
+	Ejections        uint64 `json:"ejections"`
+	EjectionsRefused uint64 `json:"ejections_refused"`
 }

@@ -17,10 +17,10 @@ import (
 type Target struct {
 	// ID names the target uniquely within a Monitor; state changes and
 	// statuses are reported by it.
-	ID string
+	ID string `json:"id"`
 	// Addr is the traffic port as "host:port" (IPv6 hosts in brackets). The
 	// host may be a name; checkers resolve it at every check.
-	Addr string
+	Addr string `json:"address"`
 }
 
 // State is the health of a target as decided by active checks.
@@ -48,6 +48,27 @@ func (s State) String() string {
 	return "state(" + strconv.Itoa(int(s)) + ")"
 }
 
+// MarshalText implements encoding.TextMarshaler: "healthy" or "unhealthy".
+func (s State) MarshalText() ([]byte, error) {
+	if s > Healthy {
+		return nil, fmt.Errorf("healthcheck: state %d is unknown", s)
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *State) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "healthy":
+		*s = Healthy
+	case "unhealthy":
+		*s = Unhealthy
+	default:
+		return fmt.Errorf("healthcheck: state %q is not healthy or unhealthy", b)
+	}
+	return nil
+}
+
 // Condition is everything that decides whether a target gets new traffic:
 // its health from active checks and its ejection from passive signals. The
 // two are kept apart because they answer different questions ("does the
@@ -55,10 +76,10 @@ func (s State) String() string {
 // differently (checks vs. a fixed ejection period).
 type Condition struct {
 	// State is the health decided by active checks.
-	State State
+	State State `json:"state"`
 	// Ejected reports that passive signals (failures reported by the
 	// caller) have ejected the target for a while.
-	Ejected bool
+	Ejected bool `json:"ejected"`
 }
 
 // Serving reports whether the target should receive new traffic: healthy and

@@ -21,9 +21,9 @@ import (
 // The zero Query asks about everything.
 type Query struct {
 	// Client is the client's IP address; zero for any client.
-	Client netip.Addr
+	Client netip.Addr `json:"client"`
 	// Port is the port the client connects to; 0 for every listener.
-	Port int
+	Port int `json:"port"`
 }
 
 // Diagnosis says, for every listener, target group and target, whether it
@@ -36,122 +36,127 @@ type Query struct {
 // full. String renders it for people.
 type Diagnosis struct {
 	// Time is when the diagnosis was made.
-	Time time.Time
+	Time time.Time `json:"time,omitzero"`
 	// Query is what was asked.
-	Query Query
+	Query Query `json:"query"`
 	// OK is true when every listener asked about can forward traffic to at
 	// least one target and nothing else is wrong.
-	OK bool
+	OK bool `json:"ok"`
 	// Problems lists what stands in the way, in words, most important
 	// first; empty when OK.
-	Problems []string
+	Problems []string `json:"problems"`
 	// Flows describes the flow table.
-	Flows FlowDiagnosis
+	Flows FlowDiagnosis `json:"flows"`
 	// Listeners and Groups are sorted by name.
-	Listeners []ListenerDiagnosis
-	Groups    []GroupDiagnosis
+	Listeners []ListenerDiagnosis `json:"listeners"`
+	Groups    []GroupDiagnosis    `json:"groups"`
 }
 
 // FlowDiagnosis describes the flow table and the descriptor budget: the
 // limits that refuse new connections and flows.
 type FlowDiagnosis struct {
 	// Active and Max are the flows held and the capacity.
-	Active, Max int
+	Active int `json:"active"`
+	Max    int `json:"max"`
 	// Full is true when no new flow fits (and none is unreplied, to be
 	// evicted to make room).
-	Full bool
+	Full bool `json:"full"`
 	// Rejected counts flows refused because the table was full;
 	// RejectedSource because their source was at its limit, MaxPerSource
 	// (0: no cap).
-	Rejected, RejectedSource uint64
-	MaxPerSource             int
+	Rejected       uint64 `json:"rejected"`
+	RejectedSource uint64 `json:"rejected_source"`
+	MaxPerSource   int    `json:"max_per_source"`
 	// Unreplied is the UDP flows held now that their target has not
 	// answered (see WithUnrepliedTimeout); Evicted counts those evicted to
 	// make room for new flows, in the table or in the budget.
-	Unreplied int
-	Evicted   uint64
+	Unreplied int    `json:"unreplied"`
+	Evicted   uint64 `json:"evicted"`
 	// Descriptors describes the descriptor budget; DescriptorsFull is true
 	// when a new TCP connection would not fit in it.
-	Descriptors     DescriptorStats
-	DescriptorsFull bool
+	Descriptors     DescriptorStats `json:"descriptors"`
+	DescriptorsFull bool            `json:"descriptors_full"`
 	// Limits says, for each limit that has refused clients (table
 	// capacity, per-source cap, descriptor budget) or made room by
 	// evicting, what it refused, with the numbers.
-	Limits []string
+	Limits []string `json:"limits"`
 }
 
 // ListenerDiagnosis describes one listener.
 type ListenerDiagnosis struct {
-	Name     string
-	Protocol Protocol
+	Name     string   `json:"name"`
+	Protocol Protocol `json:"protocol"`
 	// Addr is the address the listener is bound to.
-	Addr string
+	Addr string `json:"address"`
 	// Groups are the target groups it forwards to (its default action and
 	// its rules).
-	Groups []string
+	Groups []string `json:"groups"`
 	// ACL describes its access control.
-	ACL string
+	ACL string `json:"acl"`
 	// ClientAllowed is false when Query.Client is set and the access
 	// control refuses it.
-	ClientAllowed bool
+	ClientAllowed bool `json:"client_allowed"`
 	// AcceptFailingSince is when the listener's socket began failing to
 	// accept (out of descriptors and the like), zero while it accepts;
 	// AcceptError says why, in the system's words ("too many open files"),
 	// and AcceptErrors counts every failed accept since the listener
 	// started. Failed accepts are retried with a back-off and accepting
 	// resumes by itself.
-	AcceptFailingSince time.Time
-	AcceptError        string
-	AcceptErrors       uint64
+	AcceptFailingSince time.Time `json:"accept_failing_since,omitzero"`
+	AcceptError        string    `json:"accept_error"`
+	AcceptErrors       uint64    `json:"accept_errors"`
 	// OK is true when it can forward new traffic to a target.
-	OK bool
+	OK bool `json:"ok"`
 	// Reasons says why not (and notes worth knowing).
-	Reasons []string
+	Reasons []string `json:"reasons"`
 }
 
 // GroupDiagnosis describes one target group.
 type GroupDiagnosis struct {
-	Name      string
-	Protocol  Protocol
-	Algorithm string
+	Name      string   `json:"name"`
+	Protocol  Protocol `json:"protocol"`
+	Algorithm string   `json:"algorithm"`
 	// Listeners are the listeners that forward to it.
-	Listeners []string
+	Listeners []string `json:"listeners"`
 	// HealthCheck describes its health check.
-	HealthCheck string
+	HealthCheck string `json:"health_check"`
 	// Discovery describes its discovery source and its last answer.
-	Discovery string
+	Discovery string `json:"discovery"`
 	// OK is true when at least one target can receive new traffic.
-	OK bool
+	OK bool `json:"ok"`
 	// Reasons says why not (and notes worth knowing).
-	Reasons []string
-	Targets []TargetDiagnosis
+	Reasons []string          `json:"reasons"`
+	Targets []TargetDiagnosis `json:"targets"`
 }
 
 // TargetDiagnosis describes one target.
 type TargetDiagnosis struct {
-	ID, Addr string
-	Weight   int
+	ID     string `json:"id"`
+	Addr   string `json:"address"`
+	Weight int    `json:"weight"`
 	// Zone and Priority are what discovery said of the target (see
 	// Discovered); empty and 0 for static targets.
-	Zone     string
-	Priority int
+	Zone     string `json:"zone"`
+	Priority int    `json:"priority"`
 	// OK is true when the target receives new traffic.
-	OK bool
+	OK bool `json:"ok"`
 	// Reasons says why not, in words: "unhealthy: connection refused",
 	// "weight 0", "draining until 15:04:05", "ejected until 15:04:05: 5
 	// consecutive failures, last: connection reset".
-	Reasons []string
+	Reasons []string `json:"reasons"`
 	// Health is the target's health-check status: state, reason, the
 	// counts toward the thresholds, the last results and the next check.
-	Health healthcheck.Status
+	Health healthcheck.Status `json:"health"`
 	// DrainUntil is when its deregistration delay ends, if draining.
-	DrainUntil time.Time
+	DrainUntil time.Time `json:"drain_until,omitzero"`
 	// Drained and HealthCheckOff are what an operator set (see
 	// LoadBalancer.DrainTarget and SetTargetHealthCheck).
-	Drained, HealthCheckOff bool
+	Drained        bool `json:"drained"`
+	HealthCheckOff bool `json:"health_check_off"`
 	// ActiveConnections and ActiveRequests are its open connections (L4)
 	// and requests in flight (L7).
-	ActiveConnections, ActiveRequests int64
+	ActiveConnections int64 `json:"active_connections"`
+	ActiveRequests    int64 `json:"active_requests"`
 }
 
 // Diagnose explains whether traffic can reach each target and, if not,

@@ -17,17 +17,17 @@ import (
 // cheap (atomics and short locks) and it is safe to call often.
 type Stats struct {
 	// Time is when the snapshot was taken.
-	Time time.Time
+	Time time.Time `json:"time,omitzero"`
 	// Flows are the flow table's counters, per protocol and in total,
 	// named as the reference load balancer's metrics (NewFlowCount,
 	// ActiveFlowCount, RejectedFlowCount, ...).
-	Flows flowtable.Stats
+	Flows flowtable.Stats `json:"flows"`
 	// Descriptors describes the descriptor budget.
-	Descriptors DescriptorStats
+	Descriptors DescriptorStats `json:"descriptors"`
 	// Listeners lists every listener, sorted by name.
-	Listeners []ListenerStats
+	Listeners []ListenerStats `json:"listeners"`
 	// Groups lists every target group, sorted by name.
-	Groups []GroupStats
+	Groups []GroupStats `json:"groups"`
 }
 
 // DescriptorStats describe the descriptor budget (see WithDescriptorBudget):
@@ -36,11 +36,11 @@ type Stats struct {
 type DescriptorStats struct {
 	// ProcessLimit is the process's descriptor limit (soft RLIMIT_NOFILE)
 	// when the load balancer started; 0 if unknown.
-	ProcessLimit int
+	ProcessLimit int `json:"process_limit"`
 	// Reserve is what the default budget leaves out of ProcessLimit for
 	// listeners, health checks, HTTP target connections and the rest; 0
 	// when the budget was set by WithDescriptorBudget.
-	Reserve int
+	Reserve int `json:"reserve"`
 	// Limit, InUse, Refused and Evicted are the budget, what TCP, UDP and
 	// HTTP clients hold of it now, how many new ones it refused, and how
 	// many unreplied UDP flows were evicted to make room in it.
@@ -52,66 +52,70 @@ type DescriptorStats struct {
 // when a change of a setting the proxy fixes at start replaces the
 // listener's proxy.
 type ListenerStats struct {
-	Name     string
-	Protocol Protocol
+	Name     string   `json:"name"`
+	Protocol Protocol `json:"protocol"`
 	// Addr is the bound address.
-	Addr string
+	Addr string `json:"address"`
 	// AcceptErrors counts failed accepts on the listener's socket (TCP,
 	// TLS, HTTP, HTTPS): out of descriptors and the like. Each is retried
 	// after a back-off (5 ms doubling to 1 s) and accepting resumes by
 	// itself. AcceptFailingSince is when the current run of them began,
 	// zero while accepting works. Unlike the proxies' counters they last
 	// as long as the listener's socket.
-	AcceptErrors       uint64
-	AcceptFailingSince time.Time
-	TCP                *proxy.TCPStats
-	UDP                *proxy.UDPStats
-	HTTP               *proxy.HTTPStats
+	AcceptErrors       uint64           `json:"accept_errors"`
+	AcceptFailingSince time.Time        `json:"accept_failing_since,omitzero"`
+	TCP                *proxy.TCPStats  `json:"tcp,omitzero"`
+	UDP                *proxy.UDPStats  `json:"udp,omitzero"`
+	HTTP               *proxy.HTTPStats `json:"http,omitzero"`
 }
 
 // GroupStats are one target group's counters.
 type GroupStats struct {
-	Name      string
-	Protocol  Protocol
-	Algorithm balancer.Algorithm
+	Name      string             `json:"name"`
+	Protocol  Protocol           `json:"protocol"`
+	Algorithm balancer.Algorithm `json:"algorithm"`
 	// Healthy and Unhealthy count targets that do and do not receive new
 	// traffic for health reasons (checks or ejection); weight and draining
 	// do not count here.
-	Healthy, Unhealthy int
+	Healthy   int `json:"healthy"`
+	Unhealthy int `json:"unhealthy"`
 	// NoTarget counts connections and requests refused because no target
 	// could take them.
-	NoTarget uint64
+	NoTarget uint64 `json:"no_target"`
 	// Sticky are the session-persistence counters (hits, misses, re-picks
 	// because the remembered target could not serve, sessions held,
 	// refused for capacity, bad cookies by reason), zero without
 	// stickiness. They restart when the stickiness setting changes.
-	Sticky sticky.Stats
+	Sticky sticky.Stats `json:"sticky"`
 	// Targets lists every target, sorted by ID.
-	Targets []TargetStats
+	Targets []TargetStats `json:"targets"`
 }
 
 // TargetStats are one target's state and counters.
 type TargetStats struct {
 	// ID and Addr identify the target; Weight is its weight.
-	ID, Addr string
-	Weight   int
+	ID     string `json:"id"`
+	Addr   string `json:"address"`
+	Weight int    `json:"weight"`
 	// Healthy is its health from active checks; Ejected says passive
 	// signals took it out; Serving says it receives new traffic (healthy,
 	// not ejected, weight > 0, not draining).
-	Healthy, Ejected, Serving bool
+	Healthy bool `json:"healthy"`
+	Ejected bool `json:"ejected"`
+	Serving bool `json:"serving"`
 	// DrainUntil is when its deregistration delay ends, if it is
 	// deregistering, or when the connections it had when an operator
 	// drained it are closed (see Drained).
-	DrainUntil time.Time
+	DrainUntil time.Time `json:"drain_until,omitzero"`
 	// Drained says an operator drained it (LoadBalancer.DrainTarget); it
 	// stays in the group, checked, without new traffic.
-	Drained bool
+	Drained bool `json:"drained"`
 	// HealthCheckOff says an operator turned its health checks off
 	// (LoadBalancer.SetTargetHealthCheck); it is treated as healthy.
-	HealthCheckOff bool
+	HealthCheckOff bool `json:"health_check_off"`
 	// Counters holds its traffic counters: connections, bytes, requests,
 	// status classes, average response time.
-	Counters proxy.TargetStats
+	Counters proxy.TargetStats `json:"counters"`
 }
 
 // Stats returns a snapshot of the load balancer's counters.

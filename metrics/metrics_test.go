@@ -166,6 +166,16 @@ func TestHandlerLive(t *testing.T) {
 		resp.Body.Close()
 	}
 
+	// A request is counted once its exchange ends, which may be just
+	// after the client has read the last byte of the answer.
+	require.Eventually(t, func() bool {
+		var n uint64
+		for _, c := range l.Stats().Listeners[0].HTTP.Status {
+			n += c
+		}
+		return n == 4
+	}, 10*time.Second, time.Millisecond)
+
 	srv := httptest.NewServer(metrics.Handler(l))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)

@@ -32,7 +32,9 @@ type HTTPStats struct {
 
 	// Status counts what the proxy answered clients, by class: Status[0]
 	// is 1xx ... Status[4] is 5xx. 499 (client went away) is counted in
-	// ClientClosed only.
+	// ClientClosed only. A request is counted when its exchange ends, just
+	// after the last byte of the answer was written, so a client that has
+	// read its answer may find it not counted yet for a moment.
 	Status [5]uint64
 	// UpstreamStatus counts what targets answered the proxy, by class.
 	// The two differ when the proxy answers itself (403, 408, 413, 502,

@@ -128,46 +128,46 @@ var (
 // misses too, so Hits+Misses is the number of lookups.
 type Stats struct {
 	// Hits counts lookups that returned a target.
-	Hits uint64
+	Hits uint64 `json:"hits"`
 	// Misses counts lookups that returned none: nothing remembered, an
 	// expired session, a bad cookie, or a remembered target whose state
 	// refused it (also counted in Repicks).
-	Misses uint64
+	Misses uint64 `json:"misses"`
 	// Repicks counts lookups that found a live session whose target was
 	// Unusable (or Draining under WithStopOnDrain), so the caller had to
 	// pick again.
-	Repicks uint64
+	Repicks uint64 `json:"repicks"`
 	// Remembered counts Remember calls that changed something: a new
 	// entry, an entry moved to another target (SourceIP, AppCookie), or a
 	// Set-Cookie issued (Cookie).
-	Remembered uint64
+	Remembered uint64 `json:"remembered"`
 	// Refused counts Remember calls that could not be honoured: the table
 	// was full of live sessions (SourceIP, AppCookie; established sessions
 	// are never evicted to make room), or the target ID was longer than
 	// MaxIDLen (Cookie).
-	Refused uint64
+	Refused uint64 `json:"refused"`
 	// Entries is the number of sessions a table holds now (SourceIP,
 	// AppCookie). Stats drops expired entries before counting.
-	Entries int
+	Entries int `json:"entries"`
 	// Expired counts table entries dropped because their duration passed
 	// without use (SourceIP, AppCookie). Expired cookies are counted in
 	// BadCookies.Expired.
-	Expired uint64
+	Expired uint64 `json:"expired"`
 	// BadCookies counts cookies treated as absent, by reason (Cookie,
 	// AppCookie).
-	BadCookies BadCookies
+	BadCookies BadCookies `json:"bad_cookies"`
 	// StoreHits counts lookups that missed the local table and found the
 	// session in the Store (see WithStore); they count in Hits too when
 	// the target was usable.
-	StoreHits uint64
+	StoreHits uint64 `json:"store_hits"`
 	// StoreWrites counts sessions written to the Store.
-	StoreWrites uint64
+	StoreWrites uint64 `json:"store_writes"`
 	// StoreErrors counts calls to the Store that failed or timed out; each
 	// cost the data path at most the store timeout.
-	StoreErrors uint64
+	StoreErrors uint64 `json:"store_errors"`
 	// StoreSkipped counts calls not made because the Store had failed
 	// within the last second: the local table answered alone.
-	StoreSkipped uint64
+	StoreSkipped uint64 `json:"store_skipped"`
 }
 
 // BadCookies counts cookies that were treated as no cookie at all: the
@@ -176,23 +176,23 @@ type Stats struct {
 type BadCookies struct {
 	// Tampered: well formed, known key, but the authentication tag does not
 	// match (a changed byte, a forged or spliced value).
-	Tampered uint64
+	Tampered uint64 `json:"tampered"`
 	// Truncated: shorter than its own header says.
-	Truncated uint64
+	Truncated uint64 `json:"truncated"`
 	// Oversized: longer than any cookie this policy issues (Cookie) or than
 	// the value cap (AppCookie, see WithMaxValueLen), rejected before any
 	// decoding or hashing.
-	Oversized uint64
+	Oversized uint64 `json:"oversized"`
 	// Expired: authentic, but its expiry has passed (a replayed cookie, or
 	// a client that ignores Max-Age).
-	Expired uint64
+	Expired uint64 `json:"expired"`
 	// WrongKey: made with a key this policy does not hold, or one retired
 	// after its grace period.
-	WrongKey uint64
+	WrongKey uint64 `json:"wrong_key"`
 	// Garbage: not base64url, an unknown format version, impossible
 	// lengths (Cookie); a Set-Cookie the application sent that cannot be
 	// parsed (AppCookie).
-	Garbage uint64
+	Garbage uint64 `json:"garbage"`
 }
 
 // Total returns the number of bad cookies of every reason.
