@@ -35,6 +35,8 @@ type config struct {
 	timeout time.Duration
 	token   string
 	hosts   []string
+	runtime *Runtime
+	upgrade func(context.Context) (int, error)
 }
 
 // WithReload sets the function POST /reload calls: typically it reads the
@@ -87,6 +89,26 @@ func WithHosts(names ...string) Option {
 //	POST /reload     calls the reload function; 200, or 422 with every problem
 //	GET  /metrics    the handler given with WithMetrics
 //
+// and the runtime API, JSON in and out, in the spirit of HAProxy's:
+//
+//	GET    /listeners                     every listener's stats
+//	GET    /listeners/{name}              one listener: stats and diagnosis (ListenerView)
+//	GET    /groups                        every target group's stats
+//	GET    /groups/{group}                one group: stats, diagnosis, runtime changes (GroupView)
+//	GET    /groups/{group}/targets/{id}   one target (TargetView)
+//	POST   /groups/{group}/targets        add a target (AddTargetRequest); 201 and the target
+//	PATCH  /groups/{group}/targets/{id}   set its weight, drain it or bring it back, turn its
+//	                                      health checks off or on (PatchTargetRequest)
+//	DELETE /groups/{group}/targets/{id}   remove it (deregistration: it drains first)
+//	GET    /runtime                       the runtime changes and what a reload does to them
+//	DELETE /runtime                       forget them and reload the file
+//	POST   /upgrade                       start the new binary on the listening sockets (WithUpgrade)
+//
+// Changes need WithRuntime (501 without it); they answer 404 for a group
+// or target that does not exist, 422 for a change the load balancer
+// refuses, 400 for a body that is not the call's JSON. Every JSON name is
+// snake_case.
+//
 // It protects itself from browsers and from whoever reaches it:
 //
 //   - Requests whose Host is not "localhost", an IP address or a name
@@ -132,6 +154,7 @@ func New(l LoadBalancer, opts ...Option) *Handler {
 	h.mux.HandleFunc("GET /diagnose", h.diagnose)
 	h.mux.HandleFunc("GET /health", h.health)
 	h.mux.HandleFunc("POST /reload", h.reload)
+	h.routeAPI()
 	if c.metrics != nil {
 		h.mux.Handle("GET /metrics", c.metrics)
 	}

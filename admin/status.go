@@ -36,6 +36,11 @@ type statusData struct {
 	Summary   []summaryLine
 	Diagnosis lb.Diagnosis
 	Groups    []groupView
+	// Runtime says the runtime API can change things; Changes are the
+	// changes made, OnReload what a reload does to them.
+	Runtime  bool
+	Changes  []Change
+	OnReload string
 }
 
 // summaryLine is one line of the summary at the top of the page.
@@ -78,6 +83,9 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	data := statusData{Title: h.cfg.title, Time: d.Time, Diagnosis: d, Refresh: defaultRefresh, Metrics: h.cfg.metrics != nil}
+	if rt := h.cfg.runtime; rt != nil {
+		data.Runtime, data.Changes, data.OnReload = true, rt.Changes(), OnReloadText
+	}
 	if v := r.URL.Query().Get("refresh"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 			data.Refresh = min(n, 3600)
@@ -230,7 +238,7 @@ func targetLevel(t lb.TargetDiagnosis) string {
 	switch {
 	case t.OK:
 		return "ok"
-	case !t.DrainUntil.IsZero() || t.Weight == 0 && t.Health.State == healthcheck.Healthy:
+	case !t.DrainUntil.IsZero() || t.Drained || t.Weight == 0 && t.Health.State == healthcheck.Healthy:
 		return "warn"
 	}
 	return "bad"
@@ -249,10 +257,14 @@ func state(t lb.TargetDiagnosis) string {
 	switch {
 	case !t.DrainUntil.IsZero():
 		return "draining until " + t.DrainUntil.Format(time.TimeOnly)
+	case t.Drained:
+		return "drained by an operator"
 	case t.Health.Ejected:
 		return "ejected until " + t.Health.EjectedUntil.Format(time.TimeOnly)
 	case t.Weight == 0:
 		return "weight 0: no new traffic"
+	case t.OK && t.HealthCheckOff:
+		return "serving (health checks off)"
 	case t.OK:
 		return "serving"
 	}

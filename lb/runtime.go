@@ -61,8 +61,9 @@ func (l *LoadBalancer) setOverride(group, id string, f func(*targetOverride)) er
 	})
 }
 
-// holdsLocked reports whether the running group holds target id (a
-// discovered target is held but not configured). l.mu is held.
+// holdsLocked reports whether the running group holds target id as one
+// of its targets (a discovered target is held but not configured; a
+// deregistering one is held but no longer one of them). l.mu is held.
 func (l *LoadBalancer) holdsLocked(group, id string) bool {
 	g := l.groups[group]
 	if g == nil {
@@ -70,8 +71,8 @@ func (l *LoadBalancer) holdsLocked(group, id string) bool {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	_, ok := g.members[id]
-	return ok
+	m, ok := g.members[id]
+	return ok && (m.static || m.discovered)
 }
 
 // applyOverridesLocked makes the held targets match the operator's

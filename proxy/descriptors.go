@@ -75,11 +75,12 @@ func (d *Descriptors) SetLimit(n int) { d.limit.Store(int64(n)) }
 // DescriptorStats are a budget's numbers.
 type DescriptorStats struct {
 	// Limit is the budget; InUse what the proxies hold of it now.
-	Limit int
-	InUse int64
+	Limit int   `json:"limit"`
+	InUse int64 `json:"in_use"`
 	// Refused counts connections and flows refused because the budget was
 	// spent; Evicted counts unreplied UDP flows evicted to make room.
-	Refused, Evicted uint64
+	Refused uint64 `json:"refused"`
+	Evicted uint64 `json:"evicted"`
 }
 
 // Stats returns the budget's numbers; it reads atomics only. A nil budget

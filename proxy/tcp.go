@@ -367,46 +367,50 @@ func (p *TCP) dialTimeout() time.Duration {
 // TCPStats are a TCP proxy's counters since it was made.
 type TCPStats struct {
 	// Accepted counts connections accepted.
-	Accepted uint64
+	Accepted uint64 `json:"accepted"`
 	// Active is the number of connections being forwarded now.
-	Active int64
+	Active int64 `json:"active"`
 	// Forwarded counts connections that reached a target.
-	Forwarded uint64
+	Forwarded uint64 `json:"forwarded"`
 	// Denied counts connections refused by the ACL.
-	Denied uint64
+	Denied uint64 `json:"denied"`
 	// RejectedTableFull and RejectedSourceLimit count connections the flow
 	// table refused: full, or the client's address at its flow limit
 	// (the reference's RejectedFlowCount_TCP).
-	RejectedTableFull, RejectedSourceLimit uint64
+	RejectedTableFull   uint64 `json:"rejected_table_full"`
+	RejectedSourceLimit uint64 `json:"rejected_source_limit"`
 	// RejectedDescriptors counts connections reset at accept because the
 	// descriptor budget was spent (see Descriptors).
-	RejectedDescriptors uint64
+	RejectedDescriptors uint64 `json:"rejected_descriptors"`
 	// NoTarget counts connections closed because no target could be
 	// picked.
-	NoTarget uint64
+	NoTarget uint64 `json:"no_target"`
 	// ConnectErrors counts failed attempts to connect to a target (refused,
 	// timed out, TLS or PROXY header write failed); ConnectFailed counts
 	// connections closed because every attempt failed.
-	ConnectErrors, ConnectFailed uint64
+	ConnectErrors uint64 `json:"connect_errors"`
+	ConnectFailed uint64 `json:"connect_failed"`
 	// ProxyHeaderUntrusted counts connections from untrusted sources that
 	// sent a PROXY header; ProxyHeaderBad counts trusted ones whose header
 	// was missing, malformed or late.
-	ProxyHeaderUntrusted, ProxyHeaderBad uint64
+	ProxyHeaderUntrusted uint64 `json:"proxy_header_untrusted"`
+	ProxyHeaderBad       uint64 `json:"proxy_header_bad"`
 	// TLSHandshakeErrors counts clients whose TLS handshake failed.
-	TLSHandshakeErrors uint64
+	TLSHandshakeErrors uint64 `json:"tls_handshake_errors"`
 	// IdleResets counts connections reset after their idle timeout.
-	IdleResets uint64
+	IdleResets uint64 `json:"idle_resets"`
 	// DrainResets counts connections reset when their target's
 	// deregistration delay passed.
-	DrainResets uint64
+	DrainResets uint64 `json:"drain_resets"`
 	// BytesIn and BytesOut count bytes from clients to targets and back.
 	// They advance when a copy ends and every 4 MiB during long copies.
-	BytesIn, BytesOut uint64
+	BytesIn  uint64 `json:"bytes_in"`
+	BytesOut uint64 `json:"bytes_out"`
 	// AcceptErrors counts failed accepts (out of descriptors and the
 	// like), each retried after a back-off; AcceptFailingSince is when the
 	// current run of them began, zero while accepting works.
-	AcceptErrors       uint64
-	AcceptFailingSince time.Time
+	AcceptErrors       uint64    `json:"accept_errors"`
+	AcceptFailingSince time.Time `json:"accept_failing_since,omitzero"`
 }
 
 // tcpCounters are the atomics behind TCPStats.

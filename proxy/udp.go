@@ -108,31 +108,37 @@ type UDPStats struct {
 	// DatagramsIn and BytesIn count datagrams and bytes forwarded from
 	// clients to targets; DatagramsOut and BytesOut from targets back to
 	// clients.
-	DatagramsIn, BytesIn, DatagramsOut, BytesOut uint64
+	DatagramsIn  uint64 `json:"datagrams_in"`
+	BytesIn      uint64 `json:"bytes_in"`
+	DatagramsOut uint64 `json:"datagrams_out"`
+	BytesOut     uint64 `json:"bytes_out"`
 	// Flows counts flows made by this proxy; ActiveFlows is how many are
 	// open now.
-	Flows       uint64
-	ActiveFlows int64
+	Flows       uint64 `json:"flows"`
+	ActiveFlows int64  `json:"active_flows"`
 	// Denied counts datagrams dropped by the ACL.
-	Denied uint64
+	Denied uint64 `json:"denied"`
 	// RejectedTableFull and RejectedSourceLimit count datagrams dropped
 	// because the flow table refused a new flow; RejectedDescriptors
 	// those dropped because the descriptor budget was spent.
-	RejectedTableFull, RejectedSourceLimit, RejectedDescriptors uint64
+	RejectedTableFull   uint64 `json:"rejected_table_full"`
+	RejectedSourceLimit uint64 `json:"rejected_source_limit"`
+	RejectedDescriptors uint64 `json:"rejected_descriptors"`
 	// NoTarget counts datagrams dropped because no target could be picked
 	// or reached.
-	NoTarget uint64
+	NoTarget uint64 `json:"no_target"`
 	// Failovers counts flows moved to another target because theirs
 	// turned unhealthy, left the group or was drained.
-	Failovers uint64
+	Failovers uint64 `json:"failovers"`
 	// SendErrors counts datagrams a target socket would not take (full
 	// buffer, ICMP unreachable reported); ReplyErrors counts replies the
 	// listener socket would not send.
-	SendErrors, ReplyErrors uint64
+	SendErrors  uint64 `json:"send_errors"`
+	ReplyErrors uint64 `json:"reply_errors"`
 	// IdleExpired counts flows the flow table removed: after their idle
 	// timeout, or evicted while unreplied to make room (the flow table's
 	// EvictedFlowCount tells those apart).
-	IdleExpired uint64
+	IdleExpired uint64 `json:"idle_expired"`
 }
 
 type udpCounters struct {

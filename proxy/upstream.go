@@ -351,46 +351,47 @@ func (st *targetState) closeAllLocked() {
 // TargetStats are one target's live counters within an Upstream.
 type TargetStats struct {
 	// ID is the target's ID.
-	ID string
+	ID string `json:"id"`
 	// ActiveConnections is the number of open L4 connections.
-	ActiveConnections int64
+	ActiveConnections int64 `json:"active_connections"`
 	// Connections counts L4 connections forwarded to the target.
-	Connections uint64
+	Connections uint64 `json:"connections"`
 	// ConnectErrors counts failed connection attempts (refused, timed out).
-	ConnectErrors uint64
+	ConnectErrors uint64 `json:"connect_errors"`
 	// BytesIn and BytesOut count bytes from clients to the target and
 	// back.
-	BytesIn, BytesOut uint64
+	BytesIn  uint64 `json:"bytes_in"`
+	BytesOut uint64 `json:"bytes_out"`
 	// ActiveRequests is the number of L7 requests in flight.
-	ActiveRequests int64
+	ActiveRequests int64 `json:"active_requests"`
 	// TargetConnections is the number of connections the HTTP proxies
 	// have open to the target, idle ones included (bounded by
 	// Limits.MaxConnsPerTarget).
-	TargetConnections int64
+	TargetConnections int64 `json:"target_connections"`
 	// BreakerRefused counts requests the circuit breaker refused (503):
 	// the target was at its connection limit and no connection freed up
 	// in time, or too many requests waited.
-	BreakerRefused uint64
+	BreakerRefused uint64 `json:"breaker_refused"`
 	// Requests counts L7 requests sent to the target.
-	Requests uint64
+	Requests uint64 `json:"requests"`
 	// Status counts L7 responses from the target by class:
 	// Status[0] is 1xx ... Status[4] is 5xx.
-	Status [5]uint64
+	Status StatusClasses `json:"status"`
 	// AvgResponseTime is the mean time from sending a request to receiving
 	// the response header, over all L7 responses; 0 before the first.
-	AvgResponseTime time.Duration
+	AvgResponseTime time.Duration `json:"avg_response_time_ns"`
 	// DrainDeadline is when open connections are closed, if the target is
 	// draining; zero otherwise.
-	DrainDeadline time.Time
+	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
 }
 
 // UpstreamStats is a snapshot of an Upstream's per-target counters.
 type UpstreamStats struct {
 	// Name is the Upstream's name.
-	Name string
+	Name string `json:"name"`
 	// Targets lists every target that saw traffic or is draining, sorted by
 	// ID.
-	Targets []TargetStats
+	Targets []TargetStats `json:"targets"`
 }
 
 // Stats returns a snapshot of the per-target counters. Targets that left
