@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/lbkit/lbkit/config"
+	"github.com/lbkit/lbkit/lb"
 )
 
 // demoTarget is a small server standing in for a real target: an HTTP
@@ -31,7 +32,7 @@ type demoTarget struct {
 // say, but a File made in code can: the tests) gets a free port, for both
 // TCP and UDP when it is a UDP target, and its address in f is replaced by
 // the one bound. The returned function stops them.
-func startDemoTargets(f *config.File, log *slog.Logger) (stop func(), err error) {
+func startDemoTargets(f *config.File, log *slog.Logger, socks lb.Sockets) (stop func(), err error) {
 	var started []*demoTarget
 	stop = func() {
 		for _, t := range started {
@@ -46,7 +47,7 @@ func startDemoTargets(f *config.File, log *slog.Logger) (stop func(), err error)
 			if id == "" {
 				id = tc.Address
 			}
-			t, err := startDemoTarget(g.Protocol, id, tc.Address)
+			t, err := startDemoTarget(socks, g.Protocol, id, tc.Address)
 			if err != nil {
 				stop()
 				return nil, fmt.Errorf("demo target %s of group %s: %w", id, g.Name, err)
@@ -60,8 +61,9 @@ func startDemoTargets(f *config.File, log *slog.Logger) (stop func(), err error)
 }
 
 // startDemoTarget starts one demo target speaking proto on addr, a
-// loopback address (port 0 picks one).
-func startDemoTarget(proto, id, addr string) (*demoTarget, error) {
+// loopback address (port 0 picks one), with sockets from socks (so that a
+// binary upgrade hands them over too).
+func startDemoTarget(socks lb.Sockets, proto, id, addr string) (*demoTarget, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil || !ap.Addr().IsLoopback() {
 		return nil, fmt.Errorf("address %q: demo targets run on loopback IP addresses only", addr)
@@ -69,13 +71,13 @@ func startDemoTarget(proto, id, addr string) (*demoTarget, error) {
 	t := &demoTarget{id: id}
 	switch proto {
 	case "http":
-		if t.ln, err = net.Listen("tcp", addr); err != nil {
+		if t.ln, err = socks.Listen("tcp", addr); err != nil {
 			return nil, err
 		}
 		t.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, id) })}
 		t.wg.Go(func() { t.srv.Serve(t.ln) })
 	case "tcp":
-		if t.ln, err = net.Listen("tcp", addr); err != nil {
+		if t.ln, err = socks.Listen("tcp", addr); err != nil {
 			return nil, err
 		}
 		t.wg.Go(func() { t.echoTCP() })
@@ -84,10 +86,10 @@ func startDemoTarget(proto, id, addr string) (*demoTarget, error) {
 		// port. With port 0 the port the kernel gives the UDP side may be
 		// taken for TCP: try a few.
 		for try := 0; ; try++ {
-			if t.pc, err = net.ListenPacket("udp", addr); err != nil {
+			if t.pc, err = socks.ListenPacket("udp", addr); err != nil {
 				return nil, err
 			}
-			if t.ln, err = net.Listen("tcp", t.pc.LocalAddr().String()); err == nil {
+			if t.ln, err = socks.Listen("tcp", t.pc.LocalAddr().String()); err == nil {
 				break
 			}
 			t.pc.Close()

@@ -172,7 +172,7 @@ func TestDaemon(t *testing.T) {
 				tg.Address = a
 				continue
 			}
-			d, err := startDemoTarget(g.Protocol, tg.ID, "127.0.0.1:0")
+			d, err := startDemoTarget(netSockets{}, g.Protocol, tg.ID, "127.0.0.1:0")
 			require.NoError(t, err)
 			defer d.stop()
 			tg.Address = d.addr
@@ -183,7 +183,7 @@ func TestDaemon(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-config", cfgPath, "-admin", "127.0.0.1:0", "-log-format", "json", "-log-level", "debug", "-shutdown-timeout", "20s")
+	cmd := exec.CommandContext(ctx, bin, "run", "-config", cfgPath, "-admin", "127.0.0.1:0", "-log-format", "json", "-log-level", "debug", "-shutdown-timeout", "20s")
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	lg := &logs{more: make(chan struct{}, 1)}

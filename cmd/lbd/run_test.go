@@ -60,7 +60,7 @@ func TestSampleWithDemoTargets(t *testing.T) {
 			f.TargetGroups[gi].Targets[ti].Address = "127.0.0.1:0"
 		}
 	}
-	stop, err := startDemoTargets(f, slog.New(slog.DiscardHandler))
+	stop, err := startDemoTargets(f, slog.New(slog.DiscardHandler), netSockets{})
 	require.NoError(t, err)
 	defer stop()
 	path := filepath.Join(t.TempDir(), "lbd.yaml")
@@ -133,4 +133,16 @@ func TestDemoTargetsFlag(t *testing.T) {
 	assert.Equal(t, 1, run(context.Background(), []string{"-config", path, "-demo-targets", "-admin", ""}, &out))
 	assert.Contains(t, out.String(), "demo target "+f.TargetGroups[0].Targets[0].ID+" of group "+f.TargetGroups[0].Name)
 	assert.Contains(t, out.String(), "address already in use")
+}
+
+// netSockets opens sockets with the net package, for demo targets the
+// tests start themselves.
+type netSockets struct{}
+
+func (netSockets) Listen(network, addr string) (net.Listener, error) {
+	return net.Listen(network, addr)
+}
+
+func (netSockets) ListenPacket(network, addr string) (net.PacketConn, error) {
+	return net.ListenPacket(network, addr)
 }
