@@ -412,12 +412,12 @@ const udpReadBuffer = 4 << 20
 // keepalive period of accepted connections (-1: off).
 type netSockets struct{ keepAlive time.Duration }
 
-func (s netSockets) Listen(network, addr string) (net.Listener, error) {
+func (s netSockets) Listen(_, network, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: s.keepAlive}
 	return lc.Listen(context.Background(), network, addr)
 }
 
-func (s netSockets) ListenPacket(network, addr string) (net.PacketConn, error) {
+func (s netSockets) ListenPacket(_, network, addr string) (net.PacketConn, error) {
 	var lc net.ListenConfig
 	return lc.ListenPacket(context.Background(), network, addr)
 }
@@ -438,9 +438,9 @@ func (l *LoadBalancer) bind(socks Sockets, cfg *listenerConfig, prefer string) (
 		socks = netSockets{}
 	}
 	if cfg.proto == UDP {
-		pc, err := socks.ListenPacket("udp", addr)
+		pc, err := socks.ListenPacket(cfg.name, "udp", addr)
 		if err != nil && addr != cfg.addr {
-			pc, err = socks.ListenPacket("udp", cfg.addr)
+			pc, err = socks.ListenPacket(cfg.name, "udp", cfg.addr)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
@@ -462,9 +462,9 @@ func (l *LoadBalancer) bind(socks Sockets, cfg *listenerConfig, prefer string) (
 		ns.keepAlive = -1
 		socks = ns
 	}
-	ln, err := socks.Listen("tcp", addr)
+	ln, err := socks.Listen(cfg.name, "tcp", addr)
 	if err != nil && addr != cfg.addr {
-		ln, err = socks.Listen("tcp", cfg.addr)
+		ln, err = socks.Listen(cfg.name, "tcp", cfg.addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", cfg.name, err)

@@ -228,13 +228,16 @@ func WithHooks(h Hooks) Option { return func(c *config) { c.hooks = h } }
 // The load balancer closes what it opened when a listener is removed or
 // moves; the Sockets must then really close the socket (keep no duplicate
 // of it open), or the port keeps accepting with no one serving it.
+//
+// name is the listener's name: with it a program matches the sockets it
+// inherited to their listeners even when addresses say port 0.
 type Sockets interface {
 	// Listen opens a TCP listening socket ("tcp", "host:port"), as
-	// net.Listen does.
-	Listen(network, addr string) (net.Listener, error)
+	// net.Listen does, for the listener called name.
+	Listen(name, network, addr string) (net.Listener, error)
 	// ListenPacket opens a UDP socket ("udp", "host:port"), as
-	// net.ListenPacket does.
-	ListenPacket(network, addr string) (net.PacketConn, error)
+	// net.ListenPacket does, for the listener called name.
+	ListenPacket(name, network, addr string) (net.PacketConn, error)
 }
 
 // WithSockets makes the load balancer open its listeners' sockets with s

@@ -21,10 +21,10 @@ type handedSockets struct {
 	closed []string
 }
 
-func (s *handedSockets) Listen(network, addr string) (net.Listener, error) {
+func (s *handedSockets) Listen(name, network, addr string) (net.Listener, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.asked = append(s.asked, network+" "+addr)
+	s.asked = append(s.asked, name+" "+network+" "+addr)
 	if ln, ok := s.tcp[addr]; ok {
 		delete(s.tcp, addr)
 		return &closeRecorder{Listener: ln, s: s, name: network + " " + addr}, nil
@@ -32,10 +32,10 @@ func (s *handedSockets) Listen(network, addr string) (net.Listener, error) {
 	return net.Listen(network, addr)
 }
 
-func (s *handedSockets) ListenPacket(network, addr string) (net.PacketConn, error) {
+func (s *handedSockets) ListenPacket(name, network, addr string) (net.PacketConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.asked = append(s.asked, network+" "+addr)
+	s.asked = append(s.asked, name+" "+network+" "+addr)
 	if pc, ok := s.udp[addr]; ok {
 		delete(s.udp, addr)
 		return pc, nil
@@ -77,7 +77,7 @@ func TestWithSocketsServesHandedSockets(t *testing.T) {
 		WithListener("udp", UDP, udpAddr, ForwardTo("dns")),
 		group, udpGroup,
 	)
-	assert.ElementsMatch(t, []string{"tcp " + tcpAddr, "udp " + udpAddr}, socks.asked)
+	assert.ElementsMatch(t, []string{"tcp tcp " + tcpAddr, "udp udp " + udpAddr}, socks.asked, "the listeners' names come with their addresses")
 	assert.Equal(t, "a", dialAsk(t, tcpAddr), "the handed TCP socket serves")
 	c, err := net.Dial("udp", udpAddr)
 	require.NoError(t, err)

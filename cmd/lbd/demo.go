@@ -71,13 +71,13 @@ func startDemoTarget(socks lb.Sockets, proto, id, addr string) (*demoTarget, err
 	t := &demoTarget{id: id}
 	switch proto {
 	case "http":
-		if t.ln, err = socks.Listen("tcp", addr); err != nil {
+		if t.ln, err = socks.Listen("demo target "+id, "tcp", addr); err != nil {
 			return nil, err
 		}
 		t.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, id) })}
 		t.wg.Go(func() { t.srv.Serve(t.ln) })
 	case "tcp":
-		if t.ln, err = socks.Listen("tcp", addr); err != nil {
+		if t.ln, err = socks.Listen("demo target "+id, "tcp", addr); err != nil {
 			return nil, err
 		}
 		t.wg.Go(func() { t.echoTCP() })
@@ -86,10 +86,10 @@ func startDemoTarget(socks lb.Sockets, proto, id, addr string) (*demoTarget, err
 		// port. With port 0 the port the kernel gives the UDP side may be
 		// taken for TCP: try a few.
 		for try := 0; ; try++ {
-			if t.pc, err = socks.ListenPacket("udp", addr); err != nil {
+			if t.pc, err = socks.ListenPacket("demo target "+id, "udp", addr); err != nil {
 				return nil, err
 			}
-			if t.ln, err = socks.Listen("tcp", t.pc.LocalAddr().String()); err == nil {
+			if t.ln, err = socks.Listen("demo target "+id, "tcp", t.pc.LocalAddr().String()); err == nil {
 				break
 			}
 			t.pc.Close()

@@ -376,7 +376,7 @@ func (d *daemon) startAdmin() (stop func(), err error) {
 	if d.fl.adminHosts != "" {
 		aopts = append(aopts, admin.WithHosts(strings.Split(d.fl.adminHosts, ",")...))
 	}
-	ln, err := d.socks.Listen("tcp", d.fl.admin)
+	ln, err := d.socks.Listen("lbd admin endpoint", "tcp", d.fl.admin)
 	if err != nil {
 		return nil, fmt.Errorf("admin endpoint: %w", err)
 	}

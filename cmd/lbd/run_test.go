@@ -139,10 +139,10 @@ func TestDemoTargetsFlag(t *testing.T) {
 // tests start themselves.
 type netSockets struct{}
 
-func (netSockets) Listen(network, addr string) (net.Listener, error) {
+func (netSockets) Listen(_, network, addr string) (net.Listener, error) {
 	return net.Listen(network, addr)
 }
 
-func (netSockets) ListenPacket(network, addr string) (net.PacketConn, error) {
+func (netSockets) ListenPacket(_, network, addr string) (net.PacketConn, error) {
 	return net.ListenPacket(network, addr)
 }

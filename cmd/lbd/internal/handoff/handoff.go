@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -19,7 +20,8 @@ import (
 // Environment variables of a process started by Upgrade.
 const (
 	// EnvSockets lists the inherited sockets, "v1" then one
-	// "network address fd" entry per socket, separated by ";".
+	// "name network address fd" entry per socket (the name query-escaped),
+	// separated by ";".
 	EnvSockets = "LBD_HANDOFF"
 	// EnvReady is the descriptor to write "ready\n" to.
 	EnvReady = "LBD_HANDOFF_READY"
@@ -54,7 +56,8 @@ type Sockets struct {
 	keepAlive []*os.File // the pipes whose end tells children we exited
 }
 
-type key struct{ network, addr string }
+// key is what a socket was asked for as.
+type key struct{ name, network, addr string }
 
 // socket is one open socket and what it was opened as.
 type socket struct {
@@ -83,16 +86,20 @@ func New() (*Sockets, error) {
 	}
 	for _, e := range entries[1:] {
 		f := strings.Fields(e)
-		if len(f) != 3 {
+		if len(f) != 4 {
 			return nil, fmt.Errorf("handoff: %s: bad entry %q", EnvSockets, e)
 		}
-		fd, err := strconv.Atoi(f[2])
+		name, err := url.QueryUnescape(f[0])
+		if err != nil {
+			return nil, fmt.Errorf("handoff: %s: bad name in %q", EnvSockets, e)
+		}
+		fd, err := strconv.Atoi(f[3])
 		if err != nil || fd < 3 {
 			return nil, fmt.Errorf("handoff: %s: bad descriptor in %q", EnvSockets, e)
 		}
 		syscall.CloseOnExec(fd) // not to be inherited by anything else
-		k := key{f[0], f[1]}
-		s.inherited[k] = append(s.inherited[k], os.NewFile(uintptr(fd), f[0]+":"+f[1]))
+		k := key{name, f[1], f[2]}
+		s.inherited[k] = append(s.inherited[k], os.NewFile(uintptr(fd), f[1]+":"+f[2]))
 	}
 	var err error
 	if s.ready, err = fdFromEnv(EnvReady, "ready"); err != nil {
@@ -126,12 +133,13 @@ func (s *Sockets) HasParent() bool { return s.ready != nil }
 // exited (at once when there is none).
 func (s *Sockets) ParentExited() <-chan struct{} { return s.parentEnd }
 
-// Listen returns the inherited TCP listener opened for network and addr,
-// or a new one.
-func (s *Sockets) Listen(network, addr string) (net.Listener, error) {
+// Listen returns the inherited TCP listener opened for name, network and
+// addr, or a new one. An inherited socket of another name matches too when
+// addr names a port (not port 0): a renamed listener keeps its socket.
+func (s *Sockets) Listen(name, network, addr string) (net.Listener, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := key{network, addr}
+	k := key{name, network, addr}
 	if f, ok := s.takeLocked(k); ok {
 		ln, err := net.FileListener(f)
 		f.Close() // FileListener made its own duplicate
@@ -150,12 +158,12 @@ func (s *Sockets) Listen(network, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ListenPacket returns the inherited UDP socket opened for network and
-// addr, or a new one.
-func (s *Sockets) ListenPacket(network, addr string) (net.PacketConn, error) {
+// ListenPacket returns the inherited UDP socket opened for name, network
+// and addr, or a new one, matched as Listen matches.
+func (s *Sockets) ListenPacket(name, network, addr string) (net.PacketConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := key{network, addr}
+	k := key{name, network, addr}
 	if f, ok := s.takeLocked(k); ok {
 		pc, err := net.FilePacketConn(f)
 		f.Close()
@@ -173,11 +181,23 @@ func (s *Sockets) ListenPacket(network, addr string) (net.PacketConn, error) {
 	return pc, nil
 }
 
-// takeLocked returns the first inherited socket of k not taken yet.
+// takeLocked returns the first inherited socket of k not taken yet, or,
+// when k's address names a port, of another name with that address.
 func (s *Sockets) takeLocked(k key) (*os.File, bool) {
 	fs := s.inherited[k]
 	if len(fs) == 0 {
-		return nil, false
+		if _, port, err := net.SplitHostPort(k.addr); err != nil || port == "0" {
+			return nil, false
+		}
+		for other := range s.inherited {
+			if other.network == k.network && other.addr == k.addr {
+				k, fs = other, s.inherited[other]
+				break
+			}
+		}
+		if len(fs) == 0 {
+			return nil, false
+		}
 	}
 	f := fs[0]
 	if len(fs) == 1 {
@@ -366,7 +386,7 @@ func (s *Sockets) filesLocked() ([]*os.File, string, error) {
 			return nil, "", fmt.Errorf("handoff: %s %s: %w", o.key.network, o.key.addr, err)
 		}
 		live = append(live, o)
-		entries = append(entries, fmt.Sprintf("%s %s %d", o.key.network, o.key.addr, 3+len(files)))
+		entries = append(entries, fmt.Sprintf("%s %s %s %d", url.QueryEscape(o.key.name), o.key.network, o.key.addr, 3+len(files)))
 		files = append(files, f)
 	}
 	clear(s.open[len(live):])

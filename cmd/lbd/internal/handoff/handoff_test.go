@@ -48,12 +48,12 @@ func child() int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
-	ln, err := s.Listen("tcp", tcpKey)
+	ln, err := s.Listen("web server", "tcp", tcpKey)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
-	pc, err := s.ListenPacket("udp", udpKey)
+	pc, err := s.ListenPacket("dns", "udp", udpKey)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
@@ -140,12 +140,12 @@ func TestUpgradeHandsOverOpenSockets(t *testing.T) {
 	s, err := New()
 	require.NoError(t, err)
 	assert.False(t, s.HasParent())
-	ln, err := s.Listen("tcp", tcpKey)
+	ln, err := s.Listen("web server", "tcp", tcpKey)
 	require.NoError(t, err)
-	pc, err := s.ListenPacket("udp", udpKey)
+	pc, err := s.ListenPacket("dns", "udp", udpKey)
 	require.NoError(t, err)
 	// A socket closed before the upgrade is not passed on.
-	gone, err := s.Listen("tcp", "127.0.0.1:0")
+	gone, err := s.Listen("gone", "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	goneAddr := gone.Addr().String()
 	require.NoError(t, gone.Close())
@@ -180,7 +180,7 @@ func TestUpgradeFailures(t *testing.T) {
 			t.Setenv("HANDOFF_TEST_CHILD", tc.mode)
 			s, err := New()
 			require.NoError(t, err)
-			ln, err := s.Listen("tcp", tcpKey)
+			ln, err := s.Listen("web server", "tcp", tcpKey)
 			require.NoError(t, err)
 			defer ln.Close()
 			_, err = s.Upgrade(context.Background(), time.Second)
@@ -204,7 +204,7 @@ func TestUpgradeFailures(t *testing.T) {
 }
 
 func TestNewRefusesBadEnvironment(t *testing.T) {
-	for _, spec := range []string{"v2", "v1;tcp 127.0.0.1:0", "v1;tcp 127.0.0.1:0 x", "v1;tcp 127.0.0.1:0 1"} {
+	for _, spec := range []string{"v2", "v1;tcp 127.0.0.1:0", "v1;a tcp 127.0.0.1:0 x", "v1;a tcp 127.0.0.1:0 1", "v1;%zz tcp 127.0.0.1:0 5"} {
 		t.Setenv(EnvSockets, spec)
 		_, err := New()
 		assert.Error(t, err, spec)
