@@ -38,6 +38,7 @@ type decoder struct {
 // decode fills f from data, reporting problems to probs.
 func decode(data []byte, f *File, probs *problems, lines map[string]int, ext *extensions) {
 	if len(data) > MaxFileSize {
+		probs.syntax = true
 		probs.add("", 0, "the file is %d bytes, over the limit of %d", len(data), MaxFileSize)
 		return
 	}
@@ -47,7 +48,9 @@ func decode(data []byte, f *File, probs *problems, lines map[string]int, ext *ex
 		if errors.Is(err, io.EOF) {
 			return // an empty file: nothing configured
 		}
-		probs.add("", 0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		line, msg := syntaxError(data, err)
+		probs.syntax = true
+		probs.add("", line, "%s", msg)
 		return
 	}
 	var more yaml.Node
@@ -65,6 +68,63 @@ func decode(data []byte, f *File, probs *problems, lines map[string]int, ext *ex
 		root = root.Content[0]
 	}
 	d.value(root, reflect.ValueOf(f).Elem(), "", 0)
+}
+
+// syntaxError returns the line of a YAML syntax error and its message.
+// The YAML library reports the line where the enclosing construct began (a
+// tab on line 4 is "line 3", a bad indentation on line 37 may be "line 17"),
+// so the line is found again: it is the first line whose prefix of the file
+// does not parse, for a reason other than being cut short. It returns the
+// library's line when no prefix says better (a file of more than
+// maxSyntaxLines lines is not searched).
+func syntaxError(data []byte, err error) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	libLine := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok {
+			if l, perr := strconv.Atoi(n); perr == nil {
+				libLine, msg = l, after
+			}
+		}
+	}
+	const tab = "a tab character in the indentation; YAML indents with spaces only"
+	if strings.Contains(msg, "tab character") {
+		msg = tab
+	}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxSyntaxLines {
+		return libLine, msg
+	}
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		var n yaml.Node
+		perr := yaml.Unmarshal(data[:end], &n)
+		if perr == nil || truncated(perr) {
+			continue
+		}
+		if indent := l[:len(l)-len(bytes.TrimLeft(l, " \t"))]; bytes.ContainsRune(indent, '\t') {
+			msg = tab
+		}
+		return i + 1, msg
+	}
+	return libLine, msg
+}
+
+// maxSyntaxLines bounds the search of syntaxError: each line costs a parse
+// of the file up to it.
+const maxSyntaxLines = 5000
+
+// truncated reports whether a YAML error is one a file cut at a line's end
+// may have while the whole file is fine: an open quote or bracket.
+func truncated(err error) bool {
+	m := err.Error()
+	for _, s := range []string{"end of stream", "did not find expected ',' or", "did not find expected node content", "found unexpected end"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
 }
 
 var (

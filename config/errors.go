@@ -13,9 +13,12 @@ var ErrInvalid = errors.New("invalid configuration")
 // Problem is one thing wrong with a configuration, anchored at the field
 // it is about.
 type Problem struct {
-	// Path names the field as it is written in the file:
-	// "listeners[1].address", "target_groups[0].targets[2].weight"; empty
-	// for the file as a whole.
+	// Path names the field as it is written in the file, objects by their
+	// name where they have one that is unique among their siblings (a
+	// target by its id, else its address) and by their position in their
+	// list otherwise: "listeners[web].address",
+	// "target_groups[app].targets[10.0.0.3:80].weight",
+	// "listeners[2].rules[0].path"; empty for the file as a whole.
 	Path string
 	// Line is the line of the file the field is on, 1-based; 0 when the
 	// field is not in the file (it was left out) or the File was built in

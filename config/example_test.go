@@ -73,8 +73,8 @@ target_groups:
 	fmt.Println(err)
 	// Output:
 	// 4 problems:
-	// 	listeners[1].address: "127.0.0.1:70000": port 70000 is out of range 0..65535 (line 9)
-	// 	listeners[1].forward_to: a tcp listener cannot forward to http target group "app" (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https) (line 10)
-	// 	target_groups[0].targets[2].weight: 150 is out of range 0..100 (line 17)
-	// 	target_groups[0].health_check.interval: "5 seconds" is not a duration (write it as "300ms", "5s", "2m30s") (line 18)
+	// 	listeners[db].address: "127.0.0.1:70000": port 70000 is out of range 0..65535 (line 9)
+	// 	listeners[db].forward_to: a tcp listener cannot forward to http target group "app" (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https) (line 10)
+	// 	target_groups[app].targets[127.0.0.1:9003].weight: 150 is out of range 0..100 (line 17)
+	// 	target_groups[app].health_check.interval: "5 seconds" is not a duration (write it as "300ms", "5s", "2m30s") (line 18)
 }

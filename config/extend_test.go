@@ -79,17 +79,17 @@ func TestSourceFactoryProblems(t *testing.T) {
 		want          config.Problem
 	}{
 		{"unregistered kind", "      kubernetes: {service: web}", nil,
-			config.Problem{Path: "target_groups[0].discovery.kubernetes", Line: 6, Message: "unknown field (known: dns, port, network, srv, interval)"}},
+			config.Problem{Path: "target_groups[app].discovery.kubernetes", Line: 6, Message: "unknown field (known: dns, port, network, srv, interval)"}},
 		{"registered kinds are listed", "      kubernetes: {service: web}", []config.Option{withCatalog},
-			config.Problem{Path: "target_groups[0].discovery.kubernetes", Line: 6, Message: "unknown field (known: dns, port, network, srv, interval, catalog)"}},
+			config.Problem{Path: "target_groups[app].discovery.kubernetes", Line: 6, Message: "unknown field (known: dns, port, network, srv, interval, catalog)"}},
 		{"the factory refuses", "      catalog: {service: \"\"}", []config.Option{withCatalog},
-			config.Problem{Path: "target_groups[0].discovery.catalog", Line: 6, Message: "service: required"}},
+			config.Problem{Path: "target_groups[app].discovery.catalog", Line: 6, Message: "service: required"}},
 		{"two kinds", "      catalog: {service: web}\n      dns: web.internal", []config.Option{withCatalog},
-			config.Problem{Path: "target_groups[0].discovery", Line: 5, Message: "names catalog and dns; set one kind of discovery"}},
+			config.Problem{Path: "target_groups[app].discovery", Line: 5, Message: "names catalog and dns; set one kind of discovery"}},
 		{"dns fields", "      catalog: {service: web}\n      port: 80", []config.Option{withCatalog},
-			config.Problem{Path: "target_groups[0].discovery", Line: 5, Message: "port and network are for dns discovery, not catalog"}},
+			config.Problem{Path: "target_groups[app].discovery", Line: 5, Message: "port and network are for dns discovery, not catalog"}},
 		{"set twice", "      catalog: {service: web}\n      catalog: {service: api}", []config.Option{withCatalog},
-			config.Problem{Path: "target_groups[0].discovery.catalog", Line: 7, Message: "is set twice (first on line 6)"}},
+			config.Problem{Path: "target_groups[app].discovery.catalog", Line: 7, Message: "is set twice (first on line 6)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := parseProblems(t, fmt.Sprintf(catalogGroup, tc.section), tc.opts...)
@@ -119,6 +119,6 @@ target_groups:
 	// Output:
 	// [catalog]
 	// 2 problems:
-	// 	target_groups[0].discovery: set dns (with port) or srv (line 5)
-	// 	target_groups[0].discovery.catalog: unknown field (known: dns, port, network, srv, interval) (line 6)
+	// 	target_groups[app].discovery: set dns (with port) or srv (line 5)
+	// 	target_groups[app].discovery.catalog: unknown field (known: dns, port, network, srv, interval) (line 6)
 }

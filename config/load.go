@@ -35,24 +35,13 @@ func parse(data []byte, name, dir string, ext *extensions) (*File, error) {
 	probs := &problems{}
 	lines := map[string]int{}
 	decode(data, f, probs, lines, ext)
-	if len(probs.list) == 0 || !fatal(probs) {
+	if !probs.syntax {
 		f.check(probs, lines, nil)
 	}
-	if err := probs.err(name); err != nil {
+	if err := probs.err(name, f); err != nil {
 		return nil, err
 	}
 	return f, nil
-}
-
-// fatal reports whether decoding failed before any field was read (a
-// syntax error), so that checking the fields would only add noise.
-func fatal(p *problems) bool {
-	for _, q := range p.list {
-		if q.Path == "" && q.Line == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // Validate checks the file as Load and Parse do: every field, then the
@@ -62,7 +51,7 @@ func fatal(p *problems) bool {
 func (f *File) Validate() error {
 	probs := &problems{}
 	f.check(probs, nil, nil)
-	return probs.err("")
+	return probs.err("", f)
 }
 
 // Options returns the lb options the file describes, to give to lb.New or
@@ -77,7 +66,7 @@ func (f *File) Validate() error {
 func (f *File) Options(accessLog *slog.Logger) ([]lb.Option, error) {
 	probs := &problems{}
 	opts := f.check(probs, nil, accessLog)
-	if err := probs.err(""); err != nil {
+	if err := probs.err("", f); err != nil {
 		return nil, err
 	}
 	return opts, nil

@@ -233,8 +233,8 @@ func TestReadFileGuards(t *testing.T) {
 	require.NoError(t, os.WriteFile(big, make([]byte, config.MaxFileSize+1), 0o600))
 	got := problems(t, fmt.Sprintf("listeners: [{name: s, protocol: https, address: 127.0.0.1:0, forward_to: app, certificates: [{cert_file: /dev/zero, key_file: %s}]}]\n", big)+validGroups)
 	assert.Equal(t, []string{
-		"listeners[0].certificates[0].cert_file: /dev/zero is not a regular file",
-		"listeners[0].certificates[0].key_file: " + big + " is over the limit of 4194304 bytes",
+		"listeners[s].certificates[0].cert_file: /dev/zero is not a regular file",
+		"listeners[s].certificates[0].key_file: " + big + " is over the limit of 4194304 bytes",
 	}, got)
 
 	_, err := config.Load(filepath.Join(dir, "missing.yaml"))

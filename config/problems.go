@@ -8,8 +8,9 @@ import (
 
 // problems collects a configuration's problems.
 type problems struct {
-	list  []Problem
-	extra int // problems beyond maxProblems, counted only
+	list   []Problem
+	extra  int  // problems beyond maxProblems, counted only
+	syntax bool // the file is not YAML: nothing else was checked
 }
 
 // add records a problem about the field at path, found on line (0:
@@ -25,12 +26,16 @@ func (p *problems) add(path string, line int, format string, a ...any) {
 // count returns the number of problems recorded.
 func (p *problems) count() int { return len(p.list) + p.extra }
 
-// err returns the problems as an *Error in file order, or nil.
-func (p *problems) err(file string) error {
+// err returns the problems as an *Error in file order, or nil, with
+// their paths naming f's objects (see File.named; f may be nil).
+func (p *problems) err(file string, f *File) error {
 	if len(p.list) == 0 {
 		return nil
 	}
 	list := slices.Clone(p.list)
+	for i := range list {
+		list[i].Path = f.named(list[i].Path)
+	}
 	slices.SortStableFunc(list, func(a, b Problem) int {
 		// Problems with no line (fields left out, lb's whole-object
 		// findings) go after those in the file.

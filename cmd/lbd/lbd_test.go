@@ -135,24 +135,38 @@ func TestValidate(t *testing.T) {
     protocol: http
     address: 127.0.0.1:70000
     forward_to: app
-  - name: web
+  - name: api
     protocol: htp
     address: 127.0.0.1:0
+target_groups:
+  - name: app
+    protocol: http
+    targets:
+      - {id: a, address: 127.0.0.1:9001, weight: 150}
+    health_check:
+	  interval: 5s
 `), 0o600))
+	syntax := filepath.Join(dir, "syntax.yaml")
+	require.NoError(t, os.WriteFile(syntax, []byte("listeners:\n  - name: web\n    protocol: http\n\taddress: 127.0.0.1:80\n"), 0o600))
+	semantic := filepath.Join(dir, "semantic.yaml")
+	b, _ := os.ReadFile(bad)
+	require.NoError(t, os.WriteFile(semantic, []byte(strings.Replace(string(b), "\t  interval", "      interval", 1)), 0o600))
 	for _, tc := range []struct {
-		args       []string
-		code       int
-		out, err   []string
-		notStarted bool
+		args     []string
+		code     int
+		out, err []string
 	}{
 		{args: []string{"validate", "-config", good}, code: 0, out: []string{good + ": the configuration is valid"}},
-		{args: []string{"validate", "-config", bad}, code: 1, err: []string{
-			bad + ": the configuration is invalid:",
-			`  listeners[web].address: "127.0.0.1:70000": port 70000 is out of range 0..65535 (line 4)`,
-			`  listeners[web].forward_to: forwards to target group "app", which does not exist (line 5)`,
-			`(line 6)`,
-			`listeners[1].protocol: "htp" is not one of tcp, udp, tls, http, https (line 7)`,
+		{args: []string{"validate", "-config", semantic}, code: 1, err: []string{
+			semantic + ": the configuration is invalid:\n" +
+				`  listeners[web].address: "127.0.0.1:70000": port 70000 is out of range 0..65535 (line 4)` + "\n" +
+				`  listeners[api].protocol: "htp" is not one of tcp, udp, tls, http, https (line 7)` + "\n" +
+				`  target_groups[app].targets[a].weight: 150 is out of range 0..100 (line 13)` + "\n",
 		}},
+		{args: []string{"validate", "-config", bad}, code: 1, err: []string{
+			bad + ": the configuration is invalid:\n  a tab character in the indentation; YAML indents with spaces only (line 15)\n",
+		}},
+		{args: []string{"validate", "-config", syntax}, code: 1, err: []string{"(line 4)"}},
 		{args: []string{"validate", "-config", filepath.Join(dir, "missing.yaml")}, code: 1, err: []string{"no such file or directory"}},
 		{args: []string{"validate"}, code: 2, err: []string{"-config is required"}},
 		{args: []string{"validate", "-config", good, "extra"}, code: 2, err: []string{"nothing else is taken"}},

@@ -35,7 +35,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"-config", "lbd.yaml", "-log-level", "loud"}, 2, []string{`-log-level "loud" is not debug`}},
 		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, 1, []string{"the configuration is invalid", "no such file or directory"}},
 		{[]string{"-config", bad, "-log-format", "json"}, 1, []string{
-			`"problems":["listeners[0].address: \"127.0.0.1:70000\": port 70000 is out of range 0..65535 (line 4)","listeners[0].forward_to: forwards to target group \"app\", which does not exist (line 5)"]`,
+			`"problems":["listeners[web].address: \"127.0.0.1:70000\": port 70000 is out of range 0..65535 (line 4)","listeners[web].forward_to: forwards to target group \"app\", which does not exist (line 5)"]`,
 		}},
 	} {
 		var out syncbuf.Buffer
