@@ -111,6 +111,9 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 			}
 			gv.Targets = append(gv.Targets, tv)
 		}
+		// Trouble first within the group too: failing targets, then
+		// deliberately paused ones, then the rest, each by ID.
+		slices.SortStableFunc(gv.Targets, func(a, b targetView) int { return cmp.Compare(levelRank(a.Level), levelRank(b.Level)) })
 		switch {
 		case !g.OK:
 			gv.Level = "bad"
