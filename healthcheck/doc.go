@@ -36,8 +36,9 @@
 // back after 3 consecutive successes (WithThresholds, or WithRetries for the
 // reference's single setting); a new target is unhealthy until its first
 // success, which is enough (WithInitialState). The first check of a new
-// target is due at a random moment inside the first interval, so targets
-// added together are not probed together; WithJitter spreads later checks.
+// target is due at a random moment inside the first interval (or the
+// shorter window of WithFirstCheckWithin), so targets added together are not
+// probed together; WithJitter spreads later checks.
 // A nil Checker turns health checking off: every target is healthy.
 //
 // One scheduler goroutine dispatches due checks from a min-heap to a

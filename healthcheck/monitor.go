@@ -116,7 +116,7 @@ func New(c Checker, opts ...Option) (*Monitor, error) {
 }
 
 // Add starts monitoring targets. The first check of each is due at a random
-// moment inside the first interval; until a check passes, a target is in the
+// moment inside the first interval (or WithFirstCheckWithin's window); until a check passes, a target is in the
 // initial state (see WithInitialState). If any target is invalid or its ID
 // is already monitored, nothing is added and the error lists every problem.
 func (m *Monitor) Add(ts ...Target) error { return m.addAll(ts, m.cfg.initial, true) }
@@ -174,7 +174,11 @@ func (m *Monitor) add(t Target, now time.Time, s State, fresh bool) {
 		e.state, e.fresh, e.reason = Healthy, false, "health checking off"
 		return
 	}
-	e.next = now.Add(time.Duration(m.cfg.rand() % uint64(m.cfg.interval)))
+	window := m.cfg.interval
+	if m.cfg.firstWithin > 0 {
+		window = m.cfg.firstWithin
+	}
+	e.next = now.Add(time.Duration(m.cfg.rand() % uint64(window)))
 	m.due.push(e)
 }
 

@@ -190,6 +190,32 @@ func TestFirstCheckOffsetsSpreadOverInterval(t *testing.T) {
 	}
 }
 
+func TestFirstCheckWithin(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	m, err := New(newScripted(), WithClock(clk), WithInterval(5*time.Second), WithFirstCheckWithin(time.Second))
+	require.NoError(t, err)
+	defer m.Close()
+	var ts []Target
+	for i := range 1000 {
+		ts = append(ts, Target{ID: fmt.Sprint(i), Addr: "127.0.0.1:1"})
+	}
+	require.NoError(t, m.Add(ts...))
+	var tenths [10]int
+	for _, st := range m.Statuses() {
+		off := st.NextCheck.Sub(t0)
+		require.True(t, off >= 0 && off < time.Second, "offset %v outside [0, 1s)", off)
+		tenths[off/(100*time.Millisecond)]++
+	}
+	for i, n := range tenths {
+		assert.Greater(t, n, 50, "tenth %d of the window got %d of 1000 first checks", i, n)
+	}
+	for _, d := range []time.Duration{-time.Second, 6 * time.Second} {
+		_, err := New(nil, WithInterval(5*time.Second), WithFirstCheckWithin(d))
+		assert.ErrorIs(t, err, ErrInvalidOption, "%v", d)
+	}
+}
+
 func TestJitter(t *testing.T) {
 	clk := newFakeClock()
 	t0 := clk.Now()

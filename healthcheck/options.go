@@ -37,6 +37,7 @@ type Option func(*config)
 // config holds what New was given; it is fixed for the Monitor's life.
 type config struct {
 	interval, timeout, jitter time.Duration
+	firstWithin               time.Duration // 0: the interval
 	healthy, unhealthy        int
 	initial                   State
 	maxConcurrent             int
@@ -106,9 +107,18 @@ func WithInitialState(s State) Option { return func(c *config) { c.initial = s }
 // interval plus a uniform random offset in [-d, +d], so targets added
 // together drift apart and the checked services do not see synchronised
 // probes. d must be at most half the interval. The first check of a new
-// target is always at a uniform random moment inside the first interval.
-// Default: 0 (no jitter after the first check).
+// target is at a uniform random moment inside the first interval (see
+// WithFirstCheckWithin). Default: 0 (no jitter after the first check).
 func WithJitter(d time.Duration) Option { return func(c *config) { c.jitter = d } }
+
+// WithFirstCheckWithin makes the first check of each target added due at
+// a uniform random moment within d of its addition, instead of within the
+// first interval: a new target, unhealthy until its first check passes,
+// then takes traffic sooner, and a program that starts can know its
+// targets' health sooner. d must be above 0 and at most the interval; the
+// randomness still spreads the first checks of many targets added
+// together. Default: the interval.
+func WithFirstCheckWithin(d time.Duration) Option { return func(c *config) { c.firstWithin = d } }
 
 // WithMaxConcurrent limits the number of checks running at once. When the
 // limit is reached, due checks wait and start late: raise it if
@@ -177,6 +187,9 @@ func (c *config) validate() error {
 	}
 	if c.jitter < 0 || c.jitter > c.interval/2 {
 		bad("jitter %v is outside 0..interval/2 (%v)", c.jitter, c.interval/2)
+	}
+	if c.firstWithin < 0 || c.firstWithin > c.interval {
+		bad("first check within %v is outside 0..the interval %v", c.firstWithin, c.interval)
 	}
 	if c.healthy < 1 {
 		bad("healthy threshold %d must be at least 1", c.healthy)

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -477,6 +478,9 @@ func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetSta
 	return nil, fmt.Errorf("stickiness %s is unknown", s.Kind)
 }
 
+// firstCheckWithin is how soon a new target is first checked.
+const firstCheckWithin = time.Second
+
 // buildMonitor makes a monitor for cfg's health check, with no targets
 // yet, and the checker's resources to close with it.
 func (g *group) buildMonitor(cfg *groupConfig) (*healthcheck.Monitor, io.Closer, error) {
@@ -489,6 +493,10 @@ func (g *group) buildMonitor(cfg *groupConfig) (*healthcheck.Monitor, io.Closer,
 	if h.Interval > 0 {
 		opts = append(opts, healthcheck.WithInterval(h.Interval))
 	}
+	// A new target waits for its first check to take traffic: check it
+	// within a second (spread over that second), not within a whole
+	// interval.
+	opts = append(opts, healthcheck.WithFirstCheckWithin(min(cmp.Or(h.Interval, healthcheck.DefaultInterval), firstCheckWithin)))
 	if h.Timeout > 0 {
 		opts = append(opts, healthcheck.WithTimeout(h.Timeout))
 	}

@@ -111,11 +111,12 @@ func (l *LoadBalancer) log() *slog.Logger { return l.logPtr.Load() }
 // says which. Start may be called once.
 func (l *LoadBalancer) Start() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	switch {
 	case l.stopped:
+		l.mu.Unlock()
 		return ErrClosed
 	case l.started:
+		l.mu.Unlock()
 		return errors.New("lb: already started")
 	}
 	c := l.cfg
@@ -127,6 +128,7 @@ func (l *LoadBalancer) Start() error {
 		flowtable.WithUnrepliedTimeout(flowtable.UDP, lm.unreplied),
 	)
 	if err != nil {
+		l.mu.Unlock()
 		return err
 	}
 	l.flows, l.limits = flows, lm
@@ -138,6 +140,30 @@ func (l *LoadBalancer) Start() error {
 	l.groups = map[string]*group{}
 	l.listeners = map[string]*listener{}
 	l.started = true
+	if c.warmup > 0 {
+		// Groups first, their checks running; listeners once every
+		// target was checked (or the warm-up ran out).
+		groupsOnly := c.clone()
+		groupsOnly.listeners = nil
+		if err := l.reconcile(groupsOnly); err != nil {
+			l.teardown(nil)
+			l.mu.Unlock()
+			return err
+		}
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), c.warmup)
+		err := l.WaitChecked(ctx)
+		cancel()
+		l.mu.Lock()
+		if err != nil {
+			l.log().Warn("warm-up ran out; listeners start with targets not checked yet", "warmup", c.warmup.String(), "err", err)
+		}
+		if l.stopped || l.stopping {
+			l.mu.Unlock()
+			return ErrClosed
+		}
+	}
+	defer l.mu.Unlock()
 	if err := l.reconcile(c); err != nil {
 		l.teardown(nil)
 		return err

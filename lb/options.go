@@ -45,7 +45,8 @@ type config struct {
 	unrepliedSet bool
 	logger       *slog.Logger
 	hooks        Hooks
-	sockets      Sockets // nil: the net package
+	sockets      Sockets       // nil: the net package
+	warmup       time.Duration // 0: listeners serve at once
 }
 
 // listenerConfig is one listener's configuration.
@@ -218,6 +219,16 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // WithHooks sets functions called on events, for users who export their own
 // metrics. Default: none.
 func WithHooks(h Hooks) Option { return func(c *config) { c.hooks = h } }
+
+// WithWarmup makes Start wait, up to d, until every target has had its
+// first health check (and every discovery source its first answer) before
+// its listeners open: a load balancer that starts (or takes over from
+// another process in a binary upgrade) then serves its first clients with
+// the targets' health known, instead of refusing them (503, a reset) while
+// every target is still unhealthy for want of a check. As Envoy warms a
+// cluster before its listeners use it. Start returns when the listeners
+// serve. It applies at Start only. Default 0: listeners open at once.
+func WithWarmup(d time.Duration) Option { return func(c *config) { c.warmup = d } }
 
 // Sockets opens the sockets listeners listen on. A program that hands its
 // listening sockets to the next version of itself on a binary upgrade, so

@@ -251,3 +251,24 @@ func TestWaitServingAndChecked(t *testing.T) {
 	err = l.WaitServing(short, "nope", "")
 	assert.Contains(t, err.Error(), "no target group nope")
 }
+
+func TestWarmupChecksBeforeListenersOpen(t *testing.T) {
+	a := newEchoTarget(t, "a")
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := closed.Addr().String()
+	closed.Close()
+	hc := HealthCheck{Interval: time.Hour, Timeout: time.Second} // only the first check happens in the test
+	l, err := New(WithWarmup(10*time.Second),
+		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
+		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(down, ID("down")), WithHealthCheck(hc)),
+	)
+	require.NoError(t, err)
+	require.NoError(t, l.Start())
+	defer l.Close()
+	// Start returned: every target was checked, and the first client is
+	// served by the healthy one at once.
+	assert.NotEmpty(t, targetDiagnosis(t, l, "app", "a").Health.Results)
+	assert.NotEmpty(t, targetDiagnosis(t, l, "app", "down").Health.Results)
+	assert.Equal(t, "a", dialAsk(t, addr(t, l, "tcp")))
+}

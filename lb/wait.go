@@ -40,7 +40,8 @@ func (l *LoadBalancer) WaitServing(ctx context.Context, group, id string) error 
 
 // WaitChecked waits until every target of every group has had its first
 // health check, whatever its result (targets of groups without checks, and
-// targets whose checks are turned off, count as checked). A program that
+// targets whose checks are turned off, count as checked), and every
+// discovery source has answered or failed once. A program that
 // takes over from another one (a binary upgrade) calls it before it says it
 // is ready, so that it does not start with every target still unhealthy.
 // It returns ctx's error, wrapped with the targets not checked yet, if ctx
@@ -62,6 +63,9 @@ func (l *LoadBalancer) unchecked() []string {
 		g := l.groups[name]
 		mon := g.mon()
 		g.mu.Lock()
+		if d := g.disco; d != nil && d.answers == 0 && d.lastErr == nil {
+			out = append(out, name+" (discovery: no answer yet)")
+		}
 		if !g.cfg.noHealth {
 			for _, id := range slices.Sorted(maps.Keys(g.members)) {
 				if g.members[id].checksOff {

@@ -207,8 +207,8 @@ func TestHTTPStatus502(t *testing.T) {
 		addr := serve(t, h)
 		code, _ := get(t, client(t), "http://"+addr+"/")
 		assert.Equal(t, 502, code)
-		assert.Equal(t, [5]uint64{0, 0, 0, 0, 1}, h.Stats().Status)
-		assert.Equal(t, [5]uint64{}, h.Stats().UpstreamStatus, "the target gave no status")
+		assert.Equal(t, StatusClasses{0, 0, 0, 0, 1}, h.Stats().Status)
+		assert.Equal(t, StatusClasses{}, h.Stats().UpstreamStatus, "the target gave no status")
 	})
 }
 
@@ -268,5 +268,5 @@ func TestHTTPStatus499ClientGone(t *testing.T) {
 	waitFor(t, "499", func() bool { return h.Stats().ClientClosed == 1 })
 	m := lastLog(t, h, &logs)
 	assert.EqualValues(t, 499, m["status"])
-	assert.Equal(t, [5]uint64{}, h.Stats().Status, "499 is never sent")
+	assert.Equal(t, StatusClasses{}, h.Stats().Status, "499 is never sent")
 }

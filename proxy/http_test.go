@@ -40,14 +40,14 @@ func TestHTTPForward(t *testing.T) {
 
 	st := h.Stats()
 	assert.Equal(t, uint64(1), st.Requests)
-	assert.Equal(t, [5]uint64{0, 1, 0, 0, 0}, st.Status)
-	assert.Equal(t, [5]uint64{0, 1, 0, 0, 0}, st.UpstreamStatus)
+	assert.Equal(t, StatusClasses{0, 1, 0, 0, 0}, st.Status)
+	assert.Equal(t, StatusClasses{0, 1, 0, 0, 0}, st.UpstreamStatus)
 	assert.Equal(t, uint64(1), st.Connections)
 	ts := up.Stats().Targets
 	require.Len(t, ts, 1)
 	assert.Equal(t, uint64(1), ts[0].Requests)
 	assert.Zero(t, ts[0].ActiveRequests)
-	assert.Equal(t, [5]uint64{0, 1, 0, 0, 0}, ts[0].Status)
+	assert.Equal(t, StatusClasses{0, 1, 0, 0, 0}, ts[0].Status)
 	assert.Positive(t, ts[0].AvgResponseTime)
 }
 

@@ -114,7 +114,7 @@ func TestRouterActions(t *testing.T) {
 		assert.Equal(t, c.loc, w.Header().Get("Location"))
 		assert.Equal(t, c.body, w.Body.String())
 	}
-	assert.Equal(t, [5]uint64{0, 0, 2, 1, 0}, h.Stats().Status)
+	assert.Equal(t, StatusClasses{0, 0, 2, 1, 0}, h.Stats().Status)
 }
 
 func TestRouterSplit(t *testing.T) {

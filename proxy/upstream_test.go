@@ -146,7 +146,7 @@ func TestUpstreamStatsForgetsDepartedTargets(t *testing.T) {
 	st := u.Stats()
 	require.Len(t, st.Targets, 2)
 	assert.Equal(t, uint64(3), st.Targets[0].Connections)
-	assert.Equal(t, [5]uint64{0, 1, 0, 0, 1}, st.Targets[1].Status)
+	assert.Equal(t, StatusClasses{0, 1, 0, 0, 1}, st.Targets[1].Status)
 	assert.Equal(t, 30*time.Millisecond, st.Targets[1].AvgResponseTime)
 
 	require.NoError(t, u.Balancer.Remove("a"))

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +68,7 @@ type proc struct {
 	readDone chan struct{}
 	admin    string // the admin endpoint's base URL
 	exited   bool
+	others   []int // processes that took over from it (killed at the end)
 }
 
 // startLBD runs the lbd binary with args (and -log-format json) and env
@@ -76,16 +78,31 @@ func startLBD(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, append(args, "-log-format", "json")...)
 	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
+	// A pipe of the test's own rather than StderrPipe: after a binary
+	// upgrade the new process writes to it too, after the first has exited.
+	r, w, err := os.Pipe()
 	require.NoError(t, err)
+	cmd.Stderr = w
 	p := &proc{cmd: cmd, log: &logs{more: make(chan struct{}, 1)}, readDone: make(chan struct{})}
-	require.NoError(t, cmd.Start())
-	go func() { defer close(p.readDone); p.log.read(stderr) }()
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		require.NoError(t, err)
+	}
+	go func() { defer close(p.readDone); defer r.Close(); p.log.read(r) }()
 	t.Cleanup(func() {
 		if !p.exited {
 			cmd.Process.Kill()
-			<-p.readDone
 			cmd.Wait()
+		}
+		for _, pid := range p.others {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		select {
+		case <-p.readDone:
+		case <-time.After(30 * time.Second):
+			t.Error("lbd's log pipe still open 30 s after its processes were killed")
 		}
 		if t.Failed() {
 			t.Logf("lbd's log:\n%s", p.log)
@@ -104,7 +121,6 @@ func startLBD(t *testing.T, bin string, env []string, args ...string) *proc {
 // wait waits for the process to exit and returns its error.
 func (p *proc) wait(t *testing.T) error {
 	t.Helper()
-	<-p.readDone
 	err := p.cmd.Wait()
 	p.exited = true
 	return err

@@ -46,6 +46,7 @@ type flags struct {
 	demoTargets     bool
 	shutdownTimeout time.Duration
 	upgradeTimeout  time.Duration
+	warmup          time.Duration
 }
 
 func newFlagSet(name string, out io.Writer) *flag.FlagSet {
@@ -74,6 +75,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) int {
 	fs.BoolVar(&f.demoTargets, "demo-targets", false, "also start demo targets on the loopback addresses of the file's targets (http: answers its id; tcp and udp: echo prefixed with its id), to try a sample; started once, not on reloads")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful stop (and the old process after an upgrade) waits for connections and requests in flight")
 	fs.DurationVar(&f.upgradeTimeout, "upgrade-timeout", time.Minute, "how long an upgrade waits for the new process to serve before it gives up and kills it")
+	fs.DurationVar(&f.warmup, "warmup", 10*time.Second, "at start (and when taking over in an upgrade), how long to wait at most for every target's first health check before the listeners open; 0: open at once")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -193,17 +195,13 @@ func serve(ctx context.Context, fl flags, log *slog.Logger, logOut io.Writer) er
 		return err
 	}
 	d.runtime.OnChange = d.saveState
+	// Start waits (up to -warmup) for every target's first health check
+	// before the listeners open: targets are unhealthy until then, and a
+	// process taking over must not answer 503 meanwhile.
 	if err := d.lb.Start(); err != nil {
 		return err
 	}
 	defer d.lb.Close()
-	// Targets start unhealthy until their first check: a process taking
-	// over waits for them, so that it does not answer 503 meanwhile.
-	wctx, cancel := context.WithTimeout(ctx, fl.upgradeTimeout/2)
-	if err := d.lb.WaitChecked(wctx); err != nil {
-		log.Warn("serving before every target was checked", "err", err)
-	}
-	cancel()
 
 	if fl.admin != "" {
 		stop, err := d.startAdmin()
@@ -260,7 +258,8 @@ func (d *daemon) ready() error {
 
 // options are the file's options plus the daemon's own.
 func (d *daemon) options(opts []lb.Option) []lb.Option {
-	return append(opts, lb.WithLogger(d.log), lb.WithSockets(d.socks), lb.WithHooks(lb.Hooks{Response: d.responseTimes.Observe}))
+	return append(opts, lb.WithLogger(d.log), lb.WithSockets(d.socks), lb.WithWarmup(d.fl.warmup),
+		lb.WithHooks(lb.Hooks{Response: d.responseTimes.Observe}))
 }
 
 // loadOptions reads and checks the file at path, as run does before it

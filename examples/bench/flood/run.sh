@@ -70,7 +70,7 @@ start_lbd() { # config, descriptor limit[, binary]
 	lbd_pid=$!
 	pids+=("$lbd_pid")
 	# Ready once every target passed its first health check (the first
-	# check comes at a random moment of the first 5 s interval).
+	# check comes at a random moment of the first second).
 	for _ in $(seq 300); do
 		curl -sf http://127.0.0.1:19900/health 2>/dev/null |
 			jq -e '[.. | objects | select(has("serving")) | .serving] | length > 0 and all' >/dev/null && return 0
