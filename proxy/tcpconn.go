@@ -30,6 +30,8 @@ type tcpConn struct {
 	clientTCP *net.TCPConn // the client socket; nil for non-TCP listeners
 	peer      netip.AddrPort
 	local     netip.AddrPort
+	tmo       Timeouts // the proxy's when accepted, defaults filled in (Idle 0: the table's)
+	proxyOn   bool     // the listener speaks the PROXY protocol (trusted proxies set)
 
 	ended atomic.Int32 // directions that reached EOF, see halfClose
 
@@ -88,7 +90,7 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 	}
 
 	if trusted {
-		h, err := readProxyHeader(tc.client, p.headerTimeout())
+		h, err := readProxyHeader(tc.client, tc.tmo.Header)
 		if err != nil {
 			p.stats.headerBad.Add(1)
 			refuse(RefusedProxyHeader, fmt.Errorf("from %s: %w", tc.peer, err))
@@ -105,13 +107,13 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 		}
 	}
 
-	untrustedCheck := p.TrustedProxies != nil && !trusted
+	untrustedCheck := tc.proxyOn && !trusted
 	if untrustedCheck && p.tls.Load() == nil {
 		// Look at what an untrusted client sends first before any target
 		// is contacted: a PROXY header is refused here, and the target
 		// never sees the connection. What was read goes to the target
 		// first.
-		first, sig, err := tc.sniff(p.headerTimeout())
+		first, sig, err := tc.sniff(tc.tmo.Header)
 		switch {
 		case sig:
 			p.stats.headerUntrusted.Add(1)
@@ -133,7 +135,7 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 			rest = nil
 		}
 		tlsConn := tls.Server(conn, cfg)
-		hctx, cancel := context.WithTimeout(ctx, p.headerTimeout())
+		hctx, cancel := context.WithTimeout(ctx, tc.tmo.Header)
 		err := tlsConn.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -163,7 +165,7 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 		// found instead of created is a closed connection's whose
 		// goroutine has not deleted it yet, and stays that one's.
 		defer ft.t.Delete(key)
-		if d := time.Duration(p.idleTimeout.Load()); d > 0 {
+		if d := tc.tmo.Idle; d > 0 {
 			_ = ft.t.SetFlowTimeout(key, d)
 		}
 	}
@@ -264,7 +266,7 @@ func (tc *tcpConn) connect(ctx context.Context, u *Upstream, info balancer.PickI
 	var triedBuf [8]string
 	tried := triedBuf[:0]
 	var errs []error
-	timeout := p.dialTimeout()
+	timeout := tc.tmo.Connect
 	for range p.attempts() {
 		info.Exclude = tried
 		choice, err := u.Choose(info, nil)
