@@ -148,7 +148,9 @@ func TestHTTP2RapidReset(t *testing.T) {
 	}
 
 	// A normal client meanwhile.
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{ServerName: "x.example.com", RootCAs: ca.pool}}
+	var h2 http.Protocols
+	h2.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "x.example.com", RootCAs: ca.pool}, Protocols: &h2}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	ok := 0
