@@ -82,7 +82,7 @@ type UDP struct {
 
 	loops   sync.WaitGroup // Serve loops
 	readers sync.WaitGroup // reply readers, one per flow's target socket
-	bufs    sync.Pool      // *[maxDatagram]byte reply buffers
+	bufs    sync.Pool      // *replyBatch: reply readers' buffers (Linux)
 	stats   udpCounters
 }
 
@@ -191,6 +191,7 @@ func (p *UDP) Stats() UDPStats {
 type udpListener struct {
 	p     *UDP
 	conn  *net.UDPConn
+	rc    syscall.RawConn // conn's, for replies sent without its write lock (Linux)
 	local netip.AddrPort
 	ft    *FlowTable
 	batch *udpBatch // batched reads and writes (Linux); nil for one by one
@@ -234,6 +235,7 @@ func (p *UDP) Serve(pc net.PacketConn) error {
 	p.listeners[conn] = struct{}{}
 	p.loops.Add(1)
 	l := &udpListener{p: p, conn: conn, local: addrPortOf(conn.LocalAddr()), ft: p.flows}
+	l.rc, _ = conn.SyscallConn()
 	p.mu.Unlock()
 	defer p.loops.Done()
 	defer conn.Close()
@@ -316,7 +318,7 @@ func (l *udpListener) newFlow(key flowtable.Key) flow {
 		if !p.Descriptors.take(UDPDescriptors) {
 			return nil, ErrDescriptors
 		}
-		f := &udpFlow{l: l, key: key, u: u, ref: ref}
+		f := &udpFlow{l: l, key: key, u: u, ref: ref, to: sockaddrOf(key.Src)}
 		if _, err := f.connect(nil); err != nil {
 			p.Descriptors.release(UDPDescriptors)
 			return nil, err
@@ -395,6 +397,7 @@ type udpFlow struct {
 	key flowtable.Key
 	u   *Upstream           // the group the flow was made in
 	ref flowtable.Ref[flow] // the flow in the table: replies refresh and mark it through it
+	to  sockaddr            // key.Src as the kernel takes it, made once: replies go there
 
 	replied atomic.Bool // a reply came: the table was told (Ref.Replied)
 
@@ -420,6 +423,14 @@ type udpUpstream struct {
 	rc         syscall.RawConn
 	writeBatch func(fd uintptr) bool // made once
 	sendq      int                   // datagrams of the listener's batch to send
+
+	// Batched replies, used by the reply reader only (Linux).
+	rb          *replyBatch      // the burst being sent
+	rk          int              // its datagrams
+	rsent       int              // of which handed to the kernel or refused
+	rlost       int              // of which refused (counted ReplyErrors)
+	rlostBytes  int              // their bytes
+	sendReplies func(fd uintptr) // up.sendBurst, bound once
 }
 
 // send forwards b to the flow's target, moving the flow to another target
