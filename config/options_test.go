@@ -137,7 +137,7 @@ func TestEjectionSection(t *testing.T) {
 // TestAliasesAndMerge checks that YAML anchors, aliases and merge keys
 // work, and that a mapping's own keys override merged ones.
 func TestAliasesAndMerge(t *testing.T) {
-	f, err := config.Parse([]byte(`
+	_, err := config.Parse([]byte(`
 x-check: &check {interval: 2s, timeout: 1s, path: /ok}
 target_groups:
   - name: a
@@ -152,7 +152,7 @@ target_groups:
 	require.Error(t, err, "x-check is not a field")
 	assert.Contains(t, err.Error(), "x-check: unknown field")
 
-	f, err = config.Parse([]byte(`
+	f, err := config.Parse([]byte(`
 target_groups:
   - name: a
     protocol: http

@@ -59,54 +59,116 @@ type udpServer struct{ *proxy.UDP }
 
 func (u udpServer) Shutdown(context.Context) error { return u.Close() }
 
-// serveListener makes a proxy for cfg and starts it on li's socket, then
-// retires the proxy that served before, if any (it finishes what it has).
-func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
-	old := li.server() // nil when starting
-	li.tcp, li.udp, li.http = nil, nil, nil
+// newProxy makes the proxy of a listener with its start-up configuration
+// taken from cfg (the fields that fixedAtServe lists); the caller adds what
+// the running load balancer shares, and configureListener the live
+// settings. Exactly one of the results is set.
+func newProxy(cfg *listenerConfig, certs *proxy.Certificates) (*proxy.TCP, *proxy.UDP, *proxy.HTTP) {
 	switch cfg.proto {
 	case TCP, TLS:
-		li.tcp = &proxy.TCP{
-			Flows:           l.flows,
-			Descriptors:     l.fds,
-			ConnectAttempts: cfg.connectAttempts,
-			HeaderTimeout:   cfg.headerTimeout,
-			OnRefuse:        l.refused(cfg.name),
-		}
-		if len(cfg.trusted) > 0 {
-			li.tcp.TrustedProxies, _ = proxy.ParseACL(cfg.trusted, nil) // validated
-		}
+		return &proxy.TCP{ConnectAttempts: cfg.connectAttempts}, nil, nil
 	case UDP:
-		li.udp = &proxy.UDP{Flows: l.flows, Descriptors: l.fds, OnRefuse: l.refused(cfg.name)}
-	case HTTP, HTTPS:
-		h := &proxy.HTTP{
-			Forwarded:      cfg.forwarded,
-			IdleTimeout:    cfg.idle,
-			RequestTimeout: cfg.requestTimeout,
-			MaxHeaderBytes: cfg.maxHeaderBytes,
-			MaxBodyBytes:   cfg.maxBodyBytes,
-			MaxURILength:   cfg.maxURILength,
-			Retry:          cfg.retry,
-			AccessLog:      cfg.accessLog,
-			ErrorLog:       l.log().With("listener", cfg.name),
-			OnRefuse:       l.refused(cfg.name),
-			Descriptors:    l.fds,
-		}
-		if cfg.proto == HTTPS {
-			h.TLS = &proxy.TLS{
-				Certificates:    li.certs,
-				MinVersion:      cfg.minTLS,
-				CipherSuites:    cfg.ciphers,
-				ClientAuth:      cfg.clientAuth,
-				ClientCAs:       cfg.clientCAs,
-				ClientAuthHosts: cfg.clientHosts,
-				DisableHTTP2:    cfg.disableHTTP2,
-			}
-		}
-		li.http = h
+		return nil, &proxy.UDP{}, nil
 	}
+	h := &proxy.HTTP{
+		Forwarded:      cfg.forwarded,
+		MaxHeaderBytes: cfg.maxHeaderBytes,
+		MaxBodyBytes:   cfg.maxBodyBytes,
+		MaxURILength:   cfg.maxURILength,
+		Retry:          cfg.retry,
+		AccessLog:      cfg.accessLog,
+	}
+	if cfg.proto == HTTPS {
+		h.TLS = &proxy.TLS{
+			Certificates:    certs,
+			MinVersion:      cfg.minTLS,
+			CipherSuites:    cfg.ciphers,
+			ClientAuth:      cfg.clientAuth,
+			ClientCAs:       cfg.clientCAs,
+			ClientAuthHosts: cfg.clientHosts,
+			DisableHTTP2:    cfg.disableHTTP2,
+		}
+	}
+	return nil, nil, h
+}
+
+// proxyProblems returns the problems the Validate of cfg's proxy reports,
+// each wrapping proxy.ErrInvalid: the last guard behind lb's own checks,
+// run by validate so that New and Reconfigure refuse what the proxy would
+// refuse, before anything changes.
+func (cfg *listenerConfig) proxyProblems() []error {
+	tcp, udp, h := newProxy(cfg, new(proxy.Certificates))
+	var err error
+	switch {
+	case tcp != nil:
+		err = tcp.Validate()
+	case udp != nil:
+		err = udp.Validate()
+	default:
+		err = h.Validate()
+	}
+	if _, one := err.(*proxy.ConfigError); !one {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap() // errors.Join's
+		}
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
+}
+
+// validate returns the Validate error of li's proxy, or nil.
+func (li *listener) validate() error {
+	var err error
+	switch {
+	case li.tcp != nil:
+		err = li.tcp.Validate()
+	case li.udp != nil:
+		err = li.udp.Validate()
+	case li.http != nil:
+		err = li.http.Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("listener %q: %w", li.cfg.name, err)
+	}
+	return nil
+}
+
+// serveListener makes a proxy for cfg and starts it on li's socket, then
+// retires the proxy that served before, if any (it finishes what it has).
+// A proxy whose Validate fails is not served: the error is returned.
+func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
+	tcp, udp, h := newProxy(cfg, li.certs)
+	switch {
+	case tcp != nil:
+		tcp.Flows, tcp.Descriptors, tcp.OnRefuse = l.flows, l.fds, l.refused(cfg.name)
+	case udp != nil:
+		udp.Flows, udp.Descriptors, udp.OnRefuse = l.flows, l.fds, l.refused(cfg.name)
+	case h != nil:
+		h.Descriptors, h.OnRefuse = l.fds, l.refused(cfg.name)
+		h.ErrorLog = l.log().With("listener", cfg.name)
+	}
+	old := li.server() // nil when starting
+	oldCfg := li.cfg
+	li.tcp, li.udp, li.http = tcp, udp, h
 	li.cfg = cfg
-	if err := l.configureListener(li); err != nil {
+	err := li.validate()
+	if err == nil {
+		err = l.configureListener(li)
+	}
+	if err != nil {
+		// The proxy that served, if any, goes on serving.
+		li.tcp, li.udp, li.http = nil, nil, nil
+		switch s := old.(type) {
+		case *proxy.TCP:
+			li.tcp = s
+		case udpServer:
+			li.udp = s.UDP
+		case *proxy.HTTP:
+			li.http = s
+		}
+		li.cfg = oldCfg
 		return err
 	}
 	name := cfg.name
@@ -150,35 +212,45 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 			return fmt.Errorf("listener %q: certificates: %w", cfg.name, err)
 		}
 	}
+	var trusted *proxy.ACL
+	if len(cfg.trusted) > 0 {
+		trusted, _ = proxy.ParseACL(cfg.trusted, nil) // validated
+	}
+	// lb's validation keeps out every value the setters refuse; should one
+	// still refuse, the error is returned, not ignored.
+	var err error
 	switch {
 	case li.tcp != nil:
 		p := li.tcp
-		p.SetACL(acl)
-		p.SetUpstream(l.groups[cfg.group].up())
-		p.SetIdleTimeout(cfg.idle)
-		p.SetConnectTimeout(cfg.connectTimeout)
+		var tlsCfg *tls.Config
 		if cfg.proto == TLS {
-			p.SetTLSConfig(&tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers})
+			tlsCfg = &tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers}
+		}
+		// lb's HeaderTimeout takes any value, ≤ 0 meaning the default.
+		tmo := proxy.Timeouts{Idle: cfg.idle, Connect: cfg.connectTimeout, Header: max(cfg.headerTimeout, 0)}
+		if err = errors.Join(p.SetUpstream(l.groups[cfg.group].up()), p.SetTimeouts(tmo), p.SetTLSConfig(tlsCfg)); err == nil {
+			p.SetACL(acl)
+			p.SetTrustedProxies(trusted)
 		}
 	case li.udp != nil:
 		p := li.udp
-		p.SetACL(acl)
-		p.SetUpstream(l.groups[cfg.group].up())
-		p.SetIdleTimeout(cfg.idle)
+		if err = errors.Join(p.SetUpstream(l.groups[cfg.group].up()), p.SetTimeouts(proxy.Timeouts{Idle: cfg.idle})); err == nil {
+			p.SetACL(acl)
+		}
 	case li.http != nil:
 		h := li.http
-		h.SetACL(acl)
-		var trusted *proxy.ACL
-		if len(cfg.trusted) > 0 {
-			trusted, _ = proxy.ParseACL(cfg.trusted, nil)
-		}
-		h.SetTrustedProxies(trusted)
-		h.SetTimeouts(proxy.Timeouts{Idle: cfg.idle, Request: cfg.requestTimeout, Connect: cfg.connectTimeout, Response: cfg.responseTimeout})
-		r, err := l.router(cfg, func(name string) *proxy.Upstream { return l.groups[name].up() })
-		if err != nil {
+		var r *proxy.Router
+		if r, err = l.router(cfg, func(name string) *proxy.Upstream { return l.groups[name].up() }); err != nil {
 			return err
 		}
-		h.SetRouter(r)
+		tmo := proxy.Timeouts{Idle: cfg.idle, Request: cfg.requestTimeout, Connect: cfg.connectTimeout, Response: cfg.responseTimeout}
+		if err = errors.Join(h.SetRouter(r), h.SetTimeouts(tmo)); err == nil {
+			h.SetACL(acl)
+			h.SetTrustedProxies(trusted)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("listener %q: %w", cfg.name, err)
 	}
 	return nil
 }
@@ -217,7 +289,7 @@ func (l *LoadBalancer) router(cfg *listenerConfig, up func(string) *proxy.Upstre
 func fixedAtServe(cfg *listenerConfig) any {
 	switch cfg.proto {
 	case TCP, TLS:
-		return []any{cfg.connectAttempts, cfg.headerTimeout, cfg.trusted}
+		return []any{cfg.connectAttempts}
 	case HTTP, HTTPS:
 		return []any{cfg.forwarded, cfg.maxHeaderBytes, cfg.maxBodyBytes,
 			cfg.maxURILength, cfg.retry, cfg.accessLog, cfg.minTLS, cfg.ciphers, cfg.clientAuth,
@@ -343,18 +415,4 @@ func protoOf(p flowtable.Proto) Protocol {
 		return UDP
 	}
 	return TCP
-}
-
-// idleOrDefault is a listener's idle timeout with the protocol's default.
-func idleOrDefault(cfg *listenerConfig) time.Duration {
-	if cfg.idle > 0 {
-		return cfg.idle
-	}
-	switch cfg.proto {
-	case UDP:
-		return flowtable.DefaultUDPIdleTimeout
-	case HTTP, HTTPS:
-		return proxy.DefaultIdleTimeout
-	}
-	return flowtable.DefaultTCPIdleTimeout
 }

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,14 +13,28 @@ import (
 	"time"
 
 	"github.com/lbkit/lbkit/internal/syncbuf"
+	"github.com/lbkit/lbkit/proxy"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// TestServeFailureRefusesClients: should a proxy refuse its settings when it
-// starts serving (validation keeps such settings out; this forces one in),
-// its listener's socket closes, so clients are refused at once rather than
+// failServe makes the named listener's proxy end its Serve with an error,
+// as a proxy that fails while serving would (validation and Validate keep
+// invalid settings out, so this reports a failure in its place), and
+// waits until the listener knows.
+func failServe(t *testing.T, l *LoadBalancer, name string) *listener {
+	t.Helper()
+	l.mu.Lock()
+	li := l.listeners[name]
+	l.mu.Unlock()
+	require.NoError(t, l.served(li, name, errors.New("proxy: forced failure")))
+	require.Eventually(t, func() bool { return li.failed.Load() != nil }, 10*time.Second, time.Millisecond)
+	return li
+}
+
+// TestServeFailureRefusesClients: should a proxy's Serve fail, its
+// listener's socket closes, so clients are refused at once rather than
 // left waiting, and Diagnose says why.
 func TestServeFailureRefusesClients(t *testing.T) {
 	h := newHTTPTarget(t, "h")
@@ -28,19 +43,59 @@ func TestServeFailureRefusesClients(t *testing.T) {
 		WithTargetGroup("app", HTTP, Target(h.addr), WithoutHealthCheck()),
 	)
 	front := addr(t, l, "web")
-	l.mu.Lock()
-	li := l.listeners["web"]
-	bad := *li.cfg
-	bad.retry.Ratio = 11 // refused by the proxy when it starts
-	require.NoError(t, l.serveListener(li, &bad))
-	l.mu.Unlock()
-	require.Eventually(t, func() bool { return li.failed.Load() != nil }, 10*time.Second, time.Millisecond)
+	failServe(t, l, "web")
 	requireRefused(t, front)
 	d := l.Diagnose(Query{})
 	require.Len(t, d.Listeners, 1)
 	assert.False(t, d.Listeners[0].OK)
 	assert.Contains(t, d.Listeners[0].Reasons[0], "not serving: ")
-	assert.Contains(t, d.Listeners[0].Reasons[0], "Retry.Ratio 11")
+	assert.Contains(t, d.Listeners[0].Reasons[0], "forced failure")
+}
+
+// TestInvalidProxyIsNotServed: a listener whose proxy's Validate fails is
+// refused by New and Reconfigure before anything changes, and, should one
+// reach the running load balancer (forced here), it is not served: the
+// error is returned and the proxy that served goes on serving.
+func TestInvalidProxyIsNotServed(t *testing.T) {
+	// lb checks no bound on connect attempts; the proxy refuses a negative
+	// one.
+	_, err := New(
+		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app"), ConnectAttempts(-1)),
+		WithTargetGroup("app", TCP, Target("127.0.0.1:1"), WithoutHealthCheck()),
+	)
+	require.ErrorIs(t, err, proxy.ErrInvalid)
+	assert.Contains(t, err.Error(), `listener "tcp": proxy: TCP.ConnectAttempts: -1 is negative`)
+
+	h := newHTTPTarget(t, "h")
+	opts := []Option{
+		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
+		WithTargetGroup("app", HTTP, Target(h.addr), WithoutHealthCheck()),
+	}
+	l := startLB(t, opts...)
+	front := addr(t, l, "web")
+	l.mu.Lock()
+	li := l.listeners["web"]
+	served := li.http
+	bad := *li.cfg
+	bad.retry.Ratio = 11 // lb's validation refuses it; forced in here
+	err = l.serveListener(li, &bad)
+	l.mu.Unlock()
+	require.ErrorIs(t, err, proxy.ErrInvalid)
+	assert.Contains(t, err.Error(), "Retry.Ratio: 11 is outside 0..10")
+	assert.Same(t, served, li.http, "the proxy that served goes on")
+	body, code := httpGet(t, http.DefaultClient, "http://"+front+"/")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "h", body)
+
+	err = l.Reconfigure(
+		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
+		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("raw"), ConnectAttempts(-1)),
+		WithTargetGroup("app", HTTP, Target(h.addr), WithoutHealthCheck()),
+		WithTargetGroup("raw", TCP, Target(h.addr), WithoutHealthCheck()),
+	)
+	require.ErrorIs(t, err, proxy.ErrInvalid)
+	_, ok := l.Addr("tcp")
+	assert.False(t, ok, "nothing changed")
 }
 
 // TestReloadRearmsAFailedListener: a listener whose Serve failed (its
@@ -54,13 +109,7 @@ func TestReloadRearmsAFailedListener(t *testing.T) {
 	}
 	l := startLB(t, opts...)
 	front := addr(t, l, "web")
-	l.mu.Lock()
-	li := l.listeners["web"]
-	bad := *li.cfg
-	bad.retry.Ratio = 11 // refused by the proxy when it starts
-	require.NoError(t, l.serveListener(li, &bad))
-	l.mu.Unlock()
-	require.Eventually(t, func() bool { return li.failed.Load() != nil }, 10*time.Second, time.Millisecond)
+	failServe(t, l, "web")
 	requireRefused(t, front)
 
 	require.NoError(t, l.Reconfigure(opts...), "the same configuration: nothing changed but the failed listener")

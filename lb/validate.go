@@ -57,6 +57,7 @@ func (c *config) validate() error {
 	addrs := map[string]string{}
 	for i, l := range c.listeners {
 		where := fmt.Sprintf("listener %q", l.name)
+		before := count(errs)
 		if l.name == "" {
 			where = fmt.Sprintf("listener #%d", i+1)
 			add("%s: name is empty", where)
@@ -105,11 +106,26 @@ func (c *config) validate() error {
 		if !l.proto.tls() && len(l.certs) > 0 {
 			add("%s: certificates are set but a %s listener does not use TLS", where, l.proto)
 		}
+		if count(errs) == before && l.proto.valid() {
+			// The proxy's own check, behind lb's: what it refuses (an
+			// error wrapping proxy.ErrInvalid) is refused here.
+			for _, e := range l.proxyProblems() {
+				errs = multierror.Append(errs, fmt.Errorf("%s: %w", where, e))
+			}
+		}
 	}
 	if errs != nil {
 		errs.ErrorFormat = formatErrors
 	}
 	return errs.ErrorOrNil()
+}
+
+// count returns the number of problems in errs.
+func count(errs *multierror.Error) int {
+	if errs == nil {
+		return 0
+	}
+	return len(errs.Errors)
 }
 
 // formatErrors lists configuration problems one per line, without the
@@ -280,9 +296,7 @@ func (g *groupConfig) problems() []error {
 		add("protocol %d is unknown", g.proto)
 	}
 	if _, err := balancer.New(balancer.WithAlgorithm(g.algo), balancer.WithTargets(g.balancerTargets()...)); err != nil {
-		for _, e := range unwrapAll(err) {
-			errs = append(errs, e)
-		}
+		errs = append(errs, unwrapAll(err)...)
 	}
 	if k := g.stickiness.Kind; k > AppCookieStickiness {
 		add("stickiness %d is unknown", k)

@@ -83,7 +83,7 @@ func TestServeSurvivesAcceptErrors(t *testing.T) {
 	})
 	t.Run("http", func(t *testing.T) {
 		tg := newTarget(t, "a", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("a")) })
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "app", tg)), ErrorLog: (&logBuffer{}).logger()}
+		h := configured(t, &HTTP{ErrorLog: (&logBuffer{}).logger()}, forwardTo(t, upstreamOf(t, "app", tg)))
 		ln := newFlakyListener(t)
 		errc := make(chan error, 1)
 		go func() { errc <- h.Serve(ln) }()

@@ -146,7 +146,7 @@ func TestHTTPSNIAndRotation(t *testing.T) {
 	var certs Certificates
 	require.NoError(t, certs.Set(WildcardSuffix, ca.issue(t, false, "default.test"), ca.issue(t, false, "*.example.com")))
 	tg := newTarget(t, "a", nil)
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), TLS: &TLS{Certificates: &certs}}
+	h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs}}, forwardTo(t, upstreamOf(t, "web", tg)))
 	addr := serve(t, h)
 
 	leaf, err := handshake(t, addr, "a.b.example.com")
@@ -259,8 +259,8 @@ func TestHTTPMutualTLS(t *testing.T) {
 	}
 
 	t.Run("required", func(t *testing.T) {
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), TLS: &TLS{Certificates: &certs,
-			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool}}
+		h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs,
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool}}, forwardTo(t, upstreamOf(t, "web", tg)))
 		addr := serve(t, h)
 		c, done := dial(addr, "secure.example.com", clientCert)
 		defer done()
@@ -276,8 +276,8 @@ func TestHTTPMutualTLS(t *testing.T) {
 		waitFor(t, "handshake errors counted", func() bool { return h.Stats().TLSHandshakeErrors == 2 })
 	})
 	t.Run("optional, per host, 421", func(t *testing.T) {
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), TLS: &TLS{Certificates: &certs,
-			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool, ClientAuthHosts: []string{"secure.example.com"}}}
+		h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs,
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool, ClientAuthHosts: []string{"secure.example.com"}}}, forwardTo(t, upstreamOf(t, "web", tg)))
 		addr := serve(t, h)
 		anon, done := dial(addr, "public.example.com", nil)
 		defer done()
@@ -297,8 +297,8 @@ func TestHTTPMutualTLS(t *testing.T) {
 		assert.Error(t, err)
 	})
 	t.Run("verify if given", func(t *testing.T) {
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), TLS: &TLS{Certificates: &certs,
-			ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientCA.pool}}
+		h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs,
+			ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientCA.pool}}, forwardTo(t, upstreamOf(t, "web", tg)))
 		addr := serve(t, h)
 		anon, done := dial(addr, "secure.example.com", nil)
 		defer done()
@@ -332,7 +332,7 @@ func TestHTTPSToTargets(t *testing.T) {
 	run := func(cfg *tls.Config) (int, string) {
 		up := upstreamOf(t, "web", target)
 		up.TLS = cfg
-		h := &HTTP{Router: forwardTo(t, up)}
+		h := configured(t, &HTTP{}, forwardTo(t, up))
 		addr := serve(t, h)
 		return get(t, client(t), "http://"+addr+"/")
 	}
@@ -353,7 +353,7 @@ func TestHTTPSWebSocket(t *testing.T) {
 	var certs Certificates
 	require.NoError(t, certs.Set(WildcardOneLabel, ca.issue(t, false, "ws.example.com")))
 	tg := newTarget(t, "ws", wsEcho)
-	addr := serve(t, &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), TLS: &TLS{Certificates: &certs}})
+	addr := serve(t, configured(t, &HTTP{TLS: &TLS{Certificates: &certs}}, forwardTo(t, upstreamOf(t, "web", tg))))
 	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "ws.example.com", RootCAs: ca.pool, NextProtos: []string{"http/1.1"}})
 	require.NoError(t, err)
 	defer c.Close()
@@ -365,8 +365,7 @@ func TestHTTPSRequestTimeout408(t *testing.T) {
 	ca := newCA(t)
 	var certs Certificates
 	require.NoError(t, certs.Set(WildcardOneLabel, ca.issue(t, false, "x.example.com")))
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), TLS: &TLS{Certificates: &certs},
-		RequestTimeout: 300 * time.Millisecond}
+	h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs}}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), Timeouts{Request: 300 * time.Millisecond})
 	addr := serve(t, h)
 	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "x.example.com", RootCAs: ca.pool, NextProtos: []string{"http/1.1"}})
 	require.NoError(t, err)
@@ -397,15 +396,15 @@ func TestHTTPTLSPolicy(t *testing.T) {
 	}
 
 	t.Run("min version", func(t *testing.T) {
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), TLS: &TLS{Certificates: &certs, MinVersion: tls.VersionTLS13}}
+		h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs, MinVersion: tls.VersionTLS13}}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 		addr := serve(t, h)
 		require.NoError(t, dial(addr, &tls.Config{}))
 		require.Error(t, dial(addr, &tls.Config{MaxVersion: tls.VersionTLS12}), "a TLS 1.2 client is refused")
 		waitFor(t, "the refused handshake counted", func() bool { return h.Stats().TLSHandshakeErrors == 1 })
 	})
 	t.Run("cipher suites", func(t *testing.T) {
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{
-			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}}
+		h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 		addr := serve(t, h)
 		require.NoError(t, dial(addr, &tls.Config{MaxVersion: tls.VersionTLS12}))
 		require.Error(t, dial(addr, &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{
@@ -417,14 +416,12 @@ func TestHTTPTLSPolicy(t *testing.T) {
 		// net/http will not serve HTTP/2 without one of two suites: the
 		// proxy says so when it starts, instead of failing on the first
 		// connection.
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))),
-			TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}}}
+		h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}}}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		require.ErrorContains(t, h.Serve(ln), "which HTTP/2 requires; add one or set DisableHTTP2")
 		require.NoError(t, h.Close())
-		h = &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))),
-			TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}, DisableHTTP2: true}}
+		h = configured(t, &HTTP{TLS: &TLS{Certificates: &certs, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}, DisableHTTP2: true}}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 		addr := serve(t, h)
 		require.NoError(t, dial(addr, &tls.Config{MaxVersion: tls.VersionTLS12}))
 	})
@@ -437,7 +434,7 @@ func TestHTTPServerFailureEndsServe(t *testing.T) {
 	ca := newCA(t)
 	var certs Certificates
 	require.NoError(t, certs.Set(WildcardOneLabel, ca.issue(t, false, "www.example.com")))
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), TLS: &TLS{Certificates: &certs}}
+	h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs}}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 	require.NoError(t, h.setup())
 	// Past the proxy's own checks: a suite list net/http's HTTP/2 refuses.
 	h.tls.cfg.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}

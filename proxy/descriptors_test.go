@@ -103,7 +103,7 @@ func TestHTTPDescriptorBudget(t *testing.T) {
 	tg := newTarget(t, "a", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("a")) })
 	d := NewDescriptors(1, nil)
 	var refused refusals
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "app", tg)), Descriptors: d, OnRefuse: refused.hook}
+	h := configured(t, &HTTP{Descriptors: d, OnRefuse: refused.hook}, forwardTo(t, upstreamOf(t, "app", tg)))
 	addr := serve(t, h)
 	c1, err := net.Dial("tcp", addr)
 	require.NoError(t, err)

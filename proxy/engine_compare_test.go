@@ -203,8 +203,8 @@ func TestHTTPMatchesReverseProxy(t *testing.T) {
 	handlerDiffers := map[string]string{
 		"chunked request": "a short body read whole before forwarding goes with its Content-Length",
 	}
-	engine := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))}
-	handler := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))}
+	engine := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg)))
+	handler := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg)))
 	engineAddr, handlerAddr, refAddr := serve(t, engine), serveVia(t, handler, "handler"), referenceProxy(t, tg)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,7 +263,7 @@ func TestHTTPRefusesInjection(t *testing.T) {
 		"target": func(r *http.Request) { r.URL.RawQuery = "x=1 HTTP/1.1\r\nX-Injected: 1" },
 	} {
 		t.Run(name, func(t *testing.T) {
-			h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))}
+			h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg)))
 			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				spoil(r)
 				h.ServeHTTP(w, r)

@@ -47,7 +47,7 @@ func TestEnginePipelining(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		io.WriteString(w, r.URL.Path+":"+string(b))
 	})
-	addr := serve(t, &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg))))
 	c, br := dialRaw(t, addr)
 	var reqs strings.Builder
 	var want []string
@@ -93,7 +93,7 @@ func TestEngineMalformedBodies(t *testing.T) {
 	})
 	up := upstreamOf(t, "web", tg)
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, up), AccessLog: logs.logger()}
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, up))
 	addr := serve(t, h)
 	for _, tc := range []struct {
 		name      string
@@ -149,7 +149,7 @@ func TestEngineMalformedBodies(t *testing.T) {
 func TestEngineHeaderLimitExact(t *testing.T) {
 	tg := newTarget(t, "a", nil)
 	const limit = 1000
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), MaxHeaderBytes: limit}
+	h := configured(t, &HTTP{MaxHeaderBytes: limit}, forwardTo(t, upstreamOf(t, "web", tg)))
 	addr := serve(t, h)
 	head := func(n int) string {
 		base := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: \r\n\r\n"
@@ -181,7 +181,7 @@ func TestEngineLargeBodies(t *testing.T) {
 		w.Write(big)
 	})
 	up := upstreamOf(t, "web", tg)
-	h := &HTTP{Router: forwardTo(t, up)}
+	h := configured(t, &HTTP{}, forwardTo(t, up))
 	addr := serve(t, h)
 	c, br := dialRaw(t, addr)
 	for _, q := range []string{"", "?chunked=1"} {
@@ -220,7 +220,7 @@ func TestEngineExpectContinue(t *testing.T) {
 		w.Header().Set("X-Expect", r.Header.Get("Expect"))
 		w.Write(b)
 	})
-	addr := serve(t, &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg))))
 	c, br := dialRaw(t, addr)
 	_, err := io.WriteString(c, "PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
 	require.NoError(t, err)
@@ -245,7 +245,7 @@ func TestEngineHTTP10(t *testing.T) {
 			io.WriteString(w, "rest")
 		}
 	})
-	addr := serve(t, &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg))))
 	c, br := dialRaw(t, addr)
 	_, err := io.WriteString(c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
 	require.NoError(t, err)
@@ -264,7 +264,7 @@ func TestEngineHTTP10(t *testing.T) {
 // next request holds no read buffer.
 func TestEngineIdleHoldsNoBuffer(t *testing.T) {
 	tg := newTarget(t, "a", nil)
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))}
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg)))
 	addr := serve(t, h)
 	c, br := dialRaw(t, addr)
 	_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -303,7 +303,7 @@ func TestHTTPSRefusalsLogged(t *testing.T) {
 	var certs Certificates
 	require.NoError(t, certs.Set(WildcardOneLabel, ca.issue(t, false, "x.example.com")))
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), TLS: &TLS{Certificates: &certs}, AccessLog: logs.logger()}
+	h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs}, AccessLog: logs.logger()}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 	addr := serve(t, h)
 
 	resp := raw(t, addr, "GET / HTTP/1.1\r\nHost: x.example.com\r\n\r\n")

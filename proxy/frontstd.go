@@ -25,10 +25,12 @@ import (
 // is decided by the forwarding core, as for the engine.
 
 // ServeHTTP proxies one request. It makes HTTP an http.Handler, for use
-// behind another server; Serve's HTTP/2 connections use it too.
+// behind another server; Serve's HTTP/2 connections use it too. When the
+// configuration is invalid (see Validate) it answers 500, and logs the
+// error to ErrorLog (slog.Default() if nil) the first time.
 func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := h.setup(); err != nil {
-		http.Error(w, "proxy misconfigured", http.StatusInternalServerError)
+	if h.setup() != nil {
+		h.misconfigured(w)
 		return
 	}
 	h.handlers.add()

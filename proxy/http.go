@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -66,15 +65,17 @@ const StatusClientClosed = 499
 // Performance: see docs/benchmarks.md; a proxied keep-alive request
 // allocates nothing with the access log off.
 //
-// Configure it by its fields before the first Serve or ServeHTTP and do not
-// change them afterwards; the zero value of each means its documented
-// default. What changes at run time goes through SetRouter, SetACL,
-// SetTrustedProxies, SetTimeouts and TLS.Certificates, all safe while
-// requests flow.
+// Its fields are start-up configuration: set them before the first Serve or
+// ServeHTTP and do not change them afterwards; the zero value of each means
+// its documented default, and Validate reports every problem with them
+// (Serve returns the same error before accepting). What changes at run
+// time goes through SetRouter, SetACL, SetTrustedProxies, SetTimeouts and
+// TLS.Certificates, all safe while requests flow; call SetRouter before
+// serving (until then every request gets 503).
 //
 // The proxy answers these itself: 400 malformed request or body, 403
 // client refused by the ACL, 408 request not received within
-// RequestTimeout, 413 body over MaxBodyBytes, 414 URI over MaxURILength, 417
+// Timeouts.Request, 413 body over MaxBodyBytes, 414 URI over MaxURILength, 417
 // unsupported expectation, 421 Host and SNI differ where that would bypass
 // mutual TLS, 431 headers over MaxHeaderBytes, 501 unsupported
 // Transfer-Encoding, 502 target refused, reset or answered malformed, 503
@@ -82,23 +83,6 @@ const StatusClientClosed = 499
 // timeout, 505 HTTP version. 499 is logged (never sent) when the client goes
 // away first.
 type HTTP struct {
-	// Router routes requests; required (see NewRouter and Forward), unless
-	// SetRouter is called before the first request.
-	Router *Router
-
-	// ACL is checked on the client's address when a connection is accepted
-	// (refused connections are closed at once) and again on every request
-	// (403), so SetACL applies to established keep-alive connections too.
-	// Nil admits everyone.
-	ACL *ACL
-
-	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
-	// proxy appends to it and takes the client IP from it (for stickiness,
-	// the log and Forwarded). From any other peer it is replaced by the
-	// peer's address, and an X-Real-IP header is removed (only a trusted
-	// proxy's is passed on). Nil trusts nobody.
-	TrustedProxies *ACL
-
 	// Forwarded adds an RFC 7239 Forwarded header (kept and appended to
 	// from trusted peers, replaced otherwise) beside the X-Forwarded-*
 	// headers, which are always sent.
@@ -106,29 +90,6 @@ type HTTP struct {
 
 	// TLS, if set, makes the listener HTTPS (HTTP/2 offered by ALPN).
 	TLS *TLS
-
-	// IdleTimeout is how long a keep-alive connection waits for its next
-	// request. Default: DefaultIdleTimeout.
-	IdleTimeout time.Duration
-
-	// RequestTimeout is how long a client has to send a request's
-	// headers, from when the proxy starts reading them, and then again
-	// its body, from when the headers have arrived; a client that takes
-	// longer gets 408 and the connection is closed. (A whole request may
-	// so take up to twice the timeout: net/http does not tell when a
-	// request's first byte arrived.) Over HTTP/2 it bounds the body only
-	// (the stream gets 408; HTTP/2 has its own framing timeouts).
-	// Default: DefaultRequestTimeout.
-	RequestTimeout time.Duration
-
-	// ConnectTimeout bounds a connection attempt to a target; then the
-	// next target is tried, or 504. Default: DefaultConnectTimeout.
-	ConnectTimeout time.Duration
-
-	// ResponseTimeout bounds the wait for a target's response header after
-	// the request was sent; then the request is retried when safe, else
-	// 504. Default: DefaultResponseTimeout.
-	ResponseTimeout time.Duration
 
 	// MaxHeaderBytes limits the request line and headers, CRLFs included,
 	// exactly: above it, 431. Default: DefaultMaxHeaderBytes.
@@ -154,7 +115,7 @@ type HTTP struct {
 	// AccessLog, if set, receives one record per request, at Info level,
 	// message "http", with these attributes (nginx's names where nginx has
 	// one): client (peer host:port), client_ip (as trusted, see
-	// TrustedProxies), method, host, path, proto, rule ("default" for the
+	// SetTrustedProxies), method, host, path, proto, rule ("default" for the
 	// default action), group, status (what the proxy answered; 499 when
 	// the client went away first), upstream_status, upstream_addr, bytes
 	// (response body bytes), request_time, upstream_connect_time,
@@ -167,8 +128,9 @@ type HTTP struct {
 	AccessLog *slog.Logger
 
 	// ErrorLog, if set, receives net/http's errors (TLS handshakes, ...)
-	// and the proxy's own. Nil discards them (accept-error episodes then
-	// go to slog.Default()).
+	// and the proxy's own. Nil discards them (accept-error episodes and
+	// ServeHTTP's report of an invalid configuration then go to
+	// slog.Default()).
 	ErrorLog *slog.Logger
 
 	// OnRefuse, if set, is called for every client the ACL refuses, at
@@ -186,16 +148,17 @@ type HTTP struct {
 	// Nil: no budget.
 	Descriptors *Descriptors
 
-	once    sync.Once
-	initErr error
-	router  atomic.Pointer[Router]
-	acl     atomic.Pointer[ACL]
-	trusted atomic.Pointer[ACL]
-	tmo     atomic.Pointer[Timeouts]
-	tls     *tlsSetup
-	budget  *budget
-	retry   Retry
-	stats   httpCounters
+	once       sync.Once
+	initErr    error       // Validate's error, kept by setup
+	initLogged atomic.Bool // ServeHTTP has logged initErr
+	router     atomic.Pointer[Router]
+	acl        atomic.Pointer[ACL]
+	trusted    atomic.Pointer[ACL]
+	tmo        atomic.Pointer[Timeouts]
+	tls        *tlsSetup
+	budget     *budget
+	retry      Retry
+	stats      httpCounters
 
 	exchanges sync.Pool // *exchange
 	bufs      sync.Pool // *[copyBufferSize]byte
@@ -223,22 +186,7 @@ type HTTP struct {
 	handlers inflight // requests in ServeHTTP, upgraded ones included
 }
 
-// Timeouts are the HTTP proxy's timeouts that SetTimeouts changes at run
-// time. Zero fields take their defaults.
-type Timeouts struct {
-	// Idle is the keep-alive idle timeout of connections accepted after
-	// the change (established ones keep theirs).
-	Idle time.Duration
-	// Request bounds the receipt of a request's headers (on connections
-	// accepted after the change) and, apart, of its body (from the next
-	// request on); see HTTP.RequestTimeout.
-	Request time.Duration
-	// Connect bounds a connection attempt to a target.
-	Connect time.Duration
-	// Response bounds the wait for a target's response header.
-	Response time.Duration
-}
-
+// withDefaults fills in the HTTP proxy's defaults.
 func (t Timeouts) withDefaults() Timeouts {
 	if t.Idle <= 0 {
 		t.Idle = DefaultIdleTimeout
@@ -255,49 +203,49 @@ func (t Timeouts) withDefaults() Timeouts {
 	return t
 }
 
+// Validate reports every problem with the proxy's start-up configuration
+// (its fields) at once, joined with errors.Join, each a *ConfigError
+// wrapping ErrInvalid; nil if there is none. Serve returns the same error
+// before accepting, and ServeHTTP answers every request with 500 (and logs
+// the error once); call Validate first to find out. The live settings are
+// checked by their setters.
+func (h *HTTP) Validate() error {
+	var errs []error
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxHeaderBytes", int64(h.MaxHeaderBytes)}, {"MaxBodyBytes", h.MaxBodyBytes},
+		{"MaxURILength", int64(h.MaxURILength)}, {"MaxIdleConnsPerTarget", int64(h.MaxIdleConnsPerTarget)},
+		{"Retry.Attempts", int64(h.Retry.Attempts)}, {"Retry.Timeout", int64(h.Retry.Timeout)},
+		{"Retry.MinPerSecond", int64(h.Retry.MinPerSecond)},
+	} {
+		if c.v < 0 {
+			errs = append(errs, invalid("HTTP", c.name, "%d is negative", c.v))
+		}
+	}
+	if h.Retry.Ratio < 0 || h.Retry.Ratio > 10 {
+		errs = append(errs, invalid("HTTP", "Retry.Ratio", "%v is outside 0..10", h.Retry.Ratio))
+	}
+	if h.TLS != nil {
+		if _, err := h.TLS.compile(); err != nil {
+			errs = append(errs, &ConfigError{Proxy: "HTTP", Field: "TLS", Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // setup checks the configuration and builds the running state, once.
 func (h *HTTP) setup() error {
 	h.once.Do(func() {
-		var errs []error
-		if h.Router != nil && h.router.Load() == nil {
-			h.router.Store(h.Router)
-		}
-		if h.acl.Load() == nil {
-			h.acl.Store(h.ACL)
-		}
-		if h.trusted.Load() == nil {
-			h.trusted.Store(h.TrustedProxies)
-		}
 		if h.tmo.Load() == nil {
-			t := Timeouts{Idle: h.IdleTimeout, Request: h.RequestTimeout, Connect: h.ConnectTimeout, Response: h.ResponseTimeout}.withDefaults()
-			h.tmo.Store(&t)
+			t := Timeouts{}.withDefaults()
+			h.tmo.CompareAndSwap(nil, &t) // unless SetTimeouts came first
 		}
-		if h.TLS != nil {
-			ts, err := h.TLS.compile()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			h.tls = ts
+		h.initErr = h.Validate()
+		if h.TLS != nil && h.initErr == nil {
+			h.tls, _ = h.TLS.compile() // checked by Validate
 		}
-		for _, c := range []struct {
-			name string
-			v    int64
-		}{
-			{"IdleTimeout", int64(h.IdleTimeout)}, {"RequestTimeout", int64(h.RequestTimeout)},
-			{"ConnectTimeout", int64(h.ConnectTimeout)}, {"ResponseTimeout", int64(h.ResponseTimeout)},
-			{"MaxHeaderBytes", int64(h.MaxHeaderBytes)}, {"MaxBodyBytes", h.MaxBodyBytes},
-			{"MaxURILength", int64(h.MaxURILength)}, {"MaxIdleConnsPerTarget", int64(h.MaxIdleConnsPerTarget)},
-			{"Retry.Attempts", int64(h.Retry.Attempts)}, {"Retry.Timeout", int64(h.Retry.Timeout)},
-			{"Retry.MinPerSecond", int64(h.Retry.MinPerSecond)},
-		} {
-			if c.v < 0 {
-				errs = append(errs, fmt.Errorf("proxy: HTTP.%s is negative: %d", c.name, c.v))
-			}
-		}
-		if h.Retry.Ratio < 0 || h.Retry.Ratio > 10 {
-			errs = append(errs, fmt.Errorf("proxy: HTTP.Retry.Ratio %v is outside 0..10", h.Retry.Ratio))
-		}
-		h.initErr = errors.Join(errs...)
 		h.retry = h.Retry.withDefaults()
 		h.budget = newBudget(h.retry, time.Now())
 		h.baseCtx, h.cancel = context.WithCancel(context.Background())
@@ -306,33 +254,66 @@ func (h *HTTP) setup() error {
 	return h.initErr
 }
 
-// SetRouter replaces the router. It applies to the next request.
-func (h *HTTP) SetRouter(r *Router) { h.router.Store(r) }
-
-// SetACL replaces the access control. It applies to the next connection
-// and the next request, on established connections too. Nil admits
-// everyone.
-func (h *HTTP) SetACL(a *ACL) {
-	_ = h.setup()
-	h.acl.Store(a)
+// misconfigured answers a request to a proxy whose configuration is
+// invalid, and logs why the first time.
+func (h *HTTP) misconfigured(w http.ResponseWriter) {
+	if !h.initLogged.Swap(true) {
+		log := h.ErrorLog
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("proxy: HTTP configuration is invalid; every request gets 500", "err", h.initErr)
+	}
+	http.Error(w, "proxy misconfigured", http.StatusInternalServerError)
 }
 
-// SetTrustedProxies replaces the peers whose X-Forwarded-For is trusted.
-// It applies to the next request.
-func (h *HTTP) SetTrustedProxies(a *ACL) {
-	_ = h.setup()
-	h.trusted.Store(a)
+// SetRouter replaces the router, which routes requests by host and path
+// to their action (see NewRouter and Forward). It applies to the next
+// request. Until it is called every request gets 503. A nil Router, or
+// one not made by NewRouter, is refused with an error wrapping ErrInvalid.
+func (h *HTTP) SetRouter(r *Router) error {
+	if r == nil || r.def.name == "" {
+		return invalid("HTTP", "SetRouter", "the Router is nil or was not made by NewRouter")
+	}
+	h.router.Store(r)
+	return nil
 }
 
-// SetTimeouts replaces the timeouts; zero fields take their defaults. The
-// connect, response and body timeouts apply to the next request; the idle
-// and header timeouts to connections accepted afterwards (net/http fixes a
-// server's connection timeouts, so new connections go to a new server while
-// the established ones stay with theirs).
-func (h *HTTP) SetTimeouts(t Timeouts) {
-	_ = h.setup()
+// Router returns the current router, or nil.
+func (h *HTTP) Router() *Router { return h.router.Load() }
+
+// SetACL replaces the access control, checked on the client's address
+// when a connection is accepted (refused connections are closed at once)
+// and again on every request (403): it applies to the next connection and
+// the next request, on established connections too. Nil admits everyone.
+func (h *HTTP) SetACL(a *ACL) { h.acl.Store(a) }
+
+// ACL returns the current access control, or nil.
+func (h *HTTP) ACL() *ACL { return h.acl.Load() }
+
+// SetTrustedProxies replaces the peers whose X-Forwarded-For is believed:
+// the proxy appends to it and takes the client IP from it (for
+// stickiness, the log and Forwarded). From any other peer it is replaced
+// by the peer's address, and an X-Real-IP header is removed (only a
+// trusted proxy's is passed on). Nil (the default) trusts nobody. It
+// applies to the next request.
+func (h *HTTP) SetTrustedProxies(a *ACL) { h.trusted.Store(a) }
+
+// SetTimeouts replaces the timeouts: Idle, Request, Connect and Response
+// (see Timeouts; Header is ignored). Every field is replaced, a zero one
+// taking its default. The connect, response and body timeouts apply to
+// the next request; the idle and header timeouts to connections accepted
+// afterwards (net/http fixes a server's connection timeouts, so new
+// HTTP/2 connections go to a new server while the established ones stay
+// with theirs). A negative field is refused with an error wrapping
+// ErrInvalid, and nothing changes.
+func (h *HTTP) SetTimeouts(t Timeouts) error {
+	if err := t.check("HTTP"); err != nil {
+		return err
+	}
 	t = t.withDefaults()
 	h.tmo.Store(&t)
+	return nil
 }
 
 func (h *HTTP) maxHeaderBytes() int {

@@ -66,7 +66,7 @@ func TestHTTP2MalformedBody(t *testing.T) {
 		}
 	})
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), TLS: &TLS{Certificates: &certs}, AccessLog: logs.logger()}
+	h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs}, AccessLog: logs.logger()}, forwardTo(t, upstreamOf(t, "web", tg)))
 	addr := serve(t, h)
 	c := dialH2(t, addr, ca)
 	c.headers(t, 1, "POST", false, "content-length", "10")
@@ -115,7 +115,7 @@ func TestHTTP2RapidReset(t *testing.T) {
 	up := upstreamOf(t, "web", tg)
 	const limit = 16
 	up.SetLimits(Limits{MaxConnsPerTarget: limit, MaxPendingRequests: 4096})
-	h := &HTTP{Router: forwardTo(t, up), TLS: &TLS{Certificates: &certs}}
+	h := configured(t, &HTTP{TLS: &TLS{Certificates: &certs}}, forwardTo(t, up))
 	addr := serve(t, h)
 
 	// The attack: 4 connections, 400 streams each, each reset right after
@@ -148,7 +148,9 @@ func TestHTTP2RapidReset(t *testing.T) {
 	}
 
 	// A normal client meanwhile.
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{ServerName: "x.example.com", RootCAs: ca.pool}}
+	var h2 http.Protocols
+	h2.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "x.example.com", RootCAs: ca.pool}, Protocols: &h2}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	ok := 0

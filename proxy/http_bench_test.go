@@ -67,12 +67,12 @@ func BenchmarkHTTP(b *testing.B) {
 		})
 	}
 	b.Run("impl=lbkit", func(b *testing.B) {
-		run(b, &HTTP{Router: forwardTo(b, upstreamOf(b, "web", &target{Server: tg, name: "t"}))})
+		run(b, configured(b, &HTTP{}, forwardTo(b, upstreamOf(b, "web", &target{Server: tg, name: "t"}))))
 	})
 	b.Run("impl=lbkit-handler", func(b *testing.B) {
 		// The same proxy as an http.Handler under net/http's server (its
 		// HTTP/2 front end, and what embedders get).
-		h := &HTTP{Router: forwardTo(b, upstreamOf(b, "web", &target{Server: tg, name: "t"}))}
+		h := configured(b, &HTTP{}, forwardTo(b, upstreamOf(b, "web", &target{Server: tg, name: "t"})))
 		defer h.Close()
 		run(b, http.HandlerFunc(h.ServeHTTP))
 	})
@@ -237,11 +237,11 @@ func BenchmarkHTTPEngine(b *testing.B) {
 		})
 	}
 	b.Run("impl=lbkit", func(b *testing.B) {
-		h := &HTTP{Router: forwardTo(b, up())}
+		h := configured(b, &HTTP{}, forwardTo(b, up()))
 		run(b, func(ln net.Listener) { h.Serve(ln) }, func() { h.Close() })
 	})
 	b.Run("impl=lbkit-handler", func(b *testing.B) {
-		h := &HTTP{Router: forwardTo(b, up())}
+		h := configured(b, &HTTP{}, forwardTo(b, up()))
 		srv := &http.Server{Handler: h}
 		run(b, func(ln net.Listener) { srv.Serve(ln) }, func() { srv.Close(); h.Close() })
 	})

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/proxy"
@@ -29,7 +30,17 @@ func ExampleHTTP() {
 	if err != nil {
 		panic(err)
 	}
-	h := &proxy.HTTP{Router: router}
+	h := &proxy.HTTP{MaxBodyBytes: 1 << 20} // start-up configuration: fields
+	if err := h.Validate(); err != nil {
+		panic(err)
+	}
+	// Live settings, which may change while serving: Set methods.
+	if err := h.SetRouter(router); err != nil {
+		panic(err)
+	}
+	if err := h.SetTimeouts(proxy.Timeouts{Response: 10 * time.Second}); err != nil {
+		panic(err)
+	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	go h.Serve(ln)
 	defer h.Close()

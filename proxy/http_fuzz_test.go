@@ -42,8 +42,7 @@ func FuzzHTTPRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	h := &HTTP{Router: rt, MaxURILength: 512, MaxBodyBytes: 1 << 10, RequestTimeout: time.Second,
-		ResponseTimeout: time.Second, ErrorLog: slog.New(slog.NewTextHandler(&errs, nil))}
+	h := configured(f, &HTTP{MaxURILength: 512, MaxBodyBytes: 1 << 10, ErrorLog: slog.New(slog.NewTextHandler(&errs, nil))}, rt, Timeouts{Request: time.Second, Response: time.Second})
 	addr := serve(f, h)
 	want := map[int]bool{200: true, 301: true, 400: true, 403: true, 404: true, 408: true, 413: true,
 		405: true, 414: true, 417: true, 421: true, 431: true, 501: true, 502: true, 503: true, 504: true, 505: true}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -177,12 +176,28 @@ func (l *logBuffer) logger() *slog.Logger {
 	}))
 }
 
-var errTest = errors.New("test")
-
 func hdr(kv ...string) string {
 	var b strings.Builder
 	for i := 0; i+1 < len(kv); i += 2 {
 		fmt.Fprintf(&b, "%s: %s\r\n", kv[i], kv[i+1])
 	}
 	return b.String()
+}
+
+// configured sets h's live settings for a test: its router (unless nil)
+// and, if given, its timeouts. It fails the test on an error and returns
+// h.
+func configured(t testing.TB, h *HTTP, r *Router, tmo ...Timeouts) *HTTP {
+	t.Helper()
+	if r != nil {
+		if err := h.SetRouter(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tm := range tmo {
+		if err := h.SetTimeouts(tm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
 }

@@ -28,7 +28,7 @@ func TestHTTPSlowClients(t *testing.T) {
 		t.Skipf("needs %d file descriptors, have %d", 4*slow, lim.Cur)
 	}
 	tg := newTarget(t, "a", nil)
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), RequestTimeout: 2 * time.Second}
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg)), Timeouts{Request: 2 * time.Second})
 	addr := serve(t, h)
 
 	conns := make([]net.Conn, 0, slow)
@@ -123,7 +123,7 @@ func TestHTTPShutdown(t *testing.T) {
 	rt, err := NewRouter(Action{Forward: upstreamOf(t, "web", tg)},
 		Rule{Path: "/chat", Action: Action{Forward: upstreamOf(t, "ws", wsTarget)}})
 	require.NoError(t, err)
-	h := &HTTP{Router: rt}
+	h := configured(t, &HTTP{}, rt)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)
@@ -178,7 +178,7 @@ func TestHTTPShutdown(t *testing.T) {
 
 func TestHTTPSetRouterLive(t *testing.T) {
 	a, b := newTarget(t, "a", nil), newTarget(t, "b", nil)
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "ga", a))}
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "ga", a)))
 	addr := serve(t, h)
 	c := client(t)
 	_, body := get(t, c, "http://"+addr+"/")
@@ -197,7 +197,7 @@ func TestHTTPSetRouterLive(t *testing.T) {
 func TestHTTPDrainCutsUpgrades(t *testing.T) {
 	tg := newTarget(t, "ws", wsEcho)
 	up := upstreamOf(t, "ws", tg)
-	addr := serve(t, &HTTP{Router: forwardTo(t, up)})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, up)))
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
@@ -208,22 +208,10 @@ func TestHTTPDrainCutsUpgrades(t *testing.T) {
 	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "the drained target's WebSocket is closed, got %v", err)
 }
 
-func TestHTTPConfigErrors(t *testing.T) {
-	h := &HTTP{IdleTimeout: -1, MaxBodyBytes: -5, Retry: Retry{Ratio: 20}, TLS: &TLS{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	err = h.Serve(ln)
-	require.Error(t, err)
-	for _, want := range []string{"HTTP.IdleTimeout is negative: -1", "HTTP.MaxBodyBytes is negative: -5", "Retry.Ratio 20 is outside", "tls: Certificates is nil"} {
-		assert.Contains(t, err.Error(), want)
-	}
-	require.NoError(t, h.Close())
-}
-
 // TestHTTPShutdownClosesIdleConnections: Shutdown does not wait for an idle
 // keep-alive connection to time out, as http.Server.Shutdown.
 func TestHTTPShutdownClosesIdleConnections(t *testing.T) {
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), IdleTimeout: time.Hour}
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), Timeouts{Idle: time.Hour})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)
@@ -256,7 +244,7 @@ func TestHTTPShutdownClosesIdleConnections(t *testing.T) {
 // TestHTTPSetTimeoutsNewConnections: a changed idle timeout applies to new
 // connections; an established one keeps its own.
 func TestHTTPSetTimeoutsNewConnections(t *testing.T) {
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), IdleTimeout: time.Hour}
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), Timeouts{Idle: time.Hour})
 	addr := serve(t, h)
 	request := func(c net.Conn, br *bufio.Reader) {
 		t.Helper()

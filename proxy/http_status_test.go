@@ -39,7 +39,7 @@ func lastLog(t testing.TB, h *HTTP, l *logBuffer) map[string]any {
 
 func TestHTTPStatus400Malformed(t *testing.T) {
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), AccessLog: logs.logger()}
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 	addr := serve(t, h)
 	resp := raw(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
 	assert.Equal(t, 400, resp.StatusCode)
@@ -56,13 +56,12 @@ func TestHTTPStatus403ACL(t *testing.T) {
 	acl, err := ParseACL(nil, []string{"127.0.0.0/8"})
 	require.NoError(t, err)
 	var refused atomic.Int64
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))),
-		OnRefuse: func(r Refusal) {
-			assert.Equal(t, RefusedACL, r.Reason)
-			assert.ErrorIs(t, r.Err, ErrDenied)
-			assert.Equal(t, netip.MustParseAddr("127.0.0.1"), r.Client.Addr())
-			refused.Add(1)
-		}}
+	h := configured(t, &HTTP{OnRefuse: func(r Refusal) {
+		assert.Equal(t, RefusedACL, r.Reason)
+		assert.ErrorIs(t, r.Err, ErrDenied)
+		assert.Equal(t, netip.MustParseAddr("127.0.0.1"), r.Client.Addr())
+		refused.Add(1)
+	}}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 	addr := serve(t, h)
 	c := client(t)
 	code, _ := get(t, c, "http://"+addr+"/") // a keep-alive connection, accepted
@@ -86,8 +85,7 @@ func TestHTTPStatus403ACL(t *testing.T) {
 
 func TestHTTPStatus408(t *testing.T) {
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))),
-		RequestTimeout: 300 * time.Millisecond, AccessLog: logs.logger()}
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), Timeouts{Request: 300 * time.Millisecond})
 	addr := serve(t, h)
 
 	t.Run("headers", func(t *testing.T) {
@@ -118,7 +116,7 @@ func TestHTTPStatus408(t *testing.T) {
 
 func TestHTTPStatus413(t *testing.T) {
 	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), MaxBodyBytes: 100}
+	h := configured(t, &HTTP{MaxBodyBytes: 100}, forwardTo(t, upstreamOf(t, "web", tg)))
 	addr := serve(t, h)
 	resp := raw(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n")
 	assert.Equal(t, 413, resp.StatusCode)
@@ -131,7 +129,7 @@ func TestHTTPStatus413(t *testing.T) {
 }
 
 func TestHTTPStatus414And431(t *testing.T) {
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), MaxURILength: 100}
+	h := configured(t, &HTTP{MaxURILength: 100}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 	addr := serve(t, h)
 	resp := raw(t, addr, "GET /"+strings.Repeat("a", 100)+" HTTP/1.1\r\nHost: x\r\n\r\n")
 	assert.Equal(t, 414, resp.StatusCode)
@@ -145,7 +143,7 @@ func TestHTTPStatus414And431(t *testing.T) {
 }
 
 func TestHTTPStatus501(t *testing.T) {
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil)))}
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))))
 	addr := serve(t, h)
 	// A coding the proxy does not know before a final chunked: 501 (RFC
 	// 9110 §6.1); without a final chunked the body cannot be framed at
@@ -162,7 +160,7 @@ func TestHTTPStatus502(t *testing.T) {
 		b, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "dead", Addr: closedAddr(t), Weight: 1}))
 		require.NoError(t, err)
 		var logs logBuffer
-		h := &HTTP{Router: forwardTo(t, &Upstream{Name: "web", Balancer: b}), AccessLog: logs.logger()}
+		h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, &Upstream{Name: "web", Balancer: b}))
 		addr := serve(t, h)
 		code, _ := get(t, client(t), "http://"+addr+"/")
 		assert.Equal(t, 502, code)
@@ -190,7 +188,7 @@ func TestHTTPStatus502(t *testing.T) {
 				c.Close()
 			}
 		})
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))}
+		h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg)))
 		addr := serve(t, h)
 		code, _ := get(t, client(t), "http://"+addr+"/")
 		assert.Equal(t, 502, code)
@@ -203,7 +201,7 @@ func TestHTTPStatus502(t *testing.T) {
 				c.Close()
 			}
 		})
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))}
+		h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg)))
 		addr := serve(t, h)
 		code, _ := get(t, client(t), "http://"+addr+"/")
 		assert.Equal(t, 502, code)
@@ -215,7 +213,7 @@ func TestHTTPStatus502(t *testing.T) {
 func TestHTTPStatus503NoTarget(t *testing.T) {
 	up := upstreamOf(t, "web", newTarget(t, "a", nil))
 	require.NoError(t, up.Balancer.SetHealth("a", balancer.Unhealthy))
-	h := &HTTP{Router: forwardTo(t, up)}
+	h := configured(t, &HTTP{}, forwardTo(t, up))
 	addr := serve(t, h)
 	code, _ := get(t, client(t), "http://"+addr+"/")
 	assert.Equal(t, 503, code)
@@ -227,7 +225,7 @@ func TestHTTPStatus504(t *testing.T) {
 		tg := newTarget(t, "a", nil)
 		var logs logBuffer
 		// A connect timeout of 1ns expires before any connection completes.
-		h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), ConnectTimeout: time.Nanosecond, AccessLog: logs.logger()}
+		h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, upstreamOf(t, "web", tg)), Timeouts{Connect: time.Nanosecond})
 		addr := serve(t, h)
 		code, _ := get(t, client(t), "http://"+addr+"/")
 		assert.Equal(t, 504, code)
@@ -238,7 +236,7 @@ func TestHTTPStatus504(t *testing.T) {
 		tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) { <-release })
 		defer close(release)
 		up := upstreamOf(t, "web", tg)
-		h := &HTTP{Router: forwardTo(t, up), ResponseTimeout: 100 * time.Millisecond}
+		h := configured(t, &HTTP{}, forwardTo(t, up), Timeouts{Response: 100 * time.Millisecond})
 		addr := serve(t, h)
 		code, _ := get(t, client(t), "http://"+addr+"/")
 		assert.Equal(t, 504, code)
@@ -257,7 +255,7 @@ func TestHTTPStatus499ClientGone(t *testing.T) {
 	})
 	defer close(release)
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), AccessLog: logs.logger()}
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, upstreamOf(t, "web", tg)))
 	addr := serve(t, h)
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)

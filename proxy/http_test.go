@@ -12,7 +12,7 @@ func TestHTTPForward(t *testing.T) {
 	a := newTarget(t, "a", nil)
 	up := upstreamOf(t, "web", a)
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, up), AccessLog: logs.logger()}
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, up))
 	addr := serve(t, h)
 	code, body := get(t, client(t), "http://"+addr+"/x?y=1")
 	assert.Equal(t, 200, code)

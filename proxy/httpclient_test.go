@@ -120,7 +120,7 @@ func TestHTTPClientReusesConnections(t *testing.T) {
 	tg := &target{Server: srv, name: "a"}
 	up := upstreamOf(t, "web", tg)
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, up), AccessLog: logs.logger()}
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	for range 5 {
@@ -145,7 +145,7 @@ func TestHTTPClientPoolBound(t *testing.T) {
 		io.WriteString(w, "a")
 	})
 	up := upstreamOf(t, "web", tg)
-	h := &HTTP{Router: forwardTo(t, up), MaxIdleConnsPerTarget: 2}
+	h := configured(t, &HTTP{MaxIdleConnsPerTarget: 2}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	var wg sync.WaitGroup
@@ -173,7 +173,7 @@ func TestHTTPClientConnectionClose(t *testing.T) {
 		io.WriteString(w, "a")
 	})
 	up := upstreamOf(t, "web", tg)
-	h := &HTTP{Router: forwardTo(t, up)}
+	h := configured(t, &HTTP{}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	for range 2 {
@@ -195,7 +195,7 @@ func TestHTTPClientStaleConnection(t *testing.T) {
 		return false // close without saying so
 	})
 	up := rawUpstream(t, rt)
-	h := &HTTP{Router: forwardTo(t, up)}
+	h := configured(t, &HTTP{}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	code, _ := get(t, c, "http://"+addr+"/")
@@ -237,7 +237,7 @@ func TestHTTPClientUnsolicitedBytes(t *testing.T) {
 		return true
 	})
 	up := rawUpstream(t, rt)
-	h := &HTTP{Router: forwardTo(t, up)}
+	h := configured(t, &HTTP{}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	resp, err := c.Head("http://" + addr + "/")
@@ -267,7 +267,7 @@ func TestHTTPClientIdle408(t *testing.T) {
 		return true
 	})
 	up := rawUpstream(t, rt)
-	h := &HTTP{Router: forwardTo(t, up)}
+	h := configured(t, &HTTP{}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	code, _ := get(t, c, "http://"+addr+"/first")
@@ -295,7 +295,7 @@ func TestHTTPClientResend(t *testing.T) {
 		return true
 	})
 	up := rawUpstream(t, rt)
-	h := &HTTP{Router: forwardTo(t, up)}
+	h := configured(t, &HTTP{}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	for range 2 {
@@ -329,7 +329,7 @@ func TestHTTPClientBadResponses(t *testing.T) {
 				return true
 			})
 			up := rawUpstream(t, rt)
-			h := &HTTP{Router: forwardTo(t, up), Retry: Retry{Attempts: 1}}
+			h := configured(t, &HTTP{Retry: Retry{Attempts: 1}}, forwardTo(t, up))
 			addr := serve(t, h)
 			code, _ := get(t, client(t), "http://"+addr+"/")
 			assert.Equal(t, 502, code)
@@ -347,7 +347,7 @@ func TestHTTPClientExtraBytes(t *testing.T) {
 		return true
 	})
 	up := rawUpstream(t, rt)
-	h := &HTTP{Router: forwardTo(t, up)}
+	h := configured(t, &HTTP{}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	for range 2 {
@@ -382,7 +382,7 @@ func TestHTTPClientAborted(t *testing.T) {
 					close(gone)
 				})
 				up := upstreamOf(t, "web", tg)
-				h := &HTTP{Router: forwardTo(t, up)}
+				h := configured(t, &HTTP{}, forwardTo(t, up))
 				var c net.Conn
 				switch mode {
 				case "plain":
@@ -511,7 +511,7 @@ func TestHTTPFastPathStreams(t *testing.T) {
 				<-step
 				io.WriteString(w, "!")
 			})
-			h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))}
+			h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg)))
 			addr := serveVia(t, h, via)
 			c, err := net.Dial("tcp", addr)
 			require.NoError(t, err)

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net/http"
 	"net/netip"
 	"strings"
 )
@@ -70,20 +69,6 @@ func parseXFFEntry(s string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// xffValue returns the X-Forwarded-For to send: the incoming one with the
-// peer appended when the peer is trusted, else the peer alone.
-func xffValue(in []string, peer netip.Addr, trusted bool) string {
-	p := peer.Unmap().String()
-	if !trusted || len(in) == 0 {
-		return p
-	}
-	prior := strings.Join(in, ", ")
-	if strings.TrimSpace(prior) == "" {
-		return p
-	}
-	return prior + ", " + p
-}
-
 // forwardedValue returns the RFC 7239 Forwarded element this proxy adds.
 func forwardedValue(peer netip.Addr, host, proto string) string {
 	var b strings.Builder
@@ -125,28 +110,4 @@ func quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
-}
-
-// stripH2C removes a client's cleartext HTTP/2 upgrade (Upgrade: h2c and its
-// HTTP2-Settings) so that it is not forwarded: a target that accepted it
-// would speak HTTP/2 on a connection the proxy relays as HTTP/1.1, past
-// every rule. Other upgrades (WebSocket) are kept.
-func stripH2C(h http.Header) bool {
-	up := h["Upgrade"]
-	if len(up) == 0 {
-		return false
-	}
-	found := false
-	for _, v := range up {
-		for tok := range strings.SplitSeq(v, ",") {
-			if t := strings.TrimSpace(tok); strings.EqualFold(t, "h2c") || strings.HasPrefix(strings.ToLower(t), "h2c/") {
-				found = true
-			}
-		}
-	}
-	if found {
-		delete(h, "Upgrade")
-		delete(h, "Http2-Settings")
-	}
-	return found
 }

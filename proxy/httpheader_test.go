@@ -112,7 +112,7 @@ func TestHTTPForwardedHeaders(t *testing.T) {
 
 func testForwardedHeaders(t *testing.T, via string) {
 	tg := newTarget(t, "a", nil)
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg)), Forwarded: true}
+	h := configured(t, &HTTP{Forwarded: true}, forwardTo(t, upstreamOf(t, "web", tg)))
 	addr := serveVia(t, h, via)
 	_, port, _ := net.SplitHostPort(addr)
 
@@ -163,7 +163,8 @@ func TestHTTPStickySourceUsesTrustedClient(t *testing.T) {
 	up := upstreamOf(t, "web", a, b)
 	up.SetSticky(pol)
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, up), TrustedProxies: trusted, AccessLog: logs.logger()}
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, up))
+	h.SetTrustedProxies(trusted)
 	addr := serve(t, h)
 	resp := raw(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n")
 	body, _ := io.ReadAll(resp.Body)
@@ -175,7 +176,7 @@ func TestHTTPStickySourceUsesTrustedClient(t *testing.T) {
 
 func TestHTTPH2CUpgradeStripped(t *testing.T) {
 	tg := newTarget(t, "a", nil)
-	addr := serve(t, &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg))))
 	resp := raw(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
 	assert.Equal(t, 200, resp.StatusCode, "answered over HTTP/1.1, not switched")
 	r := tg.lastRequest()
@@ -191,7 +192,7 @@ func TestHTTPTransferEncodingAndContentLength(t *testing.T) {
 		w.Header().Set("X-Got-TE", strings.Join(r.TransferEncoding, ","))
 		w.Write(b)
 	})
-	addr := serve(t, &HTTP{Router: forwardTo(t, upstreamOf(t, "web", tg))})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", tg))))
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
@@ -216,7 +217,7 @@ func TestHTTPTransferEncodingAndContentLength(t *testing.T) {
 func TestHTTPWebSocket(t *testing.T) {
 	tg := newTarget(t, "ws", wsEcho)
 	up := upstreamOf(t, "web", tg)
-	addr := serve(t, &HTTP{Router: forwardTo(t, up)})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, up)))
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()

@@ -38,7 +38,7 @@ func TestHTTPStickyCookieScenario(t *testing.T) {
 	pol, err := sticky.NewCookie(sticky.WithTargetState(stateOf(up.Balancer)))
 	require.NoError(t, err)
 	up.SetSticky(pol)
-	addr := serve(t, &HTTP{Router: forwardTo(t, up)})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, up)))
 
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
@@ -91,7 +91,7 @@ func TestHTTPStickyAppCookie(t *testing.T) {
 	pol, err := sticky.NewAppCookie("JSESSIONID", sticky.WithTargetState(stateOf(up.Balancer)))
 	require.NoError(t, err)
 	up.SetSticky(pol)
-	addr := serve(t, &HTTP{Router: forwardTo(t, up)})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, up)))
 	jar, _ := cookiejar.New(nil)
 	c := client(t)
 	c.Jar = jar
@@ -107,7 +107,7 @@ func TestHTTPStickySourceIP(t *testing.T) {
 	pol, err := sticky.NewSourceIP(sticky.WithTargetState(stateOf(up.Balancer)))
 	require.NoError(t, err)
 	up.SetSticky(pol)
-	addr := serve(t, &HTTP{Router: forwardTo(t, up)})
+	addr := serve(t, configured(t, &HTTP{}, forwardTo(t, up)))
 	c := client(t)
 	_, first := get(t, c, "http://"+addr+"/")
 	for range 10 {

@@ -347,18 +347,6 @@ func (p *pool) closeIdle() {
 	}
 }
 
-// idleCount returns the number of idle connections to addr, for tests.
-func (p *pool) idleCount(addr string) int {
-	v, ok := p.hosts.Load(addr)
-	if !ok {
-		return 0
-	}
-	h := v.(*poolHost)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.idle)
-}
-
 // close closes the connection and gives its slot back to the breaker.
 // Idempotent.
 func (c *tconn) close() {

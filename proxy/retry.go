@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Retry bounds how the HTTP proxy retries a request on another target.
@@ -86,6 +87,15 @@ type budget struct {
 
 // cacheLine is the size the hot atomics are padded to.
 const cacheLine = 64
+
+// tokens must be what budget's padding says: a full line after the fields
+// every deposit only reads, and a full line before last, which withdraw
+// writes. So the line tokens is on, wherever the allocation starts, holds
+// nothing that is written but tokens itself (a compile-time check).
+var (
+	_ [unsafe.Offsetof(budget{}.tokens) - cacheLine]byte
+	_ [unsafe.Offsetof(budget{}.last) - unsafe.Offsetof(budget{}.tokens) - cacheLine]byte
+)
 
 func newBudget(r Retry, now time.Time) *budget {
 	b := &budget{ratio: int64(r.Ratio * 1000), floor: int64(r.MinPerSecond) * 1000}

@@ -60,7 +60,7 @@ func TestRetryConnectRefused(t *testing.T) {
 		}
 	}
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, up), AccessLog: logs.logger()}
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, up))
 	addr := serve(t, h)
 	c := client(t)
 	// A POST is retried too: it never reached a target.
@@ -98,7 +98,7 @@ func TestRetryResponseTimeout(t *testing.T) {
 	))
 	require.NoError(t, err)
 	up := &Upstream{Name: "web", Balancer: b}
-	h := &HTTP{Router: forwardTo(t, up), ResponseTimeout: 100 * time.Millisecond}
+	h := configured(t, &HTTP{}, forwardTo(t, up), Timeouts{Response: 100 * time.Millisecond})
 	addr := serve(t, h)
 	c := client(t)
 
@@ -124,7 +124,7 @@ func TestRetryResponseTimeout(t *testing.T) {
 	assert.Equal(t, 504, code)
 	assert.Equal(t, uint64(2), h.Stats().Retries)
 	// A PUT body over the replay cap is not retried either.
-	h2 := &HTTP{Router: forwardTo(t, up), ResponseTimeout: 100 * time.Millisecond, Retry: Retry{BodyLimit: 4}}
+	h2 := configured(t, &HTTP{Retry: Retry{BodyLimit: 4}}, forwardTo(t, up), Timeouts{Response: 100 * time.Millisecond})
 	addr2 := serve(t, h2)
 	req, _ := http.NewRequest("PUT", "http://"+addr2+"/", strings.NewReader("longer than four"))
 	resp, err := c.Do(req)
@@ -148,7 +148,7 @@ func TestRetryKeepsTheNextRequestsTurn(t *testing.T) {
 		<-release
 	})
 	fast := newTarget(t, "fast", nil)
-	h := &HTTP{Router: forwardTo(t, upstreamOf(t, "web", slow, fast)), ResponseTimeout: 50 * time.Millisecond}
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", slow, fast)), Timeouts{Response: 50 * time.Millisecond})
 	addr := serve(t, h)
 	c := client(t)
 	for range 8 {
@@ -166,7 +166,7 @@ func TestRetryNoneWithStickiness(t *testing.T) {
 	fast := newTarget(t, "fast", nil)
 	up := upstreamOf(t, "web", slow, fast)
 	up.SetSticky(&mapPolicy{m: map[netip.Addr]string{netip.MustParseAddr("127.0.0.1"): "slow"}})
-	h := &HTTP{Router: forwardTo(t, up), ResponseTimeout: 100 * time.Millisecond}
+	h := configured(t, &HTTP{}, forwardTo(t, up), Timeouts{Response: 100 * time.Millisecond})
 	addr := serve(t, h)
 	code, _ := get(t, client(t), "http://"+addr+"/")
 	assert.Equal(t, 504, code, "no retry with stickiness: 504 directly")
@@ -181,8 +181,7 @@ func TestRetryBounds(t *testing.T) {
 	b, err := balancer.New(balancer.WithTargets(ts...))
 	require.NoError(t, err)
 	var logs logBuffer
-	h := &HTTP{Router: forwardTo(t, &Upstream{Name: "web", Balancer: b}), AccessLog: logs.logger(),
-		Retry: Retry{Attempts: 3, MinPerSecond: 2}}
+	h := configured(t, &HTTP{AccessLog: logs.logger(), Retry: Retry{Attempts: 3, MinPerSecond: 2}}, forwardTo(t, &Upstream{Name: "web", Balancer: b}))
 	addr := serve(t, h)
 	c := client(t)
 	code, _ := get(t, c, "http://"+addr+"/")

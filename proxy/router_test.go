@@ -96,7 +96,7 @@ func TestRouterActions(t *testing.T) {
 		Rule{Name: "moved", Path: "/old/*", Action: Action{Redirect: &Redirect{Host: "new.example.com", Port: 8443, Path: "/new", Code: 302}}},
 	)
 	require.NoError(t, err)
-	h := &HTTP{Router: rt}
+	h := configured(t, &HTTP{}, rt)
 	for _, c := range []struct {
 		target, host string
 		code         int

@@ -44,12 +44,14 @@ const (
 // keepalive on its own sockets, as the peers' keepalive probes are what
 // keeps an idle connection alive.
 //
-// Like httputil.ReverseProxy, TCP is a plain struct: set its fields before
-// the first Serve and do not change them afterwards; the zero value of each
-// field means the documented default. What changes while traffic flows goes
-// through the Set methods (target group, ACL, TLS, timeouts), which apply to
-// new connections. Serve may be called for several listeners; Shutdown or
-// Close stops them all.
+// Like httputil.ReverseProxy, TCP is a plain struct: its fields are start-up
+// configuration, set before the first Serve and not changed afterwards; the
+// zero value of each means the documented default, and Validate reports
+// every problem with them. What changes while traffic flows goes through
+// the Set methods (SetUpstream, SetACL, SetTrustedProxies, SetTimeouts,
+// SetTLSConfig), which are safe at any time and apply to new connections.
+// Serve may be called for several listeners; Shutdown or Close stops them
+// all.
 type TCP struct {
 	// Flows is the flow table the proxy admits its connections to, shared
 	// by the L4 proxies of one load balancer. Nil makes a private table
@@ -59,21 +61,6 @@ type TCP struct {
 	// ConnectAttempts is how many different targets a connection tries
 	// before it is closed. Zero means DefaultConnectAttempts.
 	ConnectAttempts int
-
-	// TrustedProxies, if set, turns on the PROXY protocol (v1 and v2) for
-	// clients it allows: lbkit behind another balancer. Those must open
-	// with a PROXY header; the client address it carries is the one the
-	// ACL checks, stickiness keys on and targets are told. A connection
-	// from a trusted source with a missing or malformed header, and one
-	// from anyone else that starts with a PROXY header, is reset and
-	// counted; no header is ever forwarded as data. Nil: the listener does
-	// not speak the PROXY protocol and whatever clients send is data.
-	TrustedProxies *ACL
-
-	// HeaderTimeout bounds how long a client may take to send its PROXY
-	// header and to complete its TLS handshake. Zero means
-	// DefaultHeaderTimeout.
-	HeaderTimeout time.Duration
 
 	// OnRefuse, if set, is called for every connection refused before it
 	// reached a target. It is called from the connection's goroutine with
@@ -92,11 +79,11 @@ type TCP struct {
 	// resumes). Nil means slog.Default().
 	ErrorLog *slog.Logger
 
-	upstream       atomic.Pointer[Upstream]
-	acl            atomic.Pointer[ACL]
-	tls            atomic.Pointer[tls.Config]
-	connectTimeout atomic.Int64 // nanoseconds; 0: DefaultConnectTimeout
-	idleTimeout    atomic.Int64 // nanoseconds; 0: the flow table's
+	upstream atomic.Pointer[Upstream]
+	acl      atomic.Pointer[ACL]
+	trusted  atomic.Pointer[ACL] // nil: no PROXY protocol
+	tls      atomic.Pointer[tls.Config]
+	tmo      atomic.Pointer[Timeouts] // as set, zero fields meaning defaults; nil: all defaults
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[net.Listener]struct{}
@@ -115,9 +102,17 @@ type TCP struct {
 	stats tcpCounters
 }
 
-// SetUpstream sets the target group of new connections; nil refuses them
-// (RefusedNoTarget). Established connections keep their target.
-func (p *TCP) SetUpstream(u *Upstream) { p.upstream.Store(u) }
+// SetUpstream sets the target group of new connections. Established
+// connections keep their target. Until it is called, new connections are
+// refused (RefusedNoTarget). A nil Upstream, or one without a Balancer,
+// is refused with an error wrapping ErrInvalid.
+func (p *TCP) SetUpstream(u *Upstream) error {
+	if err := upstreamProblem("TCP", u); err != nil {
+		return err
+	}
+	p.upstream.Store(u)
+	return nil
+}
 
 // Upstream returns the current target group, or nil.
 func (p *TCP) Upstream() *Upstream { return p.upstream.Load() }
@@ -128,22 +123,71 @@ func (p *TCP) SetACL(a *ACL) { p.acl.Store(a) }
 // ACL returns the current access control, or nil.
 func (p *TCP) ACL() *ACL { return p.acl.Load() }
 
-// SetTLSConfig turns on TLS termination for new connections with cfg (which
-// must hold a certificate or GetCertificate), or off with nil. Established
-// connections keep the configuration they were accepted with; rotating a
-// certificate is SetTLSConfig with a new config, or a GetCertificate that
-// changes its answer.
-func (p *TCP) SetTLSConfig(cfg *tls.Config) { p.tls.Store(cfg) }
+// SetTrustedProxies sets the sources whose PROXY protocol header (v1 and
+// v2) is believed, for new connections: lbkit behind another balancer.
+// Those must open with a PROXY header; the client address it carries is
+// the one the ACL checks, stickiness keys on and targets are told. A
+// connection from a trusted source with a missing, malformed or late
+// header (Timeouts.Header), and one from anyone else that starts with a
+// PROXY header, is reset and counted; no header is ever forwarded as data.
+// Nil (the default) turns the PROXY protocol off: whatever clients send is
+// data.
+func (p *TCP) SetTrustedProxies(a *ACL) { p.trusted.Store(a) }
 
-// SetConnectTimeout sets how long each connection attempt to a target may
-// take, for new connections; 0 means DefaultConnectTimeout.
-func (p *TCP) SetConnectTimeout(d time.Duration) { p.connectTimeout.Store(int64(max(d, 0))) }
+// SetTimeouts sets the timeouts of new connections: Connect, Idle and
+// Header (see Timeouts; the others are ignored). Every field is replaced,
+// a zero one taking its default: Idle's is the flow table's TCP idle
+// timeout. Established connections keep theirs, as on the reference load
+// balancer. A negative field is refused with an error wrapping ErrInvalid,
+// and nothing changes.
+func (p *TCP) SetTimeouts(t Timeouts) error {
+	if err := t.check("TCP"); err != nil {
+		return err
+	}
+	p.tmo.Store(&t)
+	return nil
+}
 
-// SetIdleTimeout gives new connections of this listener their own idle
-// timeout, overriding the flow table's TCP idle timeout; 0 goes back to the
-// table's. Established connections keep theirs, as on the reference load
-// balancer.
-func (p *TCP) SetIdleTimeout(d time.Duration) { p.idleTimeout.Store(int64(max(d, 0))) }
+// timeouts returns the timeouts of a new connection, defaults filled in
+// except Idle (0: the flow table's).
+func (p *TCP) timeouts() Timeouts {
+	var t Timeouts
+	if s := p.tmo.Load(); s != nil {
+		t = *s
+	}
+	if t.Connect == 0 {
+		t.Connect = DefaultConnectTimeout
+	}
+	if t.Header == 0 {
+		t.Header = DefaultHeaderTimeout
+	}
+	return t
+}
+
+// SetTLSConfig turns on TLS termination for new connections with cfg, or
+// off with nil. Established connections keep the configuration they were
+// accepted with; rotating a certificate is SetTLSConfig with a new config,
+// or a GetCertificate that changes its answer. A config with no
+// certificate (none of Certificates, GetCertificate, GetConfigForClient)
+// is refused with an error wrapping ErrInvalid.
+func (p *TCP) SetTLSConfig(cfg *tls.Config) error {
+	if cfg != nil && len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.GetConfigForClient == nil {
+		return invalid("TCP", "SetTLSConfig", "the config has no certificate (Certificates, GetCertificate or GetConfigForClient)")
+	}
+	p.tls.Store(cfg)
+	return nil
+}
+
+// Validate reports every problem with the proxy's start-up configuration
+// (its fields) at once, joined with errors.Join, each a *ConfigError
+// wrapping ErrInvalid; nil if there is none. Serve returns the same error
+// before accepting. The live settings are checked by their setters.
+func (p *TCP) Validate() error {
+	if p.ConnectAttempts < 0 {
+		return invalid("TCP", "ConnectAttempts", "%d is negative", p.ConnectAttempts)
+	}
+	return nil
+}
 
 // table returns the flow table, making the private one on first use.
 func (p *TCP) table() (*FlowTable, context.Context, error) {
@@ -174,10 +218,15 @@ func (p *TCP) table() (*FlowTable, context.Context, error) {
 // to 1 s, as net/http), counted in Stats (AcceptErrors, AcceptFailingSince)
 // and logged to ErrorLog once when it starts and once when accepting
 // resumes. Only ln being closed by someone else ends Serve otherwise, with
-// an error wrapping net.ErrClosed. ln is usually a *net.TCPListener; other listeners work, without
+// an error wrapping net.ErrClosed; an invalid configuration ends it at
+// once, with Validate's error. ln is usually a *net.TCPListener; other listeners work, without
 // splice for connections that are not *net.TCPConn. Serve closes ln when it
 // returns.
 func (p *TCP) Serve(ln net.Listener) error {
+	if err := p.Validate(); err != nil {
+		ln.Close()
+		return err
+	}
 	ft, ctx, err := p.table()
 	if err != nil {
 		ln.Close()
@@ -228,7 +277,8 @@ func (p *TCP) isClosed() bool {
 // before any other work, then the connection's goroutine.
 func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 	peer := addrPortOf(c.RemoteAddr())
-	trusted := p.TrustedProxies != nil && p.TrustedProxies.Allows(peer.Addr())
+	tp := p.trusted.Load()
+	trusted := tp != nil && tp.Allows(peer.Addr())
 	if !trusted && !p.acl.Load().Allows(peer.Addr()) {
 		p.stats.denied.Add(1)
 		p.refuse(peer, RefusedACL, fmt.Errorf("%w: %s", ErrDenied, peer.Addr()))
@@ -241,7 +291,7 @@ func (p *TCP) admit(ctx context.Context, c net.Conn, ft *FlowTable) {
 		resetClose(c)
 		return
 	}
-	tc := &tcpConn{p: p, client: c, clientTCP: tcpConnOf(c), peer: peer, local: addrPortOf(c.LocalAddr())}
+	tc := &tcpConn{p: p, client: c, clientTCP: tcpConnOf(c), peer: peer, local: addrPortOf(c.LocalAddr()), tmo: p.timeouts(), proxyOn: tp != nil}
 	if tc.clientTCP != nil {
 		// The idle timeout is the flow table's; the proxy's own keepalive
 		// probes (Go turns them on by default) would reset it.
@@ -348,20 +398,6 @@ func (p *TCP) attempts() int {
 		return p.ConnectAttempts
 	}
 	return DefaultConnectAttempts
-}
-
-func (p *TCP) headerTimeout() time.Duration {
-	if p.HeaderTimeout > 0 {
-		return p.HeaderTimeout
-	}
-	return DefaultHeaderTimeout
-}
-
-func (p *TCP) dialTimeout() time.Duration {
-	if d := time.Duration(p.connectTimeout.Load()); d > 0 {
-		return d
-	}
-	return DefaultConnectTimeout
 }
 
 // TCPStats are a TCP proxy's counters since it was made.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lbkit/lbkit/flowtable"
@@ -172,4 +173,70 @@ func BenchmarkTCPConnect(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkTCPSmall measures small messages on kept-open connections, one
+// per parallel client (run it with -cpu 1,2,4,8): a 64-byte request and
+// its echo per op, which the proxy copies in its small-buffer phase, a
+// read and a write per message each way. Straight to a target and
+// through the proxy.
+func BenchmarkTCPSmall(b *testing.B) {
+	target := benchTarget(b, func(c net.Conn) { _, _ = io.Copy(c, c) })
+	for _, impl := range []string{"direct", "iocopy", "lbkit"} {
+		b.Run("impl="+impl, func(b *testing.B) {
+			addr := proxyFor(b, impl, target)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.Dial("tcp4", addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				msg := make([]byte, 64)
+				buf := make([]byte, 64)
+				for pb.Next() {
+					if _, err := c.Write(msg); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := io.ReadFull(c, buf); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCopyCount is the byte counting of a copy alone, from every core
+// at once (run it with -cpu 1,2,4,8), one 64-byte read per op into the
+// counters every connection of a proxy shares: lbkit's byteCount (counted
+// locally, added once per countFlush bytes and at the end of the copy) beside
+// what copySmall did before, an atomic add to both shared counters on
+// every read.
+func BenchmarkCopyCount(b *testing.B) {
+	var shared struct {
+		a atomic.Uint64
+		_ [cacheLine - 8]byte
+		b atomic.Uint64
+	}
+	b.Run("impl=lbkit", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			bc := byteCount{a: &shared.a, b: &shared.b}
+			defer bc.flush()
+			for pb.Next() {
+				bc.add(64)
+			}
+		})
+	})
+	b.Run("impl=shared-add", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				shared.a.Add(64)
+				shared.b.Add(64)
+			}
+		})
+	})
 }

@@ -30,8 +30,14 @@ func ExampleTCP() {
 	flows, _ := proxy.NewFlowTable(flowtable.WithIdleTimeout(flowtable.TCP, 10*time.Minute))
 	defer flows.Close()
 
-	p := &proxy.TCP{Flows: flows}
-	p.SetUpstream(&proxy.Upstream{Name: "echo", Balancer: b})
+	p := &proxy.TCP{Flows: flows} // start-up configuration: fields
+	// Live settings, which may change while serving: Set methods.
+	if err := p.SetUpstream(&proxy.Upstream{Name: "echo", Balancer: b}); err != nil {
+		panic(err)
+	}
+	if err := p.SetTimeouts(proxy.Timeouts{Connect: time.Second, Idle: time.Minute}); err != nil {
+		panic(err)
+	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ln) }()

@@ -357,9 +357,10 @@ func TestTCPTrustedProxyHeader(t *testing.T) {
 	acl, err := ParseACL(nil, []string{"203.0.113.0/24"})
 	require.NoError(t, err)
 	var refusals atomic.Int64
-	p := &TCP{Flows: newTestFlows(t), TrustedProxies: trusted, HeaderTimeout: 2 * time.Second,
-		OnRefuse: func(Refusal) { refusals.Add(1) }}
-	p.SetUpstream(u)
+	p := &TCP{Flows: newTestFlows(t), OnRefuse: func(Refusal) { refusals.Add(1) }}
+	p.SetTrustedProxies(trusted)
+	require.NoError(t, p.SetTimeouts(Timeouts{Header: 2 * time.Second}))
+	require.NoError(t, p.SetUpstream(u))
 	p.SetACL(acl)
 	addr4 := startTCPProxy(t, p, "tcp4")
 
@@ -451,8 +452,10 @@ func TestTCPTrustedProxyHeader(t *testing.T) {
 // p2 returns a fresh proxy like p (same group and trusted sources) for
 // another listener.
 func p2(p *TCP, u *Upstream, trusted *ACL) *TCP {
-	q := &TCP{Flows: p.Flows, TrustedProxies: trusted, HeaderTimeout: p.HeaderTimeout}
-	q.SetUpstream(u)
+	q := &TCP{Flows: p.Flows}
+	q.SetTrustedProxies(trusted)
+	_ = q.SetTimeouts(*p.tmo.Load())
+	_ = q.SetUpstream(u)
 	return q
 }
 

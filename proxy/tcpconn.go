@@ -30,6 +30,8 @@ type tcpConn struct {
 	clientTCP *net.TCPConn // the client socket; nil for non-TCP listeners
 	peer      netip.AddrPort
 	local     netip.AddrPort
+	tmo       Timeouts // the proxy's when accepted, defaults filled in (Idle 0: the table's)
+	proxyOn   bool     // the listener speaks the PROXY protocol (trusted proxies set)
 
 	ended atomic.Int32 // directions that reached EOF, see halfClose
 
@@ -88,7 +90,7 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 	}
 
 	if trusted {
-		h, err := readProxyHeader(tc.client, p.headerTimeout())
+		h, err := readProxyHeader(tc.client, tc.tmo.Header)
 		if err != nil {
 			p.stats.headerBad.Add(1)
 			refuse(RefusedProxyHeader, fmt.Errorf("from %s: %w", tc.peer, err))
@@ -105,13 +107,13 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 		}
 	}
 
-	untrustedCheck := p.TrustedProxies != nil && !trusted
+	untrustedCheck := tc.proxyOn && !trusted
 	if untrustedCheck && p.tls.Load() == nil {
 		// Look at what an untrusted client sends first before any target
 		// is contacted: a PROXY header is refused here, and the target
 		// never sees the connection. What was read goes to the target
 		// first.
-		first, sig, err := tc.sniff(p.headerTimeout())
+		first, sig, err := tc.sniff(tc.tmo.Header)
 		switch {
 		case sig:
 			p.stats.headerUntrusted.Add(1)
@@ -133,7 +135,7 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 			rest = nil
 		}
 		tlsConn := tls.Server(conn, cfg)
-		hctx, cancel := context.WithTimeout(ctx, p.headerTimeout())
+		hctx, cancel := context.WithTimeout(ctx, tc.tmo.Header)
 		err := tlsConn.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -163,7 +165,7 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 		// found instead of created is a closed connection's whose
 		// goroutine has not deleted it yet, and stays that one's.
 		defer ft.t.Delete(key)
-		if d := time.Duration(p.idleTimeout.Load()); d > 0 {
+		if d := tc.tmo.Idle; d > 0 {
 			_ = ft.t.SetFlowTimeout(key, d)
 		}
 	}
@@ -264,7 +266,7 @@ func (tc *tcpConn) connect(ctx context.Context, u *Upstream, info balancer.PickI
 	var triedBuf [8]string
 	tried := triedBuf[:0]
 	var errs []error
-	timeout := p.dialTimeout()
+	timeout := tc.tmo.Connect
 	for range p.attempts() {
 		info.Exclude = tried
 		choice, err := u.Choose(info, nil)
@@ -425,31 +427,58 @@ func (tc *tcpConn) halfClose(dst net.Conn) {
 	}
 }
 
-// counter is an atomic byte counter.
-type counter interface{ Add(uint64) uint64 }
+// byteCount is one copy's byte count. The counters it feeds (the proxy's
+// and the target's) are written by every connection, so the count is kept
+// here and added to them every countFlush bytes and when the copy ends, not
+// on every read: a chatty connection of small messages would otherwise make
+// every core write the same two cache lines for each of them. countFlush is
+// small enough that the counters of a long-lived connection still move.
+type byteCount struct {
+	a, b    *atomic.Uint64
+	pending uint64
+}
+
+// add counts n bytes copied.
+func (c *byteCount) add(n int) {
+	if c.pending += uint64(n); c.pending >= countFlush {
+		c.flush()
+	}
+}
+
+// countFlush is how many bytes a copy counts locally before it adds them
+// to the shared counters.
+const countFlush = 64 << 10
+
+// flush adds what was counted to the shared counters.
+func (c *byteCount) flush() {
+	if c.pending > 0 {
+		c.a.Add(c.pending)
+		c.b.Add(c.pending)
+		c.pending = 0
+	}
+}
 
 // copyCounted copies src to dst until EOF (returning nil) or an error,
-// adding the bytes to both counters as it goes. Between two TCP sockets
-// io.Copy splices in the kernel; chunks of copyChunk bytes (io.CopyN, whose
-// LimitedReader splice also takes) let the counters advance during long
-// transfers at no cost to the copy. Other connections (TLS) copy through a
-// pooled buffer.
-func copyCounted(dst, src net.Conn, a, b counter, bufs, small *sync.Pool) error {
+// adding the bytes to both counters every countFlush bytes and at the end.
+// Between two TCP sockets io.Copy splices in the kernel; chunks of
+// copyChunk bytes (io.CopyN, whose LimitedReader splice also takes) let the
+// counters advance during long transfers at no cost to the copy. Other
+// connections (TLS) copy through a pooled buffer.
+func copyCounted(dst, src net.Conn, a, b *atomic.Uint64, bufs, small *sync.Pool) error {
+	bc := byteCount{a: a, b: b}
+	defer bc.flush()
 	_, dstTCP := dst.(*net.TCPConn)
 	_, srcTCP := src.(*net.TCPConn)
 	if dstTCP && srcTCP {
 		// Small messages first go through a small buffer: for a short
 		// request and response, read and write cost less than splice's
 		// pipe. The first read that fills it means bulk data: splice.
-		if done, err := copySmall(dst, src, a, b, small); done {
+		if done, err := copySmall(dst, src, &bc, small); done {
 			return err
 		}
 		for {
 			n, err := io.CopyN(dst, src, copyChunk)
-			if n > 0 {
-				a.Add(uint64(n))
-				b.Add(uint64(n))
-			}
+			bc.add(int(n))
 			if err == io.EOF {
 				return nil
 			}
@@ -465,22 +494,13 @@ func copyCounted(dst, src net.Conn, a, b counter, bufs, small *sync.Pool) error 
 	}
 	defer bufs.Put(bp)
 	buf := *bp
-	var pending uint64
-	flush := func() {
-		a.Add(pending)
-		b.Add(pending)
-		pending = 0
-	}
-	defer flush()
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			if pending += uint64(n); pending >= copyChunk {
-				flush()
-			}
+			bc.add(n)
 		}
 		if err == io.EOF {
 			return nil
@@ -496,11 +516,12 @@ func copyCounted(dst, src net.Conn, a, b counter, bufs, small *sync.Pool) error 
 const smallCopyBuf = 4 << 10
 
 // copySmall copies src to dst through a pooled 4 KiB buffer while reads
-// return less than its size. It reports done with the copy's outcome at EOF
-// or an error, or not done (the buffer filled: bulk data) for the caller to
-// splice the rest. Between reads, and while a read waits for data, it holds
-// no buffer (smallReader): a held idle connection costs none.
-func copySmall(dst, src net.Conn, a, b counter, bufs *sync.Pool) (done bool, err error) {
+// return less than its size, counting into bc. It reports done with the
+// copy's outcome at EOF or an error, or not done (the buffer filled: bulk
+// data) for the caller to splice the rest. Between reads, and while a read
+// waits for data, it holds no buffer (smallReader): a held idle connection
+// costs none.
+func copySmall(dst, src net.Conn, bc *byteCount, bufs *sync.Pool) (done bool, err error) {
 	r := newSmallReader(src, bufs)
 	for {
 		var bp *[smallCopyBuf]byte
@@ -518,8 +539,7 @@ func copySmall(dst, src net.Conn, a, b counter, bufs *sync.Pool) (done bool, err
 				bufs.Put(bp)
 				return true, werr
 			}
-			a.Add(uint64(n))
-			b.Add(uint64(n))
+			bc.add(n)
 		}
 		if bp != nil {
 			bufs.Put(bp)

@@ -45,8 +45,10 @@ const maxDatagram = 64 << 10
 // coarse clock). Serve the listener with the address clients send to (not a
 // wildcard address) so that replies leave from it.
 //
-// As with TCP, set the fields before the first Serve; what changes while
-// traffic flows goes through the Set methods and applies to new flows.
+// As with TCP, the fields are start-up configuration, set before the first
+// Serve (Validate checks them); what changes while traffic flows goes
+// through the Set methods (SetUpstream, SetACL, SetTimeouts), safe at any
+// time.
 type UDP struct {
 	// Flows is the flow table, shared by the L4 proxies of one load
 	// balancer; its capacity and per-source limit bound what spoofed
@@ -70,7 +72,7 @@ type UDP struct {
 
 	upstream    atomic.Pointer[Upstream]
 	acl         atomic.Pointer[ACL]
-	idleTimeout atomic.Int64 // nanoseconds; 0: the flow table's
+	idleTimeout atomic.Int64 // Timeouts.Idle in nanoseconds; 0: the flow table's
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[*net.UDPConn]struct{}
@@ -80,13 +82,21 @@ type UDP struct {
 
 	loops   sync.WaitGroup // Serve loops
 	readers sync.WaitGroup // reply readers, one per flow's target socket
-	bufs    sync.Pool      // *[maxDatagram]byte reply buffers
+	bufs    sync.Pool      // *replyBatch: reply readers' buffers (Linux)
 	stats   udpCounters
 }
 
-// SetUpstream sets the target group of new flows; nil drops their
-// datagrams (RefusedNoTarget). Established flows keep their group.
-func (p *UDP) SetUpstream(u *Upstream) { p.upstream.Store(u) }
+// SetUpstream sets the target group of new flows; established flows keep
+// their group. Until it is called, datagrams of new flows are dropped
+// (RefusedNoTarget). A nil Upstream, or one without a Balancer, is refused
+// with an error wrapping ErrInvalid.
+func (p *UDP) SetUpstream(u *Upstream) error {
+	if err := upstreamProblem("UDP", u); err != nil {
+		return err
+	}
+	p.upstream.Store(u)
+	return nil
+}
 
 // Upstream returns the current target group, or nil.
 func (p *UDP) Upstream() *Upstream { return p.upstream.Load() }
@@ -98,10 +108,23 @@ func (p *UDP) SetACL(a *ACL) { p.acl.Store(a) }
 // ACL returns the current access control, or nil.
 func (p *UDP) ACL() *ACL { return p.acl.Load() }
 
-// SetIdleTimeout gives new flows of this listener their own idle timeout,
-// overriding the flow table's UDP idle timeout; 0 goes back to the
-// table's.
-func (p *UDP) SetIdleTimeout(d time.Duration) { p.idleTimeout.Store(int64(max(d, 0))) }
+// SetTimeouts sets the idle timeout of new flows, Timeouts.Idle (the
+// other fields are ignored); zero goes back to the flow table's UDP idle
+// timeout. A negative field is refused with an error wrapping ErrInvalid,
+// and nothing changes.
+func (p *UDP) SetTimeouts(t Timeouts) error {
+	if err := t.check("UDP"); err != nil {
+		return err
+	}
+	p.idleTimeout.Store(int64(t.Idle))
+	return nil
+}
+
+// Validate reports every problem with the proxy's start-up configuration
+// (its fields) at once, as TCP.Validate does. UDP has no field that can be
+// wrong today, so it returns nil; it is here so that callers treat the
+// three proxies alike, and Serve calls it.
+func (p *UDP) Validate() error { return nil }
 
 // UDPStats are a UDP proxy's counters since it was made.
 type UDPStats struct {
@@ -174,6 +197,7 @@ func (p *UDP) Stats() UDPStats {
 type udpListener struct {
 	p     *UDP
 	conn  *net.UDPConn
+	rc    syscall.RawConn // conn's, for replies sent without its write lock (Linux)
 	local netip.AddrPort
 	ft    *FlowTable
 	batch *udpBatch // batched reads and writes (Linux); nil for one by one
@@ -187,6 +211,10 @@ func (p *UDP) Serve(pc net.PacketConn) error {
 	if !ok {
 		pc.Close()
 		return fmt.Errorf("proxy: udp: Serve needs a *net.UDPConn, got %T", pc)
+	}
+	if err := p.Validate(); err != nil {
+		pc.Close()
+		return err
 	}
 	p.mu.Lock()
 	if p.closed {
@@ -213,6 +241,7 @@ func (p *UDP) Serve(pc net.PacketConn) error {
 	p.listeners[conn] = struct{}{}
 	p.loops.Add(1)
 	l := &udpListener{p: p, conn: conn, local: addrPortOf(conn.LocalAddr()), ft: p.flows}
+	l.rc, _ = conn.SyscallConn()
 	p.mu.Unlock()
 	defer p.loops.Done()
 	defer conn.Close()
@@ -295,7 +324,7 @@ func (l *udpListener) newFlow(key flowtable.Key) flow {
 		if !p.Descriptors.take(UDPDescriptors) {
 			return nil, ErrDescriptors
 		}
-		f := &udpFlow{l: l, key: key, u: u, ref: ref}
+		f := &udpFlow{l: l, key: key, u: u, ref: ref, to: sockaddrOf(key.Src)}
 		if _, err := f.connect(nil); err != nil {
 			p.Descriptors.release(UDPDescriptors)
 			return nil, err
@@ -374,6 +403,7 @@ type udpFlow struct {
 	key flowtable.Key
 	u   *Upstream           // the group the flow was made in
 	ref flowtable.Ref[flow] // the flow in the table: replies refresh and mark it through it
+	to  sockaddr            // key.Src as the kernel takes it, made once: replies go there
 
 	replied atomic.Bool // a reply came: the table was told (Ref.Replied)
 
@@ -399,6 +429,14 @@ type udpUpstream struct {
 	rc         syscall.RawConn
 	writeBatch func(fd uintptr) bool // made once
 	sendq      int                   // datagrams of the listener's batch to send
+
+	// Batched replies, used by the reply reader only (Linux).
+	rb          *replyBatch      // the burst being sent
+	rk          int              // its datagrams
+	rsent       int              // of which handed to the kernel or refused
+	rlost       int              // of which refused (counted ReplyErrors)
+	rlostBytes  int              // their bytes
+	sendReplies func(fd uintptr) // up.sendBurst, bound once
 }
 
 // send forwards b to the flow's target, moving the flow to another target

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -149,4 +150,65 @@ func BenchmarkUDPNewFlows(b *testing.B) {
 	}
 	b.ReportMetric(perFlow, "bytes/flow")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*flows), "ns/flow")
+}
+
+// BenchmarkUDPFlows is BenchmarkUDP with one flow per parallel client
+// (GOMAXPROCS of them; run it with -cpu 1,2,4,8), each with a window of 8
+// datagrams in flight: the replies of many flows, each from its own
+// reader, leave from the one listener socket at once. Straight to a
+// target and through the proxy.
+func BenchmarkUDPFlows(b *testing.B) {
+	const window = 8
+	target := startUDPTarget(b, "udp4", "t")
+	_ = target.conn.SetReadBuffer(4 << 20)
+	for _, impl := range []string{"direct", "lbkit"} {
+		b.Run("impl="+impl, func(b *testing.B) {
+			addr := target.Addr()
+			if impl == "lbkit" {
+				p := &UDP{Flows: newTestFlows(b)}
+				if err := p.SetUpstream(newUDPUpstream(b, target)); err != nil {
+					b.Fatal(err)
+				}
+				pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = pc.(*net.UDPConn).SetReadBuffer(4 << 20)
+				done := make(chan error, 1)
+				go func() { done <- p.Serve(pc) }()
+				defer func() { p.Close(); <-done }()
+				addr = pc.LocalAddr().String()
+			}
+			var lost atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.Dial("udp4", addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				_ = c.(*net.UDPConn).SetReadBuffer(1 << 20)
+				msg := make([]byte, 64)
+				buf := make([]byte, 2048)
+				for more := true; more; {
+					n := 0
+					for ; n < window && pb.Next(); n++ {
+						if _, err := c.Write(msg); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					more = n == window
+					for range n {
+						_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+						if _, err := c.Read(buf); err != nil {
+							lost.Add(1)
+						}
+					}
+				}
+			})
+			b.ReportMetric(float64(lost.Load())/float64(b.N), "lost/op")
+		})
+	}
 }

@@ -131,14 +131,24 @@ func (l *udpListener) flush() {
 	b.sent, b.sbyte, b.lost, b.serr = 0, 0, 0, nil
 	up.sendq = n
 	err := up.rc.Write(up.writeBatch)
-	if (err != nil || b.serr != nil) && b.sent < n && up.closed.Load() {
+	if err != nil {
+		b.serr = err // the socket was closed
+	}
+	if b.serr != nil && b.sent < n && up.closed.Load() {
 		// Drained or failed over meanwhile: the rest once more on a new
-		// socket.
+		// socket, what was sent counted to the old target.
+		up.choice.st.bytesIn.Add(uint64(b.sbyte))
+		counted := b.sbyte
 		if up = f.target(); up != nil {
 			b.serr = nil
 			up.sendq = n
-			err = up.rc.Write(up.writeBatch)
+			if err := up.rc.Write(up.writeBatch); err != nil {
+				b.serr = err // closed at once too: the rest is lost, counted below
+			}
+			up.choice.st.bytesIn.Add(uint64(b.sbyte - counted))
 		}
+	} else if up != nil {
+		up.choice.st.bytesIn.Add(uint64(b.sbyte))
 	}
 	if lost := n - b.sent + b.lost; lost > 0 {
 		p.stats.sendErrors.Add(uint64(lost))
@@ -146,9 +156,6 @@ func (l *udpListener) flush() {
 	if b.sent > 0 {
 		p.stats.datagramsIn.Add(uint64(b.sent))
 		p.stats.bytesIn.Add(uint64(b.sbyte))
-		if up != nil {
-			up.choice.st.bytesIn.Add(uint64(b.sbyte))
-		}
 	}
 }
 
@@ -156,6 +163,7 @@ func (l *udpListener) flush() {
 // reply reader.
 func (up *udpUpstream) initBatch() {
 	up.read = up.readReplies
+	up.sendReplies = up.sendBurst
 	if rc, err := up.conn.SyscallConn(); err == nil {
 		up.rc = rc
 	}
@@ -221,40 +229,162 @@ func (up *udpUpstream) replies() {
 	_ = rc.Read(up.read)
 }
 
-// readReplies is the reply reader's callback: it reads every datagram
-// waiting on the socket and sends each to the client from the listener's
-// socket, then asks to wait (false) or to stop (true) when the socket
-// failed for good.
+// sockaddr is a client's address as sendmmsg takes it.
+type sockaddr struct {
+	sa unix.RawSockaddrInet6 // or a RawSockaddrInet4 at its start
+	n  uint32                // its length
+}
+
+// sockaddrOf converts a client address as the listener reported it (4
+// bytes from an IPv4 socket, 16 from an IPv6 one) to the socket address of
+// the same family.
+func sockaddrOf(a netip.AddrPort) sockaddr {
+	var s sockaddr
+	if a.Addr().Is4() {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&s.sa))
+		sa4.Family = unix.AF_INET
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:], a.Port())
+		sa4.Addr = a.Addr().As4()
+		s.n = unix.SizeofSockaddrInet4
+		return s
+	}
+	s.sa.Family = unix.AF_INET6
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s.sa.Port))[:], a.Port())
+	s.sa.Addr = a.Addr().As16()
+	s.n = unix.SizeofSockaddrInet6
+	return s
+}
+
+// replyBatch is a reply reader's buffer, pooled and held only while it
+// reads: the replies waiting on a target socket, read one after another
+// into buf while a whole datagram still fits, and the headers that send
+// them all to the client with one sendmmsg. 128 KiB: at least one largest
+// datagram, and 40 or so of a usual size.
+type replyBatch struct {
+	buf  [2 * maxDatagram]byte
+	hdrs [udpBatchSize]mmsghdr
+	iovs [udpBatchSize]unix.Iovec
+}
+
+// readReplies is the reply reader's callback: it reads the datagrams
+// waiting on the socket, a burst at a time, and sends each burst to the
+// client from the listener's socket, then asks to wait (false) or to stop
+// (true) when the socket failed for good.
+//
+// A burst is one system call to send and one refresh of the flow instead
+// of one each per reply; and it is sent without the listener socket's
+// write lock (see sendBurst), which every flow's reader would otherwise
+// take in turn for every reply.
 func (up *udpUpstream) readReplies(fd uintptr) bool {
+	p := up.f.l.p
+	rb, _ := p.bufs.Get().(*replyBatch)
+	if rb == nil {
+		rb = new(replyBatch)
+	}
+	defer p.bufs.Put(rb)
+	for {
+		k, off, refused := 0, 0, 0
+		var err error
+		for k < udpBatchSize && len(rb.buf)-off >= maxDatagram {
+			var n int
+			n, err = unix.Read(int(fd), rb.buf[off:off+maxDatagram])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.ECONNREFUSED:
+				// ICMP port unreachable from the target, reported on
+				// the connected socket: a datagram was lost.
+				refused++
+				continue
+			case err != nil:
+			default:
+				rb.iovs[k].Base = &rb.buf[off]
+				rb.iovs[k].SetLen(n)
+				k++
+				off += n
+				continue
+			}
+			break
+		}
+		if refused > 0 {
+			p.stats.sendErrors.Add(uint64(refused))
+		}
+		if k > 0 {
+			up.reply(rb, k, off)
+		}
+		switch err {
+		case nil:
+			// The batch filled up: read on.
+		case unix.EAGAIN:
+			return false
+		default:
+			return true
+		}
+	}
+}
+
+// reply sends the burst of k replies (bytes in all) in rb to the flow's
+// client, and counts it.
+func (up *udpUpstream) reply(rb *replyBatch, k, bytes int) {
 	f := up.f
 	l := f.l
 	p := l.p
-	bp, _ := p.bufs.Get().(*[maxDatagram]byte)
-	if bp == nil {
-		bp = new([maxDatagram]byte)
+	f.sawReply() // replies are traffic too: refresh the flow, without hashing its key
+	for i := range k {
+		h := &rb.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&f.to.sa))
+		h.Namelen = f.to.n
+		h.Iov = &rb.iovs[i]
+		h.SetIovlen(1)
 	}
-	defer p.bufs.Put(bp)
-	for {
-		n, err := unix.Read(int(fd), bp[:])
-		switch {
-		case err == unix.EAGAIN || err == unix.EINTR:
-			return false
-		case err == unix.ECONNREFUSED:
-			// ICMP port unreachable from the target, reported on the
-			// connected socket: the datagram was lost.
-			p.stats.sendErrors.Add(1)
-			continue
-		case err != nil:
-			return true
+	up.rb, up.rk, up.rsent, up.rlost, up.rlostBytes = rb, k, 0, 0, 0
+	if l.rc == nil || l.rc.Control(up.sendReplies) != nil {
+		up.rlost, up.rlostBytes, up.rsent = k, bytes, k // the listener is closed
+	}
+	for i := up.rsent; i < k; i++ {
+		// The socket's send buffer is full: the rest one by one, each
+		// waiting for room as a blocking send does.
+		if _, err := l.conn.WriteToUDPAddrPort(unsafe.Slice(rb.iovs[i].Base, rb.iovs[i].Len), f.key.Src); err != nil {
+			up.rlost++
+			up.rlostBytes += int(rb.iovs[i].Len)
 		}
-		f.sawReply() // a reply is traffic too: refresh the flow, without hashing its key
-		m, err := l.conn.WriteToUDPAddrPort(bp[:n], f.key.Src)
-		if err != nil {
-			p.stats.replyErrors.Add(1)
-			continue
+	}
+	for i := range k {
+		rb.hdrs[i].hdr.Name = nil // keep no flow alive from the pool
+	}
+	up.rb = nil
+	if up.rlost > 0 {
+		p.stats.replyErrors.Add(uint64(up.rlost))
+	}
+	if sent := k - up.rlost; sent > 0 {
+		n := uint64(bytes - up.rlostBytes)
+		p.stats.datagramsOut.Add(uint64(sent))
+		p.stats.bytesOut.Add(n)
+		up.choice.st.bytesOut.Add(n)
+	}
+}
+
+// sendBurst is the callback of the listener's RawConn.Control: sendmmsg of
+// the burst in up.rb, without waiting. Control holds a reference to the
+// socket (so it cannot be closed and its descriptor reused meanwhile) but
+// not its write lock: every flow's reader sends at once, and the kernel
+// keeps each datagram whole. It stops at a full send buffer (EAGAIN),
+// leaving the rest to reply; a datagram the kernel refuses is counted lost
+// and the next one sent.
+func (up *udpUpstream) sendBurst(fd uintptr) {
+	rb := up.rb
+	for up.rsent < up.rk {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&rb.hdrs[up.rsent])), uintptr(up.rk-up.rsent), unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			up.rsent += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return
+		default:
+			up.rlost++
+			up.rlostBytes += int(rb.iovs[up.rsent].Len)
+			up.rsent++
 		}
-		p.stats.datagramsOut.Add(1)
-		p.stats.bytesOut.Add(uint64(m))
-		up.choice.st.bytesOut.Add(uint64(m))
 	}
 }

@@ -5,10 +5,17 @@ package proxy
 import (
 	"errors"
 	"net"
+	"net/netip"
 )
 
-// udpBatch is unused off Linux.
-type udpBatch struct{}
+// udpBatch, replyBatch and sockaddr are unused off Linux.
+type (
+	udpBatch   struct{}
+	replyBatch struct{}
+	sockaddr   struct{}
+)
+
+func sockaddrOf(netip.AddrPort) sockaddr { return sockaddr{} }
 
 // serve is the portable read loop.
 func (l *udpListener) serve() error { return l.serveEach() }

@@ -14,6 +14,7 @@ import (
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/flowtable"
 	"github.com/lbkit/lbkit/healthcheck"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -438,4 +439,80 @@ func TestUDPRefusedTarget(t *testing.T) {
 	st := p.Stats()
 	require.LessOrEqual(t, st.SendErrors, uint64(n), "one error per datagram at most")
 	require.Zero(t, st.NoTarget)
+}
+
+// TestUDPReplyBursts: replies read from a target socket a burst at a time
+// and sent to the client with one sendmmsg arrive whole, in order, and
+// counted exactly, from many flows at once, large and small, IPv4 and IPv6.
+// Each client keeps a window of datagrams in flight, so that replies queue
+// up on the target sockets without overflowing a socket buffer.
+func TestUDPReplyBursts(t *testing.T) {
+	checkFDs(t)
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) {
+			a := startUDPTarget(t, network, "a")
+			require.NoError(t, a.conn.SetReadBuffer(4<<20))
+			p := &UDP{Flows: newTestFlows(t)}
+			require.NoError(t, p.SetUpstream(newUDPUpstream(t, a)))
+			host := "127.0.0.1"
+			if network == "udp6" {
+				host = "[::1]"
+			}
+			pc, err := net.ListenPacket(network, host+":0")
+			require.NoError(t, err)
+			require.NoError(t, pc.(*net.UDPConn).SetReadBuffer(4<<20))
+			errc := make(chan error, 1)
+			go func() { errc <- p.Serve(pc) }()
+			defer func() {
+				require.NoError(t, p.Close())
+				require.ErrorIs(t, <-errc, ErrProxyClosed)
+			}()
+			const clients, per, window = 8, 64, 8
+			size := func(c, i int) int {
+				if i%16 == 7 {
+					return 65000 - c // larger than half the reply buffer
+				}
+				return 1 + (c*per+i)%1400
+			}
+			var wg sync.WaitGroup
+			var bytes atomic.Uint64
+			for c := range clients {
+				cl := udpClient(t, network, pc.LocalAddr().String())
+				require.NoError(t, cl.SetReadBuffer(4<<20))
+				wg.Go(func() {
+					buf := make([]byte, 70000)
+					for w := 0; w < per; w += window {
+						for i := w; i < w+window; i++ {
+							msg := make([]byte, size(c, i))
+							msg[0] = byte(i)
+							if _, err := cl.Write(msg); err != nil {
+								t.Error(err)
+								return
+							}
+							bytes.Add(uint64(1 + len(msg)))
+						}
+						for i := w; i < w+window; i++ {
+							_ = cl.SetReadDeadline(time.Now().Add(10 * time.Second))
+							n, err := cl.Read(buf)
+							if err != nil {
+								t.Errorf("client %d: reply %d: %v", c, i, err)
+								return
+							}
+							if n != 1+size(c, i) || buf[0] != 'a' || buf[1] != byte(i) {
+								t.Errorf("client %d: reply %d: %d bytes starting %q, want %d starting a%d", c, i, n, buf[:2], 1+size(c, i), i)
+								return
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			// A burst is counted once sent: the client may read it first.
+			waitFor(t, "replies counted", func() bool { return p.Stats().DatagramsOut >= clients*per })
+			st := p.Stats()
+			assert.Equal(t, uint64(clients*per), st.DatagramsOut)
+			assert.Equal(t, bytes.Load(), st.BytesOut)
+			assert.Zero(t, st.ReplyErrors)
+		})
+	}
 }

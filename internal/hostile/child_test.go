@@ -2,7 +2,6 @@ package hostile
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -294,11 +293,4 @@ func (c *child) stop() {
 	if c.t.Failed() {
 		c.t.Logf("the child's log:\n%s", c.logs)
 	}
-}
-
-// ctx returns a context that ends with the test or after d.
-func ctx(t *testing.T, d time.Duration) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return c
 }

@@ -194,7 +194,9 @@ func TestHTTP2RapidResetThroughLB(t *testing.T) {
 			}
 		})
 	}
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	var h2 http.Protocols
+	h2.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Protocols: &h2}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	ok := 0

@@ -96,7 +96,10 @@ func run(mode, listen, target string, size int) error {
 		if err != nil {
 			return err
 		}
-		h := &proxy.HTTP{Router: router}
+		h := &proxy.HTTP{}
+		if err := h.SetRouter(router); err != nil {
+			return err
+		}
 		serve, shutdown = func() error { return h.Serve(ln) }, h.Shutdown
 	case "httputil", "httputil-pool":
 		targets := strings.Split(target, ",")

@@ -116,7 +116,9 @@ func serveLbkit(args []string) error {
 		return err
 	}
 	tp := &proxy.TCP{Flows: flows}
-	tp.SetUpstream(u)
+	if err := tp.SetUpstream(u); err != nil {
+		return err
+	}
 	tp.SetACL(acl)
 	errc := make(chan error, 2)
 	go func() { errc <- tp.Serve(ln) }()
@@ -131,7 +133,9 @@ func serveLbkit(args []string) error {
 			_ = uc.SetWriteBuffer(4 << 20)
 		}
 		up = &proxy.UDP{Flows: flows}
-		up.SetUpstream(u)
+		if err := up.SetUpstream(u); err != nil {
+			return err
+		}
 		up.SetACL(acl)
 		go func() { errc <- up.Serve(pc) }()
 	}
