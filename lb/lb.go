@@ -186,7 +186,8 @@ func (l *LoadBalancer) Serve(ctx context.Context) error {
 
 // Shutdown stops the load balancer gracefully: listeners stop accepting at
 // once, idle HTTP keep-alive connections close, established TCP connections
-// and HTTP requests in flight finish until ctx is done, then whatever is
+// and HTTP requests in flight finish and UDP flows get the replies they
+// wait for (proxy.UDP.Shutdown) until ctx is done, then whatever is
 // left is closed. Health checks and discovery stop. It returns
 // ctx's error if connections had to be cut.
 func (l *LoadBalancer) Shutdown(ctx context.Context) error {
@@ -203,7 +204,11 @@ func (l *LoadBalancer) Shutdown(ctx context.Context) error {
 		if li.view != nil {
 			li.view.Close()
 		}
-		li.closeSocket() // nobody waits in a backlog
+		if li.udp == nil {
+			// Nobody waits in a backlog. A UDP socket stays open
+			// for the replies its proxy's Shutdown still relays.
+			li.closeSocket()
+		}
 		servers = append(servers, li.server())
 	}
 	l.mu.Unlock()

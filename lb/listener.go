@@ -46,18 +46,12 @@ func (li *listener) server() server {
 	case li.tcp != nil:
 		return li.tcp
 	case li.udp != nil:
-		return udpServer{li.udp}
+		return li.udp
 	case li.http != nil:
 		return li.http
 	}
 	return nil
 }
-
-// udpServer gives the UDP proxy a Shutdown: UDP has no connection to let
-// finish, so stopping gracefully is stopping.
-type udpServer struct{ *proxy.UDP }
-
-func (u udpServer) Shutdown(context.Context) error { return u.Close() }
 
 // newProxy makes the proxy of a listener with its start-up configuration
 // taken from cfg (the fields that fixedAtServe lists); the caller adds what
@@ -163,8 +157,8 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 		switch s := old.(type) {
 		case *proxy.TCP:
 			li.tcp = s
-		case udpServer:
-			li.udp = s.UDP
+		case *proxy.UDP:
+			li.udp = s
 		case *proxy.HTTP:
 			li.http = s
 		}

@@ -83,7 +83,8 @@ type conn1 struct {
 	served bool // a request was read
 	head   int  // where the current request's head starts in buf
 
-	state   atomic.Int32 // connIdle, connActive, connClosed
+	born    time.Time    // accepted at
+	state   atomic.Int32 // connNew, connIdle, connActive, connClosed
 	lost    atomic.Bool  // the client is gone
 	waiting atomic.Bool  // waiting for a request without a buffer
 	closed  atomic.Bool
@@ -102,9 +103,12 @@ type conn1 struct {
 	rerr   error
 }
 
-// Connection states, for Shutdown.
+// Connection states, for Shutdown. A new connection (no request yet) is
+// not idle: its client connected to send a request, which Shutdown lets it
+// send and have answered, unless it waits longer than newConnGrace.
 const (
-	connIdle int32 = iota
+	connNew int32 = iota
+	connIdle
 	connActive
 	connClosed
 )
@@ -112,7 +116,7 @@ const (
 // serveEngine serves c, an accepted plain or TLS (HTTP/1.1) connection,
 // until it closes.
 func (h *HTTP) serveEngine(nc net.Conn, peer netip.AddrPort, port string, tmo *Timeouts) {
-	c := &conn1{h: h, hs: h.stats.stripe(), nc: nc, peer: peer, port: port, tmo: tmo, keep: true}
+	c := &conn1{h: h, hs: h.stats.stripe(), nc: nc, peer: peer, port: port, tmo: tmo, keep: true, born: time.Now()}
 	c.tcp = tcpConnOf(nc)
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.tls = tc

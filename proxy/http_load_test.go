@@ -276,3 +276,40 @@ func TestHTTPSetTimeoutsNewConnections(t *testing.T) {
 	request(old, oldR) // idle longer than 100ms, and still open
 	assert.Equal(t, int64(1), h.Stats().ActiveConnections)
 }
+
+// TestHTTPShutdownServesNewConnections: a connection accepted before
+// Shutdown but still without a request is not idle: its client connected
+// to send one (in a binary upgrade, just before the old process let go of
+// the socket), so the request is served and the connection then closes.
+func TestHTTPShutdownServesNewConnections(t *testing.T) {
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), Timeouts{Idle: time.Hour})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(ln) }()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	require.Eventually(t, func() bool { return h.Stats().ActiveConnections == 1 }, 5*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- h.Shutdown(ctx) }()
+	require.Eventually(t, h.shuttingDown, 5*time.Second, time.Millisecond)
+
+	_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err, "the new connection's first request is answered")
+	_, err = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	_, err = br.ReadByte()
+	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "then it closes, got %v", err)
+	require.NoError(t, <-shut)
+	assert.ErrorIs(t, <-served, http.ErrServerClosed)
+}

@@ -367,13 +367,21 @@ func (h *HTTP) stop() []*generation {
 	return gens
 }
 
+// newConnGrace is how long Shutdown lets a new connection send its first
+// request (net/http's Server.Shutdown waits as long for one).
+const newConnGrace = 5 * time.Second
+
 // closeEngineConns closes the engine's connections: all of them, or the
-// idle ones (waiting for a request) only.
+// idle ones only (kept alive between requests, or new and silent for
+// newConnGrace).
 func (h *HTTP) closeEngineConns(idleOnly bool) {
 	h.mu.Lock()
 	var cs []*conn1
+	now := time.Now()
 	for c := range h.conns {
-		if !idleOnly || c.state.Load() == connIdle {
+		switch st := c.state.Load(); {
+		case !idleOnly, st == connIdle,
+			st == connNew && now.Sub(c.born) > newConnGrace:
 			cs = append(cs, c)
 		}
 	}
@@ -386,7 +394,9 @@ func (h *HTTP) closeEngineConns(idleOnly bool) {
 
 // Shutdown stops the proxy gracefully, as http.Server.Shutdown does: the
 // listeners close at once, idle keep-alive connections close, requests in
-// flight finish and their connections then close. Upgraded connections
+// flight finish and their connections then close. A connection accepted
+// but still without a request has 5 seconds to send one, which is then
+// served (its client connected just before the close). Upgraded connections
 // (WebSocket) last until ctx is done. When ctx is done first, everything is
 // closed at once and ctx's error returned. Serve then returns
 // http.ErrServerClosed.

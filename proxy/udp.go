@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -79,6 +80,8 @@ type UDP struct {
 	flows     *FlowTable
 	ownFlows  bool
 	closed    bool
+	stopping  bool          // Shutdown began: Serve loops stop reading
+	quiet     chan struct{} // closed when Shutdown lets Serve loops return
 
 	loops   sync.WaitGroup // Serve loops
 	readers sync.WaitGroup // reply readers, one per flow's target socket
@@ -217,7 +220,7 @@ func (p *UDP) Serve(pc net.PacketConn) error {
 		return err
 	}
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || p.stopping {
 		p.mu.Unlock()
 		conn.Close()
 		return ErrProxyClosed
@@ -246,7 +249,16 @@ func (p *UDP) Serve(pc net.PacketConn) error {
 	defer p.loops.Done()
 	defer conn.Close()
 
-	return l.serve()
+	err := l.serve()
+	p.mu.Lock()
+	q := p.quiet
+	p.mu.Unlock()
+	if q != nil {
+		// Shutdown: the socket stays open for replies to flows that
+		// wait for one, until Shutdown is done with them.
+		<-q
+	}
+	return err
 }
 
 // serveEach is the portable read loop: one datagram per system call.
@@ -268,7 +280,7 @@ func (l *udpListener) serveEach() error {
 // the end of Serve (done) with its error, or a passing error (an ICMP
 // error reported on the socket) to ignore.
 func (l *udpListener) readFailed(err error) (done bool, _ error) {
-	if l.p.isClosed() {
+	if l.p.isStopped() {
 		return true, ErrProxyClosed
 	}
 	if errors.Is(err, net.ErrClosed) {
@@ -277,10 +289,11 @@ func (l *udpListener) readFailed(err error) (done bool, _ error) {
 	return false, nil
 }
 
-func (p *UDP) isClosed() bool {
+// isStopped reports whether Close or Shutdown began.
+func (p *UDP) isStopped() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.closed
+	return p.closed || p.stopping
 }
 
 // handle forwards one datagram from a client. It is the hot path: no lock
@@ -364,13 +377,80 @@ func (p *UDP) refuseDatagram(client netip.AddrPort, r RefuseReason, err error) {
 	}
 }
 
+// udpReplyGrace bounds how long Shutdown relays replies to flows that
+// wait for one.
+const udpReplyGrace = 3 * time.Second
+
+// Shutdown stops the proxy gracefully. Its Serve loops stop reading at
+// once, leaving new datagrams to whoever else reads the socket (the next
+// process of a binary upgrade, which shares it), while the answers to
+// datagrams already forwarded are still relayed back: Shutdown waits until
+// no flow waits for a reply, for at most 3 seconds or until ctx is done
+// (then returning ctx's error), and then closes the proxy as Close does.
+// Serve returns ErrProxyClosed once Shutdown is done.
+func (p *UDP) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed || p.stopping {
+		p.mu.Unlock()
+		return p.Close()
+	}
+	p.stopping = true
+	p.quiet = make(chan struct{})
+	for c := range p.listeners {
+		// Wakes the read loops, which see stopping and end.
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+	}
+	ft := p.flows
+	p.mu.Unlock()
+
+	var err error
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	grace := time.NewTimer(udpReplyGrace)
+	defer grace.Stop()
+wait:
+	for ft != nil && p.awaitingReplies(ft) {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-grace.C:
+			break wait
+		case <-t.C:
+		}
+	}
+	close(p.quiet)
+	p.Close()
+	return err
+}
+
+// awaitingReplies reports whether a flow of this proxy forwarded a
+// datagram that its target has not answered yet.
+func (p *UDP) awaitingReplies(ft *FlowTable) bool {
+	waiting := false
+	ft.t.Range(func(_ flowtable.Key, v flow) bool {
+		if f, ok := v.(*udpFlow); ok && f.l.p == p && f.awaiting.Load() {
+			waiting = true
+			return false
+		}
+		return true
+	})
+	return waiting
+}
+
 // Close stops every Serve loop, closes every flow of this proxy (their
 // target sockets), waits for their readers and closes the private flow
-// table if any. It is idempotent. There is nothing to drain in UDP, so
-// there is no Shutdown.
+// table if any. It is idempotent; it ends a Shutdown at once.
 func (p *UDP) Close() error {
 	p.mu.Lock()
 	p.closed = true
+	if p.quiet != nil {
+		select {
+		case <-p.quiet:
+		default:
+			close(p.quiet)
+		}
+	}
 	for c := range p.listeners {
 		c.Close()
 	}
@@ -405,7 +485,8 @@ type udpFlow struct {
 	ref flowtable.Ref[flow] // the flow in the table: replies refresh and mark it through it
 	to  sockaddr            // key.Src as the kernel takes it, made once: replies go there
 
-	replied atomic.Bool // a reply came: the table was told (Ref.Replied)
+	replied  atomic.Bool // a reply came: the table was told (Ref.Replied)
+	awaiting atomic.Bool // the last datagram forwarded has no reply yet (Shutdown)
 
 	cur atomic.Pointer[udpUpstream] // the target socket; nil after close
 
@@ -447,6 +528,7 @@ func (f *udpFlow) send(b []byte) {
 	if up == nil {
 		return
 	}
+	f.forwarding()
 	n, err := up.conn.Write(b)
 	if err != nil && up.closed.Load() {
 		// Drained or failed over meanwhile: once more on a new socket.
@@ -623,9 +705,20 @@ func (f *udpFlow) close() {
 	f.l.p.Descriptors.release(UDPDescriptors)
 }
 
+// forwarding marks the flow as waiting for a reply, before its datagrams
+// go to the target. It writes the flow's own line only when that changes.
+func (f *udpFlow) forwarding() {
+	if !f.awaiting.Load() {
+		f.awaiting.Store(true)
+	}
+}
+
 // sawReply refreshes the flow for a reply from its target, and on the
 // first one tells the table the flow is replied.
 func (f *udpFlow) sawReply() {
+	if f.awaiting.Load() {
+		f.awaiting.Store(false)
+	}
 	if f.replied.Load() || !f.replied.CompareAndSwap(false, true) {
 		f.ref.Touch()
 		return

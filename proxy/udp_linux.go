@@ -128,6 +128,7 @@ func (l *udpListener) flush() {
 	if up == nil {
 		return
 	}
+	f.forwarding()
 	b.sent, b.sbyte, b.lost, b.serr = 0, 0, 0, nil
 	up.sendq = n
 	err := up.rc.Write(up.writeBatch)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"net"
@@ -515,4 +516,101 @@ func TestUDPReplyBursts(t *testing.T) {
 			assert.Zero(t, st.ReplyErrors)
 		})
 	}
+}
+
+// TestUDPShutdownRelaysAwaitedReplies: Shutdown stops reading the listening
+// socket at once, so that another reader of the same socket (the next
+// process of a binary upgrade) gets the new datagrams, while the answer
+// to a datagram already forwarded still reaches its client.
+func TestUDPShutdownRelaysAwaitedReplies(t *testing.T) {
+	checkFDs(t)
+	// A target that answers the first datagram only when told to.
+	tc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer tc.Close()
+	got := make(chan netip.AddrPort, 4)
+	release := make(chan struct{})
+	targetDone := make(chan struct{})
+	var held sync.WaitGroup
+	go func() {
+		defer close(targetDone)
+		defer held.Wait()
+		buf := make([]byte, 1500)
+		for first := true; ; first = false {
+			n, from, err := tc.(*net.UDPConn).ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			got <- from
+			reply := append([]byte("re:"), buf[:n]...)
+			if first {
+				held.Add(1)
+				go func() {
+					defer held.Done()
+					<-release
+					_, _ = tc.(*net.UDPConn).WriteToUDPAddrPort(reply, from)
+				}()
+				continue
+			}
+			_, _ = tc.(*net.UDPConn).WriteToUDPAddrPort(reply, from)
+		}
+	}()
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer func() { letGo(); tc.Close(); <-targetDone }()
+	b, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "slow", Addr: tc.LocalAddr().String(), Weight: 1}))
+	require.NoError(t, err)
+	up := &Upstream{Name: "udp", Balancer: b}
+
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	f, err := pc.(*net.UDPConn).File() // the same socket, as a successor inherits it
+	require.NoError(t, err)
+	pc2, err := net.FilePacketConn(f)
+	require.NoError(t, err)
+	f.Close()
+
+	old := &UDP{Flows: newTestFlows(t)}
+	require.NoError(t, old.SetUpstream(up))
+	oldDone := make(chan error, 1)
+	go func() { oldDone <- old.Serve(pc) }()
+
+	c1 := udpClient(t, "udp4", pc.LocalAddr().String())
+	_, err = c1.Write([]byte("one"))
+	require.NoError(t, err)
+	<-got // forwarded; its answer is held back
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- old.Shutdown(ctx) }()
+	require.Eventually(t, old.isStopped, 5*time.Second, time.Millisecond)
+
+	// The successor serves the same socket; new datagrams are its alone.
+	next := &UDP{Flows: newTestFlows(t)}
+	require.NoError(t, next.SetUpstream(up))
+	nextDone := make(chan error, 1)
+	go func() { nextDone <- next.Serve(pc2) }()
+	defer func() {
+		require.NoError(t, next.Close())
+		require.ErrorIs(t, <-nextDone, ErrProxyClosed)
+	}()
+	c2 := udpClient(t, "udp4", pc.LocalAddr().String())
+	assert.Equal(t, "re:two", roundTrip(t, c2, "two"))
+	assert.Equal(t, uint64(1), next.Stats().Flows, "the successor took the new client")
+	assert.Equal(t, uint64(1), old.Stats().Flows, "the old proxy read nothing more")
+
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a flow waits for its answer", err)
+	default:
+	}
+	letGo()
+	require.NoError(t, c1.SetReadDeadline(time.Now().Add(5*time.Second)))
+	buf := make([]byte, 100)
+	n, err := c1.Read(buf)
+	require.NoError(t, err, "the held answer is relayed during Shutdown")
+	assert.Equal(t, "re:one", string(buf[:n]))
+	require.NoError(t, <-shut)
+	require.ErrorIs(t, <-oldDone, ErrProxyClosed)
 }
