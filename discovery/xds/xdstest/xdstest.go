@@ -1,6 +1,3 @@
-// Package xdstest runs a go-control-plane xDS server on loopback and builds
-// the resources lbkit understands, for the xds module's tests, example
-// and guide. It is not meant for production control planes.
 package xdstest
 
 import (
