@@ -63,9 +63,13 @@ type Creds struct {
 
 // TLSConfig configures "tls" channel credentials with files.
 type TLSConfig struct {
+	// CACertificateFile holds the CAs that sign the server's certificate
+	// (PEM). Default: the system's roots.
 	CACertificateFile string `json:"ca_certificate_file,omitempty"`
-	CertificateFile   string `json:"certificate_file,omitempty"`
-	PrivateKeyFile    string `json:"private_key_file,omitempty"`
+	// CertificateFile and PrivateKeyFile are the client's certificate and
+	// key (PEM), for servers that want one.
+	CertificateFile string `json:"certificate_file,omitempty"`
+	PrivateKeyFile  string `json:"private_key_file,omitempty"`
 }
 
 // Node is the node a Client says it is, sent on every stream.
@@ -83,6 +87,7 @@ type Node struct {
 
 // Locality is a node's region, zone and sub-zone.
 type Locality struct {
+	// Region, Zone and SubZone name the place, coarsest first.
 	Region  string `json:"region,omitempty"`
 	Zone    string `json:"zone,omitempty"`
 	SubZone string `json:"sub_zone,omitempty"`

@@ -26,8 +26,10 @@ import (
 // Server is go-control-plane's ADS server with a snapshot cache, serving
 // on a loopback port.
 type Server struct {
+	// Cache holds the snapshots the server serves, by node ID.
 	Cache cachev3.SnapshotCache
-	Addr  string // host:port
+	// Addr is the server's address, host:port.
+	Addr string
 
 	grpc *grpc.Server
 	wg   sync.WaitGroup
@@ -98,6 +100,8 @@ func (s *Server) Set(node, version string, res Resources) error {
 
 // Resources are a snapshot's resources by type.
 type Resources struct {
+	// Clusters, Endpoints, Listeners and Routes are the CDS, EDS, LDS and
+	// RDS resources.
 	Clusters, Endpoints, Listeners, Routes []types.Resource
 }
 
@@ -115,12 +119,12 @@ func Cluster(name string, policy clusterv3.Cluster_LbPolicy) *clusterv3.Cluster 
 
 // Endpoint is one endpoint of an assignment.
 type Endpoint struct {
-	IP       string
-	Port     uint32
-	Weight   uint32 // 0: none given
-	Health   corev3.HealthStatus
-	Priority uint32
-	Zone     string
+	IP       string              // the endpoint's address
+	Port     uint32              // its port
+	Weight   uint32              // its load_balancing_weight; 0: none given
+	Health   corev3.HealthStatus // its health_status
+	Priority uint32              // its locality's priority
+	Zone     string              // its locality's zone
 }
 
 // Assignment is a cluster's endpoints, a locality per zone and priority.
