@@ -50,7 +50,9 @@ func imports(t *testing.T, dir string) (lbkit, external []string) {
 }
 
 // packageDirs returns the module's package directories, examples and docs
-// left out.
+// left out, and so are the nested modules (directories with a go.mod of
+// their own: the integrations, listed in docs/integrations.md, not in the
+// import table).
 func packageDirs(t *testing.T) []string {
 	t.Helper()
 	var dirs []string
@@ -66,6 +68,9 @@ func packageDirs(t *testing.T) []string {
 				return nil
 			case rel == "examples", rel == "docs", strings.HasPrefix(d.Name(), "."), d.Name() == "testdata":
 				return filepath.SkipDir
+			}
+			if _, err := os.Stat(filepath.Join(path, "go.mod")); err == nil {
+				return filepath.SkipDir // another module
 			}
 			return nil
 		}

@@ -367,6 +367,7 @@ var constants = map[string]any{
 	"healthcheck.DefaultEjectionPeriod":     healthcheck.DefaultEjectionPeriod,
 	"healthcheck.DefaultMaxEjectedPercent":  healthcheck.DefaultMaxEjectedPercent,
 	"sticky.DefaultDuration":                sticky.DefaultDuration,
+	"sticky.DefaultStoreTimeout":            sticky.DefaultStoreTimeout,
 	"sticky.MaxDuration":                    sticky.MaxDuration,
 	"sticky.DefaultCookieName":              sticky.DefaultCookieName,
 	"sticky.DefaultCapacity":                sticky.DefaultCapacity,

@@ -73,6 +73,21 @@ func TestLinks(t *testing.T) {
 	}
 }
 
+// integrationExample reports whether path is the example directory of an
+// integration module: ".../example" inside a directory with its own
+// go.mod.
+func integrationExample(path string) bool {
+	if filepath.Base(path) != "example" {
+		return false
+	}
+	for dir := filepath.Dir(path); dir != "." && dir != "/"; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(root, dir, "go.mod")); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // goBlocks returns the Go code blocks of a document.
 func goBlocks(doc string) []string {
 	var out []string
@@ -117,7 +132,9 @@ func contains(hay, needle []string) bool {
 }
 
 // TestGuidesQuoteTheirExamples checks that every guide points to a runnable
-// example under examples/guides, that every Go code block of a guide is
+// example under examples/guides (or, for an integration module, its
+// example directory: a path ending in /example under a directory with a
+// go.mod), that every Go code block of a guide is
 // quoted from the source of an example it points to (so every block is code
 // that compiles and runs under a test), that every example is pointed to by
 // a guide, and that the README links every guide.
@@ -135,7 +152,7 @@ func TestGuidesQuoteTheirExamples(t *testing.T) {
 		var sources [][]string
 		for _, target := range links(doc) {
 			path := filepath.ToSlash(filepath.Join("docs/guides", target))
-			if !strings.HasPrefix(path, "examples/guides/") {
+			if !strings.HasPrefix(path, "examples/guides/") && !integrationExample(path) {
 				continue
 			}
 			used[path] = true

@@ -46,6 +46,16 @@
 // the entry it finds. There is no goroutine and no timer, so nothing needs
 // closing: a policy is garbage when its user drops it.
 //
+// # Sharing sessions across nodes
+//
+// A Store (WithStore) shares the SourceIP and AppCookie tables of several
+// load balancer nodes: each policy keeps its table in front as a cache,
+// reads the store when it misses, writes sessions it learns or moves, and
+// leaves a failing store alone for a second, so the data path never waits
+// on it longer than the store timeout (WithStoreTimeout). The
+// sticky/redisstore module has one for Redis. The Cookie kind needs none:
+// its cookie carries the target.
+//
 // # Example
 //
 //	// At L7, stick by a balancer cookie; ask the balancer about targets.
