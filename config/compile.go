@@ -241,6 +241,13 @@ func (c *compiler) listener(i int, l *Listener, seen map[string]int) (lb.Option,
 	if onlyFor("access_log", l.AccessLog, l7, http) {
 		opts = append(opts, lb.AccessLog(cmpLogger(c.accessLog)))
 	}
+	if l.RequestID != nil {
+		if onlyFor("request_id", *l.RequestID, l7, http) {
+			opts = append(opts, lb.RequestIDs())
+		}
+	} else if l.AccessLog && l7 {
+		opts = append(opts, lb.RequestIDs())
+	}
 
 	tlsProto := proto == lb.TLS || proto == lb.HTTPS
 	if onlyFor("certificates", len(l.Certificates) > 0, tlsProto, "tls and https") {

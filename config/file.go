@@ -121,9 +121,14 @@ type Listener struct {
 	// sent. Default false.
 	ForwardedHeader bool `yaml:"forwarded_header,omitempty"`
 	// AccessLog logs one record per http request (client, target, method,
-	// host, path, status on both sides, bytes, request_time and the
-	// upstream timings) to the daemon's log. Default false.
+	// host, path, query, status on both sides, bytes each way, timings,
+	// user agent, referer, request ID, TLS version, cipher and SNI) to the
+	// daemon's access log. Default false.
 	AccessLog bool `yaml:"access_log,omitempty"`
+	// RequestID gives every request an ID, sent to the target as
+	// X-Request-Id and logged: a trusted proxy's X-Request-Id, else a
+	// random one. Default: the value of access_log.
+	RequestID *bool `yaml:"request_id,omitempty"`
 
 	// Certificates are the certificates a tls or https listener serves,
 	// chosen by the client's SNI; the first is served to clients that send

@@ -682,36 +682,18 @@ func TestConfigurationYAML(t *testing.T) {
 // string and boolean defaults.
 func TestConfigurationFlags(t *testing.T) {
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join(root, "cmd/lbd/main.go"), nil, parser.SkipObjectResolution)
+	files, err := filepath.Glob(filepath.Join(root, "cmd/lbd/*.go"))
 	require.NoError(t, err)
 	code := map[string]ast.Expr{} // flag name → default
-	ast.Inspect(f, func(n ast.Node) bool {
-		call, ok := n.(*ast.CallExpr)
-		if !ok {
-			return true
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
 		}
-		sel, ok := call.Fun.(*ast.SelectorExpr)
-		if !ok {
-			return true
-		}
-		name, def := 0, 1
-		switch sel.Sel.Name {
-		case "StringVar", "BoolVar", "DurationVar", "IntVar", "Int64Var", "UintVar", "Uint64Var", "Float64Var", "TextVar":
-			name, def = 1, 2
-		case "String", "Bool", "Duration", "Int", "Int64", "Uint", "Uint64", "Float64":
-		default:
-			return true
-		}
-		if len(call.Args) <= def {
-			return true
-		}
-		if lit, ok := call.Args[name].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-			s, _ := strconv.Unquote(lit.Value)
-			code[s] = call.Args[def]
-		}
-		return true
-	})
-	require.NotEmpty(t, code, "no flags found in cmd/lbd/main.go")
+		f, err := parser.ParseFile(fset, file, nil, parser.SkipObjectResolution)
+		require.NoError(t, err)
+		collectFlags(f, code)
+	}
+	require.NotEmpty(t, code, "no flags found in cmd/lbd")
 
 	_, _, flags := configSections(t)
 	require.NotEmpty(t, flags.body, "configuration.md has no section for the daemon's command line")
@@ -741,4 +723,35 @@ func TestConfigurationFlags(t *testing.T) {
 	for name := range doc {
 		assert.Contains(t, code, name, "configuration.md documents lbd's flag -%s, which lbd does not define", name)
 	}
+}
+
+// collectFlags adds the flags f defines (flag set method calls with a
+// literal name) to code, name → default expression.
+func collectFlags(f *ast.File, code map[string]ast.Expr) {
+	ast.Inspect(f, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok {
+			return true
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		name, def := 0, 1
+		switch sel.Sel.Name {
+		case "StringVar", "BoolVar", "DurationVar", "IntVar", "Int64Var", "UintVar", "Uint64Var", "Float64Var", "TextVar":
+			name, def = 1, 2
+		case "String", "Bool", "Duration", "Int", "Int64", "Uint", "Uint64", "Float64":
+		default:
+			return true
+		}
+		if len(call.Args) <= def {
+			return true
+		}
+		if lit, ok := call.Args[name].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+			s, _ := strconv.Unquote(lit.Value)
+			code[s] = call.Args[def]
+		}
+		return true
+	})
 }

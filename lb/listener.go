@@ -71,6 +71,7 @@ func newProxy(cfg *listenerConfig, certs *proxy.Certificates) (*proxy.TCP, *prox
 		MaxURILength:   cfg.maxURILength,
 		Retry:          cfg.retry,
 		AccessLog:      cfg.accessLog,
+		RequestID:      cfg.requestID,
 	}
 	if cfg.proto == HTTPS {
 		h.TLS = &proxy.TLS{
@@ -286,7 +287,7 @@ func fixedAtServe(cfg *listenerConfig) any {
 		return []any{cfg.connectAttempts}
 	case HTTP, HTTPS:
 		return []any{cfg.forwarded, cfg.maxHeaderBytes, cfg.maxBodyBytes,
-			cfg.maxURILength, cfg.retry, cfg.accessLog, cfg.minTLS, cfg.ciphers, cfg.clientAuth,
+			cfg.maxURILength, cfg.retry, cfg.accessLog, cfg.requestID, cfg.minTLS, cfg.ciphers, cfg.clientAuth,
 			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2}
 	}
 	return nil

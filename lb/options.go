@@ -86,6 +86,7 @@ type listenerConfig struct {
 	retry           proxy.Retry
 	forwarded       bool
 	accessLog       *slog.Logger
+	requestID       bool
 }
 
 // groupConfig is one target group's configuration.
@@ -446,10 +447,17 @@ func Retries(r proxy.Retry) ListenerOption { return func(l *listenerConfig) { l.
 // X-Forwarded-For, -Proto, -Port and -Host headers that are always sent.
 func ForwardedHeader() ListenerOption { return func(l *listenerConfig) { l.forwarded = true } }
 
+// RequestIDs gives every request of an HTTP listener an ID, sent to the
+// target as X-Request-Id and logged as request_id: a trusted proxy's
+// X-Request-Id (see TrustProxies), else a random one (see
+// proxy.HTTP.RequestID).
+func RequestIDs() ListenerOption { return func(l *listenerConfig) { l.requestID = true } }
+
 // AccessLog logs one record per HTTP request to logger: client and target
-// addresses, method, host, path, status (client side and target side),
-// bytes, request_time, upstream_connect_time, upstream_header_time,
-// upstream_response_time. Default: none.
+// addresses, method, host, path and query, status (client side and target
+// side), bytes each way, timings, user agent, referer, request ID, TLS
+// version, cipher and SNI (the attributes are listed at
+// proxy.HTTP.AccessLog). Default: none.
 func AccessLog(logger *slog.Logger) ListenerOption {
 	return func(l *listenerConfig) { l.accessLog = logger }
 }

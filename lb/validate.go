@@ -217,8 +217,8 @@ func (l *listenerConfig) l7Problems() []error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if !l.proto.l7() {
-		if l.retry != (proxy.Retry{}) || l.forwarded || l.accessLog != nil {
-			add("retries, the Forwarded header and access logs are for http and https listeners")
+		if l.retry != (proxy.Retry{}) || l.forwarded || l.accessLog != nil || l.requestID {
+			add("retries, the Forwarded header, request IDs and access logs are for http and https listeners")
 		}
 		return errs
 	}

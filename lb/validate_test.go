@@ -140,7 +140,7 @@ func TestValidation(t *testing.T) {
 			`listener "h": client authentication hosts[0] "*.bad*host" is not a host pattern`,
 			`listener "h": minimum TLS version 0x309 is unknown`,
 			`listener "m": client authentication RequestClientCert is not VerifyClientCertIfGiven or RequireAndVerifyClientCert`,
-			`listener "l4": retries, the Forwarded header and access logs are for http and https listeners`,
+			`listener "l4": retries, the Forwarded header, request IDs and access logs are for http and https listeners`,
 			`target group "k": algorithm key_hash needs a key per request`,
 		}},
 		{"flows", []Option{WithMaxFlows(-1), WithMaxFlowsPerSource(-2)}, []string{

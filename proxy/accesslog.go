@@ -36,7 +36,8 @@ type attempt struct {
 //	                       away first)
 //	upstream_status        what each target answered, "-" for none
 //	upstream_addr          each target tried
-//	bytes                  response body bytes sent to the client
+//	bytes_in               request body bytes read from the client
+//	bytes_out              response body bytes sent to the client
 //	request_time           seconds from the request's arrival to its end
 //	upstream_connect_time  seconds to connect to each target (0 on a reused
 //	                       connection), "-" when none was reached
@@ -44,7 +45,12 @@ type attempt struct {
 //	                       response header
 //	upstream_response_time seconds from each attempt's start to the end of
 //	                       its response
-//	tls_version, sni       on HTTPS: "TLS 1.3", the server name asked for
+//	query                  the query string, without "?"; "" for none
+//	user_agent, referer    the request's first User-Agent and Referer
+//	request_id             the request's ID (HTTP.RequestID), else the
+//	                       client's X-Request-Id, else "-"
+//	tls_version,           on HTTPS: "TLS 1.3", the cipher suite's name,
+//	tls_cipher, sni        the server name asked for
 //	error                  why the proxy answered itself, when it did
 //
 // Several values (one per attempt, when retried) are joined by ", ", the
@@ -62,7 +68,14 @@ func (h *HTTP) logExchange(ex *exchange, status int) {
 	if ex.up != nil && ex.up.Name != "" {
 		group = ex.up.Name
 	}
-	attrs := make([]slog.Attr, 0, 20)
+	rid := ex.xrid
+	if ex.h.RequestID {
+		rid = ex.requestID()
+	}
+	if rid == "" {
+		rid = "-"
+	}
+	attrs := make([]slog.Attr, 0, 28)
 	attrs = append(attrs,
 		slog.String("client", ex.peer.String()),
 		slog.String("client_ip", addrString(ex.client)),
@@ -80,14 +93,19 @@ func (h *HTTP) logExchange(ex *exchange, status int) {
 			return strconv.Itoa(a.status)
 		})),
 		slog.String("upstream_addr", joinAttempts(ex.attempts, func(a *attempt) string { return a.addr })),
-		slog.Int64("bytes", ex.sent),
+		slog.Int64("bytes_in", ex.received()),
+		slog.Int64("bytes_out", ex.sent),
 		slog.String("request_time", seconds(time.Since(ex.start))),
 		slog.String("upstream_connect_time", joinAttempts(ex.attempts, connectTime)),
 		slog.String("upstream_header_time", joinAttempts(ex.attempts, func(a *attempt) string { return seconds(a.header) })),
 		slog.String("upstream_response_time", joinAttempts(ex.attempts, func(a *attempt) string { return seconds(a.response) })),
+		slog.String("query", strings.Clone(ex.query)),
+		slog.String("user_agent", strings.Clone(ex.ua)),
+		slog.String("referer", strings.Clone(ex.referer)),
+		slog.String("request_id", strings.Clone(rid)),
 	)
 	if ex.tls != nil {
-		attrs = append(attrs, slog.String("tls_version", tls.VersionName(ex.tls.Version)), slog.String("sni", ex.tls.ServerName))
+		attrs = append(attrs, tlsAttrs(ex.tls)...)
 	}
 	if ex.errText != "" {
 		attrs = append(attrs, slog.String("error", ex.errText))
@@ -124,10 +142,32 @@ func (h *HTTP) logRefused(peer netip.AddrPort, status int, why string, cs *tls.C
 		slog.String("upstream_response_time", "-"),
 	}
 	if cs != nil {
-		attrs = append(attrs, slog.String("tls_version", tls.VersionName(cs.Version)), slog.String("sni", cs.ServerName))
+		attrs = append(attrs, tlsAttrs(cs)...)
 	}
 	attrs = append(attrs, slog.String("error", "request refused before routing: "+why))
 	l.LogAttrs(context.Background(), slog.LevelInfo, "http", attrs...)
+}
+
+// tlsAttrs are the access log's attributes of a TLS connection.
+func tlsAttrs(cs *tls.ConnectionState) []slog.Attr {
+	return []slog.Attr{
+		slog.String("tls_version", tls.VersionName(cs.Version)),
+		slog.String("tls_cipher", tls.CipherSuiteName(cs.CipherSuite)),
+		slog.String("sni", cs.ServerName),
+	}
+}
+
+// received returns the request body bytes read from the client so far.
+func (ex *exchange) received() int64 {
+	switch {
+	case ex.c != nil:
+		return ex.c.body.total
+	case ex.stdb != nil:
+		ex.stdb.mu.Lock()
+		defer ex.stdb.mu.Unlock()
+		return ex.stdb.n
+	}
+	return 0
 }
 
 func addrString(a netip.Addr) string {

@@ -385,8 +385,23 @@ func (c *conn1) handle() {
 		case h1.KindUpgrade:
 			h2c = h2c || h1.HasToken(f.Value, "h2c")
 		case h1.KindOther:
-			if len(f.Name) == len("Cookie") && h1.EqualFold(f.Name, "Cookie") {
-				ex.cookies = append(ex.cookies, b2s(f.Value))
+			switch len(f.Name) {
+			case len("Cookie"):
+				if h1.EqualFold(f.Name, "Cookie") {
+					ex.cookies = append(ex.cookies, b2s(f.Value))
+				}
+			case len("Referer"):
+				if ex.referer == "" && h1.EqualFold(f.Name, "Referer") {
+					ex.referer = b2s(f.Value)
+				}
+			case len("User-Agent"):
+				if ex.ua == "" && h1.EqualFold(f.Name, "User-Agent") {
+					ex.ua = b2s(f.Value)
+				}
+			case len("X-Request-Id"):
+				if ex.xrid == "" && h1.EqualFold(f.Name, "X-Request-Id") {
+					ex.xrid = b2s(f.Value)
+				}
 			}
 		}
 	}

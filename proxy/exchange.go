@@ -54,6 +54,11 @@ type exchange struct {
 	xff     []string    // X-Forwarded-For values, for clientAddr
 	fwd     []string    // Forwarded values
 	cookies []string
+	ua      string // the first User-Agent, for the access log
+	referer string // the first Referer, for the access log
+	xrid    string // the client's X-Request-Id
+	rid     string // the request's ID (HTTP.RequestID); "" until made
+	ridBuf  [32]byte
 	body    reqBody
 	upgrade bool // a protocol switch (WebSocket) is asked for
 	head    bool // HEAD: the response has no body whatever it says

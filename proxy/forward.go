@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -401,6 +402,10 @@ func (ex *exchange) appendRequestHead(hb []byte, tc *tconn) ([]byte, error) {
 				if !ex.trust && h1.EqualFold(f.Name, "X-Real-Ip") {
 					continue // only a trusted proxy may say who the client is
 				}
+			case len("X-Request-Id"):
+				if ex.h.RequestID && h1.EqualFold(f.Name, "X-Request-Id") {
+					continue // replaced by the request's ID
+				}
 			case len("User-Agent"):
 				if h1.EqualFold(f.Name, "User-Agent") {
 					// The first only, and none when empty, as net/http
@@ -494,7 +499,49 @@ func (ex *exchange) appendForwarding(hb []byte) []byte {
 		hb = append(hb, forwardedValue(peer, ex.host, ex.scheme)...)
 		hb = append(hb, "\r\n"...)
 	}
+	if ex.h.RequestID {
+		hb = append(hb, "X-Request-Id: "...)
+		hb = append(hb, ex.requestID()...)
+		hb = append(hb, "\r\n"...)
+	}
 	return hb
+}
+
+// requestID returns the request's ID (HTTP.RequestID), making it on first
+// use: a trusted peer's X-Request-Id when it is a valid one, else 32
+// random hexadecimal digits.
+func (ex *exchange) requestID() string {
+	if ex.rid != "" {
+		return ex.rid
+	}
+	if ex.xrid != "" && validRequestID(ex.xrid) {
+		if t := ex.h.trusted.Load(); t != nil && t.Allows(ex.peer.Addr()) {
+			ex.rid = ex.xrid
+			return ex.rid
+		}
+	}
+	const hex = "0123456789abcdef"
+	a, b := rand.Uint64(), rand.Uint64()
+	for i := range 16 {
+		ex.ridBuf[i] = hex[a>>(60-4*i)&0xf]
+		ex.ridBuf[16+i] = hex[b>>(60-4*i)&0xf]
+	}
+	ex.rid = b2s(ex.ridBuf[:])
+	return ex.rid
+}
+
+// validRequestID reports whether a client's X-Request-Id may be kept: 1 to
+// 128 visible ASCII characters.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // sendAndWait writes a request that fits in one write (no body, or one in

@@ -69,6 +69,9 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.xff = r.Header["X-Forwarded-For"]
 	ex.fwd = r.Header["Forwarded"]
 	ex.cookies = r.Header["Cookie"]
+	ex.ua = r.Header.Get("User-Agent")
+	ex.referer = r.Header.Get("Referer")
+	ex.xrid = r.Header.Get("X-Request-Id")
 	if r.ProtoMajor == 1 {
 		up := r.Header["Upgrade"]
 		ex.upgrade = len(up) > 0 && !hasToken(up, "h2c") && hasToken(r.Header["Connection"], "upgrade")

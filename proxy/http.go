@@ -88,6 +88,14 @@ type HTTP struct {
 	// headers, which are always sent.
 	Forwarded bool
 
+	// RequestID gives every request an ID, sent to the target as
+	// X-Request-Id and logged as request_id: the client's X-Request-Id
+	// when the peer is a trusted proxy (SetTrustedProxies) and the value
+	// is 1 to 128 visible ASCII characters, else 32 random hexadecimal
+	// digits. A client's own X-Request-Id is not forwarded otherwise. Off:
+	// X-Request-Id passes through untouched and is logged as it came.
+	RequestID bool
+
 	// TLS, if set, makes the listener HTTPS (HTTP/2 offered by ALPN).
 	TLS *TLS
 
@@ -117,12 +125,15 @@ type HTTP struct {
 	// one): client (peer host:port), client_ip (as trusted, see
 	// SetTrustedProxies), method, host, path, proto, rule ("default" for the
 	// default action), group, status (what the proxy answered; 499 when
-	// the client went away first), upstream_status, upstream_addr, bytes
-	// (response body bytes), request_time, upstream_connect_time,
-	// upstream_header_time, upstream_response_time (seconds with
-	// millisecond resolution; one value per attempt joined by ", " when
-	// retried; "-" when no target was reached), tls_version and sni on
-	// HTTPS, and error when the proxy answered itself. Requests refused
+	// the client went away first), upstream_status, upstream_addr,
+	// bytes_in (request body bytes read), bytes_out (response body bytes
+	// sent), request_time, upstream_connect_time, upstream_header_time,
+	// upstream_response_time (seconds with millisecond resolution; one
+	// value per attempt joined by ", " when retried; "-" when no target was
+	// reached), query (the query string, without "?"), user_agent,
+	// referer, request_id (see RequestID; "-" when none), tls_version,
+	// tls_cipher and sni on HTTPS, and error when the proxy answered
+	// itself. Requests refused
 	// before routing (400, 408, 414, 431, 501, 505, on HTTP and HTTPS
 	// alike) are logged too. Nil logs nothing.
 	AccessLog *slog.Logger

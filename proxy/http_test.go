@@ -32,7 +32,7 @@ func TestHTTPForward(t *testing.T) {
 	assert.EqualValues(t, 200, m["status"])
 	assert.Equal(t, "200", m["upstream_status"])
 	assert.Equal(t, a.addr(), m["upstream_addr"])
-	assert.EqualValues(t, 1, m["bytes"])
+	assert.EqualValues(t, 1, m["bytes_out"])
 	for _, k := range []string{"request_time", "upstream_connect_time", "upstream_header_time", "upstream_response_time"} {
 		assert.Regexp(t, `^\d+\.\d{3}$`, m[k], k)
 	}
