@@ -241,6 +241,13 @@ func (c *compiler) listener(i int, l *Listener, seen map[string]int) (lb.Option,
 	if onlyFor("access_log", l.AccessLog, l7, http) {
 		opts = append(opts, lb.AccessLog(cmpLogger(c.accessLog)))
 	}
+	if onlyFor("flow_log", l.FlowLog, !l7, "tcp, tls and udp") {
+		var fl *slog.Logger
+		if c.f.ext != nil {
+			fl = c.f.ext.flowLog
+		}
+		opts = append(opts, lb.FlowLog(cmpLogger(fl)))
+	}
 	if l.RequestID != nil {
 		if onlyFor("request_id", *l.RequestID, l7, http) {
 			opts = append(opts, lb.RequestIDs())

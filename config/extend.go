@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -48,7 +49,12 @@ func WithSourceFactory(kind string, f SourceFactory) Option {
 // extensions are the registered discovery kinds.
 type extensions struct {
 	sources map[string]SourceFactory
+	flowLog *slog.Logger
 }
+
+// WithFlowLog sets where listeners with flow_log write their records (see
+// lb.FlowLog). Default: slog.Default().
+func WithFlowLog(l *slog.Logger) Option { return func(e *extensions) { e.flowLog = l } }
 
 func newExtensions(opts []Option) *extensions {
 	e := &extensions{}

@@ -125,6 +125,11 @@ type Listener struct {
 	// user agent, referer, request ID, TLS version, cipher and SNI) to the
 	// daemon's access log. Default false.
 	AccessLog bool `yaml:"access_log,omitempty"`
+	// FlowLog logs one record per tcp, tls or udp flow when it ends
+	// (client, target, bytes each way, duration, why it ended) and per
+	// refused connection or datagram, to the daemon's flow log (see
+	// WithFlowLog). Default false.
+	FlowLog bool `yaml:"flow_log,omitempty"`
 	// RequestID gives every request an ID, sent to the target as
 	// X-Request-Id and logged: a trusted proxy's X-Request-Id, else a
 	// random one. Default: the value of access_log.

@@ -48,6 +48,7 @@ type config struct {
 	clock        func() time.Time
 	manual       bool
 	onExpire     any // func(Key, V) for the table's V, checked by New
+	onEvict      any // the same, for evicted flows
 	idleCheck    any // func(Key, V) (time.Duration, bool) for the table's V, checked by New
 	seed         uint64
 	seedSet      bool
@@ -149,7 +150,8 @@ func WithManualSweep() Option { return func(c *config) { c.manual = true } }
 // stayed idle past its timeout, with the flow's key and value: the TCP proxy
 // closes both connections with RST, the UDP proxy closes the upstream socket.
 // It is also called for unreplied flows evicted to make room (see
-// WithUnrepliedTimeout and Evict), and not for flows removed by Delete.
+// WithUnrepliedTimeout and Evict) unless WithOnEvict sets a function of
+// their own, and not for flows removed by Delete.
 //
 // For expired flows it runs on the goroutine that sweeps (the table's
 // sweeper, or the caller of Sweep), one flow at a time; for an evicted flow,
@@ -164,6 +166,23 @@ func WithOnExpire[V any](f func(k Key, v V)) Option {
 			c.onExpire = f
 		} else {
 			c.onExpire = nil
+		}
+	}
+}
+
+// WithOnEvict sets the function called for an unreplied flow evicted to
+// make room (see WithUnrepliedTimeout and Evict), in place of the
+// WithOnExpire function, so that an owner can tell the two apart (a flow
+// log's "evicted" against "idle_timeout"). It runs where WithOnExpire's
+// function runs for evicted flows. V must be the table's value type, or New
+// returns an error. Default: nil, evicted flows go to the WithOnExpire
+// function.
+func WithOnEvict[V any](f func(k Key, v V)) Option {
+	return func(c *config) {
+		if f != nil {
+			c.onEvict = f
+		} else {
+			c.onEvict = nil
 		}
 	}
 }

@@ -220,3 +220,30 @@ func TestEvictionTakesTheIdlestUnrepliedFlow(t *testing.T) {
 	assert.Equal(t, []int{2}, evicted, "the idle flow goes, not the refreshed one")
 	checkInvariants(t, tb, "after eviction")
 }
+
+// TestOnEvictSeparatesEvictionsFromExpiry: with WithOnEvict, a flow evicted
+// for a new one goes to its function and one that idles out to
+// WithOnExpire's, so that an owner can log each as what it was.
+func TestOnEvictSeparatesEvictionsFromExpiry(t *testing.T) {
+	var expired, evicted []int
+	tb, clk := newManual[int](t, WithMaxFlows(2), WithShards(1), WithUnrepliedTimeout(UDP, 30*time.Second),
+		WithOnExpire(func(_ Key, v int) { expired = append(expired, v) }),
+		WithOnEvict(func(_ Key, v int) { evicted = append(evicted, v) }))
+	for i := range 3 { // the third evicts the first
+		_, _, err := tb.LoadOrCreate(key4(UDP, i), value(i))
+		require.NoError(t, err)
+	}
+	assert.Len(t, evicted, 1, "the third flow evicted one")
+	assert.Empty(t, expired)
+	require.True(t, tb.Evict())
+	assert.Len(t, evicted, 2)
+	for range 32 {
+		tb.Sweep(clk.Advance(time.Second))
+	}
+	assert.Len(t, expired, 1, "the last one idles out")
+	assert.Len(t, evicted, 2, "and is not reported as evicted")
+	assert.ElementsMatch(t, []int{0, 1, 2}, append(append([]int{}, evicted...), expired...))
+
+	_, err := New[int](WithOnEvict(func(Key, string) {}))
+	assert.ErrorIs(t, err, ErrInvalidOption, "a callback of another value type")
+}

@@ -50,6 +50,7 @@ type Table[V any] struct {
 	evictNext atomic.Uint32 // the shard where the next eviction starts looking
 	src       *sources      // per-source counts; nil without a limit
 	onExpire  func(Key, V)
+	onEvict   func(Key, V)                       // evicted flows' callback: onEvict, else onExpire
 	idleCheck func(Key, V) (time.Duration, bool) // see WithIdleCheck; nil for none
 	cfg       config
 	epoch     time.Time
@@ -156,6 +157,15 @@ func New[V any](opts ...Option) (*Table[V], error) {
 		}
 		onExpire = f
 	}
+	onEvict := onExpire
+	if cfg.onEvict != nil {
+		f, ok := cfg.onEvict.(func(Key, V))
+		if !ok {
+			err = errors.Join(err, fmt.Errorf("%w: eviction callback is a %T, want func(flowtable.Key, %v) for this table",
+				ErrInvalidOption, cfg.onEvict, reflect.TypeFor[V]()))
+		}
+		onEvict = f
+	}
 	idleCheck, ierr := idleCheckOf[V](cfg.idleCheck)
 	err = errors.Join(err, ierr)
 	if err != nil {
@@ -168,6 +178,7 @@ func New[V any](opts ...Option) (*Table[V], error) {
 		shift:     uint(64 - bits.TrailingZeros(uint(cfg.shards))),
 		seed:      cfg.seed,
 		onExpire:  onExpire,
+		onEvict:   onEvict,
 		idleCheck: idleCheck,
 		cfg:       cfg,
 		epoch:     cfg.clock(),
@@ -514,8 +525,8 @@ func (t *Table[V]) evict(keep bool) bool {
 			continue
 		}
 		if f, ok := t.evictFrom(s, keep); ok {
-			if t.onExpire != nil {
-				t.onExpire(f.key.key(), f.val)
+			if t.onEvict != nil {
+				t.onEvict(f.key.key(), f.val)
 			}
 			return true
 		}

@@ -33,6 +33,10 @@ type listener struct {
 	// failed holds why the listener stopped serving, if it did: its socket
 	// is then closed, so clients are refused rather than left waiting.
 	failed atomic.Pointer[error]
+
+	// flowLog is the flow log of an L4 listener (FlowLog), nil for none;
+	// set from cfg by configureListener.
+	flowLog atomic.Pointer[flowLogger]
 }
 
 // server is what the three proxies have in common.
@@ -137,11 +141,13 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 	tcp, udp, h := newProxy(cfg, li.certs)
 	switch {
 	case tcp != nil:
-		tcp.Flows, tcp.Descriptors, tcp.OnRefuse = l.flows, l.fds, l.refused(cfg.name)
+		tcp.Flows, tcp.Descriptors, tcp.OnRefuse = l.flows, l.fds, l.refused(li, cfg.name)
+		tcp.OnFlowEnd = li.flowEnded
 	case udp != nil:
-		udp.Flows, udp.Descriptors, udp.OnRefuse = l.flows, l.fds, l.refused(cfg.name)
+		udp.Flows, udp.Descriptors, udp.OnRefuse = l.flows, l.fds, l.refused(li, cfg.name)
+		udp.OnFlowEnd = li.flowEnded
 	case h != nil:
-		h.Descriptors, h.OnRefuse = l.fds, l.refused(cfg.name)
+		h.Descriptors, h.OnRefuse = l.fds, l.refused(li, cfg.name)
 		h.ErrorLog = l.log().With("listener", cfg.name)
 	}
 	old := li.server() // nil when starting
@@ -194,6 +200,11 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 // group or router, ACL, trusted proxies, timeouts, certificates.
 func (l *LoadBalancer) configureListener(li *listener) error {
 	cfg := li.cfg
+	if cfg.flowLog != nil {
+		li.flowLog.Store(&flowLogger{log: cfg.flowLog, listener: cfg.name})
+	} else {
+		li.flowLog.Store(nil)
+	}
 	acl, _ := proxy.ParseACL(cfg.allow, cfg.deny) // validated
 	if len(cfg.allow) == 0 && len(cfg.deny) == 0 {
 		acl = nil
@@ -396,12 +407,24 @@ func serveErr(err error) error {
 	return err
 }
 
-// refused returns an L4 proxy's OnRefuse hook for a listener.
-func (l *LoadBalancer) refused(name string) func(proxy.Refusal) {
+// refused returns a proxy's OnRefuse hook for a listener: the
+// FlowRejected hook, and the flow log if the listener has one.
+func (l *LoadBalancer) refused(li *listener, name string) func(proxy.Refusal) {
 	return func(r proxy.Refusal) {
 		if f := l.hooks().FlowRejected; f != nil {
 			f(FlowRejectedEvent{Listener: name, Proto: protoOf(r.Proto), Client: r.Client, Reason: r.Reason.String(), Err: r.Err})
 		}
+		if fl := li.flowLog.Load(); fl != nil {
+			fl.refused(r)
+		}
+	}
+}
+
+// flowEnded is an L4 proxy's OnFlowEnd hook: the listener's flow log, if
+// it has one (a reload may turn it on or off while the proxy serves).
+func (li *listener) flowEnded(e proxy.FlowEnd) {
+	if fl := li.flowLog.Load(); fl != nil {
+		fl.end(e)
 	}
 }
 

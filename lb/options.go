@@ -86,6 +86,7 @@ type listenerConfig struct {
 	retry           proxy.Retry
 	forwarded       bool
 	accessLog       *slog.Logger
+	flowLog         *slog.Logger
 	requestID       bool
 }
 

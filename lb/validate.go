@@ -225,6 +225,9 @@ func (l *listenerConfig) l7Problems() []error {
 	if l.connectAttempts != 0 {
 		add("connect attempts are for tcp and tls listeners; an http listener retries with Retries(proxy.Retry{Attempts: n})")
 	}
+	if l.flowLog != nil {
+		add("flow logs are for tcp, tls and udp listeners; an http listener has an access log (AccessLog)")
+	}
 	for _, c := range []struct {
 		name string
 		v    int64

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/flowtable"
 )
 
@@ -102,6 +103,9 @@ type flow interface {
 	// expire closes the flow after its idle timeout; TCP resets both
 	// connections. It runs on the table's sweeper and must not block.
 	expire()
+	// evict closes a flow evicted for a new one (unreplied UDP flows
+	// only).
+	evict()
 	// idle reports how long ago the flow last moved data by the kernel's
 	// reckoning, for flows whose traffic the table does not see (spliced
 	// TCP); ok is false for flows the table sees (UDP).
@@ -138,6 +142,7 @@ func NewFlowTable(opts ...flowtable.Option) (*FlowTable, error) {
 	opts = append([]flowtable.Option{flowtable.WithUnrepliedTimeout(flowtable.UDP, DefaultUnrepliedTimeout)}, opts...)
 	opts = append(opts,
 		flowtable.WithOnExpire(func(_ flowtable.Key, f flow) { f.expire() }),
+		flowtable.WithOnEvict(func(_ flowtable.Key, f flow) { f.evict() }),
 		flowtable.WithIdleCheck(func(_ flowtable.Key, f flow) (time.Duration, bool) { return f.idle() }),
 	)
 	t, err := flowtable.New[flow](opts...)
@@ -179,4 +184,80 @@ func refuseReasonOf(err error) RefuseReason {
 	default:
 		return RefusedTableFull
 	}
+}
+
+// CloseReason says why an L4 flow ended.
+type CloseReason uint8
+
+// The reasons a flow ends.
+const (
+	// ClosedByClient: the client closed its side first (TCP; the target
+	// then finished its answer and closed too).
+	ClosedByClient CloseReason = iota + 1
+	// ClosedByTarget: the target closed its side first (TCP).
+	ClosedByTarget
+	// ClosedIdle: the flow saw no traffic for its idle timeout: a TCP
+	// connection is reset both ways, a UDP flow forgotten.
+	ClosedIdle
+	// ClosedDrain: the target's deregistration delay passed while the
+	// flow was open (lb's RemoveTarget, DrainTarget).
+	ClosedDrain
+	// ClosedShutdown: the proxy was closed, or its Shutdown ran out of
+	// time, with the flow open.
+	ClosedShutdown
+	// ClosedEvicted: the flow table evicted the flow for a new one (an
+	// unreplied UDP flow, under pressure on the table or the descriptor
+	// budget).
+	ClosedEvicted
+	// ClosedError: a read or write failed on either side (a reset by the
+	// client or the target, say); FlowEnd.Err says which.
+	ClosedError
+)
+
+var closeReasonNames = [...]string{
+	ClosedByClient: "client_close",
+	ClosedByTarget: "target_close",
+	ClosedIdle:     "idle_timeout",
+	ClosedDrain:    "drain",
+	ClosedShutdown: "shutdown",
+	ClosedEvicted:  "evicted",
+	ClosedError:    "error",
+}
+
+// String returns the reason's log name, e.g. "idle_timeout".
+func (r CloseReason) String() string {
+	if int(r) < len(closeReasonNames) && closeReasonNames[r] != "" {
+		return closeReasonNames[r]
+	}
+	return fmt.Sprintf("CloseReason(%d)", r)
+}
+
+// FlowEnd describes one L4 flow when it ends, passed to the OnFlowEnd
+// hooks: a TCP connection that reached a target, or a UDP client address's
+// flow. Refused connections and datagrams go to OnRefuse instead.
+type FlowEnd struct {
+	// Proto is flowtable.TCP or flowtable.UDP.
+	Proto flowtable.Proto
+	// Client is the client's address as the targets see it (a trusted
+	// PROXY header's source, else the socket's peer).
+	Client netip.AddrPort
+	// Group is the name of the target group (Upstream.Name) the flow was
+	// made in.
+	Group string
+	// Target is the target the flow went to last (a UDP flow may have
+	// failed over from another).
+	Target balancer.Target
+	// Start is when the connection was accepted or the flow's first
+	// datagram arrived; Duration runs from Start to the end.
+	Start    time.Time
+	Duration time.Duration
+	// BytesIn counts the bytes from the client to the target, BytesOut
+	// those back (payload only).
+	BytesIn, BytesOut uint64
+	// DatagramsIn and DatagramsOut count UDP datagrams each way.
+	DatagramsIn, DatagramsOut uint64
+	// Reason says why the flow ended.
+	Reason CloseReason
+	// Err is the failure, for ClosedError.
+	Err error
 }

@@ -67,6 +67,12 @@ type TCP struct {
 	// no lock held and must not block.
 	OnRefuse func(Refusal)
 
+	// OnFlowEnd, if set, is called when a connection that reached a
+	// target ends, with its bytes each way, duration and why it ended
+	// (a flow log). It is called from the connection's goroutine with no
+	// lock held and must not block.
+	OnFlowEnd func(FlowEnd)
+
 	// Descriptors, if set, is the descriptor budget the proxy's
 	// connections are counted in (TCPDescriptors each, from accept to
 	// close), shared by the proxies of one load balancer: when it is spent
@@ -359,6 +365,7 @@ func (p *TCP) Close() error {
 	p.stop()
 	p.mu.Lock()
 	for tc := range p.conns {
+		tc.endBy(ClosedShutdown)
 		tc.abort()
 	}
 	if p.cancel != nil {

@@ -33,12 +33,20 @@ type tcpConn struct {
 	tmo       Timeouts // the proxy's when accepted, defaults filled in (Idle 0: the table's)
 	proxyOn   bool     // the listener speaks the PROXY protocol (trusted proxies set)
 
-	ended atomic.Int32 // directions that reached EOF, see halfClose
+	ended     atomic.Int32  // directions that reached EOF, see halfClose
+	why       atomic.Uint32 // the CloseReason of an end the proxy caused, or of the first EOF
+	start     time.Time     // accepted at (OnFlowEnd only)
+	bytesUp   uint64        // client to target, written by upload before it returns
+	bytesDown uint64        // target to client
 
 	mu      sync.Mutex // guards target and aborted
 	target  net.Conn   // the target connection, once connected
 	aborted bool       // abort was called: a target connected later is reset at once
 }
+
+// endBy records why the connection ends, unless a reason was recorded
+// first.
+func (tc *tcpConn) endBy(r CloseReason) { tc.why.CompareAndSwap(0, uint32(r)) }
 
 // abort resets both connections; the goroutines copying between them see
 // errors and end. It may be called from any goroutine, any number of times.
@@ -72,6 +80,7 @@ type drainCloser struct{ tc *tcpConn }
 
 func (d drainCloser) Close() error {
 	d.tc.p.stats.drainResets.Add(1)
+	d.tc.endBy(ClosedDrain)
 	d.tc.abort()
 	return nil
 }
@@ -82,6 +91,9 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 	client := tc.peer // the client's address as the targets see it
 	dst := tc.local
 	var rest []byte // bytes read along with a PROXY header, for the target
+	if p.OnFlowEnd != nil {
+		tc.start = time.Now()
+	}
 	refuse := func(r RefuseReason, err error) {
 		// The hook first, so that whoever sees the reset also sees it
 		// reported.
@@ -204,7 +216,19 @@ func (tc *tcpConn) serve(ctx context.Context, ft *FlowTable, trusted bool) {
 	defer p.stats.active.Add(-1)
 	f.baseline(tc.clientTCP, tcpConnOf(target))
 
-	tc.forward(conn, target, rest, untrustedCheck, st)
+	err = tc.forward(conn, target, rest, untrustedCheck, st)
+	if p.OnFlowEnd != nil {
+		end := FlowEnd{
+			Proto: flowtable.TCP, Client: client, Group: u.Name, Target: choice.Target,
+			Start: tc.start, Duration: time.Since(tc.start),
+			BytesIn: tc.bytesUp, BytesOut: tc.bytesDown,
+			Reason: CloseReason(tc.why.Load()),
+		}
+		if end.Reason == 0 {
+			end.Reason, end.Err = ClosedError, err
+		}
+		p.OnFlowEnd(end)
+	}
 }
 
 // firstBytesWait is how long a connection from an untrusted client on a
@@ -335,8 +359,9 @@ func dialTarget(ctx context.Context, u *Upstream, addr string, timeout time.Dura
 
 // forward copies both ways until both directions have ended, then closes
 // both connections. A direction that ends with EOF half-closes its
-// destination (the FIN travels on); one that fails resets both.
-func (tc *tcpConn) forward(client, target net.Conn, rest []byte, untrustedCheck bool, st *targetState) {
+// destination (the FIN travels on); one that fails resets both. It
+// returns the first failure, if any.
+func (tc *tcpConn) forward(client, target net.Conn, rest []byte, untrustedCheck bool, st *targetState) error {
 	p := tc.p
 	done := make(chan error, 1)
 	p.wg.Add(1)
@@ -344,7 +369,8 @@ func (tc *tcpConn) forward(client, target net.Conn, rest []byte, untrustedCheck 
 		defer p.wg.Done()
 		done <- tc.upload(client, target, rest, untrustedCheck, st)
 	}()
-	errDown := copyCounted(client, target, &p.stats.bytesOut, &st.bytesOut, &p.bufs, &p.small)
+	n, errDown := copyCounted(client, target, &p.stats.bytesOut, &st.bytesOut, &p.bufs, &p.small)
+	tc.bytesDown = uint64(n)
 	if errDown != nil {
 		tc.abort()
 	} else {
@@ -353,10 +379,14 @@ func (tc *tcpConn) forward(client, target net.Conn, rest []byte, untrustedCheck 
 	errUp := <-done
 	if errDown != nil || errUp != nil {
 		tc.abort()
-		return
+		if errDown != nil {
+			return errDown
+		}
+		return errUp
 	}
 	_ = client.Close()
 	_ = target.Close()
+	return nil
 }
 
 // upload is the client-to-target direction: the bytes read along with a
@@ -370,6 +400,7 @@ func (tc *tcpConn) upload(client, target net.Conn, rest []byte, untrustedCheck b
 			tc.abort()
 			return err
 		}
+		tc.bytesUp += uint64(len(rest))
 		p.stats.bytesIn.Add(uint64(len(rest)))
 		st.bytesIn.Add(uint64(len(rest)))
 	}
@@ -392,6 +423,7 @@ func (tc *tcpConn) upload(client, target net.Conn, rest []byte, untrustedCheck b
 						tc.abort()
 						return werr
 					}
+					tc.bytesUp += uint64(n)
 					p.stats.bytesIn.Add(uint64(n))
 					st.bytesIn.Add(uint64(n))
 				}
@@ -407,7 +439,8 @@ func (tc *tcpConn) upload(client, target net.Conn, rest []byte, untrustedCheck b
 			}
 		}
 	}
-	err := copyCounted(target, client, &p.stats.bytesIn, &st.bytesIn, &p.bufs, &p.small)
+	n, err := copyCounted(target, client, &p.stats.bytesIn, &st.bytesIn, &p.bufs, &p.small)
+	tc.bytesUp += uint64(n)
 	if err != nil {
 		tc.abort()
 		return err
@@ -423,6 +456,11 @@ func (tc *tcpConn) upload(client, target net.Conn, rest []byte, untrustedCheck b
 // saves a system call per connection.
 func (tc *tcpConn) halfClose(dst net.Conn) {
 	if tc.ended.Add(1) == 1 {
+		if dst == tc.target { // set before the copies started
+			tc.endBy(ClosedByClient)
+		} else { // the client, or the TLS connection over it
+			tc.endBy(ClosedByTarget)
+		}
 		closeWrite(dst)
 	}
 }
@@ -436,10 +474,12 @@ func (tc *tcpConn) halfClose(dst net.Conn) {
 type byteCount struct {
 	a, b    *atomic.Uint64
 	pending uint64
+	total   uint64 // this copy's bytes
 }
 
 // add counts n bytes copied.
 func (c *byteCount) add(n int) {
+	c.total += uint64(n)
 	if c.pending += uint64(n); c.pending >= countFlush {
 		c.flush()
 	}
@@ -464,16 +504,24 @@ func (c *byteCount) flush() {
 // copyChunk bytes (io.CopyN, whose LimitedReader splice also takes) let the
 // counters advance during long transfers at no cost to the copy. Other
 // connections (TLS) copy through a pooled buffer.
-func copyCounted(dst, src net.Conn, a, b *atomic.Uint64, bufs, small *sync.Pool) error {
+//
+// It returns how many bytes it copied.
+func copyCounted(dst, src net.Conn, a, b *atomic.Uint64, bufs, small *sync.Pool) (int64, error) {
 	bc := byteCount{a: a, b: b}
-	defer bc.flush()
+	err := copyInto(dst, src, &bc, bufs, small)
+	bc.flush()
+	return int64(bc.total), err
+}
+
+// copyInto is copyCounted's copy, counting into bc.
+func copyInto(dst, src net.Conn, bc *byteCount, bufs, small *sync.Pool) error {
 	_, dstTCP := dst.(*net.TCPConn)
 	_, srcTCP := src.(*net.TCPConn)
 	if dstTCP && srcTCP {
 		// Small messages first go through a small buffer: for a short
 		// request and response, read and write cost less than splice's
 		// pipe. The first read that fills it means bulk data: splice.
-		if done, err := copySmall(dst, src, &bc, small); done {
+		if done, err := copySmall(dst, src, bc, small); done {
 			return err
 		}
 		for {

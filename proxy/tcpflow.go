@@ -90,8 +90,13 @@ func (f *tcpFlow) idle() (time.Duration, bool) {
 	return idle, true
 }
 
+// evict implements flow; TCP flows are never evicted (they are never
+// unreplied), so it only closes as expire does.
+func (f *tcpFlow) evict() { f.expire() }
+
 // expire implements flow: the idle timeout passed, reset both sides.
 func (f *tcpFlow) expire() {
 	f.c.p.stats.idleResets.Add(1)
+	f.c.endBy(ClosedIdle)
 	f.c.abort()
 }

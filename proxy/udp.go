@@ -63,6 +63,13 @@ type UDP struct {
 	// flood it is called for every datagram.
 	OnRefuse func(Refusal)
 
+	// OnFlowEnd, if set, is called when a flow ends (idle timeout,
+	// eviction, Close), with its datagrams and bytes each way and its
+	// duration (a flow log). It is called from the table's sweeper or the
+	// goroutine that closes the flow, with no lock held, and must not
+	// block.
+	OnFlowEnd func(FlowEnd)
+
 	// Descriptors, if set, is the descriptor budget the proxy's flows are
 	// counted in (UDPDescriptors each, for their target socket), shared by
 	// the proxies of one load balancer. When it is spent, an unreplied
@@ -338,6 +345,9 @@ func (l *udpListener) newFlow(key flowtable.Key) flow {
 			return nil, ErrDescriptors
 		}
 		f := &udpFlow{l: l, key: key, u: u, ref: ref, to: sockaddrOf(key.Src)}
+		if p.OnFlowEnd != nil {
+			f.start = time.Now()
+		}
 		if _, err := f.connect(nil); err != nil {
 			p.Descriptors.release(UDPDescriptors)
 			return nil, err
@@ -461,6 +471,7 @@ func (p *UDP) Close() error {
 		ft.t.Range(func(k flowtable.Key, v flow) bool {
 			if f, ok := v.(*udpFlow); ok && f.l.p == p {
 				if _, ok := ft.t.Delete(k); ok {
+					f.why.CompareAndSwap(0, uint32(ClosedShutdown))
 					f.close()
 				}
 			}
@@ -487,6 +498,14 @@ type udpFlow struct {
 
 	replied  atomic.Bool // a reply came: the table was told (Ref.Replied)
 	awaiting atomic.Bool // the last datagram forwarded has no reply yet (Shutdown)
+
+	// For OnFlowEnd only: when the flow began, why it ends, and its own
+	// counts each way (written by the listener's and the reply reader's
+	// goroutines respectively, so not shared between cores).
+	start         time.Time
+	why           atomic.Uint32
+	in, inBytes   atomic.Uint64
+	out, outBytes atomic.Uint64
 
 	cur atomic.Pointer[udpUpstream] // the target socket; nil after close
 
@@ -543,6 +562,23 @@ func (f *udpFlow) send(b []byte) {
 	p.stats.datagramsIn.Add(1)
 	p.stats.bytesIn.Add(uint64(n))
 	up.choice.st.bytesIn.Add(uint64(n))
+	f.countIn(1, n)
+}
+
+// countIn counts datagrams forwarded to the target, for OnFlowEnd.
+func (f *udpFlow) countIn(datagrams, bytes int) {
+	if f.l.p.OnFlowEnd != nil {
+		f.in.Add(uint64(datagrams))
+		f.inBytes.Add(uint64(bytes))
+	}
+}
+
+// countOut counts replies relayed to the client, for OnFlowEnd.
+func (f *udpFlow) countOut(datagrams int, bytes uint64) {
+	if f.l.p.OnFlowEnd != nil {
+		f.out.Add(uint64(datagrams))
+		f.outBytes.Add(bytes)
+	}
 }
 
 // target returns the flow's target socket, after moving the flow to
@@ -685,6 +721,14 @@ func (up *udpUpstream) close() {
 // expire implements flow: the idle timeout passed.
 func (f *udpFlow) expire() {
 	f.l.p.stats.idleExpired.Add(1)
+	f.why.CompareAndSwap(0, uint32(ClosedIdle))
+	f.close()
+}
+
+// evict implements flow: the table evicted the unreplied flow for a new
+// one.
+func (f *udpFlow) evict() {
+	f.why.CompareAndSwap(0, uint32(ClosedEvicted))
 	f.close()
 }
 
@@ -701,8 +745,25 @@ func (f *udpFlow) close() {
 	if up != nil {
 		up.close()
 	}
-	f.l.p.stats.activeFlows.Add(-1)
-	f.l.p.Descriptors.release(UDPDescriptors)
+	p := f.l.p
+	p.stats.activeFlows.Add(-1)
+	p.Descriptors.release(UDPDescriptors)
+	if p.OnFlowEnd != nil {
+		end := FlowEnd{
+			Proto: flowtable.UDP, Client: f.key.Src, Group: f.u.Name,
+			Start: f.start, Duration: time.Since(f.start),
+			BytesIn: f.inBytes.Load(), BytesOut: f.outBytes.Load(),
+			DatagramsIn: f.in.Load(), DatagramsOut: f.out.Load(),
+			Reason: CloseReason(f.why.Load()),
+		}
+		if up != nil {
+			end.Target = up.choice.Target
+		}
+		if end.Reason == 0 {
+			end.Reason = ClosedShutdown
+		}
+		p.OnFlowEnd(end)
+	}
 }
 
 // forwarding marks the flow as waiting for a reply, before its datagrams

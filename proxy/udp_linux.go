@@ -157,6 +157,7 @@ func (l *udpListener) flush() {
 	if b.sent > 0 {
 		p.stats.datagramsIn.Add(uint64(b.sent))
 		p.stats.bytesIn.Add(uint64(b.sbyte))
+		f.countIn(b.sent, b.sbyte)
 	}
 }
 
@@ -362,6 +363,7 @@ func (up *udpUpstream) reply(rb *replyBatch, k, bytes int) {
 		p.stats.datagramsOut.Add(uint64(sent))
 		p.stats.bytesOut.Add(n)
 		up.choice.st.bytesOut.Add(n)
+		f.countOut(sent, n)
 	}
 }
 

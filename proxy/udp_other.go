@@ -49,5 +49,6 @@ func (up *udpUpstream) replies() {
 		p.stats.datagramsOut.Add(1)
 		p.stats.bytesOut.Add(uint64(m))
 		up.choice.st.bytesOut.Add(uint64(m))
+		f.countOut(1, uint64(m))
 	}
 }

@@ -41,6 +41,8 @@ type flags struct {
 	accessLog       string
 	accessLogFormat string
 	accessLogSample float64
+	flowLog         string
+	flowLogSample   float64
 	pidFile         string
 	stateFile       string
 	demoTargets     bool
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) int {
 	fs.StringVar(&f.accessLog, "access-log", "", "where listeners with access_log write: a file (reopened on SIGUSR1, for logrotate), stderr or stdout; empty: lbd's own log")
 	fs.StringVar(&f.accessLogFormat, "access-log-format", "json", "access log format when -access-log is set: json, or combined (Apache's and nginx's, as goaccess reads it)")
 	fs.Float64Var(&f.accessLogSample, "access-log-sample", 1, "share of requests logged, 0..1 (5xx and errors always are)")
+	fs.StringVar(&f.flowLog, "flow-log", "", "where listeners with flow_log write (JSON, one record per TCP or UDP flow and per refusal): a file (reopened on SIGUSR1), stderr or stdout; empty: lbd's own log")
+	fs.Float64Var(&f.flowLogSample, "flow-log-sample", 1, "share of flows logged, 0..1 (refusals, drains, evictions and errors always are)")
 	fs.StringVar(&f.pidFile, "pid-file", "", "file to write lbd's process ID to once it serves (the new process's after an upgrade)")
 	fs.StringVar(&f.stateFile, "state-file", "", "file keeping the runtime API's changes across restarts and upgrades (JSON); empty: they last as long as the process")
 	fs.BoolVar(&f.demoTargets, "demo-targets", false, "also start demo targets on the loopback addresses of the file's targets (http: answers its id; tcp and udp: echo prefixed with its id), to try a sample; started once, not on reloads")
@@ -124,6 +128,9 @@ func checkAccessFlags(f flags) error {
 	if f.accessLogSample < 0 || f.accessLogSample > 1 {
 		return fmt.Errorf("-access-log-sample %v is not a share 0..1", f.accessLogSample)
 	}
+	if f.flowLogSample < 0 || f.flowLogSample > 1 {
+		return fmt.Errorf("-flow-log-sample %v is not a share 0..1", f.flowLogSample)
+	}
 	return nil
 }
 
@@ -133,6 +140,7 @@ type daemon struct {
 	fl        flags
 	log       *slog.Logger
 	accessLog *slog.Logger // the same logger on every reload, so listeners keep their proxies
+	flowLog   *slog.Logger
 	logFiles  []*accesslog.File
 	lb        *lb.LoadBalancer
 	socks     *handoff.Sockets
@@ -165,12 +173,15 @@ func serve(ctx context.Context, fl flags, log *slog.Logger, logOut io.Writer) er
 	if socks.HasParent() {
 		log.Info("taking over the listening sockets of the previous process")
 	}
-	if d.accessLog, err = d.openAccessLog(logOut); err != nil {
+	defer d.closeLogs()
+	if d.accessLog, err = d.openLog("access", fl.accessLog, fl.accessLogFormat, fl.accessLogSample, logOut); err != nil {
 		return err
 	}
-	defer d.closeLogs()
+	if d.flowLog, err = d.openLog("flow", fl.flowLog, "json", fl.flowLogSample, logOut); err != nil {
+		return err
+	}
 
-	f, err := config.Load(fl.config)
+	f, err := config.Load(fl.config, config.WithFlowLog(d.flowLog))
 	if err != nil {
 		log.Error("the configuration is invalid", "file", fl.config, "problems", problemList(err))
 		return errors.New("invalid configuration")
@@ -287,7 +298,7 @@ func (d *daemon) reload(via string) error {
 	defer d.mu.Unlock()
 	d.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer d.notify.send("READY=1")
-	f, err := config.Load(d.fl.config)
+	f, err := config.Load(d.fl.config, config.WithFlowLog(d.flowLog))
 	if err == nil {
 		var opts []lb.Option
 		if opts, err = f.Options(d.accessLog); err == nil {
@@ -419,19 +430,21 @@ func (d *daemon) adminHandler(opts ...admin.Option) http.Handler {
 	}, opts...)...)
 }
 
-// openAccessLog returns the logger of listeners with access_log.
-func (d *daemon) openAccessLog(stderr io.Writer) (*slog.Logger, error) {
-	if d.fl.accessLog == "" {
-		return d.log.With("log", "access"), nil
+// openLog returns the access or flow log's logger (kind): to dest (a file,
+// stderr, stdout; empty: lbd's own log), as JSON or the combined log
+// format, sampled.
+func (d *daemon) openLog(kind, dest, format string, sample float64, stderr io.Writer) (*slog.Logger, error) {
+	if dest == "" {
+		return d.log.With("log", kind), nil
 	}
 	var w io.Writer
-	switch d.fl.accessLog {
+	switch dest {
 	case "stderr":
 		w = stderr
 	case "stdout":
 		w = os.Stdout
 	default:
-		f, err := accesslog.Open(d.fl.accessLog)
+		f, err := accesslog.Open(dest)
 		if err != nil {
 			return nil, err
 		}
@@ -439,11 +452,11 @@ func (d *daemon) openAccessLog(stderr io.Writer) (*slog.Logger, error) {
 		w = f
 	}
 	var h slog.Handler = slog.NewJSONHandler(w, nil)
-	if d.fl.accessLogFormat == "combined" {
+	if format == "combined" {
 		h = accesslog.NewCombinedHandler(w)
 	}
-	if d.fl.accessLogSample < 1 {
-		h = &accesslog.Sampler{Handler: h, Rate: d.fl.accessLogSample}
+	if sample < 1 {
+		h = &accesslog.Sampler{Handler: h, Rate: sample}
 	}
 	return slog.New(h), nil
 }
