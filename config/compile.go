@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"reflect"
 	"slices"
@@ -830,7 +831,50 @@ func (c *compiler) stickiness(path string, s *Stickiness) (lb.Stickiness, bool) 
 			ok = false
 		}
 	}
+	if s.Store != nil && !c.stickyStore(path+".store", s.Store, &st) {
+		ok = false
+	}
 	return st, ok
+}
+
+// stickyStore builds a stickiness's shared store into st.
+func (c *compiler) stickyStore(path string, s *StickyStore, st *lb.Stickiness) bool {
+	ok := true
+	switch st.Kind {
+	case lb.SourceIPStickiness, lb.AppCookieStickiness:
+	default:
+		c.add(path, "is for source_ip and app_cookie stickiness (an lb_cookie carries its target itself)")
+		ok = false
+	}
+	if s.Timeout < 0 {
+		c.add(path+".timeout", "%v is negative", time.Duration(s.Timeout))
+		ok = false
+	}
+	st.StoreTimeout = time.Duration(max(s.Timeout, 0))
+	kinds := slices.Sorted(maps.Keys(s.kinds))
+	switch {
+	case len(kinds) == 0:
+		if c.probs.hasUnder(path) {
+			return false // an unknown kind, reported where it is
+		}
+		if known := c.f.ext.storeKinds(); len(known) > 0 {
+			c.add(path, "names no store: set one of %s", strings.Join(known, ", "))
+		} else {
+			c.add(path, "names no store, and this program knows none (lbd knows redis)")
+		}
+		return false
+	case len(kinds) > 1:
+		c.add(path, "names %d stores (%s); a stickiness shares its sessions through one", len(kinds), strings.Join(kinds, ", "))
+		return false
+	}
+	f, _ := c.f.ext.store(kinds[0])
+	store, err := f(s.kinds[kinds[0]])
+	if err != nil {
+		c.add(path+"."+kinds[0], "%v", err)
+		return false
+	}
+	st.Store = store
+	return ok
 }
 
 // key decodes one cookie key.

@@ -130,6 +130,7 @@ func truncated(err error) bool {
 var (
 	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 	discoveryType   = reflect.TypeFor[Discovery]()
+	stickyStoreType = reflect.TypeFor[StickyStore]()
 )
 
 // value decodes n into v, the field at path.
@@ -229,11 +230,30 @@ func (d *decoder) object(n *yaml.Node, v reflect.Value, path string, depth int) 
 				continue
 			}
 		}
+		if !ok && v.Type() == stickyStoreType {
+			if _, ok := d.ext.store(name); ok {
+				if line, dup := seen[name]; dup {
+					d.probs.add(at, k.Line, "is set twice (first on line %d)", line)
+					continue
+				}
+				seen[name] = k.Line
+				d.lines[at] = k.Line
+				st := v.Addr().Interface().(*StickyStore)
+				if st.kinds == nil {
+					st.kinds = map[string]*yaml.Node{}
+				}
+				st.kinds[name] = val
+				continue
+			}
+		}
 		if !ok {
 			msg := "unknown field"
 			known := fieldList(v.Type())
-			if v.Type() == discoveryType {
+			switch v.Type() {
+			case discoveryType:
 				known = strings.Join(append(strings.Split(known, ", "), d.ext.kinds()...), ", ")
+			case stickyStoreType:
+				known = strings.Join(append(strings.Split(known, ", "), d.ext.storeKinds()...), ", ")
 			}
 			if s := suggest(name, v.Type()); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)

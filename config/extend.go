@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lbkit/lbkit/lb"
+	"github.com/lbkit/lbkit/sticky"
 )
 
 // SourceFactory builds a discovery source from its section of a target
@@ -49,7 +50,53 @@ func WithSourceFactory(kind string, f SourceFactory) Option {
 // extensions are the registered discovery kinds.
 type extensions struct {
 	sources map[string]SourceFactory
+	stores  map[string]StoreFactory
 	flowLog *slog.Logger
+}
+
+// StoreFactory builds a shared sticky-session store from its section of a
+// stickiness's store: for
+//
+//	stickiness:
+//	  kind: source_ip
+//	  store:
+//	    redis: {address: 10.0.0.5:6379}
+//
+// the factory registered for "redis" gets the node of {address:
+// 10.0.0.5:6379}. It returns the store, or an error in words reported at
+// the section's path and line. It is called each time the file is checked
+// or turned into options: it should not connect, and should return the
+// same store for the same section, so that a reload keeps the group's
+// sessions (a program caches its stores by their settings).
+type StoreFactory func(node *yaml.Node) (sticky.Store, error)
+
+// WithStoreFactory lets a stickiness's store section name kind, built by f
+// (see StoreFactory), so that a daemon can plug in stores (Redis, ...)
+// without config importing them. A store section names one kind.
+func WithStoreFactory(kind string, f StoreFactory) Option {
+	return func(e *extensions) {
+		if e.stores == nil {
+			e.stores = map[string]StoreFactory{}
+		}
+		e.stores[kind] = f
+	}
+}
+
+// store returns the factory registered for kind, if any.
+func (e *extensions) store(kind string) (StoreFactory, bool) {
+	if e == nil {
+		return nil, false
+	}
+	f, ok := e.stores[kind]
+	return f, ok && f != nil
+}
+
+// storeKinds returns the registered store kinds, sorted.
+func (e *extensions) storeKinds() []string {
+	if e == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(e.stores))
 }
 
 // WithFlowLog sets where listeners with flow_log write their records (see
@@ -103,3 +150,7 @@ func (c *compiler) extensionSource(path string, kind string, node *yaml.Node) (l
 // Kinds returns the discovery kinds registered with WithSourceFactory
 // that the section names, sorted.
 func (d *Discovery) Kinds() []string { return slices.Sorted(maps.Keys(d.kinds)) }
+
+// Kinds returns the registered store kinds the section names (normally
+// one), sorted.
+func (s *StickyStore) Kinds() []string { return slices.Sorted(maps.Keys(s.kinds)) }

@@ -429,6 +429,23 @@ type Stickiness struct {
 	// rotating NAT. Default: the whole address (32 and 128).
 	PrefixV4 int `yaml:"prefix_v4,omitempty"`
 	PrefixV6 int `yaml:"prefix_v6,omitempty"`
+	// Store shares the sessions of source_ip and app_cookie stickiness
+	// with the other load balancers that name the same store: one section
+	// of a kind registered with WithStoreFactory (lbd has redis), e.g.
+	// {redis: {address: 10.0.0.5:6379}}, beside timeout. Default: none.
+	Store *StickyStore `yaml:"store,omitempty"`
+}
+
+// StickyStore is a stickiness's shared store: the section of a kind
+// registered with WithStoreFactory, and how long a call may take.
+type StickyStore struct {
+	// Timeout bounds each call to the store; a slower or failing store
+	// leaves the node's own table to serve. Default 50ms.
+	Timeout Duration `yaml:"timeout,omitempty"`
+
+	// kinds holds the sections of kinds registered with
+	// WithStoreFactory, by kind.
+	kinds map[string]*yaml.Node
 }
 
 // Discovery makes a target group follow DNS. Set DNS or SRV.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // problems collects a configuration's problems.
@@ -51,6 +52,11 @@ func (p *problems) err(file string, f *File) error {
 		list = append(list, Problem{Message: fmt.Sprintf("and %d more problems", p.extra)})
 	}
 	return &Error{File: file, Problems: list}
+}
+
+// hasUnder reports whether a problem was recorded below path.
+func (p *problems) hasUnder(path string) bool {
+	return slices.ContainsFunc(p.list, func(q Problem) bool { return strings.HasPrefix(q.Path, path+".") })
 }
 
 // hasExact reports whether a problem was recorded at exactly path.
