@@ -1,7 +1,12 @@
 // Command lbd is a load balancer configured by a YAML file, built only from
 // lbkit's public API: config reads the file, lb runs it, admin serves the
 // status page, the JSON endpoints and the runtime API, metrics serves
-// Prometheus, accesslog writes the access log.
+// Prometheus, accesslog writes the access and flow logs. It includes the
+// integrations, each a module of its own: target groups follow a
+// Kubernetes Service (discovery: {kubernetes: ...}) or an xDS control
+// plane's cluster (discovery: {xds: ...}), and sticky sessions are shared
+// across nodes through Redis (stickiness: {store: {redis: ...}}); see
+// docs/configuration.md.
 //
 // Install it with
 //

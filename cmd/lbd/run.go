@@ -141,6 +141,7 @@ type daemon struct {
 	log       *slog.Logger
 	accessLog *slog.Logger // the same logger on every reload, so listeners keep their proxies
 	flowLog   *slog.Logger
+	integ     *integrations // kubernetes and xds discovery, redis sticky stores
 	logFiles  []*accesslog.File
 	lb        *lb.LoadBalancer
 	socks     *handoff.Sockets
@@ -181,7 +182,9 @@ func serve(ctx context.Context, fl flags, log *slog.Logger, logOut io.Writer) er
 		return err
 	}
 
-	f, err := config.Load(fl.config, config.WithFlowLog(d.flowLog))
+	d.integ = newIntegrations(true)
+	defer d.integ.Close()
+	f, err := config.Load(fl.config, d.configOptions()...)
 	if err != nil {
 		log.Error("the configuration is invalid", "file", fl.config, "problems", problemList(err))
 		return errors.New("invalid configuration")
@@ -277,7 +280,9 @@ func (d *daemon) options(opts []lb.Option) []lb.Option {
 // starts and a reload before it applies: the file's problems, then what
 // the load balancer refuses, every one of them.
 func loadOptions(path string, accessLog *slog.Logger) ([]lb.Option, error) {
-	f, err := config.Load(path)
+	in := newIntegrations(false) // checks the sections; connects nothing
+	defer in.Close()
+	f, err := config.Load(path, in.options()...)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +303,7 @@ func (d *daemon) reload(via string) error {
 	defer d.mu.Unlock()
 	d.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer d.notify.send("READY=1")
-	f, err := config.Load(d.fl.config, config.WithFlowLog(d.flowLog))
+	f, err := config.Load(d.fl.config, d.configOptions()...)
 	if err == nil {
 		var opts []lb.Option
 		if opts, err = f.Options(d.accessLog); err == nil {
@@ -428,6 +433,12 @@ func (d *daemon) adminHandler(opts ...admin.Option) http.Handler {
 		admin.WithUpgrade(func(ctx context.Context) (int, error) { return d.upgrade(ctx, "POST /upgrade") }),
 		admin.WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
 	}, opts...)...)
+}
+
+// configOptions are the options lbd reads its file with: the
+// integrations' kinds and the flow log.
+func (d *daemon) configOptions() []config.Option {
+	return append(d.integ.options(), config.WithFlowLog(d.flowLog))
 }
 
 // openLog returns the access or flow log's logger (kind): to dest (a file,

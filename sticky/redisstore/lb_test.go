@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lbkit/lbkit/sticky/redisstore/redistest"
+
 	"github.com/lbkit/lbkit/lb"
 	"github.com/lbkit/lbkit/sticky"
 )
@@ -94,8 +96,8 @@ func stickyStats(l *lb.LoadBalancer) sticky.Stats { return l.Stats().Groups[0].S
 // keeps serving its known clients from its own table, new clients are
 // balanced, and the errors are counted.
 func TestSourceIPAcrossNodes(t *testing.T) {
-	r := startRedis(t)
-	store := Dial(r.addr)
+	r := redistest.Start(t)
+	store := Dial(r.Addr)
 	defer store.Close()
 	targets := startTargets(t, 3, "")
 	s := lb.Stickiness{Kind: lb.SourceIPStickiness, Store: store}
@@ -122,7 +124,7 @@ func TestSourceIPAcrossNodes(t *testing.T) {
 	assert.Zero(t, stickyStats(n1).StoreErrors)
 
 	// Redis goes away.
-	r.kill()
+	r.Kill()
 	for _, ip := range clients {
 		for _, url := range []string{url1, url2} {
 			got, _, took := get(t, clientFrom(ip), url)
@@ -142,8 +144,8 @@ func TestSourceIPAcrossNodes(t *testing.T) {
 // TestAppCookieAcrossNodes: a session the application started through one
 // node routes to its target through the other.
 func TestAppCookieAcrossNodes(t *testing.T) {
-	r := startRedis(t)
-	store := Dial(r.addr)
+	r := redistest.Start(t)
+	store := Dial(r.Addr)
 	defer store.Close()
 	targets := startTargets(t, 3, "JSESSIONID")
 	s := lb.Stickiness{Kind: lb.AppCookieStickiness, CookieName: "JSESSIONID", Store: store}
@@ -165,14 +167,14 @@ func TestAppCookieAcrossNodes(t *testing.T) {
 // still accepted) costs a request the store timeout at most; the nodes
 // serve from their tables and count the errors.
 func TestRedisHangs(t *testing.T) {
-	r := startRedis(t)
-	store := Dial(r.addr)
+	r := redistest.Start(t)
+	store := Dial(r.Addr)
 	defer store.Close()
 	targets := startTargets(t, 3, "")
 	s := lb.Stickiness{Kind: lb.SourceIPStickiness, Store: store, StoreTimeout: 50 * time.Millisecond}
 	n1, url1 := startNode(t, targets, s)
 	known, _, _ := get(t, clientFrom("127.0.0.21"), url1)
-	r.pause(t)
+	r.Pause(t)
 	var slowest time.Duration
 	for range 5 {
 		got, _, took := get(t, clientFrom("127.0.0.21"), url1)
