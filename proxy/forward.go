@@ -564,22 +564,14 @@ func (ex *exchange) sendAndWait(tc *tconn, tmo *Timeouts) (dead, unwritten bool,
 	}
 	ex.hbuf = hb
 	tc.setReadDeadline(ex, ex.headDeadline(tmo))
-	first := true
-	wrote := 0
-	var werr error
-	rerr := tc.raw.Read(func(fd uintptr) bool {
-		if !first {
-			return true // readable (or woken by the deadline)
-		}
-		first = false
-		if tc.unchecked && !peekQuiet(fd, tc.pb[:]) {
-			dead = true
-			return true
-		}
-		var full bool
-		wrote, full, werr = writeFD(fd, hb, wrote)
-		return full || werr != nil // else wait for the answer
-	})
+	s := &tc.sw
+	if s.fn == nil {
+		s.tc, s.fn = tc, s.step
+	}
+	s.hb, s.first, s.dead, s.wrote, s.werr = hb, true, false, 0, nil
+	rerr := tc.raw.Read(s.fn)
+	dead, wrote, werr := s.dead, s.wrote, s.werr
+	s.hb, s.werr = nil, nil // nothing of the exchange kept
 	tc.unchecked = false
 	switch {
 	case dead:

@@ -14,6 +14,8 @@ import (
 
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/internal/benchcpu"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkHTTP measures one GET of a 100-byte response through the proxy
@@ -122,7 +124,7 @@ func BenchmarkRoute(b *testing.B) {
 // rawHTTPTarget is a minimal HTTP/1.1 target for benchmarks: it answers
 // every request on a connection with the same 100-byte response, reading
 // requests with a fixed buffer, so that it allocates nothing per request.
-func rawHTTPTarget(b *testing.B) string {
+func rawHTTPTarget(b testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -252,4 +254,38 @@ func BenchmarkHTTPEngine(b *testing.B) {
 		srv := &http.Server{Handler: rp}
 		run(b, func(ln net.Listener) { srv.Serve(ln) }, func() { srv.Close(); tr.CloseIdleConnections() })
 	})
+}
+
+// TestHTTPEngineZeroAllocs: a request proxied by the engine over kept-alive
+// connections on both sides (access log off) allocates nothing, client and
+// target included: what BenchmarkHTTPEngine's allocs/op says, as a test.
+func TestHTTPEngineZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts mean nothing under the race detector (sync.Pool drops items at random)")
+	}
+	bal, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "t", Addr: rawHTTPTarget(t), Weight: 1}))
+	require.NoError(t, err)
+	h := configured(t, &HTTP{}, forwardTo(t, &Upstream{Name: "web", Balancer: bal}))
+	c, err := net.Dial("tcp", serve(t, h))
+	require.NoError(t, err)
+	defer c.Close()
+	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\n\r\n")
+	buf := make([]byte, 4<<10)
+	one := func() {
+		_, err := c.Write(req)
+		require.NoError(t, err)
+		n := 0
+		for {
+			m, err := c.Read(buf[n:])
+			require.NoError(t, err)
+			n += m
+			if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 && n >= i+4+100 {
+				return
+			}
+		}
+	}
+	for range 100 { // pools, buffers and the target connection warm
+		one()
+	}
+	assert.Zero(t, testing.AllocsPerRun(1000, one))
 }

@@ -111,6 +111,38 @@ type tconn struct {
 	peekFn func(uintptr) // c.peek, bound once
 	pb     [1]byte       // the peek's buffer
 	closed atomic.Bool
+
+	// sendAndWait's state, kept here so that its poller callback (sw,
+	// bound once) allocates nothing per request.
+	sw sendWait
+}
+
+// sendWait is the state of one exchange.sendAndWait.
+type sendWait struct {
+	fn    func(uintptr) bool // tc.sw.step, bound once
+	tc    *tconn
+	hb    []byte // the request to write
+	first bool   // the callback has not run yet
+	dead  bool   // the peek found the connection closed or not quiet
+	wrote int
+	werr  error
+}
+
+// step is sendAndWait's poller callback: on its first call the liveness
+// peek and the write; on the next (the socket became readable, or the
+// deadline woke it) the wait is over.
+func (s *sendWait) step(fd uintptr) bool {
+	if !s.first {
+		return true // readable (or woken by the deadline)
+	}
+	s.first = false
+	if s.tc.unchecked && !peekQuiet(fd, s.tc.pb[:]) {
+		s.dead = true
+		return true
+	}
+	var full bool
+	s.wrote, full, s.werr = writeFD(fd, s.hb, s.wrote)
+	return full || s.werr != nil // else wait for the answer
 }
 
 func newPool(up *Upstream, maxIdle int) *pool {
