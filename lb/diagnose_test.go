@@ -46,8 +46,8 @@ func targetDiag(t *testing.T, d Diagnosis, group, id string) TargetDiagnosis {
 func TestDiagnoseHealthy(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), WithHealthCheck(fastHealth)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithHealthCheck(fastHealth)),
 	)
 	waitServing(t, l, "app", 1)
 	d := l.Diagnose(Query{})
@@ -61,8 +61,8 @@ func TestDiagnoseHealthy(t *testing.T) {
 func TestDiagnoseNoListenerOnPort(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 	)
 	free := portOf(mustListenClose(t))
 	d := l.Diagnose(Query{Port: free})
@@ -83,8 +83,8 @@ func mustListenClose(t *testing.T) net.Addr {
 func TestDiagnoseClientDenied(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app"), Allow("10.0.0.0/8"), Deny("10.1.0.0/16")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app"), WithAllow("10.0.0.0/8"), WithDeny("10.1.0.0/16")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 	)
 	port := portOf(mustAddr(t, l, "tcp"))
 	d := l.Diagnose(Query{Client: netip.MustParseAddr("10.1.2.3"), Port: port})
@@ -128,9 +128,9 @@ func mustAddr(t *testing.T, l *LoadBalancer, name string) net.Addr {
 func TestDiagnoseGroupNotAttached(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
-		WithTargetGroup("orphan", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
+		WithTargetGroup("orphan", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 	)
 	d := l.Diagnose(Query{})
 	assert.Contains(t, reasons(d), "not attached to any listener: no traffic is forwarded to it")
@@ -139,8 +139,8 @@ func TestDiagnoseGroupNotAttached(t *testing.T) {
 func TestDiagnoseUnhealthyWithReason(t *testing.T) {
 	down := closedAddr(t)
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(down, ID("down")), WithHealthCheck(fastHealth)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(down, WithTargetID("down")), WithHealthCheck(fastHealth)),
 	)
 	require.Eventually(t, func() bool {
 		return len(targetDiag(t, l.Diagnose(Query{}), "app", "down").Health.Results) >= 2
@@ -160,9 +160,9 @@ func TestDiagnoseUnhealthyWithReason(t *testing.T) {
 func TestDiagnoseWeightDrainEjection(t *testing.T) {
 	a, b, c := newEchoTarget(t, "a"), newEchoTarget(t, "b"), newEchoTarget(t, "c")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a"), Weight(0)), Target(b.addr, ID("b")), Target(c.addr, ID("c")),
-			WithoutHealthCheck(), DeregistrationDelay(time.Hour), PassiveEjection(2, time.Hour, 50)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a"), WithWeight(0)), WithTarget(b.addr, WithTargetID("b")), WithTarget(c.addr, WithTargetID("c")),
+			WithoutHealthCheck(), WithDeregistrationDelay(time.Hour), WithPassiveEjection(2, time.Hour, 50)),
 	)
 	require.NoError(t, l.RemoveTarget("app", "b"))
 	l.mu.Lock()
@@ -183,8 +183,8 @@ func TestDiagnoseWeightDrainEjection(t *testing.T) {
 func TestDiagnoseFlowTableFull(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 		WithMaxFlows(1),
 	)
 	front := mustAddr(t, l, "tcp").String()
@@ -200,7 +200,7 @@ func TestDiagnoseFlowTableFull(t *testing.T) {
 }
 
 func TestDiagnoseNotRunning(t *testing.T) {
-	l, err := New(WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")), WithTargetGroup("app", TCP, Target("127.0.0.1:1")))
+	l, err := New(WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")), WithTargetGroup("app", TCP, WithTarget("127.0.0.1:1")))
 	require.NoError(t, err)
 	d := l.Diagnose(Query{})
 	assert.False(t, d.OK)

@@ -27,10 +27,10 @@ func Example() {
 
 	l, err := lb.New(
 		lb.WithLogger(quiet),
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("app")),
 		lb.WithTargetGroup("app", lb.HTTP,
-			lb.Target(a.Listener.Addr().String(), lb.ID("a")),
-			lb.Target(b.Listener.Addr().String(), lb.ID("b")),
+			lb.WithTarget(a.Listener.Addr().String(), lb.WithTargetID("a")),
+			lb.WithTarget(b.Listener.Addr().String(), lb.WithTargetID("b")),
 			lb.WithoutHealthCheck(), // every target counts as healthy
 		),
 	)
@@ -64,8 +64,8 @@ func Example() {
 // with every problem, each naming its object and field.
 func ExampleNew_validation() {
 	_, err := lb.New(
-		lb.WithListener("web", lb.TCP, "127.0.0.1:99999", lb.ForwardTo("app")),
-		lb.WithTargetGroup("app", lb.HTTP, lb.Target("127.0.0.1:9001", lb.Weight(150))),
+		lb.WithListener("web", lb.TCP, "127.0.0.1:99999", lb.WithForwardTo("app")),
+		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget("127.0.0.1:9001", lb.WithWeight(150))),
 	)
 	fmt.Println(err)
 	// Output:
@@ -92,8 +92,8 @@ func ExampleLoadBalancer_Diagnose() {
 	l, _ := lb.New(
 		lb.WithLogger(quiet),
 		lb.WithHooks(lb.Hooks{HealthChange: func(e lb.HealthEvent) { changes <- e }}),
-		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app")),
-		lb.WithTargetGroup("app", lb.TCP, lb.Target(target.Addr().String(), lb.ID("db-1")),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("app")),
+		lb.WithTargetGroup("app", lb.TCP, lb.WithTarget(target.Addr().String(), lb.WithTargetID("db-1")),
 			lb.WithHealthCheck(lb.HealthCheck{Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, UnhealthyThreshold: 1})),
 	)
 	if err := l.Start(); err != nil {
@@ -118,8 +118,8 @@ func ExampleLoadBalancer_Diagnose() {
 func ExampleLoadBalancer_SetWeight() {
 	l, _ := lb.New(
 		lb.WithLogger(quiet),
-		lb.WithTargetGroup("app", lb.TCP, lb.Target("127.0.0.1:9001", lb.ID("a")), lb.Target("127.0.0.1:9002", lb.ID("b"))),
-		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithTargetGroup("app", lb.TCP, lb.WithTarget("127.0.0.1:9001", lb.WithTargetID("a")), lb.WithTarget("127.0.0.1:9002", lb.WithTargetID("b"))),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("app")),
 	)
 	if err := l.Start(); err != nil {
 		fmt.Println(err)

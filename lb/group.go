@@ -457,14 +457,14 @@ func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetSta
 		opts = append(opts, sticky.WithCapacity(s.Capacity))
 	}
 	switch s.Kind {
-	case NoStickiness:
+	case NotSticky:
 		return nil, nil
-	case SourceIPStickiness:
+	case SourceIP:
 		if s.PrefixV4 > 0 || s.PrefixV6 > 0 { // the one not set keeps whole addresses
 			opts = append(opts, sticky.WithPrefix(cmpOr(s.PrefixV4, 32), cmpOr(s.PrefixV6, 128)))
 		}
 		return sticky.NewSourceIP(opts...)
-	case LBCookieStickiness:
+	case Cookie:
 		if s.CookieName != "" {
 			opts = append(opts, sticky.WithCookieName(s.CookieName))
 		}
@@ -472,7 +472,7 @@ func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetSta
 			opts = append(opts, sticky.WithKeys(s.Keys[0], s.Keys[1:]...))
 		}
 		return sticky.NewCookie(opts...)
-	case AppCookieStickiness:
+	case AppCookie:
 		return sticky.NewAppCookie(s.CookieName, opts...)
 	}
 	return nil, fmt.Errorf("stickiness %s is unknown", s.Kind)

@@ -591,7 +591,7 @@ func (l *LoadBalancer) RemoveTargetGroup(name string) error {
 // It gets traffic once its first health check passes.
 func (l *LoadBalancer) AddTarget(group, addr string, opts ...TargetOption) error {
 	return l.modifyGroup(group, func(g *groupConfig) error {
-		Target(addr, opts...)(g)
+		WithTarget(addr, opts...)(g)
 		return nil
 	})
 }

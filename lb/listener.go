@@ -220,7 +220,7 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 		if cfg.proto == TLS {
 			tlsCfg = &tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers}
 		}
-		// lb's HeaderTimeout takes any value, ≤ 0 meaning the default.
+		// lb's WithHeaderTimeout takes any value, ≤ 0 meaning the default.
 		tmo := proxy.Timeouts{Idle: cfg.idle, Connect: cfg.connectTimeout, Header: max(cfg.headerTimeout, 0)}
 		if err = errors.Join(p.SetUpstream(l.groups[cfg.group].up()), p.SetTimeouts(tmo), p.SetTLSConfig(tlsCfg)); err == nil {
 			p.SetACL(acl)

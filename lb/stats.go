@@ -82,7 +82,7 @@ type GroupStats struct {
 	// NoTarget counts connections and requests refused because no target
 	// could take them.
 	NoTarget uint64 `json:"no_target"`
-	// Sticky are the session-persistence counters (hits, misses, re-picks
+	// WithStickiness are the session-persistence counters (hits, misses, re-picks
 	// because the remembered target could not serve, sessions held,
 	// refused for capacity, bad cookies by reason), zero without
 	// stickiness. They restart when the stickiness setting changes.
@@ -93,7 +93,7 @@ type GroupStats struct {
 
 // TargetStats are one target's state and counters.
 type TargetStats struct {
-	// ID and Addr identify the target; Weight is its weight.
+	// WithTargetID and Addr identify the target; Weight is its weight.
 	ID     string `json:"id"`
 	Addr   string `json:"address"`
 	Weight int    `json:"weight"`

@@ -153,7 +153,7 @@ func (l *listenerConfig) actionProblems(groups map[string]*groupConfig) []error 
 			add("%sforwards to target group %q, which does not exist", prefix, name)
 		case l.proto.valid() && g.proto.valid() && !forwards(l.proto, g.proto):
 			add("%sa %s listener cannot forward to %s target group %q (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)", prefix, l.proto, g.proto, g.name)
-		case g.stickiness.Kind >= LBCookieStickiness && !l.proto.l7():
+		case g.stickiness.Kind >= Cookie && !l.proto.l7():
 			add("%starget group %q uses %s stickiness, which needs an http or https listener", prefix, g.name, g.stickiness.Kind)
 		}
 	}
@@ -298,26 +298,26 @@ func (g *groupConfig) problems() []error {
 	if _, err := balancer.New(balancer.WithAlgorithm(g.algo), balancer.WithTargets(g.balancerTargets()...)); err != nil {
 		errs = append(errs, unwrapAll(err)...)
 	}
-	if k := g.stickiness.Kind; k > AppCookieStickiness {
+	if k := g.stickiness.Kind; k > AppCookie {
 		add("stickiness %d is unknown", k)
-	} else if k >= LBCookieStickiness && g.proto.valid() && !g.proto.l7() {
+	} else if k >= Cookie && g.proto.valid() && !g.proto.l7() {
 		add("%s stickiness needs an http or https target group, not %s", k, g.proto)
 	}
 	if g.algo == balancer.KeyHash {
 		add("algorithm key_hash needs a key per request, which lb does not provide; use source_ip_hash, or balancer.KeyHash directly")
 	}
-	if g.stickiness.Kind != NoStickiness && g.algo == balancer.SourceIPHash {
+	if g.stickiness.Kind != NotSticky && g.algo == balancer.SourceIPHash {
 		add("%s stickiness with algorithm %s: the algorithm already keeps each client on its target; choose one", g.stickiness.Kind, g.algo)
 	}
-	if g.stickiness.Kind == NoStickiness && (g.stickiness.Store != nil || g.stickiness.StoreTimeout != 0) {
+	if g.stickiness.Kind == NotSticky && (g.stickiness.Store != nil || g.stickiness.StoreTimeout != 0) {
 		add("a sticky store is set without stickiness")
 	}
-	if g.stickiness.Kind == AppCookieStickiness && g.stickiness.CookieName == "" {
+	if g.stickiness.Kind == AppCookie && g.stickiness.CookieName == "" {
 		add("app_cookie stickiness needs the application's cookie name (CookieName)")
 	}
 	if g.stickiness.Duration < 0 {
 		add("stickiness duration %s is negative", g.stickiness.Duration)
-	} else if g.stickiness.Kind != NoStickiness && g.stickiness.Kind <= AppCookieStickiness && (g.stickiness.Kind != AppCookieStickiness || g.stickiness.CookieName != "") {
+	} else if g.stickiness.Kind != NotSticky && g.stickiness.Kind <= AppCookie && (g.stickiness.Kind != AppCookie || g.stickiness.CookieName != "") {
 		if _, err := buildPolicy(g.name, g.stickiness, func(string) sticky.TargetState { return sticky.Usable }); err != nil {
 			for _, e := range lines(err) {
 				add("stickiness: %v", e)

@@ -14,8 +14,8 @@ import (
 )
 
 func TestValidation(t *testing.T) {
-	web := WithTargetGroup("web", HTTP, Target("127.0.0.1:8080"))
-	tcp := WithTargetGroup("tcp", TCP, Target("127.0.0.1:9000"))
+	web := WithTargetGroup("web", HTTP, WithTarget("127.0.0.1:8080"))
+	tcp := WithTargetGroup("tcp", TCP, WithTarget("127.0.0.1:9000"))
 	cert := tls.Certificate{Certificate: [][]byte{{1}}}
 	cases := []struct {
 		name string
@@ -23,18 +23,18 @@ func TestValidation(t *testing.T) {
 		want []string
 	}{
 		{"protocol pairs", []Option{web, tcp,
-			WithListener("a", TCP, "127.0.0.1:1", ForwardTo("web")),
-			WithListener("b", HTTP, "127.0.0.1:2", ForwardTo("tcp")),
-			WithListener("c", UDP, "127.0.0.1:3", ForwardTo("tcp")),
+			WithListener("a", TCP, "127.0.0.1:1", WithForwardTo("web")),
+			WithListener("b", HTTP, "127.0.0.1:2", WithForwardTo("tcp")),
+			WithListener("c", UDP, "127.0.0.1:3", WithForwardTo("tcp")),
 		}, []string{
 			`listener "a": a tcp listener cannot forward to http target group "web"`,
 			`listener "b": a http listener cannot forward to tcp target group "tcp"`,
 			`listener "c": a udp listener cannot forward to tcp target group "tcp"`,
 		}},
 		{"ports and addresses", []Option{tcp,
-			WithListener("a", TCP, "127.0.0.1:70000", ForwardTo("tcp")),
-			WithListener("b", TCP, "no-port", ForwardTo("tcp")),
-			WithTargetGroup("g", TCP, Target("127.0.0.1:0"), Target("nohost")),
+			WithListener("a", TCP, "127.0.0.1:70000", WithForwardTo("tcp")),
+			WithListener("b", TCP, "no-port", WithForwardTo("tcp")),
+			WithTargetGroup("g", TCP, WithTarget("127.0.0.1:0"), WithTarget("nohost")),
 		}, []string{
 			`listener "a": addr "127.0.0.1:70000": port "70000" is out of range 0..65535`,
 			`listener "b": addr "no-port" is not host:port`,
@@ -42,9 +42,9 @@ func TestValidation(t *testing.T) {
 			`target group "g": target[1] "nohost": invalid target: addr "nohost" is not host:port`,
 		}},
 		{"duplicate names and addresses", []Option{tcp, tcp,
-			WithListener("a", TCP, "127.0.0.1:1", ForwardTo("tcp")),
-			WithListener("a", TCP, "127.0.0.1:1", ForwardTo("tcp")),
-			WithTargetGroup("d", TCP, Target("127.0.0.1:1"), Target("127.0.0.1:1")),
+			WithListener("a", TCP, "127.0.0.1:1", WithForwardTo("tcp")),
+			WithListener("a", TCP, "127.0.0.1:1", WithForwardTo("tcp")),
+			WithTargetGroup("d", TCP, WithTarget("127.0.0.1:1"), WithTarget("127.0.0.1:1")),
 		}, []string{
 			`target group "tcp": name is used by another target group`,
 			`listener "a": name is used by another listener`,
@@ -52,7 +52,7 @@ func TestValidation(t *testing.T) {
 			`target group "d": target[1] "127.0.0.1:1": duplicate target: id also used by target[0]`,
 		}},
 		{"missing and empty things", []Option{
-			WithListener("", TCP, "127.0.0.1:1", ForwardTo("nope")),
+			WithListener("", TCP, "127.0.0.1:1", WithForwardTo("nope")),
 			WithListener("x", TCP, "127.0.0.1:2"),
 			WithTargetGroup("", TCP),
 		}, []string{
@@ -62,11 +62,11 @@ func TestValidation(t *testing.T) {
 			`listener "x": no target group to forward to (ForwardTo)`,
 		}},
 		{"stickiness that does not fit", []Option{
-			WithTargetGroup("t", TCP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: LBCookieStickiness})),
-			WithTargetGroup("h", HTTP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: SourceIPStickiness}), Algorithm(balancer.SourceIPHash)),
-			WithTargetGroup("app", HTTP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: AppCookieStickiness})),
-			WithTargetGroup("keys", HTTP, Target("127.0.0.1:1"), Sticky(Stickiness{Kind: LBCookieStickiness, CookieName: "bad name;", Keys: [][]byte{[]byte("short")}})),
-			WithListener("l", TCP, "127.0.0.1:1", ForwardTo("t")),
+			WithTargetGroup("t", TCP, WithTarget("127.0.0.1:1"), WithStickiness(Stickiness{Kind: Cookie})),
+			WithTargetGroup("h", HTTP, WithTarget("127.0.0.1:1"), WithStickiness(Stickiness{Kind: SourceIP}), WithAlgorithm(balancer.SourceIPHash)),
+			WithTargetGroup("app", HTTP, WithTarget("127.0.0.1:1"), WithStickiness(Stickiness{Kind: AppCookie})),
+			WithTargetGroup("keys", HTTP, WithTarget("127.0.0.1:1"), WithStickiness(Stickiness{Kind: Cookie, CookieName: "bad name;", Keys: [][]byte{[]byte("short")}})),
+			WithListener("l", TCP, "127.0.0.1:1", WithForwardTo("t")),
 		}, []string{
 			`target group "t": lb_cookie stickiness needs an http or https target group, not tcp`,
 			`target group "h": source_ip stickiness with algorithm source_ip_hash: the algorithm already keeps each client on its target; choose one`,
@@ -75,7 +75,7 @@ func TestValidation(t *testing.T) {
 			`listener "l": target group "t" uses lb_cookie stickiness, which needs an http or https listener`,
 		}},
 		{"health checks", []Option{
-			WithTargetGroup("g", HTTP, Target("127.0.0.1:1"), WithHealthCheck(HealthCheck{
+			WithTargetGroup("g", HTTP, WithTarget("127.0.0.1:1"), WithHealthCheck(HealthCheck{
 				Protocol: TLS, Port: 70000, Interval: time.Second, Timeout: 2 * time.Second,
 				HealthyThreshold: 11, Status: "200-x", Path: "health",
 			})),
@@ -88,12 +88,12 @@ func TestValidation(t *testing.T) {
 			`health check: `,
 		}},
 		{"tls and data-plane settings", []Option{tcp, web,
-			WithListener("s", HTTPS, "127.0.0.1:1", ForwardTo("web")),
-			WithListener("p", HTTP, "127.0.0.1:2", ForwardTo("web"), Certificates(cert)),
-			WithListener("old", HTTPS, "127.0.0.1:3", ForwardTo("web"), Certificates(cert), MinTLSVersion(tls.VersionTLS10)),
-			WithListener("h2", HTTPS, "127.0.0.1:4", ForwardTo("web"), Certificates(cert), CipherSuites(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)),
-			WithListener("h1", HTTPS, "127.0.0.1:5", ForwardTo("web"), Certificates(cert), CipherSuites(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384), DisableHTTP2()),
-			WithTargetGroup("pp", HTTP, Target("127.0.0.1:1"), ProxyProtocol(3), TargetTLS(&tls.Config{})),
+			WithListener("s", HTTPS, "127.0.0.1:1", WithForwardTo("web")),
+			WithListener("p", HTTP, "127.0.0.1:2", WithForwardTo("web"), WithCertificates(cert)),
+			WithListener("old", HTTPS, "127.0.0.1:3", WithForwardTo("web"), WithCertificates(cert), WithMinTLSVersion(tls.VersionTLS10)),
+			WithListener("h2", HTTPS, "127.0.0.1:4", WithForwardTo("web"), WithCertificates(cert), WithCipherSuites(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)),
+			WithListener("h1", HTTPS, "127.0.0.1:5", WithForwardTo("web"), WithCertificates(cert), WithCipherSuites(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384), WithoutHTTP2()),
+			WithTargetGroup("pp", HTTP, WithTarget("127.0.0.1:1"), WithProxyProtocol(3), WithTargetTLS(&tls.Config{})),
 		}, []string{
 			`listener "s": a https listener needs at least one certificate (Certificates)`,
 			`listener "p": certificates are set but a http listener does not use TLS`,
@@ -104,9 +104,9 @@ func TestValidation(t *testing.T) {
 			`target group "pp": target TLS is set but a http target group does not use TLS`,
 		}},
 		{"access control and rules", []Option{web,
-			WithListener("w", HTTP, "127.0.0.1:1", ForwardTo("web"), Allow("10.0.0.1/8", "bogus"), TrustProxies("x"),
-				Rules(Rule{Host: "a", Forward: "web", Redirect: &proxy.Redirect{Scheme: "https"}}, Rule{Path: "~(", Forward: "web"}, Rule{Host: "b", Forward: "missing"})),
-			WithListener("t", TCP, "127.0.0.1:2", ForwardTo("tcp"), Rules(Rule{Forward: "tcp"}), RequestTimeout(time.Second)),
+			WithListener("w", HTTP, "127.0.0.1:1", WithForwardTo("web"), WithAllow("10.0.0.1/8", "bogus"), WithTrustedProxies("x"),
+				WithRules(Rule{Host: "a", Forward: "web", Redirect: &proxy.Redirect{Scheme: "https"}}, Rule{Path: "~(", Forward: "web"}, Rule{Host: "b", Forward: "missing"})),
+			WithListener("t", TCP, "127.0.0.1:2", WithForwardTo("tcp"), WithRules(Rule{Forward: "tcp"}), WithRequestTimeout(time.Second)),
 			WithListener("n", HTTP, "127.0.0.1:3"),
 			tcp,
 		}, []string{
@@ -120,13 +120,13 @@ func TestValidation(t *testing.T) {
 			`listener "n": no default action (ForwardTo, DefaultRedirect or DefaultFixed)`,
 		}},
 		{"http settings the proxy checks only when it starts", []Option{web, tcp,
-			WithListener("h", HTTPS, "127.0.0.1:1", ForwardTo("web"), Certificates(cert),
-				RequestTimeout(-1), ResponseTimeout(-2), MaxHeaderBytes(-3), MaxBodyBytes(-4), MaxURILength(-5),
-				Retries(proxy.Retry{Attempts: -1, Timeout: -1, MinPerSecond: -1, Ratio: 11}), ConnectAttempts(2),
-				ClientAuth(tls.RequireAndVerifyClientCert, nil, "*.bad*host"), MinTLSVersion(0x0309)),
-			WithListener("m", HTTP, "127.0.0.1:2", ForwardTo("web"), ClientAuth(tls.RequestClientCert, nil)),
-			WithListener("l4", TCP, "127.0.0.1:3", ForwardTo("tcp"), Retries(proxy.Retry{Attempts: 2}), ForwardedHeader()),
-			WithTargetGroup("k", HTTP, Target("127.0.0.1:1"), Algorithm(balancer.KeyHash)),
+			WithListener("h", HTTPS, "127.0.0.1:1", WithForwardTo("web"), WithCertificates(cert),
+				WithRequestTimeout(-1), WithResponseTimeout(-2), WithMaxHeaderBytes(-3), WithMaxBodyBytes(-4), WithMaxURILength(-5),
+				WithRetries(proxy.Retry{Attempts: -1, Timeout: -1, MinPerSecond: -1, Ratio: 11}), WithConnectAttempts(2),
+				WithClientAuth(tls.RequireAndVerifyClientCert, nil, "*.bad*host"), WithMinTLSVersion(0x0309)),
+			WithListener("m", HTTP, "127.0.0.1:2", WithForwardTo("web"), WithClientAuth(tls.RequestClientCert, nil)),
+			WithListener("l4", TCP, "127.0.0.1:3", WithForwardTo("tcp"), WithRetries(proxy.Retry{Attempts: 2}), WithForwardedHeader()),
+			WithTargetGroup("k", HTTP, WithTarget("127.0.0.1:1"), WithAlgorithm(balancer.KeyHash)),
 		}, []string{
 			`listener "h": request timeout -1 is negative`,
 			`listener "h": response timeout -2 is negative`,
@@ -159,9 +159,9 @@ func TestValidation(t *testing.T) {
 }
 
 func TestValidationDuplicateRules(t *testing.T) {
-	_, err := New(WithTargetGroup("web", HTTP, Target("127.0.0.1:8080")),
-		WithListener("w", HTTP, "127.0.0.1:1", ForwardTo("web"),
-			Rules(Rule{Name: "first", Host: "a.test", Path: "/x", Forward: "web"}, Rule{Name: "second", Host: "a.test", Path: "/x", Forward: "web"})))
+	_, err := New(WithTargetGroup("web", HTTP, WithTarget("127.0.0.1:8080")),
+		WithListener("w", HTTP, "127.0.0.1:1", WithForwardTo("web"),
+			WithRules(Rule{Name: "first", Host: "a.test", Path: "/x", Forward: "web"}, Rule{Name: "second", Host: "a.test", Path: "/x", Forward: "web"})))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"first"`)
 	assert.Contains(t, err.Error(), `"second"`)
@@ -170,14 +170,14 @@ func TestValidationDuplicateRules(t *testing.T) {
 func TestValidConfigurations(t *testing.T) {
 	cert := tls.Certificate{Certificate: [][]byte{{1}}}
 	for name, opts := range map[string][]Option{
-		"minimal": {WithListener("l", TCP, "127.0.0.1:0", ForwardTo("g")), WithTargetGroup("g", TCP, Target("127.0.0.1:9"))},
+		"minimal": {WithListener("l", TCP, "127.0.0.1:0", WithForwardTo("g")), WithTargetGroup("g", TCP, WithTarget("127.0.0.1:9"))},
 		"l7": {
-			WithListener("l", HTTPS, "127.0.0.1:0", ForwardTo("g"), Certificates(cert), Rules(Rule{Path: "/api/*", Forward: "api"}, Rule{Host: "old.test", Redirect: &proxy.Redirect{Host: "new.test"}})),
-			WithListener("r", HTTP, "127.0.0.1:0", DefaultRedirect(proxy.Redirect{Scheme: "https"})),
-			WithTargetGroup("g", HTTPS, Target("127.0.0.1:9"), Sticky(Stickiness{Kind: LBCookieStickiness})),
-			WithTargetGroup("api", HTTP, Target("127.0.0.1:10"), Sticky(Stickiness{Kind: AppCookieStickiness, CookieName: "JSESSIONID"})),
+			WithListener("l", HTTPS, "127.0.0.1:0", WithForwardTo("g"), WithCertificates(cert), WithRules(Rule{Path: "/api/*", Forward: "api"}, Rule{Host: "old.test", Redirect: &proxy.Redirect{Host: "new.test"}})),
+			WithListener("r", HTTP, "127.0.0.1:0", WithDefaultRedirect(proxy.Redirect{Scheme: "https"})),
+			WithTargetGroup("g", HTTPS, WithTarget("127.0.0.1:9"), WithStickiness(Stickiness{Kind: Cookie})),
+			WithTargetGroup("api", HTTP, WithTarget("127.0.0.1:10"), WithStickiness(Stickiness{Kind: AppCookie, CookieName: "JSESSIONID"})),
 		},
-		"udp over tcp checks": {WithListener("u", UDP, "127.0.0.1:0", ForwardTo("g")), WithTargetGroup("g", UDP, Target("127.0.0.1:53"), WithHealthCheck(HealthCheck{Protocol: TCP, Port: 8053}))},
+		"udp over tcp checks": {WithListener("u", UDP, "127.0.0.1:0", WithForwardTo("g")), WithTargetGroup("g", UDP, WithTarget("127.0.0.1:53"), WithHealthCheck(HealthCheck{Protocol: TCP, Port: 8053}))},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := New(opts...)
