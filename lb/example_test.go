@@ -2,6 +2,7 @@ package lb_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,18 +62,24 @@ func Example() {
 }
 
 // ExampleNew_validation shows that an invalid configuration is refused
-// with every problem, each naming its object and field.
+// with every problem, each a *lb.FieldError naming its object and field.
 func ExampleNew_validation() {
 	_, err := lb.New(
 		lb.WithListener("web", lb.TCP, "127.0.0.1:99999", lb.WithForwardTo("app")),
 		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget("127.0.0.1:9001", lb.WithWeight(150))),
 	)
 	fmt.Println(err)
+	fmt.Println(errors.Is(err, lb.ErrInvalid))
+	var fe *lb.FieldError
+	if errors.As(err, &fe) {
+		fmt.Printf("%s %q in %s %q: %s\n", fe.Kind, fe.Name, fe.Parent.Kind, fe.Parent.Name, fe.Field)
+	}
 	// Output:
-	// 3 problems:
-	// 	* target group "app": target[0] "127.0.0.1:9001": invalid target: weight 150 is out of range 0..100
-	// 	* listener "web": addr "127.0.0.1:99999": port "99999" is out of range 0..65535
-	// 	* listener "web": a tcp listener cannot forward to http target group "app" (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)
+	// target group "app": target[0] "127.0.0.1:9001": weight 150 is out of range 0..100
+	// listener "web": addr "127.0.0.1:99999": port "99999" is out of range 0..65535
+	// listener "web": a tcp listener cannot forward to http target group "app" (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)
+	// true
+	// target "127.0.0.1:9001" in target group "app": Weight
 }
 
 // ExampleLoadBalancer_Diagnose asks why a target gets no traffic after it
@@ -131,6 +138,6 @@ func ExampleLoadBalancer_SetWeight() {
 	fmt.Println(l.SetAlgorithm("app", balancer.LeastConnections))
 	// Output:
 	// <nil>
-	// target group "app": target[0] "a": invalid target: weight 101 is out of range 0..100
+	// target group "app": target[0] "a": weight 101 is out of range 0..100
 	// <nil>
 }

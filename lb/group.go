@@ -145,7 +145,7 @@ func (g *group) prepare(cfg *groupConfig) (*groupChange, error) {
 	if old == nil || !reflect.DeepEqual(old.stickiness, cfg.stickiness) {
 		p, err := g.newPolicy(cfg.stickiness)
 		if err != nil {
-			return nil, fmt.Errorf("target group %q: stickiness: %w", cfg.name, err)
+			return nil, &FieldError{Object: Object{Kind: KindTargetGroup, Name: cfg.name, Index: -1}, Field: "Stickiness", Err: invalidBy(err)}
 		}
 		c.policy, c.sticky = p, true
 	}
@@ -154,7 +154,7 @@ func (g *group) prepare(cfg *groupConfig) (*groupChange, error) {
 		old.ejectFailures != cfg.ejectFailures || old.ejectPeriod != cfg.ejectPeriod || old.ejectMaxPct != cfg.ejectMaxPct {
 		mon, checker, err := g.buildMonitor(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("target group %q: health check: %w", cfg.name, err)
+			return nil, &FieldError{Object: Object{Kind: KindTargetGroup, Name: cfg.name, Index: -1}, Field: "HealthCheck", Err: invalidBy(err)}
 		}
 		c.mon, c.checker = mon, checker
 	}

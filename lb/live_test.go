@@ -393,7 +393,7 @@ func TestReconfigure(t *testing.T) {
 	err := l.Reconfigure(append(opts(WithTarget(b.addr, WithTargetID("b"), WithWeight(500))), WithListener("bad", HTTP, "nonsense"))...)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `listener "bad": addr "nonsense" is not host:port`)
-	assert.Contains(t, err.Error(), `target[0] "b": invalid target: weight 500 is out of range 0..100`)
+	assert.Contains(t, err.Error(), `target[0] "b": weight 500 is out of range 0..100`)
 	assert.Equal(t, map[string]int{"a": 4}, nextFrom(t, front, 4), "an invalid configuration changes nothing")
 
 	// a leaves (draining: what it has in flight finishes), b arrives.

@@ -49,7 +49,7 @@ func TestValidation(t *testing.T) {
 			`target group "tcp": name is used by another target group`,
 			`listener "a": name is used by another listener`,
 			`listener "a": addr "127.0.0.1:1" is used by listener "a"`,
-			`target group "d": target[1] "127.0.0.1:1": duplicate target: id also used by target[0]`,
+			`target group "d": target[1] "127.0.0.1:1": id also used by target[0]`,
 		}},
 		{"missing and empty things", []Option{
 			WithListener("", TCP, "127.0.0.1:1", WithForwardTo("nope")),
@@ -59,7 +59,7 @@ func TestValidation(t *testing.T) {
 			`target group #1: name is empty`,
 			`listener #1: name is empty`,
 			`listener #1: forwards to target group "nope", which does not exist`,
-			`listener "x": no target group to forward to (ForwardTo)`,
+			`listener "x": no target group to forward to`,
 		}},
 		{"stickiness that does not fit", []Option{
 			WithTargetGroup("t", TCP, WithTarget("127.0.0.1:1"), WithStickiness(Stickiness{Kind: Cookie})),
@@ -70,7 +70,7 @@ func TestValidation(t *testing.T) {
 		}, []string{
 			`target group "t": lb_cookie stickiness needs an http or https target group, not tcp`,
 			`target group "h": source_ip stickiness with algorithm source_ip_hash: the algorithm already keeps each client on its target; choose one`,
-			`target group "app": app_cookie stickiness needs the application's cookie name (CookieName)`,
+			`target group "app": app_cookie stickiness needs the application's cookie name`,
 			`target group "keys": stickiness: `,
 			`listener "l": target group "t" uses lb_cookie stickiness, which needs an http or https listener`,
 		}},
@@ -83,7 +83,7 @@ func TestValidation(t *testing.T) {
 			`health check: protocol tls cannot be checked (tcp, http, https or udp)`,
 			`health check: port 70000 is out of range 0..65535`,
 			`health check: timeout 2s must be below the interval 1s`,
-			`health check: thresholds 11 and 0 must be within 1..10`,
+			`health check: healthy threshold 11 must be within 1..10`,
 			`health check: path "health" is not absolute`,
 			`health check: `,
 		}},
@@ -95,7 +95,7 @@ func TestValidation(t *testing.T) {
 			WithListener("h1", HTTPS, "127.0.0.1:5", WithForwardTo("web"), WithCertificates(cert), WithCipherSuites(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384), WithoutHTTP2()),
 			WithTargetGroup("pp", HTTP, WithTarget("127.0.0.1:1"), WithProxyProtocol(3), WithTargetTLS(&tls.Config{})),
 		}, []string{
-			`listener "s": a https listener needs at least one certificate (Certificates)`,
+			`listener "s": a https listener needs at least one certificate`,
 			`listener "p": certificates are set but a http listener does not use TLS`,
 			`listener "old": minimum TLS version TLS 1.0 is below TLS 1.2, which lbkit does not accept`,
 			`listener "h2": cipher suites need TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 for HTTP/2; add one or disable HTTP/2`,
@@ -114,10 +114,11 @@ func TestValidation(t *testing.T) {
 			`listener "w": acl: allow[1]: "bogus" is not an address or CIDR prefix`,
 			`listener "w": trusted proxies: acl: allow[0]: "x" is not an address or CIDR prefix`,
 			`listener "w": rule[2]: forwards to target group "missing", which does not exist`,
-			`listener "w": invalid rule`,
+			`listener "w": rule[0]: 2 kinds of action set`,
+			`listener "w": rule[1]: path "~(": error parsing regexp`,
 			`listener "t": rules are for http and https listeners`,
 			`listener "t": request timeout, response timeout and header, body and URI limits are for http and https listeners`,
-			`listener "n": no default action (ForwardTo, DefaultRedirect or DefaultFixed)`,
+			`listener "n": no default action`,
 		}},
 		{"http settings the proxy checks only when it starts", []Option{web, tcp,
 			WithListener("h", HTTPS, "127.0.0.1:1", WithForwardTo("web"), WithCertificates(cert),
@@ -165,6 +166,62 @@ func TestValidationDuplicateRules(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"first"`)
 	assert.Contains(t, err.Error(), `"second"`)
+}
+
+// TestValidationErrorsAreData checks that each problem is a *FieldError
+// naming its object and field, wrapping ErrInvalid, and that every problem
+// comes at once.
+func TestValidationErrorsAreData(t *testing.T) {
+	_, err := New(
+		WithMaxFlows(-1),
+		WithTargetGroup("g", HTTP, WithTarget("127.0.0.1:1"), WithTarget("127.0.0.1:2", WithTargetID("b"), WithWeight(101)),
+			WithStickiness(Stickiness{Kind: AppCookie}), WithHealthCheck(HealthCheck{Port: 70000})),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("nope"),
+			WithRules(Rule{Name: "r", Path: "/a", Forward: "g"}, Rule{Path: "/b", Split: []GroupWeight{{Group: "g", Weight: 1}, {Group: "gone", Weight: 1}}})),
+	)
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.NotErrorIs(t, err, ErrNotFound)
+	type key struct {
+		kind        Kind
+		name        string
+		index       int
+		parent, fld string
+	}
+	var got []key
+	for _, e := range unwrapAll(err) {
+		var fe *FieldError
+		require.ErrorAs(t, e, &fe)
+		require.ErrorIs(t, fe, ErrInvalid)
+		got = append(got, key{fe.Kind, fe.Name, fe.Index, fe.Parent.Name, fe.Field})
+	}
+	assert.Equal(t, []key{
+		{KindLoadBalancer, "", 0, "", "MaxFlows"},
+		{KindTarget, "b", 1, "g", "Weight"},
+		{KindTargetGroup, "g", 0, "", "Stickiness.CookieName"},
+		{KindTargetGroup, "g", 0, "", "HealthCheck.Port"},
+		{KindListener, "web", 0, "", "ForwardTo"},
+		{KindRule, "", 1, "web", "Split[1].Group"},
+	}, got)
+}
+
+// TestNotFoundIsData checks the errors of calls that name what does not
+// exist.
+func TestNotFoundIsData(t *testing.T) {
+	l, err := New(WithTargetGroup("g", TCP, WithTarget("127.0.0.1:1"), WithoutHealthCheck()))
+	require.NoError(t, err)
+	for _, err := range []error{l.RemoveTarget("g", "nope"), l.SetWeight("g", "nope", 1), l.RemoveTarget("nope", "x"), l.RemoveListener("nope")} {
+		require.ErrorIs(t, err, ErrNotFound)
+		assert.NotErrorIs(t, err, ErrInvalid)
+		var fe *FieldError
+		require.ErrorAs(t, err, &fe)
+		assert.Equal(t, -1, fe.Index)
+	}
+	err = l.RemoveTarget("g", "nope")
+	assert.EqualError(t, err, `target group "g": target "nope": does not exist`)
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, Object{Kind: KindTarget, Name: "nope", Index: -1}, fe.Object)
+	assert.Equal(t, Object{Kind: KindTargetGroup, Name: "g", Index: -1}, fe.Parent)
 }
 
 func TestValidConfigurations(t *testing.T) {
