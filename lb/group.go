@@ -691,16 +691,6 @@ func (g *groupConfig) healthProtocol() Protocol {
 	return TCP
 }
 
-// balancerTargets returns the group's static targets as the balancer sees
-// them, for validation.
-func (g *groupConfig) balancerTargets() []balancer.Target {
-	ts := make([]balancer.Target, len(g.targets))
-	for i, t := range g.targets {
-		ts[i] = balancer.Target{ID: t.id, Addr: t.addr, Weight: t.weight}
-	}
-	return ts
-}
-
 // memberIDs returns the IDs of the group's targets, sorted.
 func (g *group) memberIDs() []string {
 	g.mu.Lock()

@@ -156,23 +156,6 @@ func (s *state) rdsNames() []string {
 	return slices.Sorted(maps.Keys(set))
 }
 
-// referenced reports whether a listener or its routes name a cluster.
-func (s *state) referenced(name string) bool {
-	for _, l := range s.listeners {
-		if l.tcp == name {
-			return true
-		}
-		r := l.inline
-		if r == nil {
-			r = s.routes[l.rds]
-		}
-		if r != nil && slices.Contains(r.clusters, name) {
-			return true
-		}
-	}
-	return false
-}
-
 // Option configures a Client.
 type Option func(*Client)
 
