@@ -789,7 +789,7 @@ func (c *compiler) stickiness(path string, s *Stickiness) (lb.Stickiness, bool) 
 		// What lb checks only when it starts the policy: the sticky
 		// package's own validation (cookie name, keys).
 		var err error
-		opts := []sticky.Option{}
+		opts := []sticky.CookieOption{}
 		if st.CookieName != "" && st.Kind == lb.Cookie {
 			opts = append(opts, sticky.WithCookieName(st.CookieName))
 		}

@@ -443,28 +443,40 @@ func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) {
 // nil for none. Validation builds one too, so that the sticky package's own
 // checks (cookie names, key lengths) run before anything starts.
 func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetState) (sticky.Policy, error) {
-	opts := []sticky.Option{sticky.WithTargetState(state)}
+	common := []sticky.Option{sticky.WithTargetState(state)}
+	if s.Duration > 0 {
+		common = append(common, sticky.WithDuration(s.Duration))
+	}
+	var tables []sticky.TableOption // SourceIP and AppCookie only
 	if s.Store != nil {
-		opts = append(opts, sticky.WithStore(groupStore{s: s.Store, prefix: group + "/"}))
+		tables = append(tables, sticky.WithStore(groupStore{s: s.Store, prefix: group + "/"}))
 	}
 	if s.StoreTimeout != 0 {
-		opts = append(opts, sticky.WithStoreTimeout(s.StoreTimeout))
-	}
-	if s.Duration > 0 {
-		opts = append(opts, sticky.WithDuration(s.Duration))
+		tables = append(tables, sticky.WithStoreTimeout(s.StoreTimeout))
 	}
 	if s.Capacity > 0 {
-		opts = append(opts, sticky.WithCapacity(s.Capacity))
+		tables = append(tables, sticky.WithCapacity(s.Capacity))
 	}
 	switch s.Kind {
 	case NotSticky:
 		return nil, nil
 	case SourceIP:
+		var opts []sticky.SourceIPOption
+		for _, o := range common {
+			opts = append(opts, o)
+		}
+		for _, o := range tables {
+			opts = append(opts, o)
+		}
 		if s.PrefixV4 > 0 || s.PrefixV6 > 0 { // the one not set keeps whole addresses
 			opts = append(opts, sticky.WithPrefix(cmpOr(s.PrefixV4, 32), cmpOr(s.PrefixV6, 128)))
 		}
 		return sticky.NewSourceIP(opts...)
 	case Cookie:
+		var opts []sticky.CookieOption
+		for _, o := range common {
+			opts = append(opts, o)
+		}
 		if s.CookieName != "" {
 			opts = append(opts, sticky.WithCookieName(s.CookieName))
 		}
@@ -473,9 +485,16 @@ func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetSta
 		}
 		return sticky.NewCookie(opts...)
 	case AppCookie:
+		var opts []sticky.AppCookieOption
+		for _, o := range common {
+			opts = append(opts, o)
+		}
+		for _, o := range tables {
+			opts = append(opts, o)
+		}
 		return sticky.NewAppCookie(s.CookieName, opts...)
 	}
-	return nil, fmt.Errorf("stickiness %s is unknown", s.Kind)
+	return nil, invalidf("stickiness %s is unknown", s.Kind)
 }
 
 // firstCheckWithin is how soon a new target is first checked.

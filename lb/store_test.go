@@ -67,7 +67,7 @@ func TestStickyStoreValidation(t *testing.T) {
 	_, err := New(WithTargetGroup("web", HTTP, WithStickiness(Stickiness{Store: &mapStore{}})))
 	assert.ErrorContains(t, err, "a sticky store is set without stickiness")
 	_, err = New(WithTargetGroup("web", HTTP, WithStickiness(Stickiness{Kind: Cookie, Store: &mapStore{}})))
-	assert.ErrorContains(t, err, "WithStore does not apply to load-balancer cookie stickiness")
+	assert.ErrorContains(t, err, "a sticky store is for source_ip and app_cookie stickiness")
 	_, err = New(WithTargetGroup("web", HTTP, WithStickiness(Stickiness{Kind: SourceIP, Store: &mapStore{}, StoreTimeout: time.Hour})))
 	assert.ErrorContains(t, err, "store timeout 1h0m0s is out of range")
 	var _ sticky.Store = &mapStore{}

@@ -330,6 +330,9 @@ func (g *groupConfig) check(r *report, obj Object) {
 	if st.Kind == NotSticky && (st.Store != nil || st.StoreTimeout != 0) {
 		add("Stickiness.Store", "a sticky store is set without stickiness")
 	}
+	if st.Kind == Cookie && (st.Store != nil || st.StoreTimeout != 0) {
+		add("Stickiness.Store", "a sticky store is for source_ip and app_cookie stickiness; the lb_cookie carries its target")
+	}
 	if st.Kind == AppCookie && st.CookieName == "" {
 		add("Stickiness.CookieName", "app_cookie stickiness needs the application's cookie name")
 	}
