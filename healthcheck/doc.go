@@ -68,7 +68,7 @@
 //		healthcheck.WithTimeout(time.Second),
 //		healthcheck.WithOnChange(func(c healthcheck.Change) {
 //			log.Print(c) // target "a" (10.0.0.1:80): healthy → unhealthy: connection refused
-//			b.SetHealth(c.Target.ID, toBalancerHealth(c.New.Serving()))
+//			b.SetHealth(c.Target.ID, balancer.HealthOf(c.New.Serving())) // b: a *balancer.Balancer
 //		}),
 //	)
 //	if err != nil { ... }

@@ -309,11 +309,10 @@ func (g *group) settlePriorityLocked() {
 func (g *group) registerLocked(t targetConfig, static bool) {
 	o := g.cfg.overrides[t.id]
 	m := &member{t: t, static: static, discovered: !static, drained: o.drained, checksOff: o.checksOff}
-	h := balancer.Unhealthy
 	if g.cfg.noHealth || m.checksOff {
-		h = balancer.Healthy
 		m.cond = healthcheck.Condition{State: healthcheck.Healthy}
 	}
+	h := balancer.HealthOf(m.cond.Serving()) // the zero Condition is not serving
 	if m.drained {
 		m.drainCut = time.Now() // nothing to cut yet
 	}
@@ -624,11 +623,7 @@ func (g *group) healthChanged(c healthcheck.Change) {
 	}
 	if ok {
 		m.cond = c.New
-		h := balancer.Unhealthy
-		if c.New.Serving() {
-			h = balancer.Healthy
-		}
-		if err := g.bal.SetHealth(id, h); err != nil {
+		if err := g.bal.SetHealth(id, balancer.HealthOf(c.New.Serving())); err != nil {
 			g.log.Error("set health", "target", id, "err", err)
 		}
 		g.settlePriorityLocked()

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/healthcheck"
 	"github.com/lbkit/lbkit/sticky"
 )
 
@@ -354,4 +355,21 @@ func TestGroupStickyPrefixOnOneFamily(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, same.Sticky, "one /24: one session")
 	assert.Equal(t, c.Target.ID, same.Target.ID)
+}
+
+// TestHealthAcrossPackages checks the one way from a health check's verdict
+// to a balancer's mark: healthcheck.State's zero value is Unhealthy,
+// balancer.Health's is Healthy, so a conversion by number would invert them.
+func TestHealthAcrossPackages(t *testing.T) {
+	for _, tc := range []struct {
+		cond healthcheck.Condition
+		want balancer.Health
+	}{
+		{healthcheck.Condition{}, balancer.Unhealthy},
+		{healthcheck.Condition{State: healthcheck.Healthy}, balancer.Healthy},
+		{healthcheck.Condition{State: healthcheck.Healthy, Ejected: true}, balancer.Unhealthy},
+		{healthcheck.Condition{State: healthcheck.Unhealthy}, balancer.Unhealthy},
+	} {
+		assert.Equal(t, tc.want, balancer.HealthOf(tc.cond.Serving()), "%+v", tc.cond)
+	}
 }
