@@ -2,8 +2,13 @@ package lb
 
 import (
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net"
 	"net/netip"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +183,55 @@ func TestDiagnoseWeightDrainEjection(t *testing.T) {
 	assert.Contains(t, strings.Join(targetDiag(t, d, "app", "c").Reasons, "\n"), "ejected by passive checks until")
 	assert.Contains(t, strings.Join(targetDiag(t, d, "app", "c").Reasons, "\n"), "2 consecutive failures")
 	assert.False(t, d.OK)
+}
+
+// TestDiagnoseQuotedReasons checks the reasons TargetDiagnosis.Reasons's
+// doc comment quotes against those Diagnose gives (numbers and the text
+// after "…" aside), so that the comment cannot drift from the code.
+func TestDiagnoseQuotedReasons(t *testing.T) {
+	a, b, c := newEchoTarget(t, "a"), newEchoTarget(t, "b"), newEchoTarget(t, "c")
+	l := startLB(t,
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a"), WithWeight(0)), WithTarget(b.addr, WithTargetID("b")), WithTarget(c.addr, WithTargetID("c")),
+			WithoutHealthCheck(), WithDeregistrationDelay(time.Hour), WithPassiveEjection(2, time.Hour, 50)),
+		WithTargetGroup("hc", TCP, WithTarget(closedAddr(t), WithTargetID("down")), WithHealthCheck(HealthCheck{Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond})),
+	)
+	require.NoError(t, l.RemoveTarget("app", "b"))
+	l.mu.Lock()
+	up := l.groups["app"].up()
+	l.mu.Unlock()
+	for range 2 {
+		up.OnResult("c", errors.New("connection reset by peer"))
+	}
+	require.Eventually(t, func() bool {
+		d := l.Diagnose(Query{})
+		return !targetDiag(t, d, "app", "c").OK && targetDiag(t, d, "hc", "down").Health.Failures >= 3
+	}, 10*time.Second, 5*time.Millisecond)
+	var produced []string
+	for _, g := range l.Diagnose(Query{}).Groups {
+		for _, td := range g.Targets {
+			produced = append(produced, td.Reasons...)
+		}
+	}
+
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "diagnose.go", nil, parser.ParseComments|parser.SkipObjectResolution)
+	require.NoError(t, err)
+	var doc string
+	ast.Inspect(f, func(n ast.Node) bool {
+		if fl, ok := n.(*ast.Field); ok && len(fl.Names) == 1 && fl.Names[0].Name == "Reasons" && fl.Doc != nil {
+			doc = strings.Join(strings.Fields(fl.Doc.Text()), " ")
+		}
+		return true
+	})
+	quotes := regexp.MustCompile(`"([^"]+)"`).FindAllStringSubmatch(doc, -1)
+	require.Len(t, quotes, 4, "TargetDiagnosis.Reasons's doc: %s", doc)
+	number := regexp.MustCompile(`\d+`) // times and counts vary
+	for _, q := range quotes {
+		prefix, _, _ := strings.Cut(q[1], "…")
+		re := regexp.MustCompile("^" + number.ReplaceAllString(regexp.QuoteMeta(prefix), `\d+`))
+		assert.True(t, slices.ContainsFunc(produced, re.MatchString), "the doc quotes %q, which Diagnose does not give: %q", q[1], produced)
+	}
 }
 
 func TestDiagnoseFlowTableFull(t *testing.T) {
