@@ -545,3 +545,21 @@ func portOf(a net.Addr) int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
+
+// Listener returns the diagnosis of the listener called name, and whether
+// there is one.
+func (d Diagnosis) Listener(name string) (ListenerDiagnosis, bool) {
+	return find(d.Listeners, func(l ListenerDiagnosis) bool { return l.Name == name })
+}
+
+// Group returns the diagnosis of the target group called name, and whether
+// there is one.
+func (d Diagnosis) Group(name string) (GroupDiagnosis, bool) {
+	return find(d.Groups, func(g GroupDiagnosis) bool { return g.Name == name })
+}
+
+// Target returns the diagnosis of the group's target id, and whether there
+// is one.
+func (g GroupDiagnosis) Target(id string) (TargetDiagnosis, bool) {
+	return find(g.Targets, func(t TargetDiagnosis) bool { return t.ID == id })
+}

@@ -35,17 +35,12 @@ func reasons(d Diagnosis) string {
 
 func targetDiag(t *testing.T, d Diagnosis, group, id string) TargetDiagnosis {
 	t.Helper()
-	for _, g := range d.Groups {
-		if g.Name == group {
-			for _, x := range g.Targets {
-				if x.ID == id {
-					return x
-				}
-			}
-		}
+	g, _ := d.Group(group)
+	x, ok := g.Target(id)
+	if !ok {
+		t.Fatalf("no target %s/%s in the diagnosis", group, id)
 	}
-	t.Fatalf("no target %s/%s in the diagnosis", group, id)
-	return TargetDiagnosis{}
+	return x
 }
 
 func TestDiagnoseHealthy(t *testing.T) {
@@ -259,4 +254,40 @@ func TestDiagnoseNotRunning(t *testing.T) {
 	d := l.Diagnose(Query{})
 	assert.False(t, d.OK)
 	assert.Equal(t, []string{"the load balancer is not running"}, d.Problems)
+}
+
+// TestLookups checks the lookups of Stats and Diagnosis by name.
+func TestLookups(t *testing.T) {
+	a := newEchoTarget(t, "a")
+	l := startLB(t,
+		WithListener("front", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck()),
+	)
+	st := l.Stats()
+	ls, ok := st.Listener("front")
+	require.True(t, ok)
+	assert.Equal(t, "front", ls.Name)
+	_, ok = st.Listener("back")
+	assert.False(t, ok)
+	gs, ok := st.Group("app")
+	require.True(t, ok)
+	ts, ok := gs.Target("a")
+	require.True(t, ok)
+	assert.Equal(t, a.addr, ts.Addr)
+	_, ok = gs.Target("b")
+	assert.False(t, ok)
+
+	d := l.Diagnose(Query{})
+	ld, ok := d.Listener("front")
+	require.True(t, ok)
+	assert.Equal(t, []string{"app"}, ld.Groups)
+	_, ok = d.Listener("back")
+	assert.False(t, ok)
+	gd, ok := d.Group("app")
+	require.True(t, ok)
+	td, ok := gd.Target("a")
+	require.True(t, ok)
+	assert.True(t, td.OK)
+	_, ok = d.Group("nope")
+	assert.False(t, ok)
 }

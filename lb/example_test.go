@@ -112,7 +112,8 @@ func ExampleLoadBalancer_Diagnose() {
 	target.Close() // the target goes down
 	e := <-changes
 	fmt.Println("serving:", e.Serving, "because", e.Reason)
-	t := l.Diagnose(lb.Query{}).Groups[0].Targets[0]
+	g, _ := l.Diagnose(lb.Query{}).Group("app")
+	t, _ := g.Target("db-1")
 	fmt.Println(t.ID, "receives traffic:", t.OK)
 	// Output:
 	// serving: true
@@ -140,4 +141,27 @@ func ExampleLoadBalancer_SetWeight() {
 	// <nil>
 	// target group "app": target[0] "a": weight 101 is out of range 0..100
 	// <nil>
+}
+
+// ExampleStats_Group finds a group and a target in a Stats snapshot by
+// name, without a loop.
+func ExampleStats_Group() {
+	l, _ := lb.New(lb.WithTargetGroup("app", lb.TCP,
+		lb.WithTarget("127.0.0.1:9001", lb.WithTargetID("a"), lb.WithWeight(3)), lb.WithoutHealthCheck()))
+	if err := l.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close()
+	st := l.Stats()
+	g, ok := st.Group("app")
+	fmt.Println(ok, g.Name)
+	t, ok := g.Target("a")
+	fmt.Println(ok, t.ID, t.Weight)
+	_, ok = st.Group("nope")
+	fmt.Println(ok)
+	// Output:
+	// true app
+	// true a 3
+	// false
 }

@@ -412,7 +412,7 @@ func TestFixedSettingChangeRefusesNobody(t *testing.T) {
 	url := "http://" + addr(t, l, "web") + "/"
 	ld := httpLoad(url, 4)
 	for i := range 5 {
-		// WithMaxHeaderBytes is fixed when an HTTP proxy starts serving: the
+		// MaxHeaderBytes is fixed when an HTTP proxy starts serving: the
 		// listener gets a new proxy on the same socket.
 		require.NoError(t, l.modifyListener("web", func(li *listenerConfig) error { li.maxHeaderBytes = 32<<10 + i; return nil }))
 		name, code := httpGet(t, http.DefaultClient, url)

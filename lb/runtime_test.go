@@ -34,18 +34,12 @@ func targetStats(t *testing.T, l *LoadBalancer, group, id string) TargetStats {
 // targetDiagnosis returns the diagnosis of one target of one group.
 func targetDiagnosis(t *testing.T, l *LoadBalancer, group, id string) TargetDiagnosis {
 	t.Helper()
-	for _, g := range l.Diagnose(Query{}).Groups {
-		if g.Name != group {
-			continue
-		}
-		for _, td := range g.Targets {
-			if td.ID == id {
-				return td
-			}
-		}
+	g, _ := l.Diagnose(Query{}).Group(group)
+	td, ok := g.Target(id)
+	if !ok {
+		t.Fatalf("no target %s/%s in Diagnose", group, id)
 	}
-	t.Fatalf("no target %s/%s in Diagnose", group, id)
-	return TargetDiagnosis{}
+	return td
 }
 
 // connectedTo opens connections through front until one reaches target.

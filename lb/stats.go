@@ -82,7 +82,7 @@ type GroupStats struct {
 	// NoTarget counts connections and requests refused because no target
 	// could take them.
 	NoTarget uint64 `json:"no_target"`
-	// WithStickiness are the session-persistence counters (hits, misses, re-picks
+	// Sticky are the session-persistence counters (hits, misses, re-picks
 	// because the remembered target could not serve, sessions held,
 	// refused for capacity, bad cookies by reason), zero without
 	// stickiness. They restart when the stickiness setting changes.
@@ -93,7 +93,7 @@ type GroupStats struct {
 
 // TargetStats are one target's state and counters.
 type TargetStats struct {
-	// WithTargetID and Addr identify the target; Weight is its weight.
+	// ID and Addr identify the target; Weight is its weight.
 	ID     string `json:"id"`
 	Addr   string `json:"address"`
 	Weight int    `json:"weight"`
@@ -194,4 +194,31 @@ func (g *group) stats() GroupStats {
 		gs.Targets = append(gs.Targets, ts)
 	}
 	return gs
+}
+
+// Listener returns the statistics of the listener called name, and whether
+// there is one.
+func (s Stats) Listener(name string) (ListenerStats, bool) {
+	return find(s.Listeners, func(l ListenerStats) bool { return l.Name == name })
+}
+
+// Group returns the statistics of the target group called name, and
+// whether there is one.
+func (s Stats) Group(name string) (GroupStats, bool) {
+	return find(s.Groups, func(g GroupStats) bool { return g.Name == name })
+}
+
+// Target returns the statistics of the group's target id, and whether there
+// is one.
+func (g GroupStats) Target(id string) (TargetStats, bool) {
+	return find(g.Targets, func(t TargetStats) bool { return t.ID == id })
+}
+
+// find returns the first element of s for which match is true.
+func find[T any](s []T, match func(T) bool) (T, bool) {
+	if i := slices.IndexFunc(s, match); i >= 0 {
+		return s[i], true
+	}
+	var zero T
+	return zero, false
 }
