@@ -57,8 +57,9 @@
 // with its reason, from one goroutine and in order. Status answers "why does
 // this target get no traffic?" at any moment: state and reason, recent
 // results with time, latency and reason, the counts toward the thresholds,
-// the next check, the ejection and its reason. Clock and randomness are
-// injectable (WithClock, WithRand) for exact tests.
+// the next check, the ejection and its reason. Randomness is injectable
+// (WithRand); time is the time package's, so a test runs a Monitor inside
+// a testing/synctest bubble to move time exactly and never sleep for real.
 //
 // # Example
 //

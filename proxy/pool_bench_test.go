@@ -13,7 +13,7 @@ import (
 
 // BenchmarkPoolPut measures taking an idle connection to a target and
 // returning it (what every HTTP/1 request does), from every goroutine at
-// once, each on its own target: "put" is the pool as it is (the target's
+// once, each on its own target: "impl=lbkit" is the pool as it is (the target's
 // lock only while the sweep is armed), "put-locked" the baseline that also
 // takes the pool's lock for the whole group on every return, as put did
 // before. Run with -cpu 1,2,4,8: the difference is contention, which one
@@ -23,8 +23,8 @@ func BenchmarkPoolPut(b *testing.B) {
 		name string
 		put  func(*pool, *tconn)
 	}{
-		{"put", (*pool).put},
-		{"put-locked", (*pool).putLocked},
+		{"impl=lbkit", (*pool).put},
+		{"impl=locked", (*pool).putLocked},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			const targets, perTarget = 8, 4
