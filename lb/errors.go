@@ -92,8 +92,11 @@ type FieldError struct {
 	// problem is with the object as a whole (a rule, an object that does
 	// not exist).
 	Field string
-	// Err is the cause. It wraps ErrInvalid or ErrNotFound and, when the
-	// problem was found by another package, that package's error.
+	// Err is the cause. It wraps ErrInvalid for a configuration problem
+	// and ErrNotFound for a call that names what does not exist, and, when
+	// another package found the problem, that package's error. A failure
+	// to set an object up that is no configuration problem (a socket the
+	// system refuses to a health check) wraps the system's error only.
 	Err error
 }
 

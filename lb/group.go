@@ -154,7 +154,7 @@ func (g *group) prepare(cfg *groupConfig) (*groupChange, error) {
 		old.ejectFailures != cfg.ejectFailures || old.ejectPeriod != cfg.ejectPeriod || old.ejectMaxPct != cfg.ejectMaxPct {
 		mon, checker, err := g.buildMonitor(cfg)
 		if err != nil {
-			return nil, &FieldError{Object: Object{Kind: KindTargetGroup, Name: cfg.name, Index: -1}, Field: "HealthCheck", Err: invalidBy(err)}
+			return nil, &FieldError{Object: Object{Kind: KindTargetGroup, Name: cfg.name, Index: -1}, Field: "HealthCheck", Err: err}
 		}
 		c.mon, c.checker = mon, checker
 	}
@@ -609,7 +609,7 @@ func newChecker(cfg *groupConfig) (healthcheck.Checker, io.Closer, error) {
 		}
 		return c, c, nil
 	}
-	return nil, nil, fmt.Errorf("protocol %s cannot be checked", p)
+	return nil, nil, invalidf("protocol %s cannot be checked", p)
 }
 
 // healthChanged is the monitor's callback: it moves the target in or out of

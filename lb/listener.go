@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"reflect"
@@ -124,7 +123,7 @@ func (li *listener) validate() error {
 		err = li.http.Validate()
 	}
 	if err != nil {
-		return fmt.Errorf("listener %q: %w", li.cfg.name, err)
+		return &FieldError{Object: Object{Kind: KindListener, Name: li.cfg.name, Index: -1}, Err: invalidBy(err)}
 	}
 	return nil
 }
@@ -203,7 +202,7 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 			certs[i] = &cfg.certs[i]
 		}
 		if err := li.certs.Set(cfg.wildcard, certs[0], certs...); err != nil {
-			return fmt.Errorf("listener %q: certificates: %w", cfg.name, err)
+			return &FieldError{Object: Object{Kind: KindListener, Name: cfg.name, Index: -1}, Field: "Certificates", Err: invalidBy(err)}
 		}
 	}
 	var trusted *proxy.ACL
@@ -244,7 +243,7 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("listener %q: %w", cfg.name, err)
+		return &FieldError{Object: Object{Kind: KindListener, Name: cfg.name, Index: -1}, Err: invalidBy(err)}
 	}
 	return nil
 }
@@ -271,11 +270,7 @@ func (l *LoadBalancer) router(cfg *listenerConfig, up func(string) *proxy.Upstre
 		}
 		rules[i] = proxy.Rule{Name: r.Name, Priority: r.Priority, Host: r.Host, Path: r.Path, Action: a}
 	}
-	r, err := proxy.NewRouter(def, rules...)
-	if err != nil {
-		return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
-	}
-	return r, nil
+	return proxy.NewRouter(def, rules...) // its errors, wrapping proxy.ErrInvalidRule, as they are
 }
 
 // fixedAtServe returns the settings of cfg that its proxy fixes when it

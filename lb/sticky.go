@@ -44,7 +44,7 @@ func ParseStickyKind(s string) (StickyKind, error) {
 			return StickyKind(i), nil
 		}
 	}
-	return 0, fmt.Errorf("stickiness %q is not one of none, source_ip, lb_cookie, app_cookie", s)
+	return 0, invalidf("stickiness %q is not one of none, source_ip, lb_cookie, app_cookie", s)
 }
 
 // Stickiness configures a target group's session persistence. Sessions

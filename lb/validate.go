@@ -178,7 +178,7 @@ func (l *listenerConfig) checkActions(r *report, obj Object, groups map[string]*
 		// Each rule alone, then the set: the proxy's router says what is
 		// malformed, given stand-in groups.
 		if _, err := (&LoadBalancer{}).router(&listenerConfig{proto: l.proto, group: "-", rules: []Rule{rule}}, standIn()); err != nil {
-			for _, e := range unwrapAll(errors.Unwrap(err)) {
+			for _, e := range unwrapAll(err) {
 				r.add(ro, obj, "", invalidBy(ruleCause(e)))
 			}
 			continue
@@ -194,7 +194,7 @@ func (l *listenerConfig) checkActions(r *report, obj Object, groups map[string]*
 		return
 	}
 	if _, err := (&LoadBalancer{}).router(l, standIn()); err != nil {
-		for _, e := range unwrapAll(errors.Unwrap(err)) { // unwrap the "listener %q: " prefix
+		for _, e := range unwrapAll(err) {
 			r.add(obj, Object{}, "Rules", invalidBy(e))
 		}
 	}
