@@ -5,14 +5,14 @@
 // or as JSON with slog's own handler; and sampled, when a busy listener's
 // every request is too much (Sample).
 //
-// The records come from lb.AccessLog (HTTP and HTTPS listeners: message
-// "http") and lb.FlowLog (TCP, TLS and UDP listeners: message "flow"),
+// The records come from lb.WithAccessLog (HTTP and HTTPS listeners: message
+// "http") and lb.WithFlowLog (TCP, TLS and UDP listeners: message "flow"),
 // which take any *slog.Logger:
 //
 //	f, err := accesslog.Open("/var/log/lbd/access.log")
 //	...
 //	logger := slog.New(accesslog.NewCombinedHandler(f))
-//	l, err := lb.New(lb.WithListener("web", lb.HTTP, ":80", lb.ForwardTo("app"), lb.AccessLog(logger)), ...)
+//	l, err := lb.New(lb.WithListener("web", lb.HTTP, ":80", lb.WithForwardTo("app"), lb.WithAccessLog(logger)), ...)
 //	...
 //	// on SIGUSR1, after logrotate moved the file:
 //	f.Reopen()

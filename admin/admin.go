@@ -296,7 +296,7 @@ type TargetHealth struct {
 	// DrainUntil is when its deregistration ends, if it is draining.
 	DrainUntil *time.Time `json:"drain_until,omitempty"`
 	// Reason is the health checks' last word ("connection refused",
-	// "status 503, want 200", "3 consecutive successes").
+	// "status 503, want 200", "3 consecutive successful checks").
 	Reason string `json:"reason"`
 	// Since is when its health state last changed.
 	Since time.Time `json:"since"`

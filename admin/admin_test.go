@@ -45,10 +45,10 @@ func newFixture(t *testing.T) *fixture {
 
 	l, err := lb.New(
 		lb.WithLogger(quiet),
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("app")),
 		lb.WithTargetGroup("app", lb.HTTP,
-			lb.Target(up.Listener.Addr().String(), lb.ID("up"), lb.Weight(3)),
-			lb.Target(down, lb.ID("down"), lb.Weight(1)),
+			lb.WithTarget(up.Listener.Addr().String(), lb.WithTargetID("up"), lb.WithWeight(3)),
+			lb.WithTarget(down, lb.WithTargetID("down"), lb.WithWeight(1)),
 			// "down" is unhealthy from the start (a new target waits for its
 			// first passing check); "up" would need 5 failed checks in a row
 			// to flap, so a loaded machine does not change what is shown.

@@ -265,11 +265,11 @@ func TestRuntimeOutlivesReloadAndRestart(t *testing.T) {
 	file := func(addr string, targets ...lb.GroupOption) []lb.Option {
 		return []lb.Option{
 			lb.WithLogger(quiet),
-			lb.WithListener("web", lb.HTTP, addr, lb.ForwardTo("app")),
+			lb.WithListener("web", lb.HTTP, addr, lb.WithForwardTo("app")),
 			lb.WithTargetGroup("app", lb.HTTP, targets...),
 		}
 	}
-	require.NoError(t, f.lb.Reconfigure(file("127.0.0.1:0", lb.Target(f.up.Listener.Addr().String(), lb.ID("up"), lb.Weight(3)), lb.WithoutHealthCheck())...))
+	require.NoError(t, f.lb.Reconfigure(file("127.0.0.1:0", lb.WithTarget(f.up.Listener.Addr().String(), lb.WithTargetID("up"), lb.WithWeight(3)), lb.WithoutHealthCheck())...))
 	assert.Equal(t, 3, targetWeight(t, f.lb, "up"), "the reload applied the file")
 	dropped := rt.Reapply()
 	require.Len(t, dropped, 1)
@@ -281,7 +281,7 @@ func TestRuntimeOutlivesReloadAndRestart(t *testing.T) {
 	// Saved, and restored in a new process's load balancer.
 	var buf bytes.Buffer
 	require.NoError(t, rt.Save(&buf))
-	l2, err := lb.New(file("127.0.0.1:0", lb.Target(f.up.Listener.Addr().String(), lb.ID("up"), lb.Weight(3)), lb.WithoutHealthCheck())...)
+	l2, err := lb.New(file("127.0.0.1:0", lb.WithTarget(f.up.Listener.Addr().String(), lb.WithTargetID("up"), lb.WithWeight(3)), lb.WithoutHealthCheck())...)
 	require.NoError(t, err)
 	rt2 := admin.NewRuntime(l2)
 	dropped, err = rt2.Restore(&buf)

@@ -38,9 +38,9 @@ func TestStatusPageShowsTroubleFirst(t *testing.T) {
 	f := newFixture(t)
 	// A second group, all healthy, whose name sorts first: it must not
 	// push the trouble down.
-	require.NoError(t, f.lb.AddTargetGroup("aaa-fine", lb.HTTP, lb.Target(f.up.Listener.Addr().String(), lb.ID("fine")), lb.WithoutHealthCheck()))
-	require.NoError(t, f.lb.AddListener("fine", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("aaa-fine")))
-	require.NoError(t, f.lb.AddTarget("app", f.up.Listener.Addr().String(), lb.ID("drained"), lb.Weight(0)))
+	require.NoError(t, f.lb.AddTargetGroup("aaa-fine", lb.HTTP, lb.WithTarget(f.up.Listener.Addr().String(), lb.WithTargetID("fine")), lb.WithoutHealthCheck()))
+	require.NoError(t, f.lb.AddListener("fine", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("aaa-fine")))
+	require.NoError(t, f.lb.AddTarget("app", f.up.Listener.Addr().String(), lb.WithTargetID("drained"), lb.WithWeight(0)))
 	srv := httptest.NewServer(admin.New(f.lb, admin.WithTitle("lbkit test"),
 		admin.WithMetrics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))))
 	defer srv.Close()

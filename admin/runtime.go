@@ -145,9 +145,9 @@ func (r *Runtime) AddTarget(group, id, addr string, weight int) error {
 }
 
 func targetOptions(id string, weight int) []lb.TargetOption {
-	opts := []lb.TargetOption{lb.ID(id)}
+	opts := []lb.TargetOption{lb.WithTargetID(id)}
 	if weight != 0 {
-		opts = append(opts, lb.Weight(weight))
+		opts = append(opts, lb.WithWeight(weight))
 	}
 	return opts
 }

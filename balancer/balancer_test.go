@@ -605,3 +605,9 @@ func TestPickTarget(t *testing.T) {
 		p.Done()
 	}))
 }
+
+func TestHealthOf(t *testing.T) {
+	assert.Equal(t, Healthy, HealthOf(true))
+	assert.Equal(t, Unhealthy, HealthOf(false))
+	assert.Equal(t, Healthy, Health(0), "the zero mark serves")
+}

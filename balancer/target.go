@@ -20,6 +20,10 @@ const DefaultWeight = 1
 // healthcheck.Monitor, by the lb package, or by the user). The zero value is
 // Healthy, so a target added without a mark receives traffic, which is also
 // what "health checking turned off" means.
+//
+// healthcheck.State's zero value is the opposite (Unhealthy: a target
+// nobody vouched for gets no traffic), so never convert one into the other
+// by number: the way across is HealthOf(condition.Serving()).
 type Health uint8
 
 const (
@@ -28,6 +32,16 @@ const (
 	// Unhealthy targets receive no new traffic.
 	Unhealthy
 )
+
+// HealthOf returns the mark of a target that is serving or not: Healthy for
+// true, Unhealthy for false. It is how a health checker's verdict (such as
+// healthcheck.Condition.Serving) becomes a balancer's mark.
+func HealthOf(serving bool) Health {
+	if serving {
+		return Healthy
+	}
+	return Unhealthy
+}
 
 // String returns "healthy" or "unhealthy".
 func (h Health) String() string {

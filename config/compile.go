@@ -174,21 +174,21 @@ func (c *compiler) listener(i int, l *Listener, seen map[string]int) (lb.Option,
 
 	var opts []lb.ListenerOption
 	if l.ForwardTo != "" {
-		opts = append(opts, lb.ForwardTo(l.ForwardTo))
+		opts = append(opts, lb.WithForwardTo(l.ForwardTo))
 	}
-	opts = append(opts, c.acl(path+".allow", l.Allow, lb.Allow)...)
-	opts = append(opts, c.acl(path+".deny", l.Deny, lb.Deny)...)
-	opts = append(opts, c.acl(path+".trusted_proxies", l.TrustedProxies, lb.TrustProxies)...)
+	opts = append(opts, c.acl(path+".allow", l.Allow, lb.WithAllow)...)
+	opts = append(opts, c.acl(path+".deny", l.Deny, lb.WithDeny)...)
+	opts = append(opts, c.acl(path+".trusted_proxies", l.TrustedProxies, lb.WithTrustedProxies)...)
 	if l.IdleTimeout > 0 {
-		opts = append(opts, lb.IdleTimeout(time.Duration(l.IdleTimeout)))
+		opts = append(opts, lb.WithIdleTimeout(time.Duration(l.IdleTimeout)))
 	}
 	if l.ConnectTimeout > 0 {
-		opts = append(opts, lb.ConnectTimeout(time.Duration(l.ConnectTimeout)))
+		opts = append(opts, lb.WithConnectTimeout(time.Duration(l.ConnectTimeout)))
 	}
 	if l.ConnectAttempts < 0 {
 		c.add(path+".connect_attempts", "%d is negative", l.ConnectAttempts)
 	} else if l.ConnectAttempts > 0 {
-		opts = append(opts, lb.ConnectAttempts(l.ConnectAttempts))
+		opts = append(opts, lb.WithConnectAttempts(l.ConnectAttempts))
 	}
 
 	l7 := proto == lb.HTTP || proto == lb.HTTPS
@@ -200,61 +200,61 @@ func (c *compiler) listener(i int, l *Listener, seen map[string]int) (lb.Option,
 		return set
 	}
 	if onlyFor("header_timeout", l.HeaderTimeout > 0, !l7, "tcp and tls") {
-		opts = append(opts, lb.HeaderTimeout(time.Duration(l.HeaderTimeout)))
+		opts = append(opts, lb.WithHeaderTimeout(time.Duration(l.HeaderTimeout)))
 	}
 	const http = "http and https"
 	if onlyFor("redirect", l.Redirect != nil, l7, http) {
 		if r, ok := c.redirect(path+".redirect", l.Redirect); ok {
-			opts = append(opts, lb.DefaultRedirect(r))
+			opts = append(opts, lb.WithDefaultRedirect(r))
 		}
 	}
 	if onlyFor("fixed", l.Fixed != nil, l7, http) {
 		if fx, ok := c.fixed(path+".fixed", l.Fixed); ok {
-			opts = append(opts, lb.DefaultFixed(fx))
+			opts = append(opts, lb.WithDefaultFixed(fx))
 		}
 	}
 	if onlyFor("rules", len(l.Rules) > 0, l7, http) {
-		opts = append(opts, lb.Rules(c.rules(i, path, l.Rules)...))
+		opts = append(opts, lb.WithRules(c.rules(i, path, l.Rules)...))
 	}
 	if onlyFor("request_timeout", l.RequestTimeout > 0, l7, http) {
-		opts = append(opts, lb.RequestTimeout(time.Duration(l.RequestTimeout)))
+		opts = append(opts, lb.WithRequestTimeout(time.Duration(l.RequestTimeout)))
 	}
 	if onlyFor("response_timeout", l.ResponseTimeout > 0, l7, http) {
-		opts = append(opts, lb.ResponseTimeout(time.Duration(l.ResponseTimeout)))
+		opts = append(opts, lb.WithResponseTimeout(time.Duration(l.ResponseTimeout)))
 	}
 	if c.nonNegative(path+".max_header_bytes", int64(l.MaxHeaderBytes)) && onlyFor("max_header_bytes", l.MaxHeaderBytes > 0, l7, http) {
-		opts = append(opts, lb.MaxHeaderBytes(l.MaxHeaderBytes))
+		opts = append(opts, lb.WithMaxHeaderBytes(l.MaxHeaderBytes))
 	}
 	if c.nonNegative(path+".max_body_bytes", l.MaxBodyBytes) && onlyFor("max_body_bytes", l.MaxBodyBytes > 0, l7, http) {
-		opts = append(opts, lb.MaxBodyBytes(l.MaxBodyBytes))
+		opts = append(opts, lb.WithMaxBodyBytes(l.MaxBodyBytes))
 	}
 	if c.nonNegative(path+".max_uri_length", int64(l.MaxURILength)) && onlyFor("max_uri_length", l.MaxURILength > 0, l7, http) {
-		opts = append(opts, lb.MaxURILength(l.MaxURILength))
+		opts = append(opts, lb.WithMaxURILength(l.MaxURILength))
 	}
 	if onlyFor("retry", l.Retry != nil, l7, http) {
 		if r, ok := c.retry(path+".retry", l.Retry); ok {
-			opts = append(opts, lb.Retries(r))
+			opts = append(opts, lb.WithRetries(r))
 		}
 	}
 	if onlyFor("forwarded_header", l.ForwardedHeader, l7, http) {
-		opts = append(opts, lb.ForwardedHeader())
+		opts = append(opts, lb.WithForwardedHeader())
 	}
 	if onlyFor("access_log", l.AccessLog, l7, http) {
-		opts = append(opts, lb.AccessLog(cmpLogger(c.accessLog)))
+		opts = append(opts, lb.WithAccessLog(cmpLogger(c.accessLog)))
 	}
 	if onlyFor("flow_log", l.FlowLog, !l7, "tcp, tls and udp") {
 		var fl *slog.Logger
 		if c.f.ext != nil {
 			fl = c.f.ext.flowLog
 		}
-		opts = append(opts, lb.FlowLog(cmpLogger(fl)))
+		opts = append(opts, lb.WithFlowLog(cmpLogger(fl)))
 	}
 	if l.RequestID != nil {
 		if onlyFor("request_id", *l.RequestID, l7, http) {
-			opts = append(opts, lb.RequestIDs())
+			opts = append(opts, lb.WithRequestIDs())
 		}
 	} else if l.AccessLog && l7 {
-		opts = append(opts, lb.RequestIDs())
+		opts = append(opts, lb.WithRequestIDs())
 	}
 
 	tlsProto := proto == lb.TLS || proto == lb.HTTPS
@@ -266,11 +266,11 @@ func (c *compiler) listener(i int, l *Listener, seen map[string]int) (lb.Option,
 			}
 		}
 		if len(certs) > 0 {
-			opts = append(opts, lb.Certificates(certs...))
+			opts = append(opts, lb.WithCertificates(certs...))
 		} else if tlsProto {
 			// Every certificate failed and was reported; a stand-in
 			// keeps lb from reporting a missing one as well.
-			opts = append(opts, lb.Certificates(tls.Certificate{}))
+			opts = append(opts, lb.WithCertificates(tls.Certificate{}))
 		}
 	}
 	if onlyFor("tls", l.TLS != nil, tlsProto, "tls and https") {
@@ -453,7 +453,7 @@ func (c *compiler) listenerTLS(path string, t *ListenerTLS, proto lb.Protocol) [
 	var opts []lb.ListenerOption
 	if t.MinVersion != "" {
 		if v, ok := tlsVersions[t.MinVersion]; ok {
-			opts = append(opts, lb.MinTLSVersion(v))
+			opts = append(opts, lb.WithMinTLSVersion(v))
 		} else {
 			c.add(path+".min_version", "%q is not one of 1.2, 1.3 (TLS 1.0 and 1.1 are not accepted)", t.MinVersion)
 		}
@@ -467,18 +467,18 @@ func (c *compiler) listenerTLS(path string, t *ListenerTLS, proto lb.Protocol) [
 		}
 	}
 	if len(ids) > 0 {
-		opts = append(opts, lb.CipherSuites(ids...))
+		opts = append(opts, lb.WithCipherSuites(ids...))
 	}
 	switch t.Wildcard {
 	case "", "one_label":
 	case "suffix":
-		opts = append(opts, lb.WildcardMatch(proxy.WildcardSuffix))
+		opts = append(opts, lb.WithWildcardMatch(proxy.WildcardSuffix))
 	default:
 		c.add(path+".wildcard", "%q is not one_label or suffix", t.Wildcard)
 	}
 	if t.DisableHTTP2 {
 		if proto == lb.HTTPS {
-			opts = append(opts, lb.DisableHTTP2())
+			opts = append(opts, lb.WithoutHTTP2())
 		} else {
 			c.add(path+".disable_http2", "is for https listeners, not %s", proto)
 		}
@@ -505,7 +505,7 @@ func (c *compiler) listenerTLS(path string, t *ListenerTLS, proto lb.Protocol) [
 		c.add(path+".client_ca_file", "is required with client_auth %q", t.ClientAuth)
 	}
 	if mode != tls.NoClientCert && pool != nil {
-		opts = append(opts, lb.ClientAuth(mode, pool, t.ClientAuthHosts...))
+		opts = append(opts, lb.WithClientAuth(mode, pool, t.ClientAuthHosts...))
 	} else if len(t.ClientAuthHosts) > 0 && mode == tls.NoClientCert && (t.ClientAuth == "" || t.ClientAuth == "none") {
 		c.add(path+".client_auth_hosts", "is set but client_auth is none")
 	}
@@ -609,7 +609,7 @@ func (c *compiler) group(i int, g *TargetGroup, seen map[string]int) (lb.Option,
 		if a, err := balancer.ParseAlgorithm(g.Algorithm); err != nil {
 			c.add(path+".algorithm", "%q is not one of round_robin, least_connections, source_ip_hash, random", g.Algorithm)
 		} else {
-			opts = append(opts, lb.Algorithm(a))
+			opts = append(opts, lb.WithAlgorithm(a))
 		}
 	}
 
@@ -636,16 +636,16 @@ func (c *compiler) group(i int, g *TargetGroup, seen map[string]int) (lb.Option,
 		} else {
 			ids[id] = k
 		}
-		topts := []lb.TargetOption{lb.ID(id)}
+		topts := []lb.TargetOption{lb.WithTargetID(id)}
 		if t.Weight != nil {
 			if w := *t.Weight; w < 0 || w > balancer.MaxWeight {
 				c.add(tp+".weight", "%d is out of range 0..%d", w, balancer.MaxWeight)
 				ok = false
 			}
-			topts = append(topts, lb.Weight(*t.Weight))
+			topts = append(topts, lb.WithWeight(*t.Weight))
 		}
 		if ok {
-			opts = append(opts, lb.Target(t.Address, topts...))
+			opts = append(opts, lb.WithTarget(t.Address, topts...))
 			pos = append(pos, k)
 		}
 	}
@@ -658,23 +658,23 @@ func (c *compiler) group(i int, g *TargetGroup, seen map[string]int) (lb.Option,
 	}
 	if s := g.Stickiness; s != nil {
 		if st, ok := c.stickiness(path+".stickiness", s); ok {
-			opts = append(opts, lb.Sticky(st))
+			opts = append(opts, lb.WithStickiness(st))
 		}
 	}
 	if d := g.DeregistrationDelay; d != nil && *d >= 0 {
-		opts = append(opts, lb.DeregistrationDelay(time.Duration(*d)))
+		opts = append(opts, lb.WithDeregistrationDelay(time.Duration(*d)))
 	}
 	if g.ProxyProtocol != 0 {
-		opts = append(opts, lb.ProxyProtocol(g.ProxyProtocol))
+		opts = append(opts, lb.WithProxyProtocol(g.ProxyProtocol))
 	}
 	if g.TLS != nil {
 		if cfg, ok := c.clientTLS(path+".tls", g.TLS); ok {
-			opts = append(opts, lb.TargetTLS(cfg))
+			opts = append(opts, lb.WithTargetTLS(cfg))
 		}
 	}
 	if d := g.Discovery; d != nil {
 		if src, ok := c.discovery(path+".discovery", d); ok {
-			opts = append(opts, lb.Discover(src, time.Duration(max(d.Interval, 0))))
+			opts = append(opts, lb.WithDiscovery(src, time.Duration(max(d.Interval, 0))))
 		}
 	}
 	if p := g.PassiveEjection; p != nil {
@@ -686,7 +686,7 @@ func (c *compiler) group(i int, g *TargetGroup, seen map[string]int) (lb.Option,
 		if cb.MaxPendingRequests < 0 {
 			c.add(path+".circuit_breaker.max_pending_requests", "%d is negative", cb.MaxPendingRequests)
 		} else {
-			opts = append(opts, lb.CircuitBreaker(proxy.Limits{MaxConnsPerTarget: cb.MaxConnectionsPerTarget, MaxPendingRequests: cb.MaxPendingRequests}))
+			opts = append(opts, lb.WithCircuitBreaker(proxy.Limits{MaxConnsPerTarget: cb.MaxConnectionsPerTarget, MaxPendingRequests: cb.MaxPendingRequests}))
 		}
 	}
 	c.groups[name] = i
@@ -804,17 +804,17 @@ func (c *compiler) stickiness(path string, s *Stickiness) (lb.Stickiness, bool) 
 		// What lb checks only when it starts the policy: the sticky
 		// package's own validation (cookie name, keys).
 		var err error
-		opts := []sticky.Option{}
-		if st.CookieName != "" && st.Kind == lb.LBCookieStickiness {
+		opts := []sticky.CookieOption{}
+		if st.CookieName != "" && st.Kind == lb.Cookie {
 			opts = append(opts, sticky.WithCookieName(st.CookieName))
 		}
 		if len(st.Keys) > 0 {
 			opts = append(opts, sticky.WithKeys(st.Keys[0], st.Keys[1:]...))
 		}
 		switch st.Kind {
-		case lb.LBCookieStickiness:
+		case lb.Cookie:
 			_, err = sticky.NewCookie(opts...)
-		case lb.AppCookieStickiness:
+		case lb.AppCookie:
 			if st.CookieName != "" {
 				_, err = sticky.NewAppCookie(st.CookieName)
 			}
@@ -841,7 +841,7 @@ func (c *compiler) stickiness(path string, s *Stickiness) (lb.Stickiness, bool) 
 func (c *compiler) stickyStore(path string, s *StickyStore, st *lb.Stickiness) bool {
 	ok := true
 	switch st.Kind {
-	case lb.SourceIPStickiness, lb.AppCookieStickiness:
+	case lb.SourceIP, lb.AppCookie:
 	default:
 		c.add(path, "is for source_ip and app_cookie stickiness (an lb_cookie carries its target itself)")
 		ok = false
@@ -967,7 +967,7 @@ func (c *compiler) ejection(path string, p *PassiveEjection) (lb.GroupOption, bo
 			ok = false
 		}
 	}
-	return lb.PassiveEjection(failures, period, pct), ok
+	return lb.WithPassiveEjection(failures, period, pct), ok
 }
 
 // durations reports every negative duration in v, at its path.

@@ -100,7 +100,7 @@ func (e *extensions) storeKinds() []string {
 }
 
 // WithFlowLog sets where listeners with flow_log write their records (see
-// lb.FlowLog). Default: slog.Default().
+// lb.WithFlowLog). Default: slog.Default().
 func WithFlowLog(l *slog.Logger) Option { return func(e *extensions) { e.flowLog = l } }
 
 func newExtensions(opts []Option) *extensions {

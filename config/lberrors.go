@@ -1,255 +1,216 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
+
+	"github.com/lbkit/lbkit/lb"
 )
 
-// lb's problems name objects the way its API does (`listener "web": ...`,
-// `target group "app": target[2] "10.0.0.1:80": ...`, `rule[1]: ...`). These
-// patterns take them apart so that each is reported at the path of the field
-// in the file.
-var (
-	quoted     = `"(?:[^"\\]|\\.)*"`
-	reListener = regexp.MustCompile(`^listener (?:(` + quoted + `)|#(\d+)): (.*)$`)
-	reGroup    = regexp.MustCompile(`^target group (?:(` + quoted + `)|#(\d+)): (.*)$`)
-	reTarget   = regexp.MustCompile(`^target\[(\d+)\](?: ` + quoted + `)?: (.*)$`)
-	reRule     = regexp.MustCompile(`^rule\[(\d+)\]: (.*)$`)
-	reRuleName = regexp.MustCompile(`^invalid rule: (` + quoted + `): (.*)$`)
-	reRulesDup = regexp.MustCompile(`^invalid rule: rules ` + quoted + ` and (` + quoted + `) are identical`)
-	reForwards = regexp.MustCompile(`target group (` + quoted + `)`)
-)
+// lb reports each problem as an *lb.FieldError: the object (kind, name,
+// position), the setting by its Go name, and the cause. These tables map
+// them to the path of the field in the file; nothing here reads lb's
+// message, which is reported as it is.
 
-// lb's messages name its API; a configuration's reader knows the file's
-// names.
-var apiNames = strings.NewReplacer(
-	"(ForwardTo, DefaultRedirect or DefaultFixed)", "(forward_to, redirect or fixed)",
-	"(ForwardTo, DefaultRedirect, DefaultFixed)", "(forward_to, redirect, fixed)",
-	"(ForwardTo)", "(forward_to)",
-	"(Certificates)", "(certificates)",
-	"(CookieName)", "(cookie_name)",
-	"Forward, Split, Redirect, Fixed", "forward, split, redirect, fixed",
-)
+// lbField is where one of lb's settings is in the file, below its object's
+// path, and the words that name the file's fields where lb's message
+// names none.
+type lbField struct {
+	path string // ".forward_to"; "" for the object itself
+	hint string // " (forward_to, redirect or fixed)"
+}
+
+// lbFields maps each kind of object's settings (lb.FieldError.Field) to the
+// file. A field missing here is reported at its object's path; a field
+// with list positions or below a struct ("Split[1].Group",
+// "HealthCheck.Port") is looked up by its first step, then the rest is
+// turned into the file's names with lbNames.
+var lbFields = map[lb.Kind]map[string]lbField{
+	lb.KindLoadBalancer: {
+		"MaxFlows":          {path: "flows.max"},
+		"MaxFlowsPerSource": {path: "flows.max_per_source"},
+		"DescriptorBudget":  {path: "flows.descriptor_budget"},
+		"UnrepliedTimeout":  {path: "flows.unreplied_timeout"},
+	},
+	lb.KindListener: {
+		"Name":            {path: ".name"},
+		"Protocol":        {path: ".protocol"},
+		"Addr":            {path: ".address"},
+		"ForwardTo":       {path: ".forward_to"},
+		"DefaultAction":   {hint: " (forward_to, redirect or fixed)"},
+		"Rules":           {path: ".rules"},
+		"Allow":           {path: ".allow"},
+		"Deny":            {path: ".deny"},
+		"TrustedProxies":  {path: ".trusted_proxies"},
+		"IdleTimeout":     {path: ".idle_timeout"},
+		"ConnectTimeout":  {path: ".connect_timeout"},
+		"ConnectAttempts": {path: ".connect_attempts"},
+		"HeaderTimeout":   {path: ".header_timeout"},
+		"RequestTimeout":  {path: ".request_timeout"},
+		"ResponseTimeout": {path: ".response_timeout"},
+		"MaxHeaderBytes":  {path: ".max_header_bytes"},
+		"MaxBodyBytes":    {path: ".max_body_bytes"},
+		"MaxURILength":    {path: ".max_uri_length"},
+		"Retries":         {path: ".retry"},
+		"FlowLog":         {path: ".flow_log"},
+		"Certificates":    {path: ".certificates", hint: " (certificates)"},
+		"MinTLSVersion":   {path: ".tls.min_version"},
+		"CipherSuites":    {path: ".tls.cipher_suites"},
+		"ClientAuth":      {path: ".tls.client_auth"},
+		"WildcardMatch":   {path: ".tls.wildcard"},
+	},
+	lb.KindRule: {
+		"Forward": {path: ".forward"},
+		"Split":   {path: ".split"},
+	},
+	lb.KindTargetGroup: {
+		"Name":                  {path: ".name"},
+		"Protocol":              {path: ".protocol"},
+		"Algorithm":             {path: ".algorithm"},
+		"Stickiness":            {path: ".stickiness.kind"},
+		"Stickiness.Kind":       {path: ".stickiness.kind"},
+		"Stickiness.CookieName": {path: ".stickiness.cookie_name", hint: " (cookie_name)"},
+		"Stickiness.Duration":   {path: ".stickiness.duration"},
+		"Stickiness.Store":      {path: ".stickiness.store"},
+		"ProxyProtocol":         {path: ".proxy_protocol"},
+		"TargetTLS":             {path: ".tls"},
+		"Discovery":             {path: ".discovery"},
+		"PassiveEjection":       {path: ".passive_ejection"},
+		"CircuitBreaker":        {path: ".circuit_breaker"},
+		"HealthCheck":           {path: ".health_check"},
+	},
+	lb.KindTarget: {
+		"Addr":   {path: ".address"},
+		"ID":     {path: ".id"},
+		"Weight": {path: ".weight"},
+	},
+}
+
+// lbNames turns the Go names of the steps of a field below the first into
+// the file's ("Split[1].Group" → "split[1].group").
+var lbNames = map[string]string{
+	"Split": "split", "Group": "group", "Weight": "weight",
+	"Attempts": "attempts", "Timeout": "timeout", "Ratio": "ratio", "MinPerSecond": "min_per_second",
+	"Protocol": "protocol", "Port": "port", "Path": "path", "Status": "status", "Interval": "interval",
+	"HealthyThreshold": "healthy_threshold", "UnhealthyThreshold": "unhealthy_threshold",
+}
 
 // lbProblems records lb's validation problems at the paths of the fields
 // they are about, skipping those the compiler already reported there.
 func (c *compiler) lbProblems(err error) {
 	for _, e := range lbLeaves(err) {
-		path, msg := c.lbPath(e.Error())
-		msg = apiNames.Replace(msg)
+		var fe *lb.FieldError
+		if !errors.As(e, &fe) {
+			c.add("", "%s", e.Error())
+			continue
+		}
+		path, hint := c.lbPath(fe)
 		if c.probs.hasExact(path) {
 			continue
 		}
-		c.add(path, "%s", msg)
+		c.add(path, "%s%s", fe.Err.Error(), hint)
 	}
 }
 
-// lbLeaves returns lb's problems one by one. lb joins them with
-// hashicorp/go-multierror (WrappedErrors) or errors.Join (Unwrap).
+// lbLeaves returns lb's problems one by one (lb joins them with
+// errors.Join).
 func lbLeaves(err error) []error {
-	if m, ok := err.(interface{ WrappedErrors() []error }); ok {
-		var out []error
-		for _, e := range m.WrappedErrors() {
-			out = append(out, lbLeaves(e)...)
-		}
-		return out
-	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, lbLeaves(e)...)
-		}
-		return out
-	}
-	var out []error
-	for _, line := range strings.Split(err.Error(), "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			out = append(out, fmt.Errorf("%s", line))
+		if _, one := err.(*lb.FieldError); !one {
+			var out []error
+			for _, e := range j.Unwrap() {
+				out = append(out, lbLeaves(e)...)
+			}
+			return out
 		}
 	}
-	return out
+	return []error{err}
 }
 
-// lbPath maps one of lb's messages to a path and the message without the
-// object's name.
-func (c *compiler) lbPath(msg string) (string, string) {
-	switch {
-	case strings.HasPrefix(msg, "max flows per source"):
-		return "flows.max_per_source", msg
-	case strings.HasPrefix(msg, "descriptor budget"):
-		return "flows.descriptor_budget", msg
-	case strings.HasPrefix(msg, "unreplied timeout"):
-		return "flows.unreplied_timeout", msg
-	case strings.HasPrefix(msg, "max flows"):
-		return "flows.max", msg
+// lbPath returns the path in the file of the field a problem is about, and
+// the words to add to lb's message.
+func (c *compiler) lbPath(fe *lb.FieldError) (path, hint string) {
+	obj, ok := c.lbObject(fe.Object, fe.Parent)
+	if !ok {
+		return "", ""
 	}
-	if m := reListener.FindStringSubmatch(msg); m != nil {
-		i, ok := c.index(m[1], m[2], c.listeners, c.listenerPos)
+	if fe.Field == "" {
+		return obj, ""
+	}
+	fields := lbFields[fe.Kind]
+	if f, ok := fields[fe.Field]; ok {
+		return obj + f.path, f.hint
+	}
+	first, rest, _ := strings.Cut(fe.Field, ".")
+	name, index, _ := strings.Cut(first, "[")
+	f, ok := fields[name]
+	if !ok {
+		return obj, ""
+	}
+	path = obj + f.path
+	if index != "" {
+		path += "[" + index
+	}
+	for step := range strings.SplitSeq(rest, ".") {
+		if step == "" {
+			continue
+		}
+		n, i, _ := strings.Cut(step, "[")
+		yn, ok := lbNames[n]
 		if !ok {
-			return "", msg
+			return path, f.hint
 		}
-		return c.listenerPath(i, m[3])
+		path += "." + yn
+		if i != "" {
+			path += "[" + i
+		}
 	}
-	if m := reGroup.FindStringSubmatch(msg); m != nil {
-		i, ok := c.index(m[1], m[2], c.groups, c.groupPos)
+	return path, f.hint
+}
+
+// lbObject returns the path of an object lb names, found by its position
+// among those the compiler gave lb (or by its name when lb gives none).
+func (c *compiler) lbObject(o, parent lb.Object) (string, bool) {
+	switch o.Kind {
+	case lb.KindLoadBalancer:
+		return "", true
+	case lb.KindListener:
+		i, ok := c.lbIndex(o, c.listeners, c.listenerPos)
+		return fmt.Sprintf("listeners[%d]", i), ok
+	case lb.KindTargetGroup:
+		i, ok := c.lbIndex(o, c.groups, c.groupPos)
+		return fmt.Sprintf("target_groups[%d]", i), ok
+	case lb.KindTarget:
+		g, ok := c.lbIndex(parent, c.groups, c.groupPos)
 		if !ok {
-			return "", msg
+			return "", false
 		}
-		return c.groupPath(i, m[3])
+		path := fmt.Sprintf("target_groups[%d].targets", g)
+		if pos := c.targetPos[g]; o.Index >= 0 && o.Index < len(pos) {
+			path = fmt.Sprintf("%s[%d]", path, pos[o.Index])
+		}
+		return path, true
+	case lb.KindRule:
+		l, ok := c.lbIndex(parent, c.listeners, c.listenerPos)
+		if !ok {
+			return "", false
+		}
+		path := fmt.Sprintf("listeners[%d].rules", l)
+		if pos := c.rulePos[l]; o.Index >= 0 && o.Index < len(pos) {
+			path = fmt.Sprintf("%s[%d]", path, pos[o.Index])
+		}
+		return path, true
 	}
-	return "", msg
+	return "", false
 }
 
-// index finds an object in the file from lb's quoted name or 1-based
-// position.
-func (c *compiler) index(quotedName, pos string, byName map[string]int, byPos []int) (int, bool) {
-	if quotedName != "" {
-		name, err := strconv.Unquote(quotedName)
-		if err != nil {
-			return 0, false
-		}
-		i, ok := byName[name]
-		return i, ok
+// lbIndex finds an object in the file from its position among those lb was
+// given or, failing that, its name.
+func (c *compiler) lbIndex(o lb.Object, byName map[string]int, byPos []int) (int, bool) {
+	if o.Index >= 0 && o.Index < len(byPos) {
+		return byPos[o.Index], true
 	}
-	n, err := strconv.Atoi(pos)
-	if err != nil || n < 1 || n > len(byPos) {
-		return 0, false
-	}
-	return byPos[n-1], true
-}
-
-func (c *compiler) listenerPath(i int, msg string) (string, string) {
-	path := fmt.Sprintf("listeners[%d]", i)
-	l := &c.f.Listeners[i]
-	if m := reRule.FindStringSubmatch(msg); m != nil {
-		k, _ := strconv.Atoi(m[1])
-		pos := c.rulePos[i]
-		if k >= len(pos) {
-			return path + ".rules", m[2]
-		}
-		rp := fmt.Sprintf("%s.rules[%d]", path, pos[k])
-		r := &l.Rules[pos[k]]
-		if f := reForwards.FindStringSubmatch(m[2]); f != nil {
-			name, _ := strconv.Unquote(f[1])
-			if r.Forward == name {
-				return rp + ".forward", m[2]
-			}
-			for j, s := range r.Split {
-				if s.Group == name {
-					return fmt.Sprintf("%s.split[%d].group", rp, j), m[2]
-				}
-			}
-		}
-		return rp, m[2]
-	}
-	if m := reRulesDup.FindStringSubmatch(msg); m != nil {
-		return path + c.ruleByName(l, m[1]), strings.TrimPrefix(msg, "invalid rule: ")
-	}
-	if m := reRuleName.FindStringSubmatch(msg); m != nil {
-		return path + c.ruleByName(l, m[1]), m[2]
-	}
-	switch {
-	case strings.HasPrefix(msg, "name "):
-		return path + ".name", msg
-	case strings.HasPrefix(msg, "protocol "):
-		return path + ".protocol", msg
-	case strings.HasPrefix(msg, "addr "):
-		return path + ".address", msg
-	case strings.HasPrefix(msg, "trusted proxies"):
-		return path + ".trusted_proxies", msg
-	case strings.HasPrefix(msg, "idle timeout"):
-		return path + ".idle_timeout", msg
-	case strings.HasPrefix(msg, "connect timeout"):
-		return path + ".connect_timeout", msg
-	case strings.Contains(msg, "certificate"):
-		return path + ".certificates", msg
-	case strings.HasPrefix(msg, "rules are"):
-		return path + ".rules", msg
-	case strings.Contains(msg, "default action"):
-		return path, msg
-	case strings.Contains(msg, "forward"), strings.Contains(msg, "stickiness"):
-		return path + ".forward_to", msg
-	}
-	return path, msg
-}
-
-// ruleByName returns the path suffix of the rule lb names (by its name, or
-// "rule[k]" for an unnamed one).
-func (c *compiler) ruleByName(l *Listener, quotedName string) string {
-	name, err := strconv.Unquote(quotedName)
-	if err != nil {
-		return ".rules"
-	}
-	for k, r := range l.Rules {
-		if r.Name == name && name != "" {
-			return fmt.Sprintf(".rules[%d]", k)
-		}
-	}
-	var k int
-	if _, err := fmt.Sscanf(name, "rule[%d]", &k); err == nil {
-		for li, pos := range c.rulePos {
-			if &c.f.Listeners[li] == l && k < len(pos) {
-				return fmt.Sprintf(".rules[%d]", pos[k])
-			}
-		}
-	}
-	return ".rules"
-}
-
-func (c *compiler) groupPath(i int, msg string) (string, string) {
-	path := fmt.Sprintf("target_groups[%d]", i)
-	if m := reTarget.FindStringSubmatch(msg); m != nil {
-		k, _ := strconv.Atoi(m[1])
-		tp := path + ".targets"
-		if pos := c.targetPos[i]; k < len(pos) {
-			tp = fmt.Sprintf("%s[%d]", tp, pos[k])
-		}
-		rest := strings.TrimPrefix(m[2], "invalid target: ")
-		switch {
-		case strings.HasPrefix(rest, "weight"):
-			return tp + ".weight", rest
-		case strings.HasPrefix(rest, "addr"):
-			return tp + ".address", rest
-		case strings.Contains(rest, "id"):
-			return tp + ".id", rest
-		}
-		return tp, rest
-	}
-	if rest, ok := strings.CutPrefix(msg, "health check: "); ok {
-		hp := path + ".health_check"
-		for _, f := range []struct{ word, field string }{
-			{"protocol", ".protocol"}, {"port", ".port"}, {"status", ".status"},
-			{"path", ".path"}, {"timeout", ".timeout"}, {"interval", ".interval"},
-		} {
-			if strings.HasPrefix(rest, f.word) || strings.Contains(rest, "healthcheck: invalid option: "+f.word) {
-				return hp + f.field, strings.TrimPrefix(rest, "healthcheck: invalid option: ")
-			}
-		}
-		return hp, strings.TrimPrefix(rest, "healthcheck: invalid option: ")
-	}
-	switch {
-	case strings.HasPrefix(msg, "name "):
-		return path + ".name", msg
-	case strings.HasPrefix(msg, "protocol "):
-		return path + ".protocol", msg
-	case strings.Contains(msg, "algorithm") && !strings.Contains(msg, "stickiness"):
-		return path + ".algorithm", strings.TrimPrefix(msg, "invalid option: ")
-	case strings.Contains(msg, "CookieName"):
-		return path + ".stickiness.cookie_name", msg
-	case strings.HasPrefix(msg, "stickiness duration"):
-		return path + ".stickiness.duration", msg
-	case strings.Contains(msg, "stickiness"):
-		return path + ".stickiness.kind", msg
-	case strings.HasPrefix(msg, "proxy protocol"):
-		return path + ".proxy_protocol", msg
-	case strings.HasPrefix(msg, "target TLS"):
-		return path + ".tls", msg
-	case strings.HasPrefix(msg, "discovery"):
-		return path + ".discovery.interval", msg
-	case strings.HasPrefix(msg, "passive ejection"):
-		return path + ".passive_ejection", msg
-	}
-	return path, msg
+	i, ok := byName[o.Name]
+	return i, ok
 }

@@ -437,53 +437,53 @@ func TestConfigurationConstants(t *testing.T) {
 // test then tries a and b (accepted), b+1 and a-1 (refused), and 0 or -1
 // where the row says they take the default.
 var rangeChecks = map[string]func(v int) []lb.Option{
-	"lb.GroupOption/ProxyProtocol": func(v int) []lb.Option {
-		return tcpGroup(lb.Target("127.0.0.1:1"), lb.WithoutHealthCheck(), lb.ProxyProtocol(v))
+	"lb.GroupOption/WithProxyProtocol": func(v int) []lb.Option {
+		return tcpGroup(lb.WithTarget("127.0.0.1:1"), lb.WithoutHealthCheck(), lb.WithProxyProtocol(v))
 	},
-	"lb.TargetOption/Weight": func(v int) []lb.Option {
-		return tcpGroup(lb.Target("127.0.0.1:1", lb.Weight(v)), lb.WithoutHealthCheck())
+	"lb.TargetOption/WithWeight": func(v int) []lb.Option {
+		return tcpGroup(lb.WithTarget("127.0.0.1:1", lb.WithWeight(v)), lb.WithoutHealthCheck())
 	},
 	"lb.HealthCheck/Port": func(v int) []lb.Option {
-		return tcpGroup(lb.Target("127.0.0.1:1"), lb.WithHealthCheck(lb.HealthCheck{Port: v}))
+		return tcpGroup(lb.WithTarget("127.0.0.1:1"), lb.WithHealthCheck(lb.HealthCheck{Port: v}))
 	},
 	"lb.HealthCheck/HealthyThreshold": func(v int) []lb.Option {
-		return tcpGroup(lb.Target("127.0.0.1:1"), lb.WithHealthCheck(lb.HealthCheck{HealthyThreshold: v}))
+		return tcpGroup(lb.WithTarget("127.0.0.1:1"), lb.WithHealthCheck(lb.HealthCheck{HealthyThreshold: v}))
 	},
 	"lb.HealthCheck/UnhealthyThreshold": func(v int) []lb.Option {
-		return tcpGroup(lb.Target("127.0.0.1:1"), lb.WithHealthCheck(lb.HealthCheck{UnhealthyThreshold: v}))
+		return tcpGroup(lb.WithTarget("127.0.0.1:1"), lb.WithHealthCheck(lb.HealthCheck{UnhealthyThreshold: v}))
 	},
 	"lb.Stickiness/Capacity": func(v int) []lb.Option {
-		return tcpGroup(lb.Target("127.0.0.1:1"), lb.WithoutHealthCheck(), lb.Sticky(lb.Stickiness{Kind: lb.SourceIPStickiness, Capacity: v}))
+		return tcpGroup(lb.WithTarget("127.0.0.1:1"), lb.WithoutHealthCheck(), lb.WithStickiness(lb.Stickiness{Kind: lb.SourceIP, Capacity: v}))
 	},
 	"lb.Stickiness/PrefixV4": func(v int) []lb.Option {
-		s := lb.Stickiness{Kind: lb.SourceIPStickiness}
+		s := lb.Stickiness{Kind: lb.SourceIP}
 		if v != 0 {
 			s.PrefixV4, s.PrefixV6 = v, 128
 		}
-		return tcpGroup(lb.Target("127.0.0.1:1"), lb.WithoutHealthCheck(), lb.Sticky(s))
+		return tcpGroup(lb.WithTarget("127.0.0.1:1"), lb.WithoutHealthCheck(), lb.WithStickiness(s))
 	},
 	"lb.Stickiness/PrefixV6": func(v int) []lb.Option {
-		s := lb.Stickiness{Kind: lb.SourceIPStickiness}
+		s := lb.Stickiness{Kind: lb.SourceIP}
 		if v != 0 {
 			s.PrefixV4, s.PrefixV6 = 32, v
 		}
-		return tcpGroup(lb.Target("127.0.0.1:1"), lb.WithoutHealthCheck(), lb.Sticky(s))
+		return tcpGroup(lb.WithTarget("127.0.0.1:1"), lb.WithoutHealthCheck(), lb.WithStickiness(s))
 	},
 	"lb.GroupWeight/Weight": func(v int) []lb.Option {
-		return httpListener(lb.ForwardTo("g"), lb.Rules(lb.Rule{Path: "/a/*", Split: []lb.GroupWeight{{Group: "g", Weight: v}, {Group: "g2", Weight: 1}}}))
+		return httpListener(lb.WithForwardTo("g"), lb.WithRules(lb.Rule{Path: "/a/*", Split: []lb.GroupWeight{{Group: "g", Weight: v}, {Group: "g2", Weight: 1}}}))
 	},
 	"proxy.Redirect/Port": func(v int) []lb.Option {
-		return httpListener(lb.DefaultRedirect(proxy.Redirect{Scheme: "https", Port: v}))
+		return httpListener(lb.WithDefaultRedirect(proxy.Redirect{Scheme: "https", Port: v}))
 	},
 	"proxy.FixedResponse/Status": func(v int) []lb.Option {
-		return httpListener(lb.DefaultFixed(proxy.FixedResponse{Status: v}))
+		return httpListener(lb.WithDefaultFixed(proxy.FixedResponse{Status: v}))
 	},
 }
 
 // tcpGroup is a TCP listener forwarding to group g with opts.
 func tcpGroup(opts ...lb.GroupOption) []lb.Option {
 	return []lb.Option{
-		lb.WithListener("l", lb.TCP, "127.0.0.1:0", lb.ForwardTo("g")),
+		lb.WithListener("l", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("g")),
 		lb.WithTargetGroup("g", lb.TCP, opts...),
 	}
 }
@@ -492,8 +492,8 @@ func tcpGroup(opts ...lb.GroupOption) []lb.Option {
 func httpListener(opts ...lb.ListenerOption) []lb.Option {
 	return []lb.Option{
 		lb.WithListener("l", lb.HTTP, "127.0.0.1:0", opts...),
-		lb.WithTargetGroup("g", lb.HTTP, lb.Target("127.0.0.1:1"), lb.WithoutHealthCheck()),
-		lb.WithTargetGroup("g2", lb.HTTP, lb.Target("127.0.0.1:2"), lb.WithoutHealthCheck()),
+		lb.WithTargetGroup("g", lb.HTTP, lb.WithTarget("127.0.0.1:1"), lb.WithoutHealthCheck()),
+		lb.WithTargetGroup("g2", lb.HTTP, lb.WithTarget("127.0.0.1:2"), lb.WithoutHealthCheck()),
 	}
 }
 

@@ -136,7 +136,7 @@ func BenchmarkMonitorRound(b *testing.B) {
 	b.Run("impl=monitor", func(b *testing.B) {
 		clk := newFakeClock()
 		done := make(chan struct{}, n)
-		m, err := New(noop, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+		m, err := New(noop, withClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 			WithRand(func() uint64 { return 0 }), // every first check due at once
 			withResultHook(func(string, time.Time, Result) { done <- struct{}{} }))
 		if err != nil {

@@ -57,8 +57,9 @@
 // with its reason, from one goroutine and in order. Status answers "why does
 // this target get no traffic?" at any moment: state and reason, recent
 // results with time, latency and reason, the counts toward the thresholds,
-// the next check, the ejection and its reason. Clock and randomness are
-// injectable (WithClock, WithRand) for exact tests.
+// the next check, the ejection and its reason. Randomness is injectable
+// (WithRand); time is the time package's, so a test runs a Monitor inside
+// a testing/synctest bubble to move time exactly and never sleep for real.
 //
 // # Example
 //
@@ -68,7 +69,7 @@
 //		healthcheck.WithTimeout(time.Second),
 //		healthcheck.WithOnChange(func(c healthcheck.Change) {
 //			log.Print(c) // target "a" (10.0.0.1:80): healthy → unhealthy: connection refused
-//			b.SetHealth(c.Target.ID, toBalancerHealth(c.New.Serving()))
+//			b.SetHealth(c.Target.ID, balancer.HealthOf(c.New.Serving())) // b: a *balancer.Balancer
 //		}),
 //	)
 //	if err != nil { ... }

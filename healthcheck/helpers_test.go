@@ -16,7 +16,10 @@ import (
 // instead of hanging. It is never how long a test expects to wait.
 const wait = 10 * time.Second
 
-// fakeClock is a Clock that moves only when the test advances it.
+// withClock is the test-only option that sets the Monitor's clock.
+func withClock(clk clock) Option { return func(c *config) { c.clock = clk } }
+
+// fakeClock is a clock that moves only when the test advances it.
 type fakeClock struct {
 	mu     sync.Mutex // guards now and timers
 	now    time.Time
@@ -33,7 +36,7 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) NewTimer() Timer {
+func (c *fakeClock) NewTimer() clockTimer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}

@@ -18,7 +18,7 @@ func TestThresholdsAndFirstSuccessExact(t *testing.T) {
 	clk := newFakeClock()
 	t0 := clk.Now()
 	sc := newScripted()
-	h := newHarness(t, sc, WithClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
+	h := newHarness(t, sc, withClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
 		WithRand(seqRand(2*sec)))
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}))
 
@@ -94,7 +94,7 @@ func TestThresholdsAndFirstSuccessExact(t *testing.T) {
 func TestRetriesSetsBothThresholds(t *testing.T) {
 	clk := newFakeClock()
 	sc := newScripted()
-	h := newHarness(t, sc, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+	h := newHarness(t, sc, withClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 		WithRetries(2), WithInitialState(Healthy), WithRand(seqRand(0)))
 	sc.set("a", errRefused()) // before Add: the first check is due at once
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}))
@@ -115,7 +115,7 @@ func TestRetriesSetsBothThresholds(t *testing.T) {
 func TestInitialStateHealthy(t *testing.T) {
 	clk := newFakeClock()
 	sc := newScripted()
-	h := newHarness(t, sc, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+	h := newHarness(t, sc, withClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 		WithInitialState(Healthy), WithRand(seqRand(sec/2)))
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}))
 	st := mustStatus(t, h.Monitor, "a")
@@ -146,7 +146,7 @@ func TestFirstCheckAtRandomOffsetInsideFirstInterval(t *testing.T) {
 	t0 := clk.Now()
 	sc := newScripted()
 	// Offsets 7 s, 1 s, 4 s; 13 s wraps to 3 s inside a 10 s interval.
-	h := newHarness(t, sc, WithClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
+	h := newHarness(t, sc, withClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
 		WithRand(seqRand(7*sec, 1*sec, 4*sec, 13*sec)))
 	for _, id := range []string{"a", "b", "c", "d"} {
 		require.NoError(t, h.Add(Target{ID: id, Addr: "127.0.0.1:1"}))
@@ -170,7 +170,7 @@ func TestFirstCheckAtRandomOffsetInsideFirstInterval(t *testing.T) {
 func TestFirstCheckOffsetsSpreadOverInterval(t *testing.T) {
 	clk := newFakeClock()
 	t0 := clk.Now()
-	m, err := New(newScripted(), WithClock(clk), WithInterval(5*time.Second)) // default rand
+	m, err := New(newScripted(), withClock(clk), WithInterval(5*time.Second)) // default rand
 	require.NoError(t, err)
 	defer m.Close()
 	var ts []Target
@@ -193,7 +193,7 @@ func TestFirstCheckOffsetsSpreadOverInterval(t *testing.T) {
 func TestFirstCheckWithin(t *testing.T) {
 	clk := newFakeClock()
 	t0 := clk.Now()
-	m, err := New(newScripted(), WithClock(clk), WithInterval(5*time.Second), WithFirstCheckWithin(time.Second))
+	m, err := New(newScripted(), withClock(clk), WithInterval(5*time.Second), WithFirstCheckWithin(time.Second))
 	require.NoError(t, err)
 	defer m.Close()
 	var ts []Target
@@ -221,7 +221,7 @@ func TestJitter(t *testing.T) {
 	t0 := clk.Now()
 	j := 2 * time.Second
 	// Offset 0; then jitter +1 s (3 s into [0, 4 s]) and -2 s (0).
-	h := newHarness(t, newScripted(), WithClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
+	h := newHarness(t, newScripted(), withClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
 		WithJitter(j), WithRand(seqRand(0, 3*sec, 0)))
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}))
 	h.checks(t, 1)
@@ -304,7 +304,7 @@ func (g *gate) waitStarted(t *testing.T, n int) []string {
 func TestMaxConcurrent(t *testing.T) {
 	clk := newFakeClock()
 	g := newGate()
-	h := newHarness(t, g, WithClock(clk), WithMaxConcurrent(2), WithRand(seqRand()))
+	h := newHarness(t, g, withClock(clk), WithMaxConcurrent(2), WithRand(seqRand()))
 	for i := range 5 {
 		require.NoError(t, h.Add(Target{ID: fmt.Sprint(i), Addr: "127.0.0.1:1"})) // all due now
 	}
@@ -328,7 +328,7 @@ func TestLateChecksAreCounted(t *testing.T) {
 	clk := newFakeClock()
 	t0 := clk.Now()
 	g := newGate()
-	h := newHarness(t, g, WithClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
+	h := newHarness(t, g, withClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
 		WithMaxConcurrent(1), WithRand(seqRand()))
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}, Target{ID: "b", Addr: "127.0.0.1:1"}))
 	assert.Equal(t, []string{"a"}, g.waitStarted(t, 1), "ties go by ID")
@@ -358,7 +358,7 @@ func TestRemoveStopsChecksAtOnce(t *testing.T) {
 		}
 		return sc.Check(ctx, t)
 	})
-	h := newHarness(t, c, WithClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
+	h := newHarness(t, c, withClock(clk), WithInterval(10*time.Second), WithTimeout(time.Second),
 		WithRand(seqRand(0, 5*sec)))
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}, Target{ID: "b", Addr: "127.0.0.1:2"}))
 	g.waitStarted(t, 1)
@@ -411,7 +411,7 @@ func TestCloseCancelsChecksInFlight(t *testing.T) {
 
 func TestHealthCheckingOff(t *testing.T) {
 	clk := newFakeClock()
-	h := newHarness(t, nil, WithClock(clk))
+	h := newHarness(t, nil, withClock(clk))
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}, Target{ID: "b", Addr: "[::1]:2"}))
 	for _, st := range h.Statuses() {
 		assert.Equal(t, Healthy, st.State)
@@ -431,7 +431,7 @@ func TestChangeCallbackMayCallMonitor(t *testing.T) {
 	got := make(chan Status, 10)
 	var m *Monitor
 	ready := make(chan struct{})
-	m, err := New(newScripted(), WithClock(clk), WithRand(seqRand()), WithOnChange(func(c Change) {
+	m, err := New(newScripted(), withClock(clk), WithRand(seqRand()), WithOnChange(func(c Change) {
 		<-ready
 		// Would deadlock if the Monitor's lock were held.
 		st, _ := m.Status(c.Target.ID)
@@ -453,7 +453,7 @@ func TestChangeCallbackMayCallMonitor(t *testing.T) {
 func TestChangesInOrderPerTarget(t *testing.T) {
 	clk := newFakeClock()
 	sc := newScripted()
-	h := newHarness(t, sc, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+	h := newHarness(t, sc, withClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 		WithRetries(1), WithRand(seqRand()))
 	var ts []Target
 	for i := range 20 {
@@ -497,7 +497,7 @@ func TestStatusKeepsLastResults(t *testing.T) {
 		}
 		return nil
 	})
-	h := newHarness(t, c, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+	h := newHarness(t, c, withClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 		WithHistory(3), WithRand(seqRand()))
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}))
 	h.checks(t, 1)
@@ -540,7 +540,7 @@ func TestUpdate(t *testing.T) {
 	clk := newFakeClock()
 	sc := newScripted()
 	// First checks of a, b and c at once; of the targets Update adds, later.
-	h := newHarness(t, sc, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+	h := newHarness(t, sc, withClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 		WithRand(seqRand(0, 0, 0, sec/2, sec/2)))
 	require.NoError(t, h.Add(Target{ID: "a", Addr: "127.0.0.1:1"}, Target{ID: "b", Addr: "127.0.0.1:2"}, Target{ID: "c", Addr: "127.0.0.1:3"}))
 	h.checks(t, 3)
@@ -597,7 +597,7 @@ func TestOptionValidationListsEveryProblem(t *testing.T) {
 	_, err := New(nil,
 		WithInterval(0), WithTimeout(-1), WithJitter(-time.Second), WithThresholds(0, -1),
 		WithInitialState(State(9)), WithMaxConcurrent(0), WithHistory(0), WithEjection(-1, 0),
-		WithMaxEjectedPercent(101), WithClock(nil), WithRand(nil),
+		WithMaxEjectedPercent(101), WithRand(nil),
 		WithTargets(Target{ID: "x", Addr: "nope"}))
 	require.ErrorIs(t, err, ErrInvalidOption)
 	require.ErrorIs(t, err, ErrInvalidTarget)
@@ -605,7 +605,7 @@ func TestOptionValidationListsEveryProblem(t *testing.T) {
 		"interval 0s must be above 0", "timeout -1ns must be above 0", "jitter -1s is outside",
 		"healthy threshold 0", "unhealthy threshold -1", "initial state state(9) is unknown",
 		"max concurrent checks 0", "history 0", "ejection failures -1 is negative",
-		"max ejected percent 101", "clock is nil", "rand is nil", `addr "nope" is not host:port`,
+		"max ejected percent 101", "rand is nil", `addr "nope" is not host:port`,
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
@@ -644,7 +644,7 @@ func TestMonitorWithRealTCP(t *testing.T) {
 func TestAddWithStateCarriesHealthOver(t *testing.T) {
 	clk := newFakeClock()
 	sc := newScripted()
-	h := newHarness(t, sc, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+	h := newHarness(t, sc, withClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 		WithThresholds(2, 2), WithRand(seqRand(0, 0)))
 	sc.set("down", errRefused())
 	require.NoError(t, h.AddWithState(Healthy, Target{ID: "up", Addr: "127.0.0.1:1"}))

@@ -46,7 +46,7 @@ type config struct {
 	ejectPeriod               time.Duration
 	maxEjectedPct             int
 	onChange                  func(Change)
-	clock                     Clock
+	clock                     clock // systemClock{}; a fake in the package's tests
 	rand                      func() uint64
 	targets                   []Target
 
@@ -157,10 +157,6 @@ func WithMaxEjectedPercent(percent int) Option { return func(c *config) { c.maxE
 // it returns. Default: none.
 func WithOnChange(f func(Change)) Option { return func(c *config) { c.onChange = f } }
 
-// WithClock sets the clock that schedules checks and ejections and stamps
-// results. Default: the system clock.
-func WithClock(clk Clock) Option { return func(c *config) { c.clock = clk } }
-
 // WithRand sets the source of random numbers for the first-check offsets
 // and the jitter. It is called with the Monitor's lock held, so never
 // concurrently. Default: math/rand/v2.Uint64.
@@ -214,9 +210,6 @@ func (c *config) validate() error {
 	}
 	if c.maxEjectedPct < 0 || c.maxEjectedPct > 100 {
 		bad("max ejected percent %d is outside 0..100", c.maxEjectedPct)
-	}
-	if c.clock == nil {
-		bad("clock is nil")
 	}
 	if c.rand == nil {
 		bad("rand is nil")

@@ -56,10 +56,10 @@ func (m *Monitor) ReportFailure(id, reason string) error {
 	now := m.cfg.clock.Now()
 	old := e.condition()
 	e.ejectUntil = now.Add(m.cfg.ejectPeriod)
-	e.ejectReason = fmt.Sprintf("%d consecutive failures, last: %s", e.pfail, reason)
+	e.ejectReason = reasonFailures(e.pfail, reason)
 	m.ejected.push(e)
 	m.ejects++
-	m.emit(e, old, now, "ejected: "+e.ejectReason)
+	m.emit(e, old, now, reasonEjected(e.ejectReason))
 	if e.ejIdx == 0 {
 		m.poke()
 	}
@@ -77,7 +77,7 @@ func (m *Monitor) endEjections(now time.Time) {
 		old := e.condition()
 		m.ejected.pop()
 		e.pfail, e.ejectReason, e.ejectUntil = 0, "", time.Time{}
-		m.emit(e, old, now, "ejection ended after "+formatDuration(m.cfg.ejectPeriod))
+		m.emit(e, old, now, reasonEjectionEnded(m.cfg.ejectPeriod))
 	}
 }
 

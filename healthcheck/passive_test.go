@@ -13,7 +13,7 @@ func TestPassiveEjectionAndCap(t *testing.T) {
 	clk := newFakeClock()
 	t0 := clk.Now()
 	// Health checking off: every target healthy, so only ejection moves them.
-	h := newHarness(t, nil, WithClock(clk), WithEjection(3, 30*time.Second), WithMaxEjectedPercent(50))
+	h := newHarness(t, nil, withClock(clk), WithEjection(3, 30*time.Second), WithMaxEjectedPercent(50))
 	for _, id := range []string{"a", "b", "c", "d"} {
 		require.NoError(t, h.Add(Target{ID: id, Addr: "127.0.0.1:1"}))
 	}
@@ -118,7 +118,7 @@ func TestEjectionAndHealthCombine(t *testing.T) {
 	clk := newFakeClock()
 	sc := newScripted()
 	sc.set("a", errRefused())
-	h := newHarness(t, sc, WithClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
+	h := newHarness(t, sc, withClock(clk), WithInterval(time.Second), WithTimeout(time.Second),
 		WithRetries(1), WithInitialState(Healthy), WithEjection(1, time.Minute), WithRand(seqRand(sec/2)),
 		WithTargets(Target{ID: "a", Addr: "127.0.0.1:1"}, Target{ID: "b", Addr: "127.0.0.1:2"}))
 	require.NoError(t, h.ReportFailure("a", "reset"))

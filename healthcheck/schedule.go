@@ -3,7 +3,6 @@ package healthcheck
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -171,9 +170,9 @@ func (m *Monitor) judge(e *entry, r Result, now time.Time) {
 		case e.state == Healthy:
 			return
 		case e.fresh:
-			e.reason = "first successful check"
+			e.reason = reasonFirstSuccess
 		case e.succ >= m.cfg.healthy:
-			e.reason = fmt.Sprintf("%d consecutive successful checks", e.succ)
+			e.reason = reasonSuccesses(e.succ)
 		default:
 			return
 		}

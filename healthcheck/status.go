@@ -28,10 +28,27 @@ type Change struct {
 	// whether the target should now receive new traffic.
 	Old, New Condition
 	// Reason says why, in words: the failing check's reason ("connection
-	// refused", "status 503, want 200"), "3 consecutive successes", "first
-	// check passed", "ejected: 5 consecutive failures, last: connection
-	// reset", "ejection ended after 30s".
+	// refused", "status 503, want 200"), "first successful check", "3
+	// consecutive successful checks", "ejected: 5 consecutive failures,
+	// last: connection reset", "ejection ended after 30s".
 	Reason string
+}
+
+// The reasons of changes the Monitor makes itself (the others are the
+// checks' reasons). Doc comments quote them; TestQuotedReasons keeps the
+// quotes true.
+const reasonFirstSuccess = "first successful check"
+
+func reasonSuccesses(n int) string { return fmt.Sprintf("%d consecutive successful checks", n) }
+
+func reasonFailures(n int, last string) string {
+	return fmt.Sprintf("%d consecutive failures, last: %s", n, last)
+}
+
+func reasonEjected(why string) string { return "ejected: " + why }
+
+func reasonEjectionEnded(period time.Duration) string {
+	return "ejection ended after " + formatDuration(period)
 }
 
 // String returns a line for a log, e.g. `target "a" (10.0.0.1:80):

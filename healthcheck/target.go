@@ -26,7 +26,9 @@ type Target struct {
 // State is the health of a target as decided by active checks.
 //
 // The zero value is Unhealthy, so a target nobody has vouched for receives
-// no traffic.
+// no traffic. balancer.Health's zero value is the opposite (Healthy), so
+// never convert one into the other by number: a balancer's mark is
+// balancer.HealthOf(condition.Serving()), which also counts ejection.
 type State uint8
 
 const (

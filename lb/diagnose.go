@@ -140,9 +140,11 @@ type TargetDiagnosis struct {
 	Priority int    `json:"priority"`
 	// OK is true when the target receives new traffic.
 	OK bool `json:"ok"`
-	// Reasons says why not, in words: "unhealthy: connection refused",
-	// "weight 0", "draining until 15:04:05", "ejected until 15:04:05: 5
-	// consecutive failures, last: connection reset".
+	// Reasons says why not, in words, each starting with what it is
+	// about: "unhealthy: connection refused (3 consecutive failed checks);
+	// last checks: …", "weight 0: no new traffic; …", "deregistered,
+	// draining until 15:04:05: …", "ejected by passive checks until
+	// 15:04:05: 2 consecutive failures, last: connection reset by peer".
 	Reasons []string `json:"reasons"`
 	// Health is the target's health-check status: state, reason, the
 	// counts toward the thresholds, the last results and the next check.
@@ -542,4 +544,22 @@ func portOf(a net.Addr) int {
 	}
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// Listener returns the diagnosis of the listener called name, and whether
+// there is one.
+func (d Diagnosis) Listener(name string) (ListenerDiagnosis, bool) {
+	return find(d.Listeners, func(l ListenerDiagnosis) bool { return l.Name == name })
+}
+
+// Group returns the diagnosis of the target group called name, and whether
+// there is one.
+func (d Diagnosis) Group(name string) (GroupDiagnosis, bool) {
+	return find(d.Groups, func(g GroupDiagnosis) bool { return g.Name == name })
+}
+
+// Target returns the diagnosis of the group's target id, and whether there
+// is one.
+func (g GroupDiagnosis) Target(id string) (TargetDiagnosis, bool) {
+	return find(g.Targets, func(t TargetDiagnosis) bool { return t.ID == id })
 }

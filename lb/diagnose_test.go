@@ -2,8 +2,13 @@ package lb
 
 import (
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net"
 	"net/netip"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,24 +35,19 @@ func reasons(d Diagnosis) string {
 
 func targetDiag(t *testing.T, d Diagnosis, group, id string) TargetDiagnosis {
 	t.Helper()
-	for _, g := range d.Groups {
-		if g.Name == group {
-			for _, x := range g.Targets {
-				if x.ID == id {
-					return x
-				}
-			}
-		}
+	g, _ := d.Group(group)
+	x, ok := g.Target(id)
+	if !ok {
+		t.Fatalf("no target %s/%s in the diagnosis", group, id)
 	}
-	t.Fatalf("no target %s/%s in the diagnosis", group, id)
-	return TargetDiagnosis{}
+	return x
 }
 
 func TestDiagnoseHealthy(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), WithHealthCheck(fastHealth)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithHealthCheck(fastHealth)),
 	)
 	waitServing(t, l, "app", 1)
 	d := l.Diagnose(Query{})
@@ -61,8 +61,8 @@ func TestDiagnoseHealthy(t *testing.T) {
 func TestDiagnoseNoListenerOnPort(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 	)
 	free := portOf(mustListenClose(t))
 	d := l.Diagnose(Query{Port: free})
@@ -83,8 +83,8 @@ func mustListenClose(t *testing.T) net.Addr {
 func TestDiagnoseClientDenied(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app"), Allow("10.0.0.0/8"), Deny("10.1.0.0/16")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app"), WithAllow("10.0.0.0/8"), WithDeny("10.1.0.0/16")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 	)
 	port := portOf(mustAddr(t, l, "tcp"))
 	d := l.Diagnose(Query{Client: netip.MustParseAddr("10.1.2.3"), Port: port})
@@ -128,9 +128,9 @@ func mustAddr(t *testing.T, l *LoadBalancer, name string) net.Addr {
 func TestDiagnoseGroupNotAttached(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
-		WithTargetGroup("orphan", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
+		WithTargetGroup("orphan", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 	)
 	d := l.Diagnose(Query{})
 	assert.Contains(t, reasons(d), "not attached to any listener: no traffic is forwarded to it")
@@ -139,8 +139,8 @@ func TestDiagnoseGroupNotAttached(t *testing.T) {
 func TestDiagnoseUnhealthyWithReason(t *testing.T) {
 	down := closedAddr(t)
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(down, ID("down")), WithHealthCheck(fastHealth)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(down, WithTargetID("down")), WithHealthCheck(fastHealth)),
 	)
 	require.Eventually(t, func() bool {
 		return len(targetDiag(t, l.Diagnose(Query{}), "app", "down").Health.Results) >= 2
@@ -160,9 +160,9 @@ func TestDiagnoseUnhealthyWithReason(t *testing.T) {
 func TestDiagnoseWeightDrainEjection(t *testing.T) {
 	a, b, c := newEchoTarget(t, "a"), newEchoTarget(t, "b"), newEchoTarget(t, "c")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a"), Weight(0)), Target(b.addr, ID("b")), Target(c.addr, ID("c")),
-			WithoutHealthCheck(), DeregistrationDelay(time.Hour), PassiveEjection(2, time.Hour, 50)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a"), WithWeight(0)), WithTarget(b.addr, WithTargetID("b")), WithTarget(c.addr, WithTargetID("c")),
+			WithoutHealthCheck(), WithDeregistrationDelay(time.Hour), WithPassiveEjection(2, time.Hour, 50)),
 	)
 	require.NoError(t, l.RemoveTarget("app", "b"))
 	l.mu.Lock()
@@ -180,11 +180,60 @@ func TestDiagnoseWeightDrainEjection(t *testing.T) {
 	assert.False(t, d.OK)
 }
 
+// TestDiagnoseQuotedReasons checks the reasons TargetDiagnosis.Reasons's
+// doc comment quotes against those Diagnose gives (numbers and the text
+// after "…" aside), so that the comment cannot drift from the code.
+func TestDiagnoseQuotedReasons(t *testing.T) {
+	a, b, c := newEchoTarget(t, "a"), newEchoTarget(t, "b"), newEchoTarget(t, "c")
+	l := startLB(t,
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a"), WithWeight(0)), WithTarget(b.addr, WithTargetID("b")), WithTarget(c.addr, WithTargetID("c")),
+			WithoutHealthCheck(), WithDeregistrationDelay(time.Hour), WithPassiveEjection(2, time.Hour, 50)),
+		WithTargetGroup("hc", TCP, WithTarget(closedAddr(t), WithTargetID("down")), WithHealthCheck(HealthCheck{Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond})),
+	)
+	require.NoError(t, l.RemoveTarget("app", "b"))
+	l.mu.Lock()
+	up := l.groups["app"].up()
+	l.mu.Unlock()
+	for range 2 {
+		up.OnResult("c", errors.New("connection reset by peer"))
+	}
+	require.Eventually(t, func() bool {
+		d := l.Diagnose(Query{})
+		return !targetDiag(t, d, "app", "c").OK && targetDiag(t, d, "hc", "down").Health.Failures >= 3
+	}, 10*time.Second, 5*time.Millisecond)
+	var produced []string
+	for _, g := range l.Diagnose(Query{}).Groups {
+		for _, td := range g.Targets {
+			produced = append(produced, td.Reasons...)
+		}
+	}
+
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "diagnose.go", nil, parser.ParseComments|parser.SkipObjectResolution)
+	require.NoError(t, err)
+	var doc string
+	ast.Inspect(f, func(n ast.Node) bool {
+		if fl, ok := n.(*ast.Field); ok && len(fl.Names) == 1 && fl.Names[0].Name == "Reasons" && fl.Doc != nil {
+			doc = strings.Join(strings.Fields(fl.Doc.Text()), " ")
+		}
+		return true
+	})
+	quotes := regexp.MustCompile(`"([^"]+)"`).FindAllStringSubmatch(doc, -1)
+	require.Len(t, quotes, 4, "TargetDiagnosis.Reasons's doc: %s", doc)
+	number := regexp.MustCompile(`\d+`) // times and counts vary
+	for _, q := range quotes {
+		prefix, _, _ := strings.Cut(q[1], "…")
+		re := regexp.MustCompile("^" + number.ReplaceAllString(regexp.QuoteMeta(prefix), `\d+`))
+		assert.True(t, slices.ContainsFunc(produced, re.MatchString), "the doc quotes %q, which Diagnose does not give: %q", q[1], produced)
+	}
+}
+
 func TestDiagnoseFlowTableFull(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 		WithMaxFlows(1),
 	)
 	front := mustAddr(t, l, "tcp").String()
@@ -200,9 +249,45 @@ func TestDiagnoseFlowTableFull(t *testing.T) {
 }
 
 func TestDiagnoseNotRunning(t *testing.T) {
-	l, err := New(WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")), WithTargetGroup("app", TCP, Target("127.0.0.1:1")))
+	l, err := New(WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")), WithTargetGroup("app", TCP, WithTarget("127.0.0.1:1")))
 	require.NoError(t, err)
 	d := l.Diagnose(Query{})
 	assert.False(t, d.OK)
 	assert.Equal(t, []string{"the load balancer is not running"}, d.Problems)
+}
+
+// TestLookups checks the lookups of Stats and Diagnosis by name.
+func TestLookups(t *testing.T) {
+	a := newEchoTarget(t, "a")
+	l := startLB(t,
+		WithListener("front", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck()),
+	)
+	st := l.Stats()
+	ls, ok := st.Listener("front")
+	require.True(t, ok)
+	assert.Equal(t, "front", ls.Name)
+	_, ok = st.Listener("back")
+	assert.False(t, ok)
+	gs, ok := st.Group("app")
+	require.True(t, ok)
+	ts, ok := gs.Target("a")
+	require.True(t, ok)
+	assert.Equal(t, a.addr, ts.Addr)
+	_, ok = gs.Target("b")
+	assert.False(t, ok)
+
+	d := l.Diagnose(Query{})
+	ld, ok := d.Listener("front")
+	require.True(t, ok)
+	assert.Equal(t, []string{"app"}, ld.Groups)
+	_, ok = d.Listener("back")
+	assert.False(t, ok)
+	gd, ok := d.Group("app")
+	require.True(t, ok)
+	td, ok := gd.Target("a")
+	require.True(t, ok)
+	assert.True(t, td.OK)
+	_, ok = d.Group("nope")
+	assert.False(t, ok)
 }

@@ -184,7 +184,7 @@ func TestGroupFollowsDNS(t *testing.T) {
 	_, port, _ := net.SplitHostPort(a.addr)
 	s.setIPs("app.test", "127.0.0.1")
 	src := &DNS{Name: "app.test", Port: atoi(t, port), Resolver: s.resolver()}
-	g := startGroup(t, nil, WithoutHealthCheck(), DeregistrationDelay(-1), Discover(src, 10*time.Millisecond))
+	g := startGroup(t, nil, WithoutHealthCheck(), WithDeregistrationDelay(-1), WithDiscovery(src, 10*time.Millisecond))
 	require.Eventually(t, func() bool { return len(g.memberIDs()) == 1 }, 10*time.Second, 5*time.Millisecond)
 	assert.Equal(t, []string{a.addr}, g.memberIDs())
 

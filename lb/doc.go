@@ -20,8 +20,8 @@
 // # Zero configuration beyond a listener and a target
 //
 //	l, err := lb.New(
-//		lb.WithListener("web", lb.HTTP, "127.0.0.1:8080", lb.ForwardTo("app")),
-//		lb.WithTargetGroup("app", lb.HTTP, lb.Target("127.0.0.1:9001"), lb.Target("127.0.0.1:9002")),
+//		lb.WithListener("web", lb.HTTP, "127.0.0.1:8080", lb.WithForwardTo("app")),
+//		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget("127.0.0.1:9001"), lb.WithTarget("127.0.0.1:9002")),
 //	)
 //	if err != nil { ... } // every problem of the configuration, each naming its object and field
 //	if err := l.Start(); err != nil { ... }

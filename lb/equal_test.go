@@ -67,8 +67,8 @@ func TestReapplyingEqualConfigChangesNothing(t *testing.T) {
 	}}
 	src := func() Source { return &DNS{Name: "app.test", Port: 80, Resolver: dead} }
 	opts := func() []GroupOption {
-		return []GroupOption{Target(a.addr, ID("a")), WithHealthCheck(HealthCheck{Interval: time.Hour, Timeout: time.Second, TLS: &tls.Config{ServerName: "x"}}),
-			TargetTLS(&tls.Config{ServerName: "a.test"}), Discover(src(), time.Hour)}
+		return []GroupOption{WithTarget(a.addr, WithTargetID("a")), WithHealthCheck(HealthCheck{Interval: time.Hour, Timeout: time.Second, TLS: &tls.Config{ServerName: "x"}}),
+			WithTargetTLS(&tls.Config{ServerName: "a.test"}), WithDiscovery(src(), time.Hour)}
 	}
 	var c config
 	WithTargetGroup("web", TLS, opts()...)(&c)

@@ -2,6 +2,7 @@ package lb_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,10 +28,10 @@ func Example() {
 
 	l, err := lb.New(
 		lb.WithLogger(quiet),
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("app")),
 		lb.WithTargetGroup("app", lb.HTTP,
-			lb.Target(a.Listener.Addr().String(), lb.ID("a")),
-			lb.Target(b.Listener.Addr().String(), lb.ID("b")),
+			lb.WithTarget(a.Listener.Addr().String(), lb.WithTargetID("a")),
+			lb.WithTarget(b.Listener.Addr().String(), lb.WithTargetID("b")),
 			lb.WithoutHealthCheck(), // every target counts as healthy
 		),
 	)
@@ -61,18 +62,24 @@ func Example() {
 }
 
 // ExampleNew_validation shows that an invalid configuration is refused
-// with every problem, each naming its object and field.
+// with every problem, each a *lb.FieldError naming its object and field.
 func ExampleNew_validation() {
 	_, err := lb.New(
-		lb.WithListener("web", lb.TCP, "127.0.0.1:99999", lb.ForwardTo("app")),
-		lb.WithTargetGroup("app", lb.HTTP, lb.Target("127.0.0.1:9001", lb.Weight(150))),
+		lb.WithListener("web", lb.TCP, "127.0.0.1:99999", lb.WithForwardTo("app")),
+		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget("127.0.0.1:9001", lb.WithWeight(150))),
 	)
 	fmt.Println(err)
+	fmt.Println(errors.Is(err, lb.ErrInvalid))
+	var fe *lb.FieldError
+	if errors.As(err, &fe) {
+		fmt.Printf("%s %q in %s %q: %s\n", fe.Kind, fe.Name, fe.Parent.Kind, fe.Parent.Name, fe.Field)
+	}
 	// Output:
-	// 3 problems:
-	// 	* target group "app": target[0] "127.0.0.1:9001": invalid target: weight 150 is out of range 0..100
-	// 	* listener "web": addr "127.0.0.1:99999": port "99999" is out of range 0..65535
-	// 	* listener "web": a tcp listener cannot forward to http target group "app" (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)
+	// target group "app": target[0] "127.0.0.1:9001": weight 150 is out of range 0..100
+	// listener "web": addr "127.0.0.1:99999": port "99999" is out of range 0..65535
+	// listener "web": a tcp listener cannot forward to http target group "app" (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)
+	// true
+	// target "127.0.0.1:9001" in target group "app": Weight
 }
 
 // ExampleLoadBalancer_Diagnose asks why a target gets no traffic after it
@@ -92,8 +99,8 @@ func ExampleLoadBalancer_Diagnose() {
 	l, _ := lb.New(
 		lb.WithLogger(quiet),
 		lb.WithHooks(lb.Hooks{HealthChange: func(e lb.HealthEvent) { changes <- e }}),
-		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app")),
-		lb.WithTargetGroup("app", lb.TCP, lb.Target(target.Addr().String(), lb.ID("db-1")),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("app")),
+		lb.WithTargetGroup("app", lb.TCP, lb.WithTarget(target.Addr().String(), lb.WithTargetID("db-1")),
 			lb.WithHealthCheck(lb.HealthCheck{Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, UnhealthyThreshold: 1})),
 	)
 	if err := l.Start(); err != nil {
@@ -105,7 +112,8 @@ func ExampleLoadBalancer_Diagnose() {
 	target.Close() // the target goes down
 	e := <-changes
 	fmt.Println("serving:", e.Serving, "because", e.Reason)
-	t := l.Diagnose(lb.Query{}).Groups[0].Targets[0]
+	g, _ := l.Diagnose(lb.Query{}).Group("app")
+	t, _ := g.Target("db-1")
 	fmt.Println(t.ID, "receives traffic:", t.OK)
 	// Output:
 	// serving: true
@@ -118,8 +126,8 @@ func ExampleLoadBalancer_Diagnose() {
 func ExampleLoadBalancer_SetWeight() {
 	l, _ := lb.New(
 		lb.WithLogger(quiet),
-		lb.WithTargetGroup("app", lb.TCP, lb.Target("127.0.0.1:9001", lb.ID("a")), lb.Target("127.0.0.1:9002", lb.ID("b"))),
-		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithTargetGroup("app", lb.TCP, lb.WithTarget("127.0.0.1:9001", lb.WithTargetID("a")), lb.WithTarget("127.0.0.1:9002", lb.WithTargetID("b"))),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("app")),
 	)
 	if err := l.Start(); err != nil {
 		fmt.Println(err)
@@ -131,6 +139,29 @@ func ExampleLoadBalancer_SetWeight() {
 	fmt.Println(l.SetAlgorithm("app", balancer.LeastConnections))
 	// Output:
 	// <nil>
-	// target group "app": target[0] "a": invalid target: weight 101 is out of range 0..100
+	// target group "app": target[0] "a": weight 101 is out of range 0..100
 	// <nil>
+}
+
+// ExampleStats_Group finds a group and a target in a Stats snapshot by
+// name, without a loop.
+func ExampleStats_Group() {
+	l, _ := lb.New(lb.WithTargetGroup("app", lb.TCP,
+		lb.WithTarget("127.0.0.1:9001", lb.WithTargetID("a"), lb.WithWeight(3)), lb.WithoutHealthCheck()))
+	if err := l.Start(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close()
+	st := l.Stats()
+	g, ok := st.Group("app")
+	fmt.Println(ok, g.Name)
+	t, ok := g.Target("a")
+	fmt.Println(ok, t.ID, t.Weight)
+	_, ok = st.Group("nope")
+	fmt.Println(ok)
+	// Output:
+	// true app
+	// true a 3
+	// false
 }

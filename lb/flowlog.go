@@ -11,7 +11,7 @@ import (
 	"github.com/lbkit/lbkit/proxy"
 )
 
-// FlowLog logs one record per TCP, TLS or UDP flow to logger, at Info
+// WithFlowLog logs one record per TCP, TLS or UDP flow to logger, at Info
 // level with the message "flow", when the flow ends: proto ("tcp" or
 // "udp"), listener, group, client (host:port), target and target_id,
 // bytes_in (client to target) and bytes_out, datagrams_in and
@@ -25,7 +25,7 @@ import (
 // most 100 of those a second per listener, the next record saying how many
 // were left out (suppressed). The record's time is the flow's end.
 // Default: none.
-func FlowLog(logger *slog.Logger) ListenerOption {
+func WithFlowLog(logger *slog.Logger) ListenerOption {
 	return func(l *listenerConfig) { l.flowLog = logger }
 }
 

@@ -68,13 +68,13 @@ func TestFlowLog(t *testing.T) {
 	opts := func(flowLog bool, deny string) []Option {
 		var lo []ListenerOption
 		if flowLog {
-			lo = append(lo, FlowLog(log.logger()))
+			lo = append(lo, WithFlowLog(log.logger()))
 		}
 		return []Option{
-			WithListener("tcp", TCP, "127.0.0.1:0", append([]ListenerOption{ForwardTo("app"), Deny(deny)}, lo...)...),
-			WithListener("dns", UDP, "127.0.0.1:0", append([]ListenerOption{ForwardTo("udp")}, lo...)...),
-			WithTargetGroup("app", TCP, Target(tcpT.addr, ID("a1"))),
-			WithTargetGroup("udp", UDP, Target(udpT.addr, ID("u1")), WithHealthCheck(check)),
+			WithListener("tcp", TCP, "127.0.0.1:0", append([]ListenerOption{WithForwardTo("app"), WithDeny(deny)}, lo...)...),
+			WithListener("dns", UDP, "127.0.0.1:0", append([]ListenerOption{WithForwardTo("udp")}, lo...)...),
+			WithTargetGroup("app", TCP, WithTarget(tcpT.addr, WithTargetID("a1"))),
+			WithTargetGroup("udp", UDP, WithTarget(udpT.addr, WithTargetID("u1")), WithHealthCheck(check)),
 		}
 	}
 	l := startLB(t, opts(true, "10.99.0.0/16")...)
@@ -151,13 +151,13 @@ func TestFlowLogOff(t *testing.T) {
 	tcpT := newEchoTarget(t, "t1")
 	var log jsonLog
 	opts := func(on bool) []Option {
-		lo := []ListenerOption{ForwardTo("app")}
+		lo := []ListenerOption{WithForwardTo("app")}
 		if on {
-			lo = append(lo, FlowLog(log.logger()))
+			lo = append(lo, WithFlowLog(log.logger()))
 		}
 		return []Option{
 			WithListener("tcp", TCP, "127.0.0.1:0", lo...),
-			WithTargetGroup("app", TCP, Target(tcpT.addr)),
+			WithTargetGroup("app", TCP, WithTarget(tcpT.addr)),
 		}
 	}
 	l := startLB(t, opts(false)...)
@@ -179,8 +179,8 @@ func TestFlowLogOff(t *testing.T) {
 	talk()
 	assert.Equal(t, "client_close", log.wait(t, 1)["reason"])
 
-	_, err := New(WithListener("h", HTTP, "127.0.0.1:0", ForwardTo("web"), FlowLog(log.logger())),
-		WithTargetGroup("web", HTTP, Target("127.0.0.1:1")))
+	_, err := New(WithListener("h", HTTP, "127.0.0.1:0", WithForwardTo("web"), WithFlowLog(log.logger())),
+		WithTargetGroup("web", HTTP, WithTarget("127.0.0.1:1")))
 	assert.ErrorContains(t, err, "flow logs are for tcp, tls and udp listeners")
 }
 

@@ -145,7 +145,7 @@ func (g *group) prepare(cfg *groupConfig) (*groupChange, error) {
 	if old == nil || !reflect.DeepEqual(old.stickiness, cfg.stickiness) {
 		p, err := g.newPolicy(cfg.stickiness)
 		if err != nil {
-			return nil, fmt.Errorf("target group %q: stickiness: %w", cfg.name, err)
+			return nil, &FieldError{Object: Object{Kind: KindTargetGroup, Name: cfg.name, Index: -1}, Field: "Stickiness", Err: invalidBy(err)}
 		}
 		c.policy, c.sticky = p, true
 	}
@@ -154,7 +154,7 @@ func (g *group) prepare(cfg *groupConfig) (*groupChange, error) {
 		old.ejectFailures != cfg.ejectFailures || old.ejectPeriod != cfg.ejectPeriod || old.ejectMaxPct != cfg.ejectMaxPct {
 		mon, checker, err := g.buildMonitor(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("target group %q: health check: %w", cfg.name, err)
+			return nil, &FieldError{Object: Object{Kind: KindTargetGroup, Name: cfg.name, Index: -1}, Field: "HealthCheck", Err: err}
 		}
 		c.mon, c.checker = mon, checker
 	}
@@ -309,11 +309,10 @@ func (g *group) settlePriorityLocked() {
 func (g *group) registerLocked(t targetConfig, static bool) {
 	o := g.cfg.overrides[t.id]
 	m := &member{t: t, static: static, discovered: !static, drained: o.drained, checksOff: o.checksOff}
-	h := balancer.Unhealthy
 	if g.cfg.noHealth || m.checksOff {
-		h = balancer.Healthy
 		m.cond = healthcheck.Condition{State: healthcheck.Healthy}
 	}
+	h := balancer.HealthOf(m.cond.Serving()) // the zero Condition is not serving
 	if m.drained {
 		m.drainCut = time.Now() // nothing to cut yet
 	}
@@ -443,28 +442,40 @@ func (g *group) newPolicy(s Stickiness) (sticky.Policy, error) {
 // nil for none. Validation builds one too, so that the sticky package's own
 // checks (cookie names, key lengths) run before anything starts.
 func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetState) (sticky.Policy, error) {
-	opts := []sticky.Option{sticky.WithTargetState(state)}
+	common := []sticky.Option{sticky.WithTargetState(state)}
+	if s.Duration > 0 {
+		common = append(common, sticky.WithDuration(s.Duration))
+	}
+	var tables []sticky.TableOption // SourceIP and AppCookie only
 	if s.Store != nil {
-		opts = append(opts, sticky.WithStore(groupStore{s: s.Store, prefix: group + "/"}))
+		tables = append(tables, sticky.WithStore(groupStore{s: s.Store, prefix: group + "/"}))
 	}
 	if s.StoreTimeout != 0 {
-		opts = append(opts, sticky.WithStoreTimeout(s.StoreTimeout))
-	}
-	if s.Duration > 0 {
-		opts = append(opts, sticky.WithDuration(s.Duration))
+		tables = append(tables, sticky.WithStoreTimeout(s.StoreTimeout))
 	}
 	if s.Capacity > 0 {
-		opts = append(opts, sticky.WithCapacity(s.Capacity))
+		tables = append(tables, sticky.WithCapacity(s.Capacity))
 	}
 	switch s.Kind {
-	case NoStickiness:
+	case NotSticky:
 		return nil, nil
-	case SourceIPStickiness:
+	case SourceIP:
+		var opts []sticky.SourceIPOption
+		for _, o := range common {
+			opts = append(opts, o)
+		}
+		for _, o := range tables {
+			opts = append(opts, o)
+		}
 		if s.PrefixV4 > 0 || s.PrefixV6 > 0 { // the one not set keeps whole addresses
 			opts = append(opts, sticky.WithPrefix(cmpOr(s.PrefixV4, 32), cmpOr(s.PrefixV6, 128)))
 		}
 		return sticky.NewSourceIP(opts...)
-	case LBCookieStickiness:
+	case Cookie:
+		var opts []sticky.CookieOption
+		for _, o := range common {
+			opts = append(opts, o)
+		}
 		if s.CookieName != "" {
 			opts = append(opts, sticky.WithCookieName(s.CookieName))
 		}
@@ -472,10 +483,17 @@ func buildPolicy(group string, s Stickiness, state func(string) sticky.TargetSta
 			opts = append(opts, sticky.WithKeys(s.Keys[0], s.Keys[1:]...))
 		}
 		return sticky.NewCookie(opts...)
-	case AppCookieStickiness:
+	case AppCookie:
+		var opts []sticky.AppCookieOption
+		for _, o := range common {
+			opts = append(opts, o)
+		}
+		for _, o := range tables {
+			opts = append(opts, o)
+		}
 		return sticky.NewAppCookie(s.CookieName, opts...)
 	}
-	return nil, fmt.Errorf("stickiness %s is unknown", s.Kind)
+	return nil, invalidf("stickiness %s is unknown", s.Kind)
 }
 
 // firstCheckWithin is how soon a new target is first checked.
@@ -591,7 +609,7 @@ func newChecker(cfg *groupConfig) (healthcheck.Checker, io.Closer, error) {
 		}
 		return c, c, nil
 	}
-	return nil, nil, fmt.Errorf("protocol %s cannot be checked", p)
+	return nil, nil, invalidf("protocol %s cannot be checked", p)
 }
 
 // healthChanged is the monitor's callback: it moves the target in or out of
@@ -605,11 +623,7 @@ func (g *group) healthChanged(c healthcheck.Change) {
 	}
 	if ok {
 		m.cond = c.New
-		h := balancer.Unhealthy
-		if c.New.Serving() {
-			h = balancer.Healthy
-		}
-		if err := g.bal.SetHealth(id, h); err != nil {
+		if err := g.bal.SetHealth(id, balancer.HealthOf(c.New.Serving())); err != nil {
 			g.log.Error("set health", "target", id, "err", err)
 		}
 		g.settlePriorityLocked()
@@ -689,16 +703,6 @@ func (g *groupConfig) healthProtocol() Protocol {
 		return g.proto
 	}
 	return TCP
-}
-
-// balancerTargets returns the group's static targets as the balancer sees
-// them, for validation.
-func (g *groupConfig) balancerTargets() []balancer.Target {
-	ts := make([]balancer.Target, len(g.targets))
-	for i, t := range g.targets {
-		ts[i] = balancer.Target{ID: t.id, Addr: t.addr, Weight: t.weight}
-	}
-	return ts
 }
 
 // memberIDs returns the IDs of the group's targets, sorted.

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lbkit/lbkit/balancer"
+	"github.com/lbkit/lbkit/healthcheck"
 	"github.com/lbkit/lbkit/sticky"
 )
 
@@ -149,7 +150,7 @@ func TestGroupHealthDecidesTraffic(t *testing.T) {
 	up := newTCPTarget(t)
 	down := closedAddr(t)
 	ev := newEvents()
-	g := startGroup(t, ev, Target(up.addr, ID("up")), Target(down, ID("down")), WithHealthCheck(fastHealth))
+	g := startGroup(t, ev, WithTarget(up.addr, WithTargetID("up")), WithTarget(down, WithTargetID("down")), WithHealthCheck(fastHealth))
 
 	// New targets get no traffic until their first check passes.
 	assert.True(t, ev.wait(t, "up").Serving)
@@ -165,16 +166,16 @@ func TestGroupHealthDecidesTraffic(t *testing.T) {
 }
 
 func TestGroupWithoutHealthCheck(t *testing.T) {
-	g := startGroup(t, nil, Target(closedAddr(t), ID("a")), WithoutHealthCheck())
+	g := startGroup(t, nil, WithTarget(closedAddr(t), WithTargetID("a")), WithoutHealthCheck())
 	assert.Equal(t, map[string]int{"a": 3}, pickIDs(t, g, 3), "checks off: every target counts as healthy")
 }
 
 func TestGroupDeregistrationDrains(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
-	g := startGroup(t, nil, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithoutHealthCheck(), DeregistrationDelay(time.Hour))
+	g := startGroup(t, nil, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithoutHealthCheck(), WithDeregistrationDelay(time.Hour))
 
 	var c config
-	WithTargetGroup("web", TCP, Target(b.addr, ID("b")), WithoutHealthCheck(), DeregistrationDelay(time.Hour))(&c)
+	WithTargetGroup("web", TCP, WithTarget(b.addr, WithTargetID("b")), WithoutHealthCheck(), WithDeregistrationDelay(time.Hour))(&c)
 	require.NoError(t, g.apply(c.groups[0]))
 
 	assert.Equal(t, map[string]int{"b": 10}, pickIDs(t, g, 10), "a deregistering target takes no new connections")
@@ -183,14 +184,14 @@ func TestGroupDeregistrationDrains(t *testing.T) {
 	assert.False(t, g.up().Stats().Targets[0].DrainDeadline.IsZero())
 
 	// Registered again before the delay passes: back in rotation at once.
-	WithTargetGroup("web", TCP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithoutHealthCheck())(&c)
+	WithTargetGroup("web", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithoutHealthCheck())(&c)
 	require.NoError(t, g.apply(c.groups[1]))
 	assert.Equal(t, map[string]int{"a": 5, "b": 5}, pickIDs(t, g, 10))
 	assert.Equal(t, sticky.Usable, g.targetState("a"))
 
 	// With a short delay the target is removed when it passes.
 	c = config{}
-	WithTargetGroup("web", TCP, Target(b.addr, ID("b")), WithoutHealthCheck(), DeregistrationDelay(20*time.Millisecond))(&c)
+	WithTargetGroup("web", TCP, WithTarget(b.addr, WithTargetID("b")), WithoutHealthCheck(), WithDeregistrationDelay(20*time.Millisecond))(&c)
 	require.NoError(t, g.apply(c.groups[0]))
 	require.Eventually(t, func() bool { return slices.Equal(g.memberIDs(), []string{"b"}) }, 10*time.Second, 5*time.Millisecond)
 	assert.Equal(t, sticky.Unusable, g.targetState("a"))
@@ -199,7 +200,7 @@ func TestGroupDeregistrationDrains(t *testing.T) {
 func TestGroupPassiveEjection(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
 	ev := newEvents()
-	g := startGroup(t, ev, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithoutHealthCheck(), PassiveEjection(3, time.Hour, 50))
+	g := startGroup(t, ev, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithoutHealthCheck(), WithPassiveEjection(3, time.Hour, 50))
 	up := g.up()
 	for range 2 {
 		up.OnResult("a", errors.New("connection reset"))
@@ -226,7 +227,7 @@ func TestGroupPassiveEjection(t *testing.T) {
 func TestGroupStickySessionsFollowHealth(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
 	ev := newEvents()
-	g := startGroup(t, ev, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithHealthCheck(fastHealth), Sticky(Stickiness{Kind: SourceIPStickiness}))
+	g := startGroup(t, ev, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithHealthCheck(fastHealth), WithStickiness(Stickiness{Kind: SourceIP}))
 	ev.wait(t, "a")
 	ev.wait(t, "b")
 	client := balancer.PickInfo{Source: netip.MustParseAddr("192.0.2.10")}
@@ -274,7 +275,7 @@ func TestGroupDiscovery(t *testing.T) {
 	src := &fakeSource{}
 	src.set(nil, Discovered{Addr: a.addr})
 	static := newTCPTarget(t)
-	g := startGroup(t, nil, Target(static.addr), WithoutHealthCheck(), DeregistrationDelay(-1), Discover(src, time.Hour))
+	g := startGroup(t, nil, WithTarget(static.addr), WithoutHealthCheck(), WithDeregistrationDelay(-1), WithDiscovery(src, time.Hour))
 	g.stopDiscovery() // the test drives the source itself
 	d := &discovery{src: src, cancel: func() {}, done: make(chan struct{})}
 	close(d.done)
@@ -310,12 +311,12 @@ func sorted(s ...string) []string { slices.Sort(s); return s }
 func TestGroupHealthCheckChangeKeepsTargetsServing(t *testing.T) {
 	a := newTCPTarget(t)
 	ev := newEvents()
-	g := startGroup(t, ev, Target(a.addr, ID("a")), WithHealthCheck(fastHealth))
+	g := startGroup(t, ev, WithTarget(a.addr, WithTargetID("a")), WithHealthCheck(fastHealth))
 	ev.waitServing(t, "a", true)
 	var c config
 	slower := fastHealth
 	slower.Interval, slower.HealthyThreshold, slower.UnhealthyThreshold = time.Hour, 3, 3
-	WithTargetGroup("web", TCP, Target(a.addr, ID("a")), WithHealthCheck(slower))(&c)
+	WithTargetGroup("web", TCP, WithTarget(a.addr, WithTargetID("a")), WithHealthCheck(slower))(&c)
 	require.NoError(t, g.apply(c.groups[0]))
 	assert.Equal(t, map[string]int{"a": 5}, pickIDs(t, g, 5), "still serving right after the swap")
 	st, ok := g.mon().Status("a")
@@ -333,10 +334,10 @@ func TestGroupHealthCheckChangeKeepsTargetsServing(t *testing.T) {
 func TestGroupProtocolChangeChangesDefaultCheck(t *testing.T) {
 	a := newTCPTarget(t) // accepts TCP, but answers no HTTP
 	ev := newEvents()
-	g := startGroup(t, ev, Target(a.addr, ID("a")), WithHealthCheck(fastHealth))
+	g := startGroup(t, ev, WithTarget(a.addr, WithTargetID("a")), WithHealthCheck(fastHealth))
 	ev.waitServing(t, "a", true)
 	var c config
-	WithTargetGroup("web", HTTP, Target(a.addr, ID("a")), WithHealthCheck(fastHealth))(&c)
+	WithTargetGroup("web", HTTP, WithTarget(a.addr, WithTargetID("a")), WithHealthCheck(fastHealth))(&c)
 	require.NoError(t, g.apply(c.groups[0]))
 	e := ev.waitServing(t, "a", false)
 	assert.NotContains(t, e.Reason, "connection refused", "an HTTP check failed, not a TCP one: %s", e.Reason)
@@ -344,8 +345,8 @@ func TestGroupProtocolChangeChangesDefaultCheck(t *testing.T) {
 
 func TestGroupStickyPrefixOnOneFamily(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
-	g := startGroup(t, nil, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithoutHealthCheck(),
-		Sticky(Stickiness{Kind: SourceIPStickiness, PrefixV4: 24})) // IPv6 keeps whole addresses
+	g := startGroup(t, nil, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithoutHealthCheck(),
+		WithStickiness(Stickiness{Kind: SourceIP, PrefixV4: 24})) // IPv6 keeps whole addresses
 	first := balancer.PickInfo{Source: netip.MustParseAddr("192.0.2.10")}
 	c, err := g.up().Choose(first, nil)
 	require.NoError(t, err)
@@ -354,4 +355,21 @@ func TestGroupStickyPrefixOnOneFamily(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, same.Sticky, "one /24: one session")
 	assert.Equal(t, c.Target.ID, same.Target.ID)
+}
+
+// TestHealthAcrossPackages checks the one way from a health check's verdict
+// to a balancer's mark: healthcheck.State's zero value is Unhealthy,
+// balancer.Health's is Healthy, so a conversion by number would invert them.
+func TestHealthAcrossPackages(t *testing.T) {
+	for _, tc := range []struct {
+		cond healthcheck.Condition
+		want balancer.Health
+	}{
+		{healthcheck.Condition{}, balancer.Unhealthy},
+		{healthcheck.Condition{State: healthcheck.Healthy}, balancer.Healthy},
+		{healthcheck.Condition{State: healthcheck.Healthy, Ejected: true}, balancer.Unhealthy},
+		{healthcheck.Condition{State: healthcheck.Unhealthy}, balancer.Unhealthy},
+	} {
+		assert.Equal(t, tc.want, balancer.HealthOf(tc.cond.Serving()), "%+v", tc.cond)
+	}
 }

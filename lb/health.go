@@ -85,7 +85,8 @@ type HealthEvent struct {
 	// says whether it now receives new traffic.
 	Healthy, Ejected, Serving bool
 	// Reason says why, in words ("connection refused", "status 503, want
-	// 200", "3 consecutive successes", "ejected: 5 consecutive failures").
+	// 200", "3 consecutive successful checks", "ejected: 5 consecutive
+	// failures, last: connection reset").
 	Reason string
 	// Time is when it happened.
 	Time time.Time

@@ -32,11 +32,6 @@ const DefaultShutdownTimeout = 30 * time.Second
 // closed.
 var ErrClosed = errors.New("lb: load balancer closed")
 
-// ErrNotFound is wrapped by the error of a call that names a listener,
-// target group or target that does not exist: errors.Is(err,
-// lb.ErrNotFound).
-var ErrNotFound = errors.New("does not exist")
-
 // LoadBalancer is a load balancer: listeners that accept clients and forward
 // them to target groups. Build it with New, start it with Start (or Serve),
 // change it while it runs with Reconfigure or the granular methods (AddTarget,
@@ -516,7 +511,7 @@ func (l *LoadBalancer) modifyGroup(name string, f func(*groupConfig) error) erro
 				return f(g)
 			}
 		}
-		return fmt.Errorf("lb: target group %q: %w", name, ErrNotFound)
+		return notFound(Object{Kind: KindTargetGroup, Name: name}, Object{})
 	})
 }
 
@@ -528,7 +523,7 @@ func (l *LoadBalancer) modifyListener(name string, f func(*listenerConfig) error
 				return f(li)
 			}
 		}
-		return fmt.Errorf("lb: listener %q: %w", name, ErrNotFound)
+		return notFound(Object{Kind: KindListener, Name: name}, Object{})
 	})
 }
 
@@ -560,7 +555,7 @@ func (l *LoadBalancer) RemoveListener(name string) error {
 	return l.changeErr(func(c *config) error {
 		i := slices.IndexFunc(c.listeners, func(li *listenerConfig) bool { return li.name == name })
 		if i < 0 {
-			return fmt.Errorf("lb: listener %q: %w", name, ErrNotFound)
+			return notFound(Object{Kind: KindListener, Name: name}, Object{})
 		}
 		c.listeners = slices.Delete(c.listeners, i, i+1)
 		return nil
@@ -580,7 +575,7 @@ func (l *LoadBalancer) RemoveTargetGroup(name string) error {
 	return l.changeErr(func(c *config) error {
 		i := slices.IndexFunc(c.groups, func(g *groupConfig) bool { return g.name == name })
 		if i < 0 {
-			return fmt.Errorf("lb: target group %q: %w", name, ErrNotFound)
+			return notFound(Object{Kind: KindTargetGroup, Name: name}, Object{})
 		}
 		c.groups = slices.Delete(c.groups, i, i+1)
 		return nil
@@ -591,7 +586,7 @@ func (l *LoadBalancer) RemoveTargetGroup(name string) error {
 // It gets traffic once its first health check passes.
 func (l *LoadBalancer) AddTarget(group, addr string, opts ...TargetOption) error {
 	return l.modifyGroup(group, func(g *groupConfig) error {
-		Target(addr, opts...)(g)
+		WithTarget(addr, opts...)(g)
 		return nil
 	})
 }
@@ -603,7 +598,7 @@ func (l *LoadBalancer) RemoveTarget(group, id string) error {
 	return l.modifyGroup(group, func(g *groupConfig) error {
 		i := slices.IndexFunc(g.targets, func(t targetConfig) bool { return t.id == id })
 		if i < 0 {
-			return fmt.Errorf("lb: target group %q: target %q: %w", group, id, ErrNotFound)
+			return notFound(Object{Kind: KindTarget, Name: id}, Object{Kind: KindTargetGroup, Name: group})
 		}
 		g.targets = slices.Delete(g.targets, i, i+1)
 		delete(g.overrides, id)
@@ -617,7 +612,7 @@ func (l *LoadBalancer) SetWeight(group, id string, weight int) error {
 	return l.modifyGroup(group, func(g *groupConfig) error {
 		i := slices.IndexFunc(g.targets, func(t targetConfig) bool { return t.id == id })
 		if i < 0 {
-			return fmt.Errorf("lb: target group %q: target %q: %w", group, id, ErrNotFound)
+			return notFound(Object{Kind: KindTarget, Name: id}, Object{Kind: KindTargetGroup, Name: group})
 		}
 		g.targets[i].weight = weight
 		return nil

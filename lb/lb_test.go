@@ -18,8 +18,8 @@ import (
 func TestTCPListener(t *testing.T) {
 	a, b := newEchoTarget(t, "a"), newEchoTarget(t, "b")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithHealthCheck(fastHealth)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithHealthCheck(fastHealth)),
 	)
 	waitServing(t, l, "app", 2)
 	got := map[string]int{}
@@ -40,8 +40,8 @@ func TestTCPListener(t *testing.T) {
 func TestHTTPListener(t *testing.T) {
 	a, b := newHTTPTarget(t, "a"), newHTTPTarget(t, "b")
 	l := startLB(t,
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", HTTP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithHealthCheck(fastHealth)),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", HTTP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithHealthCheck(fastHealth)),
 	)
 	waitServing(t, l, "app", 2)
 	got := map[string]int{}
@@ -63,8 +63,8 @@ func TestHTTPCookieStickiness(t *testing.T) {
 	ev := newEvents()
 	l := startLB(t,
 		WithHooks(ev.hooks()),
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", HTTP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithHealthCheck(fastHealth), Sticky(Stickiness{Kind: LBCookieStickiness})),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", HTTP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithHealthCheck(fastHealth), WithStickiness(Stickiness{Kind: Cookie})),
 	)
 	waitServing(t, l, "app", 2)
 	jar, err := cookiejar.New(nil)
@@ -104,8 +104,8 @@ func TestUDPFailoverOnTCPHealth(t *testing.T) {
 	ev := newEvents()
 	l := startLB(t,
 		WithHooks(ev.hooks()),
-		WithListener("dns", UDP, "127.0.0.1:0", ForwardTo("udp")),
-		WithTargetGroup("udp", UDP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithHealthCheck(check)),
+		WithListener("dns", UDP, "127.0.0.1:0", WithForwardTo("udp")),
+		WithTargetGroup("udp", UDP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithHealthCheck(check)),
 	)
 	waitServing(t, l, "udp", 2)
 	clients := make([]net.Conn, 6)
@@ -130,8 +130,8 @@ func TestTLSListener(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	cert := testCert(t, "lb.test")
 	l := startLB(t,
-		WithListener("tls", TLS, "127.0.0.1:0", ForwardTo("app"), Certificates(cert)),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), WithoutHealthCheck()),
+		WithListener("tls", TLS, "127.0.0.1:0", WithForwardTo("app"), WithCertificates(cert)),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck()),
 	)
 	pool := x509.NewCertPool()
 	pool.AddCert(cert.Leaf)
@@ -144,8 +144,8 @@ func TestTLSListener(t *testing.T) {
 func TestShutdownIsGraceful(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l, err := New(WithLogger(quietLog),
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr), WithoutHealthCheck()),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())
@@ -181,8 +181,8 @@ func TestShutdownIsGraceful(t *testing.T) {
 func TestShutdownClosesIdleKeepAlive(t *testing.T) {
 	a := newHTTPTarget(t, "a")
 	l, err := New(WithLogger(quietLog),
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app"), IdleTimeout(time.Hour)),
-		WithTargetGroup("app", HTTP, Target(a.addr), WithoutHealthCheck()),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app"), WithIdleTimeout(time.Hour)),
+		WithTargetGroup("app", HTTP, WithTarget(a.addr), WithoutHealthCheck()),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())
@@ -203,8 +203,8 @@ func TestTwoLoadBalancersShareNothing(t *testing.T) {
 	a, b := newEchoTarget(t, "a"), newEchoTarget(t, "b")
 	mk := func(target *echoTarget) *LoadBalancer {
 		return startLB(t,
-			WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-			WithTargetGroup("app", TCP, Target(target.addr, ID("t")), WithoutHealthCheck()),
+			WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+			WithTargetGroup("app", TCP, WithTarget(target.addr, WithTargetID("t")), WithoutHealthCheck()),
 		)
 	}
 	l1, l2 := mk(a), mk(b)
@@ -222,8 +222,8 @@ func TestResponseHook(t *testing.T) {
 	var got []ResponseEvent
 	l := startLB(t,
 		WithHooks(Hooks{Response: func(e ResponseEvent) { mu.Lock(); got = append(got, e); mu.Unlock() }}),
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", HTTP, Target(a.addr, ID("a")), WithoutHealthCheck()),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", HTTP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck()),
 	)
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()

@@ -78,10 +78,10 @@ func TestDescriptorBudgetRefusesAndDiagnoses(t *testing.T) {
 	var reasons []string
 	l := startLB(t,
 		WithDescriptorBudget(3),
-		WithListener("raw", TCP, "127.0.0.1:0", ForwardTo("echo")),
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("echo", TCP, Target(e.addr), WithoutHealthCheck()),
-		WithTargetGroup("app", HTTP, Target(h.addr), WithoutHealthCheck()),
+		WithListener("raw", TCP, "127.0.0.1:0", WithForwardTo("echo")),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("echo", TCP, WithTarget(e.addr), WithoutHealthCheck()),
+		WithTargetGroup("app", HTTP, WithTarget(h.addr), WithoutHealthCheck()),
 		WithHooks(Hooks{FlowRejected: func(ev FlowRejectedEvent) {
 			mu.Lock()
 			reasons = append(reasons, ev.Listener+":"+ev.Reason)

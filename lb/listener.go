@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"reflect"
@@ -129,7 +128,7 @@ func (li *listener) validate() error {
 		err = li.http.Validate()
 	}
 	if err != nil {
-		return fmt.Errorf("listener %q: %w", li.cfg.name, err)
+		return &FieldError{Object: Object{Kind: KindListener, Name: li.cfg.name, Index: -1}, Err: invalidBy(err)}
 	}
 	return nil
 }
@@ -215,7 +214,7 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 			certs[i] = &cfg.certs[i]
 		}
 		if err := li.certs.Set(cfg.wildcard, certs[0], certs...); err != nil {
-			return fmt.Errorf("listener %q: certificates: %w", cfg.name, err)
+			return &FieldError{Object: Object{Kind: KindListener, Name: cfg.name, Index: -1}, Field: "Certificates", Err: invalidBy(err)}
 		}
 	}
 	var trusted *proxy.ACL
@@ -232,7 +231,7 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 		if cfg.proto == TLS {
 			tlsCfg = &tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers}
 		}
-		// lb's HeaderTimeout takes any value, ≤ 0 meaning the default.
+		// lb's WithHeaderTimeout takes any value, ≤ 0 meaning the default.
 		tmo := proxy.Timeouts{Idle: cfg.idle, Connect: cfg.connectTimeout, Header: max(cfg.headerTimeout, 0)}
 		if err = errors.Join(p.SetUpstream(l.groups[cfg.group].up()), p.SetTimeouts(tmo), p.SetTLSConfig(tlsCfg)); err == nil {
 			p.SetACL(acl)
@@ -256,7 +255,7 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("listener %q: %w", cfg.name, err)
+		return &FieldError{Object: Object{Kind: KindListener, Name: cfg.name, Index: -1}, Err: invalidBy(err)}
 	}
 	return nil
 }
@@ -283,11 +282,7 @@ func (l *LoadBalancer) router(cfg *listenerConfig, up func(string) *proxy.Upstre
 		}
 		rules[i] = proxy.Rule{Name: r.Name, Priority: r.Priority, Host: r.Host, Path: r.Path, Action: a}
 	}
-	r, err := proxy.NewRouter(def, rules...)
-	if err != nil {
-		return nil, fmt.Errorf("listener %q: %w", cfg.name, err)
-	}
-	return r, nil
+	return proxy.NewRouter(def, rules...) // its errors, wrapping proxy.ErrInvalidRule, as they are
 }
 
 // fixedAtServe returns the settings of cfg that its proxy fixes when it

@@ -39,8 +39,8 @@ func failServe(t *testing.T, l *LoadBalancer, name string) *listener {
 func TestServeFailureRefusesClients(t *testing.T) {
 	h := newHTTPTarget(t, "h")
 	l := startLB(t,
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", HTTP, Target(h.addr), WithoutHealthCheck()),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", HTTP, WithTarget(h.addr), WithoutHealthCheck()),
 	)
 	front := addr(t, l, "web")
 	failServe(t, l, "web")
@@ -60,16 +60,16 @@ func TestInvalidProxyIsNotServed(t *testing.T) {
 	// lb checks no bound on connect attempts; the proxy refuses a negative
 	// one.
 	_, err := New(
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app"), ConnectAttempts(-1)),
-		WithTargetGroup("app", TCP, Target("127.0.0.1:1"), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app"), WithConnectAttempts(-1)),
+		WithTargetGroup("app", TCP, WithTarget("127.0.0.1:1"), WithoutHealthCheck()),
 	)
 	require.ErrorIs(t, err, proxy.ErrInvalid)
 	assert.Contains(t, err.Error(), `listener "tcp": proxy: TCP.ConnectAttempts: -1 is negative`)
 
 	h := newHTTPTarget(t, "h")
 	opts := []Option{
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", HTTP, Target(h.addr), WithoutHealthCheck()),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", HTTP, WithTarget(h.addr), WithoutHealthCheck()),
 	}
 	l := startLB(t, opts...)
 	front := addr(t, l, "web")
@@ -88,10 +88,10 @@ func TestInvalidProxyIsNotServed(t *testing.T) {
 	assert.Equal(t, "h", body)
 
 	err = l.Reconfigure(
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("raw"), ConnectAttempts(-1)),
-		WithTargetGroup("app", HTTP, Target(h.addr), WithoutHealthCheck()),
-		WithTargetGroup("raw", TCP, Target(h.addr), WithoutHealthCheck()),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("raw"), WithConnectAttempts(-1)),
+		WithTargetGroup("app", HTTP, WithTarget(h.addr), WithoutHealthCheck()),
+		WithTargetGroup("raw", TCP, WithTarget(h.addr), WithoutHealthCheck()),
 	)
 	require.ErrorIs(t, err, proxy.ErrInvalid)
 	_, ok := l.Addr("tcp")
@@ -104,8 +104,8 @@ func TestInvalidProxyIsNotServed(t *testing.T) {
 func TestReloadRearmsAFailedListener(t *testing.T) {
 	h := newHTTPTarget(t, "h")
 	opts := []Option{
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", HTTP, Target(h.addr), WithoutHealthCheck()),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", HTTP, WithTarget(h.addr), WithoutHealthCheck()),
 	}
 	l := startLB(t, opts...)
 	front := addr(t, l, "web")
@@ -143,8 +143,8 @@ func TestAcceptErrorsAreSurvivedAndDiagnosed(t *testing.T) {
 	var logs syncbuf.Buffer
 	var failing []*failingListener
 	l, err := New(
-		WithListener("raw", TCP, "127.0.0.1:0", ForwardTo("echo")),
-		WithTargetGroup("echo", TCP, Target(e.addr), WithoutHealthCheck()),
+		WithListener("raw", TCP, "127.0.0.1:0", WithForwardTo("echo")),
+		WithTargetGroup("echo", TCP, WithTarget(e.addr), WithoutHealthCheck()),
 		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
 	)
 	require.NoError(t, err)

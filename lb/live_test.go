@@ -153,8 +153,8 @@ func TestLiveAddAndReweightTargets(t *testing.T) {
 	a, b, c := newEchoTarget(t, "a"), newEchoTarget(t, "b"), newEchoTarget(t, "c")
 	ev := newEvents()
 	l := startLB(t, WithHooks(ev.hooks()),
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithHealthCheck(fastHealth)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithHealthCheck(fastHealth)),
 	)
 	waitServing(t, l, "app", 2)
 	front := addr(t, l, "tcp")
@@ -162,7 +162,7 @@ func TestLiveAddAndReweightTargets(t *testing.T) {
 
 	// The background load takes its own turns of the round-robin, so the
 	// test's own connections see shares, not exact sequences.
-	require.NoError(t, l.AddTarget("app", c.addr, ID("c")))
+	require.NoError(t, l.AddTarget("app", c.addr, WithTargetID("c")))
 	ev.waitServing(t, "c", true)
 	got := nextFrom(t, front, 30)
 	assert.Len(t, got, 3, "a new target takes traffic once healthy: %v", got)
@@ -178,8 +178,8 @@ func TestLiveAddAndReweightTargets(t *testing.T) {
 func TestLiveRemoveTargetDrains(t *testing.T) {
 	a, b := newEchoTarget(t, "a"), newEchoTarget(t, "b")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithoutHealthCheck(), DeregistrationDelay(time.Hour)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithoutHealthCheck(), WithDeregistrationDelay(time.Hour)),
 	)
 	front := addr(t, l, "tcp")
 	// An established connection to a.
@@ -206,7 +206,7 @@ func TestLiveRemoveTargetDrains(t *testing.T) {
 
 	// A short delay closes the established connection when it passes.
 	require.NoError(t, l.modifyGroup("app", func(g *groupConfig) error { g.deregDelay = 50 * time.Millisecond; return nil }))
-	require.NoError(t, l.AddTarget("app", a.addr, ID("a")))
+	require.NoError(t, l.AddTarget("app", a.addr, WithTargetID("a")))
 	var onA2 net.Conn
 	for onA2 == nil {
 		c, err := net.Dial("tcp", front)
@@ -227,8 +227,8 @@ func TestLiveRemoveTargetDrains(t *testing.T) {
 func TestLiveAlgorithmAndStickiness(t *testing.T) {
 	a, b := newHTTPTarget(t, "a"), newHTTPTarget(t, "b")
 	l := startLB(t,
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", HTTP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithoutHealthCheck()),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", HTTP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithoutHealthCheck()),
 	)
 	url := "http://" + addr(t, l, "web") + "/"
 	ld := httpLoad(url, 4)
@@ -243,7 +243,7 @@ func TestLiveAlgorithmAndStickiness(t *testing.T) {
 	}
 
 	require.NoError(t, l.SetAlgorithm("app", balancer.RoundRobin))
-	require.NoError(t, l.SetStickiness("app", Stickiness{Kind: LBCookieStickiness, CookieName: "lbk"}))
+	require.NoError(t, l.SetStickiness("app", Stickiness{Kind: Cookie, CookieName: "lbk"}))
 	jar, _ := cookiejar.New(nil)
 	sticky := &http.Client{Jar: jar, Transport: &http.Transport{}}
 	defer sticky.CloseIdleConnections()
@@ -259,15 +259,15 @@ func TestLiveListeners(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	h := newHTTPTarget(t, "h")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), WithoutHealthCheck()),
-		WithTargetGroup("web", HTTP, Target(h.addr, ID("h")), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck()),
+		WithTargetGroup("web", HTTP, WithTarget(h.addr, WithTargetID("h")), WithoutHealthCheck()),
 	)
 	ld := tcpLoad(addr(t, l, "tcp"), 2)
 
-	require.NoError(t, l.AddListener("tcp2", TCP, "127.0.0.1:0", ForwardTo("app")))
+	require.NoError(t, l.AddListener("tcp2", TCP, "127.0.0.1:0", WithForwardTo("app")))
 	assert.Equal(t, "a", dialAsk(t, addr(t, l, "tcp2")))
-	require.NoError(t, l.AddListener("http", HTTP, "127.0.0.1:0", ForwardTo("web")))
+	require.NoError(t, l.AddListener("http", HTTP, "127.0.0.1:0", WithForwardTo("web")))
 	httpFront := addr(t, l, "http")
 
 	// Removing an L4 listener stops forwarding at once: its established
@@ -318,8 +318,8 @@ func TestLiveCertificates(t *testing.T) {
 	pool.AddCert(old.Leaf)
 	pool.AddCert(fresh.Leaf)
 	l := startLB(t,
-		WithListener("https", HTTPS, "127.0.0.1:0", ForwardTo("web"), Certificates(old)),
-		WithTargetGroup("web", HTTP, Target(h.addr, ID("h")), WithoutHealthCheck()),
+		WithListener("https", HTTPS, "127.0.0.1:0", WithForwardTo("web"), WithCertificates(old)),
+		WithTargetGroup("web", HTTP, WithTarget(h.addr, WithTargetID("h")), WithoutHealthCheck()),
 	)
 	front := addr(t, l, "https")
 	conf := &tls.Config{RootCAs: pool, ServerName: "lb.test"}
@@ -359,8 +359,8 @@ func TestLiveCertificates(t *testing.T) {
 func TestLiveIdleTimeout(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck()),
 	)
 	front := addr(t, l, "tcp")
 	before, err := net.Dial("tcp", front)
@@ -383,21 +383,21 @@ func TestReconfigure(t *testing.T) {
 	a, b := newEchoTarget(t, "a"), newEchoTarget(t, "b")
 	opts := func(targets ...GroupOption) []Option {
 		return []Option{WithLogger(quietLog),
-			WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
+			WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
 			WithTargetGroup("app", TCP, append(targets, WithoutHealthCheck())...)}
 	}
-	l := startLB(t, opts(Target(a.addr, ID("a")))...)
+	l := startLB(t, opts(WithTarget(a.addr, WithTargetID("a")))...)
 	front := addr(t, l, "tcp")
 	ld := tcpLoad(front, 4)
 
-	err := l.Reconfigure(append(opts(Target(b.addr, ID("b"), Weight(500))), WithListener("bad", HTTP, "nonsense"))...)
+	err := l.Reconfigure(append(opts(WithTarget(b.addr, WithTargetID("b"), WithWeight(500))), WithListener("bad", HTTP, "nonsense"))...)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `listener "bad": addr "nonsense" is not host:port`)
-	assert.Contains(t, err.Error(), `target[0] "b": invalid target: weight 500 is out of range 0..100`)
+	assert.Contains(t, err.Error(), `target[0] "b": weight 500 is out of range 0..100`)
 	assert.Equal(t, map[string]int{"a": 4}, nextFrom(t, front, 4), "an invalid configuration changes nothing")
 
 	// a leaves (draining: what it has in flight finishes), b arrives.
-	require.NoError(t, l.Reconfigure(opts(Target(b.addr, ID("b")))...))
+	require.NoError(t, l.Reconfigure(opts(WithTarget(b.addr, WithTargetID("b")))...))
 	assert.Equal(t, front, addr(t, l, "tcp"), "the listener kept its socket")
 	assert.Equal(t, map[string]int{"b": 4}, nextFrom(t, front, 4))
 	ld.stop(t)
@@ -406,8 +406,8 @@ func TestReconfigure(t *testing.T) {
 func TestFixedSettingChangeRefusesNobody(t *testing.T) {
 	h := newHTTPTarget(t, "h")
 	l := startLB(t,
-		WithListener("web", HTTP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", HTTP, Target(h.addr, ID("h")), WithoutHealthCheck()),
+		WithListener("web", HTTP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", HTTP, WithTarget(h.addr, WithTargetID("h")), WithoutHealthCheck()),
 	)
 	url := "http://" + addr(t, l, "web") + "/"
 	ld := httpLoad(url, 4)
@@ -432,8 +432,8 @@ func TestReconfigureFailureChangesNothing(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	opts := func(algo balancer.Algorithm, extra ...Option) []Option {
 		return append([]Option{WithLogger(quietLog),
-			WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-			WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Algorithm(algo), WithoutHealthCheck())}, extra...)
+			WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+			WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithAlgorithm(algo), WithoutHealthCheck())}, extra...)
 	}
 	l := startLB(t, opts(balancer.RoundRobin)...)
 	l.mu.Lock()
@@ -446,8 +446,8 @@ func TestReconfigureFailureChangesNothing(t *testing.T) {
 	l.mu.Unlock()
 
 	err := l.Reconfigure(opts(balancer.LeastConnections,
-		WithListener("dns", UDP, "127.0.0.1:0", ForwardTo("udp")),
-		WithTargetGroup("udp", UDP, Target("127.0.0.1:53", ID("u"))))...)
+		WithListener("dns", UDP, "127.0.0.1:0", WithForwardTo("udp")),
+		WithTargetGroup("udp", UDP, WithTarget("127.0.0.1:53", WithTargetID("u"))))...)
 	require.ErrorContains(t, err, `target group "udp": health check: no ICMP socket`)
 	st := l.Stats()
 	require.Len(t, st.Groups, 1, "the new group did not start")

@@ -263,106 +263,106 @@ func WithSockets(s Sockets) Option { return func(c *config) { c.sockets = s } }
 // ListenerOption configures one listener.
 type ListenerOption func(*listenerConfig)
 
-// ForwardTo sets the target group the listener forwards to (its default
+// WithForwardTo sets the target group the listener forwards to (its default
 // action). Every L4 listener needs one; an L7 listener needs one unless its
 // rules cover every request.
-func ForwardTo(group string) ListenerOption {
+func WithForwardTo(group string) ListenerOption {
 	return func(l *listenerConfig) { l.group = group }
 }
 
-// Allow admits only clients whose address is in one of the prefixes
+// WithAllow admits only clients whose address is in one of the prefixes
 // ("10.0.0.0/8", "2001:db8::/32", or a single address). Default: everyone.
 // Checked on the client's address before any other work.
-func Allow(prefixes ...string) ListenerOption {
+func WithAllow(prefixes ...string) ListenerOption {
 	return func(l *listenerConfig) { l.allow = append(l.allow, prefixes...) }
 }
 
-// Deny refuses clients whose address is in one of the prefixes, whatever
-// Allow says. Default: nobody.
-func Deny(prefixes ...string) ListenerOption {
+// WithDeny refuses clients whose address is in one of the prefixes, whatever
+// WithAllow says. Default: nobody.
+func WithDeny(prefixes ...string) ListenerOption {
 	return func(l *listenerConfig) { l.deny = append(l.deny, prefixes...) }
 }
 
-// TrustProxies names the proxies in front of this listener whose word about
+// WithTrustedProxies names the proxies in front of this listener whose word about
 // the client is trusted: their X-Forwarded-For (HTTP, HTTPS) or their PROXY
 // protocol header (TCP, TLS). A PROXY header from anyone else is refused; an
 // X-Forwarded-For from anyone else is replaced. Default: nobody.
-func TrustProxies(prefixes ...string) ListenerOption {
+func WithTrustedProxies(prefixes ...string) ListenerOption {
 	return func(l *listenerConfig) { l.trusted = append(l.trusted, prefixes...) }
 }
 
-// IdleTimeout sets how long a connection may stay idle: TCP and TLS flows
+// WithIdleTimeout sets how long a connection may stay idle: TCP and TLS flows
 // (default 350 s; closed with RST both ways when it passes), UDP flows
 // (default 120 s), HTTP keep-alive connections between requests (default
 // 60 s). A change applies to new connections only.
-func IdleTimeout(d time.Duration) ListenerOption {
+func WithIdleTimeout(d time.Duration) ListenerOption {
 	return func(l *listenerConfig) { l.idle = d }
 }
 
-// ConnectTimeout bounds one connection attempt to a target; when it passes
+// WithConnectTimeout bounds one connection attempt to a target; when it passes
 // the next target is tried. Default DefaultConnectTimeout.
-func ConnectTimeout(d time.Duration) ListenerOption {
+func WithConnectTimeout(d time.Duration) ListenerOption {
 	return func(l *listenerConfig) { l.connectTimeout = d }
 }
 
-// Certificates sets the certificates a TLS or HTTPS listener serves, chosen
+// WithCertificates sets the certificates a TLS or HTTPS listener serves, chosen
 // by the client's SNI; the first is the default for clients that send no
 // SNI or an unknown name. Replacing them (Reconfigure, SetCertificates) never
 // interrupts a connection: established ones keep the old certificate.
-func Certificates(certs ...tls.Certificate) ListenerOption {
+func WithCertificates(certs ...tls.Certificate) ListenerOption {
 	return func(l *listenerConfig) { l.certs = append(l.certs, certs...) }
 }
 
-// ConnectAttempts sets how many different targets a new TCP or TLS
+// WithConnectAttempts sets how many different targets a new TCP or TLS
 // connection tries before giving up. Default 3. (HTTP and HTTPS listeners
 // retry requests with Retries.)
-func ConnectAttempts(n int) ListenerOption {
+func WithConnectAttempts(n int) ListenerOption {
 	return func(l *listenerConfig) { l.connectAttempts = n }
 }
 
-// HeaderTimeout bounds how long a TCP or TLS client may take to send its
+// WithHeaderTimeout bounds how long a TCP or TLS client may take to send its
 // PROXY protocol header and finish its TLS handshake. Default: the proxy's
 // (proxy.DefaultHeaderTimeout).
-func HeaderTimeout(d time.Duration) ListenerOption {
+func WithHeaderTimeout(d time.Duration) ListenerOption {
 	return func(l *listenerConfig) { l.headerTimeout = d }
 }
 
-// WildcardMatch sets how wildcard certificates match server names:
+// WithWildcardMatch sets how wildcard certificates match server names:
 // proxy.WildcardOneLabel (the default: *.example.com matches
 // a.example.com only) or proxy.WildcardSuffix (also a.b.example.com, the
 // longest suffix winning).
-func WildcardMatch(m proxy.WildcardMode) ListenerOption {
+func WithWildcardMatch(m proxy.WildcardMode) ListenerOption {
 	return func(l *listenerConfig) { l.wildcard = m }
 }
 
-// MinTLSVersion sets the lowest TLS version a TLS or HTTPS listener
+// WithMinTLSVersion sets the lowest TLS version a TLS or HTTPS listener
 // accepts, e.g. tls.VersionTLS13. Default TLS 1.2.
-func MinTLSVersion(v uint16) ListenerOption { return func(l *listenerConfig) { l.minTLS = v } }
+func WithMinTLSVersion(v uint16) ListenerOption { return func(l *listenerConfig) { l.minTLS = v } }
 
-// CipherSuites limits the TLS 1.0–1.2 cipher suites accepted. Default:
+// WithCipherSuites limits the TLS 1.0–1.2 cipher suites accepted. Default:
 // crypto/tls's secure list.
-func CipherSuites(ids ...uint16) ListenerOption {
+func WithCipherSuites(ids ...uint16) ListenerOption {
 	return func(l *listenerConfig) { l.ciphers = append(l.ciphers, ids...) }
 }
 
-// ClientAuth turns on mutual TLS on an HTTPS listener:
+// WithClientAuth turns on mutual TLS on an HTTPS listener:
 // tls.VerifyClientCertIfGiven (optional) or tls.RequireAndVerifyClientCert
 // (required), verified against cas. With hosts, only those server names
 // (host patterns as in Rule.Host) ask for a client certificate, and a request
 // whose Host needs one on a connection that did not present it gets 421.
 // Default: no client certificates.
-func ClientAuth(mode tls.ClientAuthType, cas *x509.CertPool, hosts ...string) ListenerOption {
+func WithClientAuth(mode tls.ClientAuthType, cas *x509.CertPool, hosts ...string) ListenerOption {
 	return func(l *listenerConfig) { l.clientAuth, l.clientCAs, l.clientHosts = mode, cas, hosts }
 }
 
-// DisableHTTP2 stops an HTTPS listener from offering HTTP/2. Default:
+// WithoutHTTP2 stops an HTTPS listener from offering HTTP/2. Default:
 // offered.
-func DisableHTTP2() ListenerOption { return func(l *listenerConfig) { l.disableHTTP2 = true } }
+func WithoutHTTP2() ListenerOption { return func(l *listenerConfig) { l.disableHTTP2 = true } }
 
 // Rule is an HTTP or HTTPS listener's forwarding rule: requests whose host
 // and path match get its action. Rules are tried by Priority, lowest first;
-// the first match wins; the listener's default action (ForwardTo,
-// DefaultRedirect or DefaultFixed) takes the rest. Two rules with the same
+// the first match wins; the listener's default action (WithForwardTo,
+// WithDefaultRedirect or WithDefaultFixed) takes the rest. Two rules with the same
 // host, path and priority are a configuration error.
 type Rule struct {
 	// Name identifies the rule in errors and the access log.
@@ -396,80 +396,82 @@ type GroupWeight struct {
 	Weight int
 }
 
-// Rules adds forwarding rules to an HTTP or HTTPS listener.
-func Rules(rules ...Rule) ListenerOption {
+// WithRules adds forwarding rules to an HTTP or HTTPS listener.
+func WithRules(rules ...Rule) ListenerOption {
 	return func(l *listenerConfig) { l.rules = append(l.rules, rules...) }
 }
 
-// DefaultRedirect makes an HTTP or HTTPS listener answer requests no rule
+// WithDefaultRedirect makes an HTTP or HTTPS listener answer requests no rule
 // matches with a redirect, e.g. proxy.Redirect{Scheme: "https"} for HTTP to
-// HTTPS. It replaces ForwardTo as the default action.
-func DefaultRedirect(r proxy.Redirect) ListenerOption {
+// HTTPS. It replaces WithForwardTo as the default action.
+func WithDefaultRedirect(r proxy.Redirect) ListenerOption {
 	return func(l *listenerConfig) { l.defRedirect = &r }
 }
 
-// DefaultFixed makes an HTTP or HTTPS listener answer requests no rule
-// matches with a fixed response. It replaces ForwardTo as the default action.
-func DefaultFixed(f proxy.FixedResponse) ListenerOption {
+// WithDefaultFixed makes an HTTP or HTTPS listener answer requests no rule
+// matches with a fixed response. It replaces WithForwardTo as the default action.
+func WithDefaultFixed(f proxy.FixedResponse) ListenerOption {
 	return func(l *listenerConfig) { l.defFixed = &f }
 }
 
-// RequestTimeout is how long an HTTP client has to send a request's
+// WithRequestTimeout is how long an HTTP client has to send a request's
 // headers, and then its body; then it gets 408 (see
 // proxy.HTTP.RequestTimeout). Default 60 s.
-func RequestTimeout(d time.Duration) ListenerOption {
+func WithRequestTimeout(d time.Duration) ListenerOption {
 	return func(l *listenerConfig) { l.requestTimeout = d }
 }
 
-// ResponseTimeout is how long a target has to answer a request's header;
+// WithResponseTimeout is how long a target has to answer a request's header;
 // then the request is retried on another target when safe, else 504.
 // Default 60 s.
-func ResponseTimeout(d time.Duration) ListenerOption {
+func WithResponseTimeout(d time.Duration) ListenerOption {
 	return func(l *listenerConfig) { l.responseTimeout = d }
 }
 
-// MaxHeaderBytes limits an HTTP request's line and headers: above it, 431.
+// WithMaxHeaderBytes limits an HTTP request's line and headers: above it, 431.
 // Default 64 KiB.
-func MaxHeaderBytes(n int) ListenerOption { return func(l *listenerConfig) { l.maxHeaderBytes = n } }
+func WithMaxHeaderBytes(n int) ListenerOption {
+	return func(l *listenerConfig) { l.maxHeaderBytes = n }
+}
 
-// MaxBodyBytes limits an HTTP request's body: above it, 413. Default 10 GiB.
-func MaxBodyBytes(n int64) ListenerOption { return func(l *listenerConfig) { l.maxBodyBytes = n } }
+// WithMaxBodyBytes limits an HTTP request's body: above it, 413. Default 10 GiB.
+func WithMaxBodyBytes(n int64) ListenerOption { return func(l *listenerConfig) { l.maxBodyBytes = n } }
 
-// MaxURILength limits an HTTP request's target: above it, 414. Default
+// WithMaxURILength limits an HTTP request's target: above it, 414. Default
 // 8 KiB.
-func MaxURILength(n int) ListenerOption { return func(l *listenerConfig) { l.maxURILength = n } }
+func WithMaxURILength(n int) ListenerOption { return func(l *listenerConfig) { l.maxURILength = n } }
 
-// Retries bounds how an HTTP listener retries requests on another target
+// WithRetries bounds how an HTTP listener retries requests on another target
 // (see proxy.Retry for what is retried, and the retry budget). Zero fields
 // take their defaults.
-func Retries(r proxy.Retry) ListenerOption { return func(l *listenerConfig) { l.retry = r } }
+func WithRetries(r proxy.Retry) ListenerOption { return func(l *listenerConfig) { l.retry = r } }
 
-// ForwardedHeader adds an RFC 7239 Forwarded header to requests, beside the
+// WithForwardedHeader adds an RFC 7239 Forwarded header to requests, beside the
 // X-Forwarded-For, -Proto, -Port and -Host headers that are always sent.
-func ForwardedHeader() ListenerOption { return func(l *listenerConfig) { l.forwarded = true } }
+func WithForwardedHeader() ListenerOption { return func(l *listenerConfig) { l.forwarded = true } }
 
-// RequestIDs gives every request of an HTTP listener an ID, sent to the
+// WithRequestIDs gives every request of an HTTP listener an ID, sent to the
 // target as X-Request-Id and logged as request_id: a trusted proxy's
-// X-Request-Id (see TrustProxies), else a random one (see
+// X-Request-Id (see WithTrustedProxies), else a random one (see
 // proxy.HTTP.RequestID).
-func RequestIDs() ListenerOption { return func(l *listenerConfig) { l.requestID = true } }
+func WithRequestIDs() ListenerOption { return func(l *listenerConfig) { l.requestID = true } }
 
-// AccessLog logs one record per HTTP request to logger: client and target
-// addresses, method, host, path and query, status (client side and target
-// side), bytes each way, timings, user agent, referer, request ID, TLS
-// version, cipher and SNI (the attributes are listed at
+// WithAccessLog logs one record per HTTP request to logger: client and
+// target addresses, method, host, path and query, status (client side and
+// target side), bytes each way, timings, user agent, referer, request ID,
+// TLS version, cipher and SNI (the attributes are listed at
 // proxy.HTTP.AccessLog). Default: none.
-func AccessLog(logger *slog.Logger) ListenerOption {
+func WithAccessLog(logger *slog.Logger) ListenerOption {
 	return func(l *listenerConfig) { l.accessLog = logger }
 }
 
 // GroupOption configures one target group.
 type GroupOption func(*groupConfig)
 
-// Target adds a target at addr ("host:port"; an IP address, or a name the
+// WithTarget adds a target at addr ("host:port"; an IP address, or a name the
 // health checks and connections resolve). Its ID defaults to addr and its
 // weight to 1.
-func Target(addr string, opts ...TargetOption) GroupOption {
+func WithTarget(addr string, opts ...TargetOption) GroupOption {
 	return func(g *groupConfig) {
 		t := targetConfig{id: addr, addr: addr, weight: balancer.DefaultWeight}
 		for _, o := range opts {
@@ -479,9 +481,9 @@ func Target(addr string, opts ...TargetOption) GroupOption {
 	}
 }
 
-// Algorithm sets how the group picks a target for a new connection or
+// WithAlgorithm sets how the group picks a target for a new connection or
 // request. Default balancer.RoundRobin (smooth weighted round-robin).
-func Algorithm(a balancer.Algorithm) GroupOption {
+func WithAlgorithm(a balancer.Algorithm) GroupOption {
 	return func(g *groupConfig) { g.algo = a }
 }
 
@@ -494,7 +496,7 @@ func WithHealthCheck(h HealthCheck) GroupOption {
 	return func(g *groupConfig) { g.health, g.noHealth = h, false }
 }
 
-// CircuitBreaker sets the group's circuit breakers for HTTP: the most
+// WithCircuitBreaker sets the group's circuit breakers for HTTP: the most
 // connections the HTTP listeners keep open to each target (idle ones
 // included; a request that needs one more waits up to the connect timeout)
 // and the most requests of the group waiting at once; beyond them, 503.
@@ -503,7 +505,7 @@ func WithHealthCheck(h HealthCheck) GroupOption {
 // proxy.DefaultMaxConnsPerTarget and proxy.DefaultMaxPendingRequests (1024
 // each, Envoy's); a negative MaxConnsPerTarget means no limit. It changes
 // live.
-func CircuitBreaker(l proxy.Limits) GroupOption {
+func WithCircuitBreaker(l proxy.Limits) GroupOption {
 	return func(g *groupConfig) { g.limits = l }
 }
 
@@ -513,17 +515,17 @@ func WithoutHealthCheck() GroupOption {
 	return func(g *groupConfig) { g.noHealth = true }
 }
 
-// Sticky sets the group's session persistence (see Stickiness). Default:
+// WithStickiness sets the group's session persistence (see Stickiness). Default:
 // none.
-func Sticky(s Stickiness) GroupOption {
+func WithStickiness(s Stickiness) GroupOption {
 	return func(g *groupConfig) { g.stickiness = s }
 }
 
-// DeregistrationDelay sets how long a removed target keeps its established
+// WithDeregistrationDelay sets how long a removed target keeps its established
 // connections (and sticky sessions) before they are closed. New connections
 // stop at once. Default DefaultDeregistrationDelay; a negative delay closes
 // them at once.
-func DeregistrationDelay(d time.Duration) GroupOption {
+func WithDeregistrationDelay(d time.Duration) GroupOption {
 	return func(g *groupConfig) {
 		if d == 0 {
 			d = -1 // 0 from the user means "none", not "default"
@@ -532,22 +534,22 @@ func DeregistrationDelay(d time.Duration) GroupOption {
 	}
 }
 
-// ProxyProtocol makes TCP and TLS listeners send a PROXY protocol header of
+// WithProxyProtocol makes TCP and TLS listeners send a PROXY protocol header of
 // version 1 or 2 at the start of every connection to this group's targets,
 // so they learn the client's address. Default 0: none.
-func ProxyProtocol(version int) GroupOption {
+func WithProxyProtocol(version int) GroupOption {
 	return func(g *groupConfig) { g.proxyProtocol = version }
 }
 
-// TargetTLS sets the TLS configuration for connections to targets of a TLS
+// WithTargetTLS sets the TLS configuration for connections to targets of a TLS
 // or HTTPS group (CA pool, client certificate, ServerName; an empty
 // ServerName is taken from each target's host). Default: the system's CA
 // pool, verification on.
-func TargetTLS(cfg *tls.Config) GroupOption {
+func WithTargetTLS(cfg *tls.Config) GroupOption {
 	return func(g *groupConfig) { g.targetTLS = cfg }
 }
 
-// Discover makes the group follow a discovery source (see DNS and
+// WithDiscovery makes the group follow a discovery source (see DNS and
 // DNSSRV): its targets are asked for every interval (default
 // DefaultDiscoveryInterval) and changes are applied as live changes
 // (new targets added, vanished or draining ones deregistered with the
@@ -555,16 +557,16 @@ func TargetTLS(cfg *tls.Config) GroupOption {
 // interval only bounds the back-off before a disconnected watch is
 // started again. When the source fails or disconnects, the last good
 // answer is kept. Static Targets of the group stay as they are.
-func Discover(src Source, interval time.Duration) GroupOption {
+func WithDiscovery(src Source, interval time.Duration) GroupOption {
 	return func(g *groupConfig) { g.discovery, g.discoveryInterval = src, interval }
 }
 
-// PassiveEjection ejects a target after failures consecutive failed
+// WithPassiveEjection ejects a target after failures consecutive failed
 // connections or requests, for period, and caps the share of the group's
 // targets ejected at once at maxPercent (so a bad deploy cannot empty the
 // group). Default: failures 5, period 30 s, maxPercent 50. failures 0
 // turns passive ejection off.
-func PassiveEjection(failures int, period time.Duration, maxPercent int) GroupOption {
+func WithPassiveEjection(failures int, period time.Duration, maxPercent int) GroupOption {
 	return func(g *groupConfig) {
 		if failures == 0 {
 			failures = -1
@@ -576,9 +578,9 @@ func PassiveEjection(failures int, period time.Duration, maxPercent int) GroupOp
 // TargetOption configures one target.
 type TargetOption func(*targetConfig)
 
-// ID names the target within its group. Default: its address.
-func ID(id string) TargetOption { return func(t *targetConfig) { t.id = id } }
+// WithTargetID names the target within its group. Default: its address.
+func WithTargetID(id string) TargetOption { return func(t *targetConfig) { t.id = id } }
 
-// Weight sets the target's share of new traffic, 0..100. 0 takes no new
+// WithWeight sets the target's share of new traffic, 0..100. 0 takes no new
 // traffic while established connections continue. Default 1.
-func Weight(w int) TargetOption { return func(t *targetConfig) { t.weight = w } }
+func WithWeight(w int) TargetOption { return func(t *targetConfig) { t.weight = w } }

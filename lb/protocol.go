@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -51,13 +50,13 @@ func ParseProtocol(s string) (Protocol, error) {
 			return Protocol(i), nil
 		}
 	}
-	return 0, fmt.Errorf("protocol %q is not one of tcp, udp, tls, http, https", s)
+	return 0, invalidf("protocol %q is not one of tcp, udp, tls, http, https", s)
 }
 
 // MarshalText implements encoding.TextMarshaler.
 func (p Protocol) MarshalText() ([]byte, error) {
 	if !p.valid() {
-		return nil, fmt.Errorf("protocol %d is unknown", p)
+		return nil, invalidf("protocol %d is unknown", p)
 	}
 	return []byte(p.String()), nil
 }

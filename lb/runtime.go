@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"fmt"
 	"slices"
 	"time"
 
@@ -45,7 +44,7 @@ func (l *LoadBalancer) SetTargetHealthCheck(group, id string, enabled bool) erro
 func (l *LoadBalancer) setOverride(group, id string, f func(*targetOverride)) error {
 	return l.modifyGroup(group, func(g *groupConfig) error {
 		if !slices.ContainsFunc(g.targets, func(t targetConfig) bool { return t.id == id }) && !l.holdsLocked(group, id) {
-			return fmt.Errorf("lb: target group %q: target %q: %w", group, id, ErrNotFound)
+			return notFound(Object{Kind: KindTarget, Name: id}, Object{Kind: KindTargetGroup, Name: group})
 		}
 		o := g.overrides[id]
 		f(&o)

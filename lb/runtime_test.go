@@ -34,18 +34,12 @@ func targetStats(t *testing.T, l *LoadBalancer, group, id string) TargetStats {
 // targetDiagnosis returns the diagnosis of one target of one group.
 func targetDiagnosis(t *testing.T, l *LoadBalancer, group, id string) TargetDiagnosis {
 	t.Helper()
-	for _, g := range l.Diagnose(Query{}).Groups {
-		if g.Name != group {
-			continue
-		}
-		for _, td := range g.Targets {
-			if td.ID == id {
-				return td
-			}
-		}
+	g, _ := l.Diagnose(Query{}).Group(group)
+	td, ok := g.Target(id)
+	if !ok {
+		t.Fatalf("no target %s/%s in Diagnose", group, id)
 	}
-	t.Fatalf("no target %s/%s in Diagnose", group, id)
-	return TargetDiagnosis{}
+	return td
 }
 
 // connectedTo opens connections through front until one reaches target.
@@ -68,9 +62,9 @@ func TestDrainTargetKeepsItInTheGroup(t *testing.T) {
 	a, b := newEchoTarget(t, "a"), newEchoTarget(t, "b")
 	ev := newEvents()
 	l := startLB(t, WithHooks(ev.hooks()),
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(b.addr, ID("b")),
-			WithHealthCheck(fastHealth), DeregistrationDelay(time.Hour)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")),
+			WithHealthCheck(fastHealth), WithDeregistrationDelay(time.Hour)),
 	)
 	waitServing(t, l, "app", 2)
 	front := addr(t, l, "tcp")
@@ -108,9 +102,9 @@ func TestDrainTargetKeepsItInTheGroup(t *testing.T) {
 func TestDrainTargetClosesConnectionsAfterTheDelay(t *testing.T) {
 	a, b := newEchoTarget(t, "a"), newEchoTarget(t, "b")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(b.addr, ID("b")),
-			WithoutHealthCheck(), DeregistrationDelay(50*time.Millisecond)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")),
+			WithoutHealthCheck(), WithDeregistrationDelay(50*time.Millisecond)),
 	)
 	front := addr(t, l, "tcp")
 	onA := connectedTo(t, front, "a")
@@ -136,8 +130,8 @@ func TestTargetHealthCheckOff(t *testing.T) {
 	hc := fastHealth
 	hc.Port, _ = strconv.Atoi(port)
 	l := startLB(t, WithHooks(ev.hooks()),
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(b.addr, ID("b")), WithHealthCheck(hc)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(b.addr, WithTargetID("b")), WithHealthCheck(hc)),
 	)
 	front := addr(t, l, "tcp")
 	assert.False(t, targetStats(t, l, "app", "a").Serving, "its check fails")
@@ -160,8 +154,8 @@ func TestTargetHealthCheckOff(t *testing.T) {
 func TestRuntimeSettersRefuseUnknownTargets(t *testing.T) {
 	a := newEchoTarget(t, "a")
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck()),
 	)
 	for name, err := range map[string]error{
 		"drain, no group":    l.DrainTarget("nope", "a"),
@@ -189,9 +183,9 @@ func TestDrainDiscoveredTargetAndReconfigure(t *testing.T) {
 	a, b := newEchoTarget(t, "a"), newEchoTarget(t, "b")
 	src := fixedSource{{Addr: a.addr, Weight: 1}, {Addr: b.addr, Weight: 1}}
 	group := func() Option {
-		return WithTargetGroup("app", TCP, Discover(src, time.Hour), WithoutHealthCheck(), DeregistrationDelay(time.Hour))
+		return WithTargetGroup("app", TCP, WithDiscovery(src, time.Hour), WithoutHealthCheck(), WithDeregistrationDelay(time.Hour))
 	}
-	listener := WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app"))
+	listener := WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app"))
 	l := startLB(t, listener, group())
 	front := addr(t, l, "tcp")
 	require.Eventually(t, func() bool { return len(targetStatsAll(t, l, "app")) == 2 }, 10*time.Second, 10*time.Millisecond)
@@ -229,9 +223,9 @@ func TestWaitServingAndChecked(t *testing.T) {
 	slow := fastHealth
 	slow.Interval, slow.Timeout = 200*time.Millisecond, 100*time.Millisecond
 	l := startLB(t,
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(down, ID("down")), WithHealthCheck(slow)),
-		WithTargetGroup("unchecked", TCP, Target(a.addr, ID("a")), WithoutHealthCheck()),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(down, WithTargetID("down")), WithHealthCheck(slow)),
+		WithTargetGroup("unchecked", TCP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck()),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -260,8 +254,8 @@ func TestWarmupChecksBeforeListenersOpen(t *testing.T) {
 	closed.Close()
 	hc := HealthCheck{Interval: time.Hour, Timeout: time.Second} // only the first check happens in the test
 	l, err := New(WithWarmup(10*time.Second),
-		WithListener("tcp", TCP, "127.0.0.1:0", ForwardTo("app")),
-		WithTargetGroup("app", TCP, Target(a.addr, ID("a")), Target(down, ID("down")), WithHealthCheck(hc)),
+		WithListener("tcp", TCP, "127.0.0.1:0", WithForwardTo("app")),
+		WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithTarget(down, WithTargetID("down")), WithHealthCheck(hc)),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())

@@ -70,11 +70,11 @@ func TestWithSocketsServesHandedSockets(t *testing.T) {
 	// The configuration names the addresses the handed sockets have.
 	tcpAddr, udpAddr := ln.Addr().String(), pc.LocalAddr().String()
 	socks := &handedSockets{tcp: map[string]net.Listener{tcpAddr: ln}, udp: map[string]net.PacketConn{udpAddr: pc}}
-	group := WithTargetGroup("app", TCP, Target(a.addr, ID("a")), WithoutHealthCheck())
-	udpGroup := WithTargetGroup("dns", UDP, Target(u.addr, ID("u")), WithoutHealthCheck())
+	group := WithTargetGroup("app", TCP, WithTarget(a.addr, WithTargetID("a")), WithoutHealthCheck())
+	udpGroup := WithTargetGroup("dns", UDP, WithTarget(u.addr, WithTargetID("u")), WithoutHealthCheck())
 	l := startLB(t, WithSockets(socks),
-		WithListener("tcp", TCP, tcpAddr, ForwardTo("app")),
-		WithListener("udp", UDP, udpAddr, ForwardTo("dns")),
+		WithListener("tcp", TCP, tcpAddr, WithForwardTo("app")),
+		WithListener("udp", UDP, udpAddr, WithForwardTo("dns")),
 		group, udpGroup,
 	)
 	assert.ElementsMatch(t, []string{"tcp tcp " + tcpAddr, "udp udp " + udpAddr}, socks.asked, "the listeners' names come with their addresses")
@@ -85,7 +85,7 @@ func TestWithSocketsServesHandedSockets(t *testing.T) {
 	assert.Equal(t, "u", udpAsk(t, c, "hello"), "the handed UDP socket serves")
 
 	// A listener that a reconfiguration removes is closed for real.
-	require.NoError(t, l.Reconfigure(WithSockets(socks), WithListener("udp", UDP, udpAddr, ForwardTo("dns")), group, udpGroup))
+	require.NoError(t, l.Reconfigure(WithSockets(socks), WithListener("udp", UDP, udpAddr, WithForwardTo("dns")), group, udpGroup))
 	socks.mu.Lock()
 	assert.Equal(t, []string{"tcp " + tcpAddr}, socks.closed)
 	socks.mu.Unlock()

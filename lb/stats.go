@@ -195,3 +195,30 @@ func (g *group) stats() GroupStats {
 	}
 	return gs
 }
+
+// Listener returns the statistics of the listener called name, and whether
+// there is one.
+func (s Stats) Listener(name string) (ListenerStats, bool) {
+	return find(s.Listeners, func(l ListenerStats) bool { return l.Name == name })
+}
+
+// Group returns the statistics of the target group called name, and
+// whether there is one.
+func (s Stats) Group(name string) (GroupStats, bool) {
+	return find(s.Groups, func(g GroupStats) bool { return g.Name == name })
+}
+
+// Target returns the statistics of the group's target id, and whether there
+// is one.
+func (g GroupStats) Target(id string) (TargetStats, bool) {
+	return find(g.Targets, func(t TargetStats) bool { return t.ID == id })
+}
+
+// find returns the first element of s for which match is true.
+func find[T any](s []T, match func(T) bool) (T, bool) {
+	if i := slices.IndexFunc(s, match); i >= 0 {
+		return s[i], true
+	}
+	var zero T
+	return zero, false
+}

@@ -12,18 +12,18 @@ import (
 type StickyKind uint8
 
 const (
-	// NoStickiness sends every new connection or request where the
+	// NotSticky sends every new connection or request where the
 	// algorithm says.
-	NoStickiness StickyKind = iota
-	// SourceIPStickiness keeps each client IP on one target (L4 and L7).
-	SourceIPStickiness
-	// LBCookieStickiness keeps each HTTP client on one target with a cookie
+	NotSticky StickyKind = iota
+	// SourceIP keeps each client IP on one target (L4 and L7).
+	SourceIP
+	// Cookie keeps each HTTP client on one target with a cookie
 	// the load balancer sets: opaque, authenticated, expiring.
-	LBCookieStickiness
-	// AppCookieStickiness follows the application's own session cookie:
+	Cookie
+	// AppCookie follows the application's own session cookie:
 	// requests carrying a value the application set go to the target that
 	// set it.
-	AppCookieStickiness
+	AppCookie
 )
 
 var stickyNames = [...]string{"none", "source_ip", "lb_cookie", "app_cookie"}
@@ -44,7 +44,7 @@ func ParseStickyKind(s string) (StickyKind, error) {
 			return StickyKind(i), nil
 		}
 	}
-	return 0, fmt.Errorf("stickiness %q is not one of none, source_ip, lb_cookie, app_cookie", s)
+	return 0, invalidf("stickiness %q is not one of none, source_ip, lb_cookie, app_cookie", s)
 }
 
 // Stickiness configures a target group's session persistence. Sessions
@@ -52,13 +52,13 @@ func ParseStickyKind(s string) (StickyKind, error) {
 // removed they move (and a cookie is set anew); while it drains they stay
 // until the deregistration delay ends.
 type Stickiness struct {
-	// Kind selects the persistence; NoStickiness (the zero value) turns it
+	// Kind selects the persistence; NotSticky (the zero value) turns it
 	// off. Cookie kinds need an HTTP or HTTPS group.
 	Kind StickyKind
 	// Duration is how long a session lasts without use. Default 20 minutes.
 	Duration time.Duration
-	// CookieName is the load balancer's cookie (LBCookieStickiness; default
-	// sticky.DefaultCookieName, "LBKIT") or the application's cookie to follow (AppCookieStickiness;
+	// CookieName is the load balancer's cookie (Cookie; default
+	// sticky.DefaultCookieName, "LBKIT") or the application's cookie to follow (AppCookie;
 	// required, e.g. "JSESSIONID").
 	CookieName string
 	// Keys authenticate the load balancer's cookie: the first signs, all
@@ -66,16 +66,16 @@ type Stickiness struct {
 	// one site must share them. Default: a random key made at start, good
 	// for one process.
 	Keys [][]byte
-	// Capacity bounds the sessions remembered (SourceIPStickiness,
-	// AppCookieStickiness); when full, new clients are balanced without
+	// Capacity bounds the sessions remembered (SourceIP,
+	// AppCookie); when full, new clients are balanced without
 	// being remembered, and counted. Default: the sticky package's.
 	Capacity int
-	// PrefixV4 and PrefixV6 make SourceIPStickiness key on the client's
+	// PrefixV4 and PrefixV6 make SourceIP key on the client's
 	// network rather than its address (e.g. 24 and 64), for clients behind
 	// rotating NAT. Default: the whole address.
 	PrefixV4, PrefixV6 int
-	// Store shares the sessions of SourceIPStickiness and
-	// AppCookieStickiness with the other load balancers that use the same
+	// Store shares the sessions of SourceIP and
+	// AppCookie with the other load balancers that use the same
 	// store (see sticky.Store; sticky/redisstore has one for Redis): a
 	// client keeps its target whichever node it reaches. The group's
 	// table stays in front as a cache, and a failing store leaves it to

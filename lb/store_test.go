@@ -44,14 +44,14 @@ func TestStickyStoreAcrossLoadBalancers(t *testing.T) {
 	names := []string{"a", "b", "c"}
 	var targets []GroupOption
 	for _, n := range names {
-		targets = append(targets, Target(newEchoTarget(t, n).addr, ID(n)))
+		targets = append(targets, WithTarget(newEchoTarget(t, n).addr, WithTargetID(n)))
 	}
 	store := &mapStore{m: map[string]string{}}
 	node := func() *LoadBalancer {
 		return startLB(t,
-			WithListener("front", TCP, "127.0.0.1:0", ForwardTo("web")),
+			WithListener("front", TCP, "127.0.0.1:0", WithForwardTo("web")),
 			WithTargetGroup("web", TCP, append(targets, WithoutHealthCheck(),
-				Sticky(Stickiness{Kind: SourceIPStickiness, Store: store}))...))
+				WithStickiness(Stickiness{Kind: SourceIP, Store: store}))...))
 	}
 	n1, n2 := node(), node()
 	first := dialAsk(t, addr(t, n1, "front"))
@@ -64,11 +64,11 @@ func TestStickyStoreAcrossLoadBalancers(t *testing.T) {
 }
 
 func TestStickyStoreValidation(t *testing.T) {
-	_, err := New(WithTargetGroup("web", HTTP, Sticky(Stickiness{Store: &mapStore{}})))
+	_, err := New(WithTargetGroup("web", HTTP, WithStickiness(Stickiness{Store: &mapStore{}})))
 	assert.ErrorContains(t, err, "a sticky store is set without stickiness")
-	_, err = New(WithTargetGroup("web", HTTP, Sticky(Stickiness{Kind: LBCookieStickiness, Store: &mapStore{}})))
-	assert.ErrorContains(t, err, "WithStore does not apply to load-balancer cookie stickiness")
-	_, err = New(WithTargetGroup("web", HTTP, Sticky(Stickiness{Kind: SourceIPStickiness, Store: &mapStore{}, StoreTimeout: time.Hour})))
+	_, err = New(WithTargetGroup("web", HTTP, WithStickiness(Stickiness{Kind: Cookie, Store: &mapStore{}})))
+	assert.ErrorContains(t, err, "a sticky store is for source_ip and app_cookie stickiness")
+	_, err = New(WithTargetGroup("web", HTTP, WithStickiness(Stickiness{Kind: SourceIP, Store: &mapStore{}, StoreTimeout: time.Hour})))
 	assert.ErrorContains(t, err, "store timeout 1h0m0s is out of range")
 	var _ sticky.Store = &mapStore{}
 }

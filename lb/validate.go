@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,151 +11,129 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/lbkit/lbkit/balancer"
 	"github.com/lbkit/lbkit/healthcheck"
 	"github.com/lbkit/lbkit/proxy"
 	"github.com/lbkit/lbkit/sticky"
 )
 
-// validate checks the whole configuration and returns every problem at once,
-// each naming the object and field, or nil.
-func (c *config) validate() error {
-	var errs *multierror.Error
-	add := func(format string, a ...any) { errs = multierror.Append(errs, fmt.Errorf(format, a...)) }
+// report collects the problems of one configuration as *FieldErrors.
+type report struct{ errs []error }
 
+// add records a problem of obj (in parent) with field.
+func (r *report) add(obj, parent Object, field string, err error) {
+	r.errs = append(r.errs, &FieldError{Object: obj, Parent: parent, Field: field, Err: err})
+}
+
+// addf records a problem of obj (in parent) with field, in words.
+func (r *report) addf(obj, parent Object, field, format string, a ...any) {
+	r.add(obj, parent, field, invalidf(format, a...))
+}
+
+// validate checks the whole configuration and returns every problem at once
+// (errors.Join of *FieldErrors, each wrapping ErrInvalid), or nil.
+func (c *config) validate() error {
+	var r report
+	lb := Object{Kind: KindLoadBalancer}
 	if c.maxFlows < 0 {
-		add("max flows %d is negative", c.maxFlows)
+		r.addf(lb, Object{}, "MaxFlows", "max flows %d is negative", c.maxFlows)
 	}
 	if c.perSource < 0 {
-		add("max flows per source %d is negative", c.perSource)
+		r.addf(lb, Object{}, "MaxFlowsPerSource", "max flows per source %d is negative", c.perSource)
 	}
 	if c.budget < 0 {
-		add("descriptor budget %d is negative", c.budget)
+		r.addf(lb, Object{}, "DescriptorBudget", "descriptor budget %d is negative", c.budget)
 	}
 	if c.unreplied < 0 {
-		add("unreplied timeout %v is negative", c.unreplied)
+		r.addf(lb, Object{}, "UnrepliedTimeout", "unreplied timeout %v is negative", c.unreplied)
 	}
 
 	groups := map[string]*groupConfig{}
 	for i, g := range c.groups {
-		where := fmt.Sprintf("target group %q", g.name)
+		obj := Object{Kind: KindTargetGroup, Name: g.name, Index: i}
 		if g.name == "" {
-			where = fmt.Sprintf("target group #%d", i+1)
-			add("%s: name is empty", where)
+			r.addf(obj, Object{}, "Name", "name is empty")
 		} else if _, dup := groups[g.name]; dup {
-			add("%s: name is used by another target group", where)
+			r.addf(obj, Object{}, "Name", "name is used by another target group")
 		} else {
 			groups[g.name] = g
 		}
-		for _, e := range g.problems() {
-			errs = multierror.Append(errs, fmt.Errorf("%s: %w", where, e))
-		}
+		g.check(&r, obj)
 	}
 
 	names := map[string]bool{}
 	addrs := map[string]string{}
 	for i, l := range c.listeners {
-		where := fmt.Sprintf("listener %q", l.name)
-		before := count(errs)
+		obj := Object{Kind: KindListener, Name: l.name, Index: i}
+		add := func(field, format string, a ...any) { r.addf(obj, Object{}, field, format, a...) }
+		before := len(r.errs)
 		if l.name == "" {
-			where = fmt.Sprintf("listener #%d", i+1)
-			add("%s: name is empty", where)
+			add("Name", "name is empty")
 		} else if names[l.name] {
-			add("%s: name is used by another listener", where)
+			add("Name", "name is used by another listener")
 		}
 		names[l.name] = true
 		if !l.proto.valid() {
-			add("%s: protocol %d is unknown", where, l.proto)
+			add("Protocol", "protocol %d is unknown", l.proto)
 		}
 		if err := checkListenAddr(l.addr); err != nil {
-			add("%s: %v", where, err)
+			r.add(obj, Object{}, "Addr", err)
 		} else if _, port, _ := net.SplitHostPort(l.addr); port != "0" {
 			key := l.proto.network() + " " + l.addr
 			if other, dup := addrs[key]; dup {
-				add("%s: addr %q is used by listener %q", where, l.addr, other)
+				add("Addr", "addr %q is used by listener %q", l.addr, other)
 			}
 			addrs[key] = l.name
 		}
-		for _, e := range l.actionProblems(groups) {
-			add("%s: %v", where, e)
-		}
-		_, err := proxy.ParseACL(l.allow, l.deny)
-		for _, e := range lines(err) {
-			add("%s: %v", where, e)
-		}
-		_, err = proxy.ParseACL(l.trusted, nil)
-		for _, e := range lines(err) {
-			add("%s: trusted proxies: %v", where, e)
+		l.checkActions(&r, obj, groups)
+		for _, acl := range []struct {
+			field, prefix string
+			allow, deny   []string
+		}{{"Allow", "", l.allow, nil}, {"Deny", "", nil, l.deny}, {"TrustedProxies", "trusted proxies: ", l.trusted, nil}} {
+			_, err := proxy.ParseACL(acl.allow, acl.deny)
+			for _, e := range unwrapAll(err) {
+				r.add(obj, Object{}, acl.field, &cause{msg: acl.prefix + e.Error(), sentinel: ErrInvalid, err: e})
+			}
 		}
 		if l.idle < 0 {
-			add("%s: idle timeout %s is negative", where, l.idle)
+			add("IdleTimeout", "idle timeout %s is negative", l.idle)
 		}
 		if l.connectTimeout < 0 {
-			add("%s: connect timeout %s is negative", where, l.connectTimeout)
+			add("ConnectTimeout", "connect timeout %s is negative", l.connectTimeout)
 		}
 		if l.proto.tls() && len(l.certs) == 0 {
-			add("%s: a %s listener needs at least one certificate (Certificates)", where, l.proto)
+			add("Certificates", "a %s listener needs at least one certificate", l.proto)
 		}
-		for _, e := range l.l7Problems() {
-			add("%s: %v", where, e)
-		}
+		l.checkL7(&r, obj)
 		if l.minTLS != 0 && l.minTLS < tls.VersionTLS12 {
-			add("%s: minimum TLS version %s is below TLS 1.2, which lbkit does not accept", where, tls.VersionName(l.minTLS))
+			add("MinTLSVersion", "minimum TLS version %s is below TLS 1.2, which lbkit does not accept", tls.VersionName(l.minTLS))
 		}
 		if !l.proto.tls() && len(l.certs) > 0 {
-			add("%s: certificates are set but a %s listener does not use TLS", where, l.proto)
+			add("Certificates", "certificates are set but a %s listener does not use TLS", l.proto)
 		}
-		if count(errs) == before && l.proto.valid() {
+		if len(r.errs) == before && l.proto.valid() {
 			// The proxy's own check, behind lb's: what it refuses (an
 			// error wrapping proxy.ErrInvalid) is refused here.
 			for _, e := range l.proxyProblems() {
-				errs = multierror.Append(errs, fmt.Errorf("%s: %w", where, e))
+				r.add(obj, Object{}, "", invalidBy(e))
 			}
 		}
 	}
-	if errs != nil {
-		errs.ErrorFormat = formatErrors
-	}
-	return errs.ErrorOrNil()
+	return errors.Join(r.errs...)
 }
 
-// count returns the number of problems in errs.
-func count(errs *multierror.Error) int {
-	if errs == nil {
-		return 0
-	}
-	return len(errs.Errors)
-}
-
-// formatErrors lists configuration problems one per line, without the
-// trailing blank line of multierror's default format.
-func formatErrors(es []error) string {
-	if len(es) == 1 {
-		return es[0].Error()
-	}
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = "\t* " + e.Error()
-	}
-	return fmt.Sprintf("%d problems:\n%s", len(es), strings.Join(lines, "\n"))
-}
-
-// actionProblems checks what a listener forwards to: its default action and,
+// checkActions checks what a listener forwards to: its default action and,
 // for HTTP and HTTPS, its rules (built into a router with stand-in groups, so
 // conflicting rules are found here).
-func (l *listenerConfig) actionProblems(groups map[string]*groupConfig) []error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	target := func(prefix, name string) {
+func (l *listenerConfig) checkActions(r *report, obj Object, groups map[string]*groupConfig) {
+	target := func(o, parent Object, field, name string) {
 		switch g, ok := groups[name]; {
 		case !ok:
-			add("%sforwards to target group %q, which does not exist", prefix, name)
+			r.addf(o, parent, field, "forwards to target group %q, which does not exist", name)
 		case l.proto.valid() && g.proto.valid() && !forwards(l.proto, g.proto):
-			add("%sa %s listener cannot forward to %s target group %q (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)", prefix, l.proto, g.proto, g.name)
-		case g.stickiness.Kind >= LBCookieStickiness && !l.proto.l7():
-			add("%starget group %q uses %s stickiness, which needs an http or https listener", prefix, g.name, g.stickiness.Kind)
+			r.addf(o, parent, field, "a %s listener cannot forward to %s target group %q (allowed: tcp→tcp, udp→udp, tls→tcp|tls, http→http, https→http|https)", l.proto, g.proto, g.name)
+		case g.stickiness.Kind >= Cookie && !l.proto.l7():
+			r.addf(o, parent, field, "target group %q uses %s stickiness, which needs an http or https listener", g.name, g.stickiness.Kind)
 		}
 	}
 	defaults := 0
@@ -165,111 +144,145 @@ func (l *listenerConfig) actionProblems(groups map[string]*groupConfig) []error 
 	}
 	if !l.proto.l7() {
 		if len(l.rules) > 0 || l.defRedirect != nil || l.defFixed != nil {
-			add("rules are for http and https listeners")
+			r.addf(obj, Object{}, "Rules", "rules are for http and https listeners")
 		}
 		if l.requestTimeout != 0 || l.responseTimeout != 0 || l.maxHeaderBytes != 0 || l.maxBodyBytes != 0 || l.maxURILength != 0 {
-			add("request timeout, response timeout and header, body and URI limits are for http and https listeners")
+			r.addf(obj, Object{}, "", "request timeout, response timeout and header, body and URI limits are for http and https listeners")
 		}
 		if l.group == "" {
-			add("no target group to forward to (ForwardTo)")
+			r.addf(obj, Object{}, "ForwardTo", "no target group to forward to")
 		} else {
-			target("", l.group)
+			target(obj, Object{}, "ForwardTo", l.group)
 		}
-		return errs
+		return
 	}
 	switch {
 	case defaults == 0:
-		add("no default action (ForwardTo, DefaultRedirect or DefaultFixed)")
+		r.addf(obj, Object{}, "DefaultAction", "no default action")
 	case defaults > 1:
-		add("more than one default action (ForwardTo, DefaultRedirect, DefaultFixed)")
+		r.addf(obj, Object{}, "DefaultAction", "more than one default action")
 	}
 	if l.group != "" {
-		target("", l.group)
+		target(obj, Object{}, "ForwardTo", l.group)
 	}
-	for i, r := range l.rules {
-		prefix := fmt.Sprintf("rule[%d]: ", i)
-		if r.Forward != "" {
-			target(prefix, r.Forward)
+	before := len(r.errs)
+	seen := map[[3]string]int{}
+	for i, rule := range l.rules {
+		ro := Object{Kind: KindRule, Name: rule.Name, Index: i}
+		if rule.Forward != "" {
+			target(ro, obj, "Forward", rule.Forward)
 		}
-		for _, s := range r.Split {
-			target(prefix, s.Group)
+		for j, s := range rule.Split {
+			target(ro, obj, fmt.Sprintf("Split[%d].Group", j), s.Group)
+		}
+		// Each rule alone, then the set: the proxy's router says what is
+		// malformed, given stand-in groups.
+		if _, err := (&LoadBalancer{}).router(&listenerConfig{proto: l.proto, group: "-", rules: []Rule{rule}}, standIn()); err != nil {
+			for _, e := range unwrapAll(err) {
+				r.add(ro, obj, "", invalidBy(ruleCause(e)))
+			}
+			continue
+		}
+		key := [3]string{strings.ToLower(rule.Host), rule.Path, strconv.Itoa(rule.Priority)}
+		if k, dup := seen[key]; dup {
+			r.addf(ro, obj, "", "has the same host, path and priority as %s", Object{Kind: KindRule, Name: l.rules[k].Name, Index: k})
+		} else {
+			seen[key] = i
 		}
 	}
-	if defaults == 0 {
-		return errs
+	if defaults == 0 || len(r.errs) > before {
+		return
 	}
-	// Conflicts and malformed patterns: the proxy's own router says, given
-	// stand-in groups.
+	if _, err := (&LoadBalancer{}).router(l, standIn()); err != nil {
+		for _, e := range unwrapAll(err) {
+			r.add(obj, Object{}, "Rules", invalidBy(e))
+		}
+	}
+}
+
+// standIn returns stand-in groups for checking rules.
+func standIn() func(string) *proxy.Upstream {
 	stand := map[string]*proxy.Upstream{}
-	_, err := (&LoadBalancer{}).router(l, func(name string) *proxy.Upstream {
+	return func(name string) *proxy.Upstream {
 		if stand[name] == nil {
 			stand[name] = &proxy.Upstream{Name: name, Balancer: new(balancer.Balancer)}
 		}
 		return stand[name]
-	})
-	return append(errs, lines(errors.Unwrap(err))...) // unwrap the "listener %q: " prefix
+	}
 }
 
-// l7Problems checks the settings an HTTP or HTTPS listener's proxy checks
+// ruleCause returns the cause inside the router's error about one rule
+// (which wraps proxy.ErrInvalidRule, the rule's name and the cause), so
+// that the rule is not named twice.
+func ruleCause(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if e != proxy.ErrInvalidRule {
+				return e
+			}
+		}
+	}
+	return err
+}
+
+// checkL7 checks the settings an HTTP or HTTPS listener's proxy checks
 // only when it starts serving, so that a bad value is a configuration error
 // and never a listener that accepts clients and serves none.
-func (l *listenerConfig) l7Problems() []error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+func (l *listenerConfig) checkL7(r *report, obj Object) {
+	add := func(field, format string, a ...any) { r.addf(obj, Object{}, field, format, a...) }
 	if !l.proto.l7() {
 		if l.retry != (proxy.Retry{}) || l.forwarded || l.accessLog != nil || l.requestID {
-			add("retries, the Forwarded header, request IDs and access logs are for http and https listeners")
+			add("", "retries, the Forwarded header, request IDs and access logs are for http and https listeners")
 		}
-		return errs
+		return
 	}
 	if l.connectAttempts != 0 {
-		add("connect attempts are for tcp and tls listeners; an http listener retries with Retries(proxy.Retry{Attempts: n})")
+		add("ConnectAttempts", "connect attempts are for tcp and tls listeners; an http listener retries with WithRetries(proxy.Retry{Attempts: n})")
 	}
 	if l.flowLog != nil {
-		add("flow logs are for tcp, tls and udp listeners; an http listener has an access log (AccessLog)")
+		add("FlowLog", "flow logs are for tcp, tls and udp listeners; an http listener has an access log (WithAccessLog)")
 	}
 	for _, c := range []struct {
-		name string
-		v    int64
+		field, name string
+		v           int64
 	}{
-		{"request timeout", int64(l.requestTimeout)}, {"response timeout", int64(l.responseTimeout)},
-		{"max header bytes", int64(l.maxHeaderBytes)}, {"max body bytes", l.maxBodyBytes},
-		{"max URI length", int64(l.maxURILength)}, {"retry attempts", int64(l.retry.Attempts)},
-		{"retry timeout", int64(l.retry.Timeout)}, {"retry minimum per second", int64(l.retry.MinPerSecond)},
+		{"RequestTimeout", "request timeout", int64(l.requestTimeout)}, {"ResponseTimeout", "response timeout", int64(l.responseTimeout)},
+		{"MaxHeaderBytes", "max header bytes", int64(l.maxHeaderBytes)}, {"MaxBodyBytes", "max body bytes", l.maxBodyBytes},
+		{"MaxURILength", "max URI length", int64(l.maxURILength)}, {"Retries.Attempts", "retry attempts", int64(l.retry.Attempts)},
+		{"Retries.Timeout", "retry timeout", int64(l.retry.Timeout)}, {"Retries.MinPerSecond", "retry minimum per second", int64(l.retry.MinPerSecond)},
 	} {
 		if c.v < 0 {
-			add("%s %d is negative", c.name, c.v)
+			add(c.field, "%s %d is negative", c.name, c.v)
 		}
 	}
-	if r := l.retry.Ratio; r < 0 || r > 10 {
-		add("retry ratio %v is outside 0..10", r)
+	if ratio := l.retry.Ratio; ratio < 0 || ratio > 10 {
+		add("Retries.Ratio", "retry ratio %v is outside 0..10", ratio)
 	}
 	switch l.clientAuth {
 	case tls.NoClientCert:
 	case tls.VerifyClientCertIfGiven, tls.RequireAndVerifyClientCert:
 		if l.clientCAs == nil {
-			add("client authentication %s needs a CA pool", l.clientAuth)
+			add("ClientAuth", "client authentication %s needs a CA pool", l.clientAuth)
 		}
 		if l.proto != HTTPS {
-			add("client authentication is for https listeners")
+			add("ClientAuth", "client authentication is for https listeners")
 		}
 	default:
-		add("client authentication %s is not VerifyClientCertIfGiven or RequireAndVerifyClientCert", l.clientAuth)
+		add("ClientAuth", "client authentication %s is not VerifyClientCertIfGiven or RequireAndVerifyClientCert", l.clientAuth)
 	}
 	if v := l.minTLS; v != 0 && v != tls.VersionTLS12 && v != tls.VersionTLS13 && v >= tls.VersionTLS12 {
-		add("minimum TLS version %#x is unknown", v)
+		add("MinTLSVersion", "minimum TLS version %#x is unknown", v)
 	}
 	if l.proto == HTTPS && !l.disableHTTP2 && len(l.ciphers) > 0 && l.minTLS < tls.VersionTLS13 &&
 		!slices.Contains(l.ciphers, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) && !slices.Contains(l.ciphers, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256) {
 		// net/http refuses to serve HTTP/2 with such a list.
-		add("cipher suites need TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 for HTTP/2; add one or disable HTTP/2")
+		add("CipherSuites", "cipher suites need TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 for HTTP/2; add one or disable HTTP/2")
 	}
 	for i, h := range l.clientHosts { // host patterns as in Rule.Host: the router says
 		if _, err := proxy.NewRouter(proxy.Action{Fixed: &proxy.FixedResponse{}}, proxy.Rule{Host: h, Action: proxy.Action{Fixed: &proxy.FixedResponse{}}}); err != nil {
-			add("client authentication hosts[%d] %q is not a host pattern", i, h)
+			add("ClientAuth", "client authentication hosts[%d] %q is not a host pattern", i, h)
 		}
 	}
-	return errs
 }
 
 // network returns the socket family a listener of the protocol binds.
@@ -280,108 +293,156 @@ func (p Protocol) network() string {
 	return "tcp"
 }
 
+// checkListenAddr returns what is wrong with a listener's address, or nil.
 func checkListenAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("addr %q is not host:port", addr)
+		return invalidf("addr %q is not host:port", addr)
 	}
 	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p > 65535 {
-		return fmt.Errorf("addr %q: port %q is out of range 0..65535", addr, port)
+		return invalidf("addr %q: port %q is out of range 0..65535", addr, port)
 	}
 	return nil
 }
 
-// problems lists what is wrong with a group's own configuration.
-func (g *groupConfig) problems() []error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+// check records what is wrong with a group's own configuration and its
+// targets.
+func (g *groupConfig) check(r *report, obj Object) {
+	add := func(field, format string, a ...any) { r.addf(obj, Object{}, field, format, a...) }
 	if !g.proto.valid() {
-		add("protocol %d is unknown", g.proto)
+		add("Protocol", "protocol %d is unknown", g.proto)
 	}
-	if _, err := balancer.New(balancer.WithAlgorithm(g.algo), balancer.WithTargets(g.balancerTargets()...)); err != nil {
-		errs = append(errs, unwrapAll(err)...)
+	if _, err := balancer.New(balancer.WithAlgorithm(g.algo)); err != nil {
+		for _, e := range unwrapAll(err) {
+			r.add(obj, Object{}, "Algorithm", invalidBy(e))
+		}
 	}
-	if k := g.stickiness.Kind; k > AppCookieStickiness {
-		add("stickiness %d is unknown", k)
-	} else if k >= LBCookieStickiness && g.proto.valid() && !g.proto.l7() {
-		add("%s stickiness needs an http or https target group, not %s", k, g.proto)
+	g.checkTargets(r, obj)
+	st := g.stickiness
+	if k := st.Kind; k > AppCookie {
+		add("Stickiness.Kind", "stickiness %d is unknown", k)
+	} else if k >= Cookie && g.proto.valid() && !g.proto.l7() {
+		add("Stickiness.Kind", "%s stickiness needs an http or https target group, not %s", k, g.proto)
 	}
 	if g.algo == balancer.KeyHash {
-		add("algorithm key_hash needs a key per request, which lb does not provide; use source_ip_hash, or balancer.KeyHash directly")
+		add("Algorithm", "algorithm key_hash needs a key per request, which lb does not provide; use source_ip_hash, or balancer.KeyHash directly")
 	}
-	if g.stickiness.Kind != NoStickiness && g.algo == balancer.SourceIPHash {
-		add("%s stickiness with algorithm %s: the algorithm already keeps each client on its target; choose one", g.stickiness.Kind, g.algo)
+	if st.Kind != NotSticky && g.algo == balancer.SourceIPHash {
+		add("Stickiness.Kind", "%s stickiness with algorithm %s: the algorithm already keeps each client on its target; choose one", st.Kind, g.algo)
 	}
-	if g.stickiness.Kind == NoStickiness && (g.stickiness.Store != nil || g.stickiness.StoreTimeout != 0) {
-		add("a sticky store is set without stickiness")
+	if st.Kind == NotSticky && (st.Store != nil || st.StoreTimeout != 0) {
+		add("Stickiness.Store", "a sticky store is set without stickiness")
 	}
-	if g.stickiness.Kind == AppCookieStickiness && g.stickiness.CookieName == "" {
-		add("app_cookie stickiness needs the application's cookie name (CookieName)")
+	if st.Kind == Cookie && (st.Store != nil || st.StoreTimeout != 0) {
+		add("Stickiness.Store", "a sticky store is for source_ip and app_cookie stickiness; the lb_cookie carries its target")
 	}
-	if g.stickiness.Duration < 0 {
-		add("stickiness duration %s is negative", g.stickiness.Duration)
-	} else if g.stickiness.Kind != NoStickiness && g.stickiness.Kind <= AppCookieStickiness && (g.stickiness.Kind != AppCookieStickiness || g.stickiness.CookieName != "") {
-		if _, err := buildPolicy(g.name, g.stickiness, func(string) sticky.TargetState { return sticky.Usable }); err != nil {
-			for _, e := range lines(err) {
-				add("stickiness: %v", e)
+	if st.Kind == AppCookie && st.CookieName == "" {
+		add("Stickiness.CookieName", "app_cookie stickiness needs the application's cookie name")
+	}
+	if st.Duration < 0 {
+		add("Stickiness.Duration", "stickiness duration %s is negative", st.Duration)
+	} else if st.Kind != NotSticky && st.Kind <= AppCookie && (st.Kind != AppCookie || st.CookieName != "") {
+		if _, err := buildPolicy(g.name, st, func(string) sticky.TargetState { return sticky.Usable }); err != nil {
+			for _, e := range unwrapAll(err) {
+				r.add(obj, Object{}, "Stickiness", &cause{msg: "stickiness: " + e.Error(), sentinel: ErrInvalid, err: e})
 			}
 		}
 	}
 	if g.proxyProtocol != 0 && g.proxyProtocol != 1 && g.proxyProtocol != 2 {
-		add("proxy protocol version %d is not 1 or 2", g.proxyProtocol)
+		add("ProxyProtocol", "proxy protocol version %d is not 1 or 2", g.proxyProtocol)
 	}
 	if g.proxyProtocol != 0 && g.proto.valid() && g.proto != TCP && g.proto != TLS {
-		add("proxy protocol is for tcp and tls target groups, not %s", g.proto)
+		add("ProxyProtocol", "proxy protocol is for tcp and tls target groups, not %s", g.proto)
 	}
 	if g.targetTLS != nil && g.proto.valid() && !g.proto.tls() {
-		add("target TLS is set but a %s target group does not use TLS", g.proto)
+		add("TargetTLS", "target TLS is set but a %s target group does not use TLS", g.proto)
 	}
 	if g.discovery == nil && g.discoveryInterval != 0 {
-		add("discovery interval set without a source")
+		add("Discovery.Interval", "discovery interval set without a source")
 	}
 	if g.discoveryInterval < 0 {
-		add("discovery interval %s is negative", g.discoveryInterval)
+		add("Discovery.Interval", "discovery interval %s is negative", g.discoveryInterval)
 	}
 	if g.ejectFailures > 0 && (g.ejectPeriod <= 0 || g.ejectMaxPct < 0 || g.ejectMaxPct > 100) {
-		add("passive ejection: period %s must be positive and max percent %d within 0..100", g.ejectPeriod, g.ejectMaxPct)
+		add("PassiveEjection", "passive ejection: period %s must be positive and max percent %d within 0..100", g.ejectPeriod, g.ejectMaxPct)
 	}
 	if !g.noHealth {
-		errs = append(errs, g.health.problems(g.proto)...)
+		g.health.check(r, obj)
 	}
-	return errs
 }
 
-// problems lists what is wrong with a health check for a group of protocol p.
-func (h *HealthCheck) problems(p Protocol) []error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("health check: "+format, a...)) }
+// checkTargets records what is wrong with a group's targets: each field
+// alone (the balancer checks the address), then ids used twice.
+func (g *groupConfig) checkTargets(r *report, group Object) {
+	seen := make(map[string]int, len(g.targets))
+	for i, t := range g.targets {
+		obj := Object{Kind: KindTarget, Name: t.id, Index: i}
+		if t.id == "" {
+			r.addf(obj, group, "ID", "id is empty")
+		}
+		if _, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "-", Addr: t.addr, Weight: 1})); err != nil {
+			for _, e := range unwrapAll(err) {
+				// Without the balancer's "target[0] ..." prefix: this
+				// target is named already.
+				r.add(obj, group, "Addr", invalidBy(cmp.Or(errors.Unwrap(e), e)))
+			}
+		}
+		if t.weight < 0 || t.weight > balancer.MaxWeight {
+			r.addf(obj, group, "Weight", "weight %d is out of range 0..%d", t.weight, balancer.MaxWeight)
+		}
+		if t.id == "" {
+			continue
+		}
+		if j, dup := seen[t.id]; dup {
+			r.addf(obj, group, "ID", "id also used by target[%d]", j)
+			continue
+		}
+		seen[t.id] = i
+	}
+}
+
+// check records what is wrong with the health check of group obj. Its
+// fields are "HealthCheck.<field>".
+func (h *HealthCheck) check(r *report, obj Object) {
+	add := func(field, format string, a ...any) {
+		r.addf(obj, Object{}, "HealthCheck."+field, format, a...)
+	}
 	switch h.Protocol {
 	case 0, TCP, HTTP, HTTPS, UDP:
 	default:
-		add("protocol %s cannot be checked (tcp, http, https or udp)", h.Protocol)
+		add("Protocol", "protocol %s cannot be checked (tcp, http, https or udp)", h.Protocol)
 	}
 	if h.Port < 0 || h.Port > 65535 {
-		add("port %d is out of range 0..65535", h.Port)
+		add("Port", "port %d is out of range 0..65535", h.Port)
 	}
 	if h.Interval < 0 || h.Timeout < 0 {
-		add("interval %s and timeout %s must not be negative", h.Interval, h.Timeout)
+		field := "Interval"
+		if h.Interval >= 0 {
+			field = "Timeout"
+		}
+		add(field, "interval %s and timeout %s must not be negative", h.Interval, h.Timeout)
 	}
 	iv, to := orDuration(h.Interval, healthcheck.DefaultInterval), orDuration(h.Timeout, healthcheck.DefaultTimeout)
 	if to >= iv {
-		add("timeout %s must be below the interval %s", to, iv)
+		add("Timeout", "timeout %s must be below the interval %s", to, iv)
 	}
-	if h.HealthyThreshold < 0 || h.HealthyThreshold > 10 || h.UnhealthyThreshold < 0 || h.UnhealthyThreshold > 10 {
-		add("thresholds %d and %d must be within 1..10", h.HealthyThreshold, h.UnhealthyThreshold)
+	if h.HealthyThreshold < 0 || h.HealthyThreshold > 10 {
+		add("HealthyThreshold", "healthy threshold %d must be within 1..10", h.HealthyThreshold)
+	}
+	if h.UnhealthyThreshold < 0 || h.UnhealthyThreshold > 10 {
+		add("UnhealthyThreshold", "unhealthy threshold %d must be within 1..10", h.UnhealthyThreshold)
 	}
 	if h.Status != "" {
 		if _, err := healthcheck.ParseStatusCodes(h.Status); err != nil {
-			add("%v", err)
+			r.add(obj, Object{}, "HealthCheck.Status", &cause{
+				msg:      fmt.Sprintf("status codes %q are not codes 100..599 and ranges lo-hi, comma-separated", h.Status),
+				sentinel: ErrInvalid, err: err,
+			})
 		}
 	}
 	if h.Path != "" && h.Path[0] != '/' {
-		add("path %q is not absolute", h.Path)
+		add("Path", "path %q is not absolute", h.Path)
 	}
-	return errs
 }
 
 func orDuration(d, def time.Duration) time.Duration {
@@ -391,29 +452,27 @@ func orDuration(d, def time.Duration) time.Duration {
 	return d
 }
 
-// lines splits an error of several lines (errors.Join) into one error per
-// line, so each can be prefixed with where it comes from.
-func lines(err error) []error {
+// unwrapAll flattens an errors.Join tree into its leaves. An error is taken
+// for a join when it unwraps to several errors and its text is theirs, one
+// a line; one that wraps several with words around them (fmt.Errorf with
+// two %w) is a leaf.
+func unwrapAll(err error) []error {
 	if err == nil {
 		return nil
 	}
-	var out []error
-	for _, l := range strings.Split(err.Error(), "\n") {
-		if l != "" {
-			out = append(out, errors.New(l))
-		}
-	}
-	return out
-}
-
-// unwrapAll flattens an errors.Join tree into its leaves.
-func unwrapAll(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, unwrapAll(e)...)
+		es := j.Unwrap()
+		texts := make([]string, len(es))
+		for i, e := range es {
+			texts[i] = e.Error()
 		}
-		return out
+		if strings.Join(texts, "\n") == err.Error() {
+			var out []error
+			for _, e := range es {
+				out = append(out, unwrapAll(e)...)
+			}
+			return out
+		}
 	}
 	return []error{err}
 }

@@ -20,21 +20,18 @@ const waitPoll = 10 * time.Millisecond
 // health check.
 func (l *LoadBalancer) WaitServing(ctx context.Context, group, id string) error {
 	return l.wait(ctx, func() (bool, string) {
-		for _, g := range l.Diagnose(Query{}).Groups {
-			if g.Name != group {
-				continue
-			}
-			if id == "" {
-				return g.OK, describeGroupWait(g)
-			}
-			for _, t := range g.Targets {
-				if t.ID == id {
-					return t.OK, fmt.Sprintf("target %s of group %s: %s", id, group, strings.Join(t.Reasons, "; "))
-				}
-			}
+		g, ok := l.Diagnose(Query{}).Group(group)
+		switch {
+		case !ok:
+			return false, fmt.Sprintf("no target group %s", group)
+		case id == "":
+			return g.OK, describeGroupWait(g)
+		}
+		t, ok := g.Target(id)
+		if !ok {
 			return false, fmt.Sprintf("group %s has no target %s", group, id)
 		}
-		return false, fmt.Sprintf("no target group %s", group)
+		return t.OK, fmt.Sprintf("target %s of group %s: %s", id, group, strings.Join(t.Reasons, "; "))
 	})
 }
 

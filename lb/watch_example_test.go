@@ -37,7 +37,7 @@ func (p pushSource) Watch(ctx context.Context, push func(lb.Update)) error {
 func ExampleWatcher() {
 	src := pushSource{updates: make(chan lb.Update), applied: make(chan struct{})}
 	l, err := lb.New(lb.WithLogger(quiet),
-		lb.WithTargetGroup("web", lb.TCP, lb.WithoutHealthCheck(), lb.Discover(src, 0)))
+		lb.WithTargetGroup("web", lb.TCP, lb.WithoutHealthCheck(), lb.WithDiscovery(src, 0)))
 	if err != nil {
 		panic(err)
 	}

@@ -68,8 +68,8 @@ func weightOf(t *testing.T, g *group, id string) int {
 func TestWatcherPushesApplyAtOnce(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
 	fw := newFakeWatcher()
-	g := startGroup(t, nil, WithoutHealthCheck(), DeregistrationDelay(time.Hour), Discover(fw, time.Hour),
-		Sticky(Stickiness{Kind: SourceIPStickiness}))
+	g := startGroup(t, nil, WithoutHealthCheck(), WithDeregistrationDelay(time.Hour), WithDiscovery(fw, time.Hour),
+		WithStickiness(Stickiness{Kind: SourceIP}))
 	w := fw.next(t)
 
 	w.push(Update{Targets: []Discovered{{Addr: a.addr}, {Addr: b.addr, Weight: 5}}})
@@ -103,7 +103,7 @@ func TestWatcherPushesApplyAtOnce(t *testing.T) {
 func TestWatcherDrainedTargetIsNotRegisteredAgain(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
 	fw := newFakeWatcher()
-	g := startGroup(t, nil, WithoutHealthCheck(), DeregistrationDelay(-1), Discover(fw, time.Hour))
+	g := startGroup(t, nil, WithoutHealthCheck(), WithDeregistrationDelay(-1), WithDiscovery(fw, time.Hour))
 	w := fw.next(t)
 	w.push(Update{Targets: []Discovered{{Addr: a.addr}, {Addr: b.addr}}})
 	w.push(Update{Targets: []Discovered{{Addr: a.addr}, {Addr: b.addr, State: Draining}}})
@@ -119,8 +119,8 @@ func TestWatcherDisconnectKeepsLastList(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
 	fw := newFakeWatcher()
 	l := startLB(t,
-		WithListener("front", TCP, "127.0.0.1:0", ForwardTo("web")),
-		WithTargetGroup("web", TCP, WithoutHealthCheck(), Discover(fw, 20*time.Millisecond)))
+		WithListener("front", TCP, "127.0.0.1:0", WithForwardTo("web")),
+		WithTargetGroup("web", TCP, WithoutHealthCheck(), WithDiscovery(fw, 20*time.Millisecond)))
 	w := fw.next(t)
 	w.push(Update{Targets: []Discovered{{Addr: a.addr, Zone: "zone-a"}, {Addr: b.addr}}})
 	d := l.Diagnose(Query{})
@@ -152,7 +152,7 @@ func TestWatcherDisconnectKeepsLastList(t *testing.T) {
 // watch's goroutine is gone (goleak checks).
 func TestWatcherStopsWithGroup(t *testing.T) {
 	fw := newFakeWatcher()
-	g := startGroup(t, nil, WithoutHealthCheck(), Discover(fw, time.Hour))
+	g := startGroup(t, nil, WithoutHealthCheck(), WithDiscovery(fw, time.Hour))
 	w := fw.next(t)
 	g.close()
 	w.push(Update{Targets: []Discovered{{Addr: "127.0.0.1:1"}}})
@@ -164,7 +164,7 @@ func TestWatcherStopsWithGroup(t *testing.T) {
 func TestPriorityFailover(t *testing.T) {
 	a, b, c := newTCPTarget(t), newTCPTarget(t), newTCPTarget(t)
 	fw := newFakeWatcher()
-	g := startGroup(t, nil, WithoutHealthCheck(), Discover(fw, time.Hour), Sticky(Stickiness{Kind: SourceIPStickiness}))
+	g := startGroup(t, nil, WithoutHealthCheck(), WithDiscovery(fw, time.Hour), WithStickiness(Stickiness{Kind: SourceIP}))
 	w := fw.next(t)
 	w.push(Update{Targets: []Discovered{{Addr: a.addr, Priority: 0}, {Addr: b.addr, Priority: 1}, {Addr: c.addr, Priority: 1}}})
 	assert.Equal(t, map[string]int{a.addr: 6}, pickIDs(t, g, 6), "priority 0 takes everything")
@@ -192,7 +192,7 @@ func TestPriorityFailover(t *testing.T) {
 func TestPriorityDiagnose(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
 	fw := newFakeWatcher()
-	g := startGroup(t, nil, WithoutHealthCheck(), Discover(fw, time.Hour))
+	g := startGroup(t, nil, WithoutHealthCheck(), WithDiscovery(fw, time.Hour))
 	w := fw.next(t)
 	w.push(Update{Targets: []Discovered{{Addr: a.addr, Zone: "z1"}, {Addr: b.addr, Zone: "z2", Priority: 2}}})
 	g.mu.Lock()
@@ -237,7 +237,7 @@ func TestNormalizeWeights(t *testing.T) {
 func TestWatcherNormalizesWeights(t *testing.T) {
 	a, b := newTCPTarget(t), newTCPTarget(t)
 	fw := newFakeWatcher()
-	g := startGroup(t, nil, WithoutHealthCheck(), Discover(fw, time.Hour))
+	g := startGroup(t, nil, WithoutHealthCheck(), WithDiscovery(fw, time.Hour))
 	w := fw.next(t)
 	in := []Discovered{{Addr: a.addr, Weight: 1000}, {Addr: b.addr, Weight: 250}}
 	w.push(Update{Targets: in})

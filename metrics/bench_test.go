@@ -19,10 +19,10 @@ import (
 func BenchmarkScrape(b *testing.B) {
 	opts := []lb.GroupOption{lb.WithoutHealthCheck()}
 	for i := range 100 {
-		opts = append(opts, lb.Target(fmt.Sprintf("127.0.0.1:%d", 10000+i)))
+		opts = append(opts, lb.WithTarget(fmt.Sprintf("127.0.0.1:%d", 10000+i)))
 	}
 	l, err := lb.New(lb.WithLogger(slog.New(slog.DiscardHandler)),
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("app")),
 		lb.WithTargetGroup("app", lb.HTTP, opts...))
 	if err != nil {
 		b.Fatal(err)

@@ -150,8 +150,8 @@ func TestHandlerLive(t *testing.T) {
 	defer app.Close()
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.DiscardHandler)),
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("app")),
-		lb.WithTargetGroup("app", lb.HTTP, lb.Target(app.Listener.Addr().String(), lb.ID("app-1")), lb.WithoutHealthCheck()),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("app")),
+		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget(app.Listener.Addr().String(), lb.WithTargetID("app-1")), lb.WithoutHealthCheck()),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())

@@ -450,7 +450,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 		p.put(c)
 	}
 	p.mu.Lock()
-	assert.True(t, p.armed)
+	assert.True(t, p.armed.Load())
 	p.mu.Unlock()
 	// The two oldest have been idle too long.
 	conns[0].idleAt = conns[0].idleAt.Add(-idleConnTimeout)
@@ -463,7 +463,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	}
 	assert.Equal(t, int64(2), st.openConns.Load(), "closed connections give their slots back")
 	p.mu.Lock()
-	assert.True(t, p.armed, "rearmed for the one left")
+	assert.True(t, p.armed.Load(), "rearmed for the one left")
 	p.mu.Unlock()
 	// A connection in use while its list is let go comes back to a new
 	// one.
@@ -471,7 +471,7 @@ func TestHTTPClientIdleSweep(t *testing.T) {
 	p.sweepIdle()
 	assert.Empty(t, idleConns(p, rt.addr()))
 	p.mu.Lock()
-	assert.False(t, p.armed, "nothing idle: the timer is not rearmed")
+	assert.False(t, p.armed.Load(), "nothing idle: the timer is not rearmed")
 	p.mu.Unlock()
 	_, ok := p.hosts.Load(rt.addr())
 	assert.False(t, ok, "the empty list is let go")

@@ -70,10 +70,13 @@ type pool struct {
 
 	hosts sync.Map // target address → *poolHost
 
-	mu     sync.Mutex  // guards the fields below
+	// put reads armed and closed without mu: with the sweep armed (the
+	// usual case), returning a connection takes its target's lock only,
+	// never a lock of the whole group (see BenchmarkPoolPut).
+	mu     sync.Mutex  // guards sweep, and the changes of armed and closed
 	sweep  *time.Timer // closes connections idle too long; nil until armed
-	armed  bool
-	closed bool // close was called: returned connections close
+	armed  atomic.Bool // the sweep will run
+	closed atomic.Bool // close was called: returned connections close
 
 	dials atomic.Int64 // connections made, for tests
 }
@@ -296,19 +299,26 @@ func (p *pool) put(c *tconn) {
 	h.idle = append(h.idle, c)
 	h.mu.Unlock()
 	c.st.freed()
-	p.mu.Lock()
-	closed := p.closed
-	if !closed && !p.armed {
-		p.armed = true
-		if p.sweep == nil {
-			p.sweep = time.AfterFunc(idleConnTimeout, p.sweepIdle)
-		} else {
-			p.sweep.Reset(idleConnTimeout)
-		}
+	if !p.armed.Load() {
+		p.arm()
 	}
-	p.mu.Unlock()
-	if closed {
+	if p.closed.Load() {
 		p.closeIdle()
+	}
+}
+
+// arm sets the sweep to run unless the pool is closed.
+func (p *pool) arm() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() || p.armed.Load() {
+		return
+	}
+	p.armed.Store(true)
+	if p.sweep == nil {
+		p.sweep = time.AfterFunc(idleConnTimeout, p.sweepIdle)
+	} else {
+		p.sweep.Reset(idleConnTimeout)
 	}
 }
 
@@ -316,6 +326,12 @@ func (p *pool) put(c *tconn) {
 // the lists left empty (targets come and go); it rearms itself while any
 // connection is idle: one timer for the whole pool.
 func (p *pool) sweepIdle() {
+	// Disarmed first: a connection returned while the lists are swept
+	// arms the sweep again (put's fast path reads armed), so none is left
+	// idle with no sweep to come.
+	p.mu.Lock()
+	p.armed.Store(false)
+	p.mu.Unlock()
 	now := time.Now()
 	next := idleConnTimeout
 	var old []*tconn
@@ -344,8 +360,8 @@ func (p *pool) sweepIdle() {
 		return true
 	})
 	p.mu.Lock()
-	p.armed = some && !p.closed
-	if p.armed {
+	if some && !p.closed.Load() {
+		p.armed.Store(true)
 		p.sweep.Reset(next)
 	}
 	p.mu.Unlock()
@@ -358,11 +374,11 @@ func (p *pool) sweepIdle() {
 // later close; connections in use close when their request ends.
 func (p *pool) closeIdle() {
 	p.mu.Lock()
-	p.closed = true
+	p.closed.Store(true)
 	if p.sweep != nil {
 		p.sweep.Stop()
 	}
-	p.armed = false
+	p.armed.Store(false)
 	p.mu.Unlock()
 	var old []*tconn
 	p.hosts.Range(func(_, v any) bool {

@@ -54,8 +54,16 @@ type AppCookie struct {
 // called name, or an error listing every invalid option. Options:
 // WithTargetState, WithDuration, WithClock, WithStopOnDrain, WithCapacity,
 // WithMaxValueLen, WithStore, WithStoreTimeout.
-func NewAppCookie(name string, opts ...Option) (*AppCookie, error) {
-	c, err := newConfig(kindAppCookie, opts)
+func NewAppCookie(name string, opts ...AppCookieOption) (*AppCookie, error) {
+	c, err := newConfig(kindAppCookie, func(c *config) {
+		for _, o := range opts {
+			if o == nil {
+				c.nilOption = true
+				continue
+			}
+			o.applyAppCookie(c)
+		}
+	})
 	if !isToken(name) {
 		err = errors.Join(err, fmt.Errorf("sticky: %w: cookie name %q is not an HTTP token", ErrInvalidOption, name))
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func mustAppCookie(t testing.TB, opts ...Option) *AppCookie {
+func mustAppCookie(t testing.TB, opts ...AppCookieOption) *AppCookie {
 	t.Helper()
 	p, err := NewAppCookie("JSESSIONID", opts...)
 	require.NoError(t, err)

@@ -99,8 +99,16 @@ const (
 // WithPath, WithDomain, WithSecure, WithHTTPOnly, WithSameSite.
 //
 // Without WithKeys it makes a random key, which suits one node only.
-func NewCookie(opts ...Option) (*Cookie, error) {
-	c, err := newConfig(kindCookie, opts)
+func NewCookie(opts ...CookieOption) (*Cookie, error) {
+	c, err := newConfig(kindCookie, func(c *config) {
+		for _, o := range opts {
+			if o == nil {
+				c.nilOption = true
+				continue
+			}
+			o.applyCookie(c)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func mustCookie(t testing.TB, opts ...Option) *Cookie {
+func mustCookie(t testing.TB, opts ...CookieOption) *Cookie {
 	t.Helper()
 	p, err := NewCookie(opts...)
 	require.NoError(t, err)
@@ -72,17 +72,17 @@ func TestCookieRoundTripAndDefaults(t *testing.T) {
 
 func TestCookieAttributes(t *testing.T) {
 	cases := []struct {
-		opts []Option
+		opts []CookieOption
 		line string // everything after the value
 	}{
 		{nil, "; Path=/; Expires=Wed, 02 Jan 2030 03:24:05 GMT; Max-Age=1200; HttpOnly; SameSite=Lax"},
 		{
-			[]Option{WithCookieName("s"), WithPath("/app"), WithDomain("example.com"), WithDuration(90 * time.Second), WithSecure(true), WithHTTPOnly(false), WithSameSite(http.SameSiteStrictMode)},
+			[]CookieOption{WithCookieName("s"), WithPath("/app"), WithDomain("example.com"), WithDuration(90 * time.Second), WithSecure(true), WithHTTPOnly(false), WithSameSite(http.SameSiteStrictMode)},
 			"; Path=/app; Domain=example.com; Expires=Wed, 02 Jan 2030 03:05:35 GMT; Max-Age=90; Secure; SameSite=Strict",
 		},
-		{[]Option{WithSameSite(http.SameSiteNoneMode)}, "; Path=/; Expires=Wed, 02 Jan 2030 03:24:05 GMT; Max-Age=1200; HttpOnly; Secure; SameSite=None"},
-		{[]Option{WithSameSite(http.SameSiteDefaultMode)}, "; Path=/; Expires=Wed, 02 Jan 2030 03:24:05 GMT; Max-Age=1200; HttpOnly"},
-		{[]Option{WithDuration(1500 * time.Millisecond)}, "; Path=/; Expires=Wed, 02 Jan 2030 03:04:07 GMT; Max-Age=2; HttpOnly; SameSite=Lax"}, // whole seconds, rounded up
+		{[]CookieOption{WithSameSite(http.SameSiteNoneMode)}, "; Path=/; Expires=Wed, 02 Jan 2030 03:24:05 GMT; Max-Age=1200; HttpOnly; Secure; SameSite=None"},
+		{[]CookieOption{WithSameSite(http.SameSiteDefaultMode)}, "; Path=/; Expires=Wed, 02 Jan 2030 03:24:05 GMT; Max-Age=1200; HttpOnly"},
+		{[]CookieOption{WithDuration(1500 * time.Millisecond)}, "; Path=/; Expires=Wed, 02 Jan 2030 03:04:07 GMT; Max-Age=2; HttpOnly; SameSite=Lax"}, // whole seconds, rounded up
 	}
 	for i, tc := range cases {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {

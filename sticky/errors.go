@@ -4,7 +4,8 @@ import "errors"
 
 var (
 	// ErrInvalidOption is wrapped by every error about an option: a value
-	// out of range, or an option given to a kind it does not apply to.
+	// out of range, or a nil option. (An option given to a kind it does
+	// not apply to does not compile: see SourceIPOption.)
 	ErrInvalidOption = errors.New("invalid option")
 
 	// ErrInvalidKey is wrapped by every error about a cookie key (too

@@ -37,13 +37,56 @@ const (
 	MinKeyLen = 32
 )
 
-// Option configures a policy built by NewSourceIP, NewCookie or
-// NewAppCookie. Options that apply to one kind only make the other kinds'
-// constructors fail with ErrInvalidOption, so a misplaced option is never
-// silently ignored.
+// Option configures every kind of policy: NewSourceIP, NewCookie and
+// NewAppCookie all take it.
 type Option func(*config)
 
-// kind is a bit set of the policy kinds an option applies to.
+// TableOption configures the kinds that keep a table of sessions:
+// NewSourceIP and NewAppCookie take it, NewCookie does not compile with it.
+type TableOption func(*config)
+
+// SourceIPOption is what NewSourceIP takes: an Option, a TableOption or
+// WithPrefix. Each kind of policy has its own option interface, so that an
+// option that does not apply to a kind (WithKeys to NewSourceIP) is a
+// compile error rather than a run-time one.
+type SourceIPOption interface{ applySourceIP(*config) }
+
+// CookieOption is what NewCookie takes: an Option or one of the cookie's
+// own options (WithCookieName, WithKeys, WithKeyGrace, WithRefresh,
+// WithPath, WithDomain, WithSecure, WithHTTPOnly, WithSameSite).
+type CookieOption interface{ applyCookie(*config) }
+
+// AppCookieOption is what NewAppCookie takes: an Option, a TableOption or
+// WithMaxValueLen.
+type AppCookieOption interface{ applyAppCookie(*config) }
+
+func (o Option) applySourceIP(c *config)       { c.apply(o) }
+func (o Option) applyCookie(c *config)         { c.apply(o) }
+func (o Option) applyAppCookie(c *config)      { c.apply(o) }
+func (o TableOption) applySourceIP(c *config)  { c.apply(o) }
+func (o TableOption) applyAppCookie(c *config) { c.apply(o) }
+
+// The options of one kind only.
+type (
+	sourceIPOption  func(*config)
+	cookieOption    func(*config)
+	appCookieOption func(*config)
+)
+
+func (o sourceIPOption) applySourceIP(c *config)   { c.apply(o) }
+func (o cookieOption) applyCookie(c *config)       { c.apply(o) }
+func (o appCookieOption) applyAppCookie(c *config) { c.apply(o) }
+
+// apply runs one option, noting a nil one.
+func (c *config) apply(f func(*config)) {
+	if f == nil {
+		c.nilOption = true
+		return
+	}
+	f(c)
+}
+
+// kind is a bit set of policy kinds.
 type kind uint8
 
 const (
@@ -53,22 +96,10 @@ const (
 	kindTables = kindSourceIP | kindAppCookie
 )
 
-func (k kind) String() string {
-	switch k {
-	case kindSourceIP:
-		return "source-IP stickiness"
-	case kindCookie:
-		return "load-balancer cookie stickiness"
-	case kindAppCookie:
-		return "application cookie stickiness"
-	}
-	return "stickiness"
-}
-
 // config holds what a constructor was given. It is fixed for the policy's
 // life; only the Cookie key set changes, and that lives outside.
 type config struct {
-	used []usedOption // kind-specific options given, in order
+	nilOption bool // a nil option was given
 
 	state       func(id string) TargetState
 	duration    time.Duration
@@ -99,13 +130,6 @@ type config struct {
 	httpOnly     bool
 	sameSite     http.SameSite
 }
-
-type usedOption struct {
-	name  string
-	kinds kind
-}
-
-func (c *config) use(name string, k kind) { c.used = append(c.used, usedOption{name, k}) }
 
 // WithTargetState sets the function a lookup asks about the target it
 // remembers. It is called concurrently, once per lookup that finds a live
@@ -142,8 +166,8 @@ func WithStopOnDrain(stop bool) Option { return func(c *config) { c.stopOnDrain 
 // When it is full of live sessions, Remember of a new client is refused and
 // counted (Stats.Refused): established sessions are never evicted to make
 // room. 1..MaxCapacity. Default: DefaultCapacity.
-func WithCapacity(n int) Option {
-	return func(c *config) { c.use("WithCapacity", kindTables); c.capacity = n }
+func WithCapacity(n int) TableOption {
+	return func(c *config) { c.capacity = n }
 }
 
 // WithPrefix makes SourceIP key IPv4 clients by their first v4Bits bits and
@@ -151,27 +175,24 @@ func WithCapacity(n int) Option {
 // that rotates addresses within a range (a /24, a /64) keep their session.
 // IPv4-mapped IPv6 addresses count as IPv4; zones are ignored. v4Bits in
 // 1..32, v6Bits in 1..128. Default: 32 and 128 (each address alone).
-func WithPrefix(v4Bits, v6Bits int) Option {
-	return func(c *config) {
-		c.use("WithPrefix", kindSourceIP)
-		c.v4Bits, c.v6Bits = v4Bits, v6Bits
-	}
+func WithPrefix(v4Bits, v6Bits int) SourceIPOption {
+	return sourceIPOption(func(c *config) { c.v4Bits, c.v6Bits = v4Bits, v6Bits })
 }
 
 // WithMaxValueLen sets the longest application cookie value AppCookie
 // follows, in bytes; longer values are treated as absent and counted in
 // BadCookies.Oversized. Values are stored as 64-bit hashes, so the cap
 // bounds hashing work, not memory. 1..65536. Default: DefaultMaxValueLen.
-func WithMaxValueLen(n int) Option {
-	return func(c *config) { c.use("WithMaxValueLen", kindAppCookie); c.maxValueLen = n }
+func WithMaxValueLen(n int) AppCookieOption {
+	return appCookieOption(func(c *config) { c.maxValueLen = n })
 }
 
 // WithCookieName sets the load-balancer cookie's name, an HTTP token.
 // Default: DefaultCookieName. The name is bound into the cookie's
 // authentication tag, so a value issued under one name is refused under
 // another.
-func WithCookieName(name string) Option {
-	return func(c *config) { c.use("WithCookieName", kindCookie); c.cookieName = name }
+func WithCookieName(name string) CookieOption {
+	return cookieOption(func(c *config) { c.cookieName = name })
 }
 
 // WithKeys sets the load-balancer cookie keys: sign makes every new cookie
@@ -181,20 +202,19 @@ func WithCookieName(name string) Option {
 // once and keeps no reference. Default: one random key made at construction
 // (crypto/rand), which suits a single node: several nodes behind one name
 // must share their keys, or each refuses the others' cookies.
-func WithKeys(sign []byte, accept ...[]byte) Option {
-	return func(c *config) {
-		c.use("WithKeys", kindCookie)
+func WithKeys(sign []byte, accept ...[]byte) CookieOption {
+	return cookieOption(func(c *config) {
 		c.signKey = sign
 		c.acceptKeys = accept
-	}
+	})
 }
 
 // WithKeyGrace sets how long a signing key replaced by Cookie.RotateKey
 // still verifies. At least 0. Default: the duration, so that no cookie
 // made before a rotation is refused while it is still valid (and each
 // such cookie is re-issued under the new key on its next response).
-func WithKeyGrace(d time.Duration) Option {
-	return func(c *config) { c.use("WithKeyGrace", kindCookie); c.keyGrace, c.keyGraceSet = d, true }
+func WithKeyGrace(d time.Duration) CookieOption {
+	return cookieOption(func(c *config) { c.keyGrace, c.keyGraceSet = d, true })
 }
 
 // WithRefresh sets how old a valid load-balancer cookie for the chosen
@@ -205,47 +225,47 @@ func WithKeyGrace(d time.Duration) Option {
 // up to that much early. A cookie made by an older key, or for another
 // target, is always re-issued. 0..duration. Default: DefaultRefresh,
 // capped at half the duration.
-func WithRefresh(d time.Duration) Option {
-	return func(c *config) { c.use("WithRefresh", kindCookie); c.refresh, c.refreshSet = d, true }
+func WithRefresh(d time.Duration) CookieOption {
+	return cookieOption(func(c *config) { c.refresh, c.refreshSet = d, true })
 }
 
 // WithPath sets the load-balancer cookie's Path attribute; it starts with
 // "/". Default: "/".
-func WithPath(p string) Option {
-	return func(c *config) { c.use("WithPath", kindCookie); c.path = p }
+func WithPath(p string) CookieOption {
+	return cookieOption(func(c *config) { c.path = p })
 }
 
 // WithDomain sets the load-balancer cookie's Domain attribute. Default:
 // none, so the cookie goes back to the host that set it only.
-func WithDomain(d string) Option {
-	return func(c *config) { c.use("WithDomain", kindCookie); c.domain = d }
+func WithDomain(d string) CookieOption {
+	return cookieOption(func(c *config) { c.domain = d })
 }
 
 // WithSecure with always set marks every load-balancer cookie Secure, for
 // listeners behind a TLS terminator. Default: false, which marks it Secure
 // when the request arrived over TLS (Request.HTTP.TLS set) or SameSite is
 // None.
-func WithSecure(always bool) Option {
-	return func(c *config) { c.use("WithSecure", kindCookie); c.secureAlways = always }
+func WithSecure(always bool) CookieOption {
+	return cookieOption(func(c *config) { c.secureAlways = always })
 }
 
 // WithHTTPOnly sets whether the load-balancer cookie is HttpOnly, hidden
 // from scripts. Default: true.
-func WithHTTPOnly(on bool) Option {
-	return func(c *config) { c.use("WithHTTPOnly", kindCookie); c.httpOnly = on }
+func WithHTTPOnly(on bool) CookieOption {
+	return cookieOption(func(c *config) { c.httpOnly = on })
 }
 
 // WithSameSite sets the load-balancer cookie's SameSite attribute:
 // http.SameSiteLaxMode, StrictMode, NoneMode (which also sets Secure, as
 // browsers require), or DefaultMode to leave the attribute out. Default:
 // http.SameSiteLaxMode.
-func WithSameSite(s http.SameSite) Option {
-	return func(c *config) { c.use("WithSameSite", kindCookie); c.sameSite = s }
+func WithSameSite(s http.SameSite) CookieOption {
+	return cookieOption(func(c *config) { c.sameSite = s })
 }
 
-// newConfig applies opts over the defaults for kind k and validates the
-// result, every problem at once.
-func newConfig(k kind, opts []Option) (*config, error) {
+// newConfig applies the options (apply runs them) over the defaults for
+// kind k and validates the result, every problem at once.
+func newConfig(k kind, apply func(*config)) (*config, error) {
 	c := &config{
 		duration:     DefaultDuration,
 		capacity:     DefaultCapacity,
@@ -259,11 +279,9 @@ func newConfig(k kind, opts []Option) (*config, error) {
 		sameSite:     http.SameSiteLaxMode,
 		state:        func(string) TargetState { return Usable },
 	}
-	for _, o := range opts {
-		if o == nil {
-			return nil, fmt.Errorf("sticky: %w: nil option", ErrInvalidOption)
-		}
-		o(c)
+	apply(c)
+	if c.nilOption {
+		return nil, fmt.Errorf("sticky: %w: nil option", ErrInvalidOption)
 	}
 	if err := c.validate(k); err != nil {
 		return nil, err
@@ -282,11 +300,6 @@ func (c *config) validate(k kind) error {
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("sticky: %w: "+format, append([]any{ErrInvalidOption}, args...)...))
-	}
-	for _, u := range c.used {
-		if u.kinds&k == 0 {
-			bad("%s does not apply to %s", u.name, k)
-		}
 	}
 	if c.state == nil {
 		bad("target state function is nil")

@@ -12,7 +12,7 @@ import (
 func TestValidationListsEveryProblem(t *testing.T) {
 	_, err := NewSourceIP(
 		WithDuration(0), WithCapacity(0), WithPrefix(0, 129),
-		WithCookieName("x"), WithTargetState(nil), WithClock(nil),
+		WithTargetState(nil), WithClock(nil),
 	)
 	require.Error(t, err)
 	require.ErrorIs(t, err, ErrInvalidOption)
@@ -21,7 +21,6 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		"capacity 0 is out of range 1..1073741824",
 		"IPv4 prefix length 0 is out of range 1..32",
 		"IPv6 prefix length 129 is out of range 1..128",
-		"WithCookieName does not apply to source-IP stickiness",
 		"target state function is nil",
 		"clock is nil",
 	} {
@@ -31,7 +30,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 	_, err = NewCookie(
 		WithCookieName("bad name"), WithKeys(make([]byte, 16), make([]byte, 31)),
 		WithKeyGrace(-time.Second), WithRefresh(time.Hour), WithPath("nope"),
-		WithDomain("a;b"), WithSameSite(9), WithCapacity(5), WithPrefix(24, 64),
+		WithDomain("a;b"), WithSameSite(9),
 	)
 	require.Error(t, err)
 	require.ErrorIs(t, err, ErrInvalidOption)
@@ -45,30 +44,45 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		`path "nope" does not start with /`,
 		`domain "a;b" is not a host name`,
 		"SameSite 9 is unknown",
-		"WithCapacity does not apply to load-balancer cookie stickiness",
-		"WithPrefix does not apply to load-balancer cookie stickiness",
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
 	assert.NotContains(t, err.Error(), "\x00", "keys are never printed")
 
-	_, err = NewAppCookie("", WithMaxValueLen(0), WithKeys(testKey(1)), WithDuration(MaxDuration+1))
+	_, err = NewAppCookie("", WithMaxValueLen(0), WithDuration(MaxDuration+1))
 	require.Error(t, err)
 	for _, want := range []string{
 		`cookie name "" is not an HTTP token`,
 		"max value length 0 is out of range 1..65536",
-		"WithKeys does not apply to application cookie stickiness",
 		"duration 8760h0m0.000000001s is out of range",
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
 	_, err = NewSourceIP(nil)
 	require.ErrorIs(t, err, ErrInvalidOption)
-	assert.Equal(t, 7, strings.Count(func() string {
-		_, err := NewSourceIP(WithDuration(0), WithCapacity(0), WithPrefix(0, 129), WithCookieName("x"), WithTargetState(nil), WithClock(nil))
+	_, err = NewCookie(Option(nil))
+	require.ErrorIs(t, err, ErrInvalidOption, "a typed nil option too")
+	assert.Equal(t, 6, strings.Count(func() string {
+		_, err := NewSourceIP(WithDuration(0), WithCapacity(0), WithPrefix(0, 129), WithTargetState(nil), WithClock(nil))
 		return err.Error()
 	}(), "\n")+1, "one line per problem")
 }
+
+// Which options each constructor takes is checked by the compiler: these
+// assignments are the table (an option missing here, or one that does not
+// apply to a kind, fails to compile where it is misused).
+var (
+	_ SourceIPOption  = WithDuration(time.Second)
+	_ SourceIPOption  = WithCapacity(1)
+	_ SourceIPOption  = WithStore(nil)
+	_ SourceIPOption  = WithPrefix(24, 64)
+	_ CookieOption    = WithDuration(time.Second)
+	_ CookieOption    = WithKeys(nil)
+	_ CookieOption    = WithCookieName("x")
+	_ AppCookieOption = WithDuration(time.Second)
+	_ AppCookieOption = WithCapacity(1)
+	_ AppCookieOption = WithMaxValueLen(1)
+)
 
 func TestTargetStateString(t *testing.T) {
 	assert.Equal(t, "usable", Usable.String())

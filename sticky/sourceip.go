@@ -44,8 +44,16 @@ type SourceIP struct {
 // NewSourceIP returns a source-IP policy, or an error listing every invalid
 // option. Options: WithTargetState, WithDuration, WithClock,
 // WithStopOnDrain, WithCapacity, WithPrefix, WithStore, WithStoreTimeout.
-func NewSourceIP(opts ...Option) (*SourceIP, error) {
-	c, err := newConfig(kindSourceIP, opts)
+func NewSourceIP(opts ...SourceIPOption) (*SourceIP, error) {
+	c, err := newConfig(kindSourceIP, func(c *config) {
+		for _, o := range opts {
+			if o == nil {
+				c.nilOption = true
+				continue
+			}
+			o.applySourceIP(c)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 
 func src(s string) Request { return Request{Source: netip.MustParseAddr(s)} }
 
-func mustSourceIP(t testing.TB, opts ...Option) *SourceIP {
+func mustSourceIP(t testing.TB, opts ...SourceIPOption) *SourceIP {
 	t.Helper()
 	p, err := NewSourceIP(opts...)
 	require.NoError(t, err)

@@ -47,14 +47,14 @@ const (
 
 // WithStore makes a SourceIP or AppCookie policy share its sessions
 // through s (see Store). Default: none; sessions stick on one node only.
-func WithStore(s Store) Option {
-	return func(c *config) { c.use("WithStore", kindTables); c.store, c.storeSet = s, true }
+func WithStore(s Store) TableOption {
+	return func(c *config) { c.store, c.storeSet = s, true }
 }
 
 // WithStoreTimeout bounds each call to the Store, 1 ms..10 s. A Lookup that
 // misses locally waits at most this long. Default: DefaultStoreTimeout.
-func WithStoreTimeout(d time.Duration) Option {
-	return func(c *config) { c.use("WithStoreTimeout", kindTables); c.storeTimeout = d }
+func WithStoreTimeout(d time.Duration) TableOption {
+	return func(c *config) { c.storeTimeout = d }
 }
 
 // remote is a policy's Store and what it counts. The key formats below are

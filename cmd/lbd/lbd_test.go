@@ -27,7 +27,6 @@ type targets struct {
 	http map[string]string // name → address
 	tcp  map[string]string
 	udp  string
-	stop []func()
 }
 
 func newTargets(t *testing.T) *targets {

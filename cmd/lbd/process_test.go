@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,5 +175,11 @@ func readPID(t *testing.T, path string) int {
 	return pid
 }
 
-// goTool is the go command of the Go that runs the tests.
-func goTool() string { return filepath.Join(runtime.GOROOT(), "bin", "go") }
+// goTool is the go command on the PATH (the one that runs the tests, as
+// `go test` puts its own first on the PATH of the tests it runs).
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
+}

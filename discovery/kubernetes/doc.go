@@ -22,15 +22,15 @@
 // each slice's ports; IPv4 and IPv6 slices are both followed; FQDN slices
 // are not. Each endpoint's zone is carried to lbkit's diagnosis.
 //
-// A Source is an lb.Watcher: lb.Discover(src, interval) makes a group
+// A Source is an lb.Watcher: lb.WithDiscovery(src, interval) makes a group
 // follow it. When the API server cannot be reached the group keeps the last
 // list and Diagnose says since when; client-go reconnects by itself.
 //
 //	src, err := kubernetes.New("web", kubernetes.WithNamespace("shop"), kubernetes.WithPort("http"))
 //	if err != nil { ... }
 //	l, err := lb.New(
-//		lb.WithListener("front", lb.HTTP, ":80", lb.ForwardTo("web")),
-//		lb.WithTargetGroup("web", lb.HTTP, lb.Discover(src, 0)),
+//		lb.WithListener("front", lb.HTTP, ":80", lb.WithForwardTo("web")),
+//		lb.WithTargetGroup("web", lb.HTTP, lb.WithDiscovery(src, 0)),
 //	)
 //
 // FromConfig builds a Source from a YAML section, for a daemon that

@@ -207,8 +207,6 @@ func (s *Source) Watch(ctx context.Context, push func(lb.Update)) error {
 	lw := &cache.ListWatch{
 		ListWithContextFunc:  list,
 		WatchFuncWithContext: watchFn,
-		ListFunc:             func(o metav1.ListOptions) (runtime.Object, error) { return list(ctx, o) },
-		WatchFunc:            func(o metav1.ListOptions) (watch.Interface, error) { return watchFn(ctx, o) },
 	}
 	// As client-go's generated informers do: the client says whether it
 	// supports streaming lists (the fake clientset does not).

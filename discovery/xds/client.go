@@ -50,7 +50,7 @@ const (
 // drains.
 //
 // Without WithApply, a Client only serves endpoints: a group configured by
-// hand follows a cluster with lb.Discover(client.Cluster("web"), 0).
+// hand follows a cluster with lb.WithDiscovery(client.Cluster("web"), 0).
 type Client struct {
 	boot            Bootstrap
 	conn            *grpc.ClientConn
@@ -154,23 +154,6 @@ func (s *state) rdsNames() []string {
 		}
 	}
 	return slices.Sorted(maps.Keys(set))
-}
-
-// referenced reports whether a listener or its routes name a cluster.
-func (s *state) referenced(name string) bool {
-	for _, l := range s.listeners {
-		if l.tcp == name {
-			return true
-		}
-		r := l.inline
-		if r == nil {
-			r = s.routes[l.rds]
-		}
-		if r != nil && slices.Contains(r.clusters, name) {
-			return true
-		}
-	}
-	return false
 }
 
 // Option configures a Client.
@@ -771,9 +754,9 @@ func (c *Client) options(s *state) (opts []lb.Option, byName map[string]lb.Optio
 		if cl == nil {
 			cl = s.lingering[name]
 		}
-		gopts := []lb.GroupOption{lb.DeregistrationDelay(c.drain)}
+		gopts := []lb.GroupOption{lb.WithDeregistrationDelay(c.drain)}
 		if cl != nil {
-			gopts = append(gopts, lb.Algorithm(cl.algo), lb.Discover(c.Cluster(name), 0))
+			gopts = append(gopts, lb.WithAlgorithm(cl.algo), lb.WithDiscovery(c.Cluster(name), 0))
 			if cl.health != nil {
 				gopts = append(gopts, lb.WithHealthCheck(*cl.health))
 			} else {
@@ -799,7 +782,7 @@ func (c *Client) options(s *state) (opts []lb.Option, byName map[string]lb.Optio
 				o, uses, warming = applied[name], appliedRefs[name], true
 				break
 			}
-			o, uses = lb.WithListener(name, lb.TCP, l.addr, lb.ForwardTo(l.tcp)), []string{l.tcp}
+			o, uses = lb.WithListener(name, lb.TCP, l.addr, lb.WithForwardTo(l.tcp)), []string{l.tcp}
 		default:
 			r := l.inline
 			if r == nil {
@@ -809,8 +792,8 @@ func (c *Client) options(s *state) (opts []lb.Option, byName map[string]lb.Optio
 				o, uses, warming = applied[name], appliedRefs[name], true
 				break
 			}
-			o = lb.WithListener(name, lb.HTTP, l.addr, lb.Rules(r.rules...),
-				lb.DefaultFixed(proxy.FixedResponse{Status: 404, Body: "no route\n"}))
+			o = lb.WithListener(name, lb.HTTP, l.addr, lb.WithRules(r.rules...),
+				lb.WithDefaultFixed(proxy.FixedResponse{Status: 404, Body: "no route\n"}))
 			uses = r.clusters
 		}
 		if o != nil {
@@ -845,7 +828,7 @@ func (s *state) warm(name string) bool {
 }
 
 // Cluster returns the endpoints of the named cluster as a discovery
-// source, for lb.Discover: a Watcher whose groups follow the cluster's
+// source, for lb.WithDiscovery: a Watcher whose groups follow the cluster's
 // endpoints as EDS sends them (DRAINING endpoints drain, UNHEALTHY and
 // TIMEOUT ones are left out, localities give zones and priorities). The
 // Client must know the cluster from CDS. Sources of one Client and name

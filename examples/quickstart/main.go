@@ -49,20 +49,20 @@ func run(ctx context.Context, out io.Writer, httpAddr, tcpAddr, udpAddr string, 
 
 	healthy := make(chan lb.HealthEvent, 16)
 	quick := lb.HealthCheck{Interval: 500 * time.Millisecond, Timeout: 250 * time.Millisecond, HealthyThreshold: 2, UnhealthyThreshold: 2}
-	web := []lb.GroupOption{lb.WithHealthCheck(quick), lb.Sticky(lb.Stickiness{Kind: lb.LBCookieStickiness})}
+	web := []lb.GroupOption{lb.WithHealthCheck(quick), lb.WithStickiness(lb.Stickiness{Kind: lb.Cookie})}
 	echo := []lb.GroupOption{lb.WithHealthCheck(quick)}
 	dns := []lb.GroupOption{lb.WithoutHealthCheck()} // UDP checks use ICMP, which needs privileges
 	for _, t := range targets {
-		web = append(web, lb.Target(t.http, lb.ID(t.name)))
-		echo = append(echo, lb.Target(t.tcp, lb.ID(t.name)))
-		dns = append(dns, lb.Target(t.udp, lb.ID(t.name)))
+		web = append(web, lb.WithTarget(t.http, lb.WithTargetID(t.name)))
+		echo = append(echo, lb.WithTarget(t.tcp, lb.WithTargetID(t.name)))
+		dns = append(dns, lb.WithTarget(t.udp, lb.WithTargetID(t.name)))
 	}
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		lb.WithHooks(lb.Hooks{HealthChange: func(e lb.HealthEvent) { healthy <- e }}),
-		lb.WithListener("http", lb.HTTP, httpAddr, lb.ForwardTo("web")),
-		lb.WithListener("tcp", lb.TCP, tcpAddr, lb.ForwardTo("echo")),
-		lb.WithListener("udp", lb.UDP, udpAddr, lb.ForwardTo("dns")),
+		lb.WithListener("http", lb.HTTP, httpAddr, lb.WithForwardTo("web")),
+		lb.WithListener("tcp", lb.TCP, tcpAddr, lb.WithForwardTo("echo")),
+		lb.WithListener("udp", lb.UDP, udpAddr, lb.WithForwardTo("dns")),
 		lb.WithTargetGroup("web", lb.HTTP, web...),
 		lb.WithTargetGroup("echo", lb.TCP, echo...),
 		lb.WithTargetGroup("dns", lb.UDP, dns...),

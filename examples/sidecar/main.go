@@ -45,9 +45,9 @@ func run(ctx context.Context, out io.Writer, listen, service, health, allow stri
 		service, listen = ln.Addr().String(), "127.0.0.1:0"
 	}
 	accessLog := slog.New(slog.NewJSONHandler(out, nil))
-	opts := []lb.ListenerOption{lb.ForwardTo("service"), lb.AccessLog(accessLog)}
+	opts := []lb.ListenerOption{lb.WithForwardTo("service"), lb.WithAccessLog(accessLog)}
 	if allow != "" {
-		opts = append(opts, lb.Allow(allow))
+		opts = append(opts, lb.WithAllow(allow))
 	}
 	changes := make(chan lb.HealthEvent, 4)
 	l, err := lb.New(
@@ -61,9 +61,9 @@ func run(ctx context.Context, out io.Writer, listen, service, health, allow stri
 		}}),
 		lb.WithListener("sidecar", lb.HTTP, listen, opts...),
 		lb.WithTargetGroup("service", lb.HTTP,
-			lb.Target(service, lb.ID("local")),
+			lb.WithTarget(service, lb.WithTargetID("local")),
 			lb.WithHealthCheck(lb.HealthCheck{Path: health, Status: "200-399", Interval: time.Second, Timeout: 500 * time.Millisecond}),
-			lb.PassiveEjection(5, 10*time.Second, 100),
+			lb.WithPassiveEjection(5, 10*time.Second, 100),
 		),
 	)
 	if err != nil {

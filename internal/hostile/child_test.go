@@ -91,14 +91,14 @@ func runChild(specJSON string) int {
 	}
 	opts := []lb.Option{
 		lb.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))),
-		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("echo"), lb.HeaderTimeout(sp.HeaderTimeout)),
-		lb.WithListener("tls", lb.TLS, "127.0.0.1:0", lb.ForwardTo("echo"), lb.Certificates(cert), lb.HeaderTimeout(sp.HeaderTimeout)),
-		lb.WithListener("http", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web"), lb.RequestTimeout(sp.RequestTimeout)),
-		lb.WithListener("https", lb.HTTPS, "127.0.0.1:0", lb.ForwardTo("web"), lb.Certificates(cert), lb.RequestTimeout(sp.RequestTimeout)),
-		lb.WithListener("udp", lb.UDP, "127.0.0.1:0", lb.ForwardTo("dns"), lb.IdleTimeout(sp.UDPIdle)),
-		lb.WithTargetGroup("echo", lb.TCP, lb.Target(sp.TCPTarget), lb.WithoutHealthCheck()),
-		lb.WithTargetGroup("web", lb.HTTP, lb.Target(sp.HTTPTarget), lb.WithoutHealthCheck()),
-		lb.WithTargetGroup("dns", lb.UDP, lb.Target(sp.UDPTarget), lb.WithoutHealthCheck()),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("echo"), lb.WithHeaderTimeout(sp.HeaderTimeout)),
+		lb.WithListener("tls", lb.TLS, "127.0.0.1:0", lb.WithForwardTo("echo"), lb.WithCertificates(cert), lb.WithHeaderTimeout(sp.HeaderTimeout)),
+		lb.WithListener("http", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web"), lb.WithRequestTimeout(sp.RequestTimeout)),
+		lb.WithListener("https", lb.HTTPS, "127.0.0.1:0", lb.WithForwardTo("web"), lb.WithCertificates(cert), lb.WithRequestTimeout(sp.RequestTimeout)),
+		lb.WithListener("udp", lb.UDP, "127.0.0.1:0", lb.WithForwardTo("dns"), lb.WithIdleTimeout(sp.UDPIdle)),
+		lb.WithTargetGroup("echo", lb.TCP, lb.WithTarget(sp.TCPTarget), lb.WithoutHealthCheck()),
+		lb.WithTargetGroup("web", lb.HTTP, lb.WithTarget(sp.HTTPTarget), lb.WithoutHealthCheck()),
+		lb.WithTargetGroup("dns", lb.UDP, lb.WithTarget(sp.UDPTarget), lb.WithoutHealthCheck()),
 	}
 	if sp.Budget != nil {
 		opts = append(opts, lb.WithDescriptorBudget(*sp.Budget))

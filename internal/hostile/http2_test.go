@@ -44,8 +44,8 @@ func httpsLBOf(t *testing.T, target string, opts ...lb.GroupOption) (*lb.LoadBal
 	require.NoError(t, err)
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.DiscardHandler)),
-		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.ForwardTo("app"), lb.Certificates(cert)),
-		lb.WithTargetGroup("app", lb.HTTP, append([]lb.GroupOption{lb.Target(target), lb.WithoutHealthCheck()}, opts...)...),
+		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithCertificates(cert)),
+		lb.WithTargetGroup("app", lb.HTTP, append([]lb.GroupOption{lb.WithTarget(target), lb.WithoutHealthCheck()}, opts...)...),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())
@@ -167,7 +167,7 @@ func TestHTTP2RapidResetThroughLB(t *testing.T) {
 	go func() { defer close(served); _ = tsrv.Serve(tln) }()
 	defer func() { tsrv.Close(); <-served }()
 	const limit = 32
-	l, addr := httpsLBOf(t, tln.Addr().String(), lb.CircuitBreaker(proxy.Limits{MaxConnsPerTarget: limit, MaxPendingRequests: 4096}))
+	l, addr := httpsLBOf(t, tln.Addr().String(), lb.WithCircuitBreaker(proxy.Limits{MaxConnsPerTarget: limit, MaxPendingRequests: 4096}))
 	var maxHeld int64 // the load balancer's own count of its connections to the target
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

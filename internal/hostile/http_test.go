@@ -89,8 +89,8 @@ func smugglingLB(t *testing.T, rt *recordingTarget, opts ...lb.ListenerOption) (
 	t.Helper()
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.DiscardHandler)),
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", append([]lb.ListenerOption{lb.ForwardTo("app")}, opts...)...),
-		lb.WithTargetGroup("app", lb.HTTP, lb.Target(rt.addr), lb.WithoutHealthCheck()),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", append([]lb.ListenerOption{lb.WithForwardTo("app")}, opts...)...),
+		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget(rt.addr), lb.WithoutHealthCheck()),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())
@@ -231,8 +231,8 @@ func TestHTTPSRefusalsAnswered(t *testing.T) {
 	require.NoError(t, err)
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.DiscardHandler)),
-		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.ForwardTo("app"), lb.Certificates(cert)),
-		lb.WithTargetGroup("app", lb.HTTP, lb.Target(rt.addr), lb.WithoutHealthCheck()),
+		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithCertificates(cert)),
+		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget(rt.addr), lb.WithoutHealthCheck()),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())

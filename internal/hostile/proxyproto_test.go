@@ -61,8 +61,8 @@ func TestProxyHeaders(t *testing.T) {
 	ct := newCountingTarget(t)
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.DiscardHandler)),
-		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app"), lb.TrustProxies("127.0.0.1/32"), lb.HeaderTimeout(time.Second)),
-		lb.WithTargetGroup("app", lb.TCP, lb.Target(ct.addr), lb.WithoutHealthCheck()),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithTrustedProxies("127.0.0.1/32"), lb.WithHeaderTimeout(time.Second)),
+		lb.WithTargetGroup("app", lb.TCP, lb.WithTarget(ct.addr), lb.WithoutHealthCheck()),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())

@@ -16,7 +16,7 @@
 //	store := redisstore.Dial("10.0.0.5:6379")
 //	defer store.Close()
 //	lb.WithTargetGroup("web", lb.HTTP,
-//		lb.Sticky(lb.Stickiness{Kind: lb.SourceIPStickiness, Store: store}),
+//		lb.WithStickiness(lb.Stickiness{Kind: lb.SourceIP, Store: store}),
 //		...)
 //
 // Keys are "lbkit:sticky:" (see WithPrefix), the target group's name and

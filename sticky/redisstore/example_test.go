@@ -13,10 +13,10 @@ func ExampleDial() {
 	store := redisstore.Dial("127.0.0.1:6379") // does not connect yet
 	defer store.Close()
 	l, err := lb.New(
-		lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web")),
+		lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web")),
 		lb.WithTargetGroup("web", lb.HTTP,
-			lb.Target("127.0.0.1:8081"), lb.Target("127.0.0.1:8082"),
-			lb.Sticky(lb.Stickiness{Kind: lb.SourceIPStickiness, Store: store})),
+			lb.WithTarget("127.0.0.1:8081"), lb.WithTarget("127.0.0.1:8082"),
+			lb.WithStickiness(lb.Stickiness{Kind: lb.SourceIP, Store: store})),
 	)
 	if err != nil {
 		log.Fatal(err)

@@ -40,7 +40,7 @@ func startTargets(t *testing.T, n int, cookie string) []lb.GroupOption {
 		var wg sync.WaitGroup
 		wg.Go(func() { _ = srv.Serve(ln) })
 		t.Cleanup(func() { srv.Close(); wg.Wait() })
-		opts = append(opts, lb.Target(ln.Addr().String(), lb.ID(name)))
+		opts = append(opts, lb.WithTarget(ln.Addr().String(), lb.WithTargetID(name)))
 	}
 	return opts
 }
@@ -51,8 +51,8 @@ func startNode(t *testing.T, targets []lb.GroupOption, s lb.Stickiness) (*lb.Loa
 	t.Helper()
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web")),
-		lb.WithTargetGroup("web", lb.HTTP, append([]lb.GroupOption{lb.WithoutHealthCheck(), lb.Sticky(s)}, targets...)...),
+		lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web")),
+		lb.WithTargetGroup("web", lb.HTTP, append([]lb.GroupOption{lb.WithoutHealthCheck(), lb.WithStickiness(s)}, targets...)...),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())
@@ -100,7 +100,7 @@ func TestSourceIPAcrossNodes(t *testing.T) {
 	store := Dial(r.Addr)
 	defer store.Close()
 	targets := startTargets(t, 3, "")
-	s := lb.Stickiness{Kind: lb.SourceIPStickiness, Store: store}
+	s := lb.Stickiness{Kind: lb.SourceIP, Store: store}
 	n1, url1 := startNode(t, targets, s)
 	n2, url2 := startNode(t, targets, s)
 
@@ -148,7 +148,7 @@ func TestAppCookieAcrossNodes(t *testing.T) {
 	store := Dial(r.Addr)
 	defer store.Close()
 	targets := startTargets(t, 3, "JSESSIONID")
-	s := lb.Stickiness{Kind: lb.AppCookieStickiness, CookieName: "JSESSIONID", Store: store}
+	s := lb.Stickiness{Kind: lb.AppCookie, CookieName: "JSESSIONID", Store: store}
 	_, url1 := startNode(t, targets, s)
 	n2, url2 := startNode(t, targets, s)
 	c := clientFrom("127.0.0.1")
@@ -171,7 +171,7 @@ func TestRedisHangs(t *testing.T) {
 	store := Dial(r.Addr)
 	defer store.Close()
 	targets := startTargets(t, 3, "")
-	s := lb.Stickiness{Kind: lb.SourceIPStickiness, Store: store, StoreTimeout: 50 * time.Millisecond}
+	s := lb.Stickiness{Kind: lb.SourceIP, Store: store, StoreTimeout: 50 * time.Millisecond}
 	n1, url1 := startNode(t, targets, s)
 	known, _, _ := get(t, clientFrom("127.0.0.21"), url1)
 	r.Pause(t)

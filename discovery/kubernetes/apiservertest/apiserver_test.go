@@ -321,13 +321,13 @@ func TestKubernetesService(t *testing.T) {
 	require.NoError(t, err)
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web")),
-		lb.WithTargetGroup("web", lb.HTTP, lb.Discover(src, time.Second),
+		lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web")),
+		lb.WithTargetGroup("web", lb.HTTP, lb.WithDiscovery(src, time.Second),
 			// Checks often, to follow quickly; a target is taken out only
 			// after a second of failures, so that checks slowed by a busy
 			// machine (the API server runs in this process) cut no request.
 			lb.WithHealthCheck(lb.HealthCheck{Interval: 100 * time.Millisecond, Timeout: 90 * time.Millisecond, UnhealthyThreshold: 10}),
-			lb.DeregistrationDelay(5*time.Second)),
+			lb.WithDeregistrationDelay(5*time.Second)),
 	)
 	require.NoError(t, err)
 	require.NoError(t, l.Start())

@@ -55,10 +55,10 @@ func serve(ctx context.Context, kubeconfig, namespace, service, port, listen str
 		return err
 	}
 	l, err := lb.New(
-		lb.WithListener("front", lb.HTTP, listen, lb.ForwardTo("web")),
+		lb.WithListener("front", lb.HTTP, listen, lb.WithForwardTo("web")),
 		lb.WithTargetGroup("web", lb.HTTP,
-			lb.Discover(src, 0), // pushed changes apply at once; no polling
-			lb.DeregistrationDelay(30*time.Second)),
+			lb.WithDiscovery(src, 0), // pushed changes apply at once; no polling
+			lb.WithDeregistrationDelay(30*time.Second)),
 	)
 	if err != nil {
 		return err
@@ -95,8 +95,8 @@ func demo(ctx context.Context, out io.Writer) error {
 	}
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web")),
-		lb.WithTargetGroup("web", lb.HTTP, lb.Discover(src, 0), lb.WithoutHealthCheck()),
+		lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web")),
+		lb.WithTargetGroup("web", lb.HTTP, lb.WithDiscovery(src, 0), lb.WithoutHealthCheck()),
 	)
 	if err != nil {
 		return err

@@ -101,7 +101,6 @@ func demo(out io.Writer) error {
 		return err
 	}
 
-	var nodes []*lb.LoadBalancer
 	for i := range ports {
 		l, err := lb.New(lb.WithLogger(quiet))
 		if err != nil {
@@ -121,7 +120,6 @@ func demo(out io.Writer) error {
 		}
 		client.Start()
 		defer client.Close()
-		nodes = append(nodes, l)
 	}
 	for i, p := range ports {
 		url := fmt.Sprintf("http://127.0.0.1:%d/", p)

@@ -56,19 +56,19 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		// L7: X-Forwarded-For. "web" trusts nobody in front of it;
 		// "web-behind-cdn" trusts 127.0.0.1 (standing for a CDN).
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("app")),
-		lb.WithListener("web-behind-cdn", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("app"), lb.TrustProxies("127.0.0.1")),
-		lb.WithTargetGroup("app", lb.HTTP, lb.Target(appLn.Addr().String()), lb.WithoutHealthCheck()),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("app")),
+		lb.WithListener("web-behind-cdn", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithTrustedProxies("127.0.0.1")),
+		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget(appLn.Addr().String()), lb.WithoutHealthCheck()),
 		// L4: the PROXY protocol to the targets, version 1 or 2.
-		lb.WithListener("tcp-v1", lb.TCP, "127.0.0.1:0", lb.ForwardTo("raw-v1")),
-		lb.WithListener("tcp-v2", lb.TCP, "127.0.0.1:0", lb.ForwardTo("raw-v2")),
-		lb.WithTargetGroup("raw-v1", lb.TCP, lb.Target(raw.Addr().String()), lb.ProxyProtocol(1), lb.WithoutHealthCheck()),
-		lb.WithTargetGroup("raw-v2", lb.TCP, lb.Target(raw.Addr().String()), lb.ProxyProtocol(2), lb.WithoutHealthCheck()),
+		lb.WithListener("tcp-v1", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("raw-v1")),
+		lb.WithListener("tcp-v2", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("raw-v2")),
+		lb.WithTargetGroup("raw-v1", lb.TCP, lb.WithTarget(raw.Addr().String()), lb.WithProxyProtocol(1), lb.WithoutHealthCheck()),
+		lb.WithTargetGroup("raw-v2", lb.TCP, lb.WithTarget(raw.Addr().String()), lb.WithProxyProtocol(2), lb.WithoutHealthCheck()),
 		// L4: the PROXY protocol from a balancer in front of lbkit.
 		// "tcp-behind-lb" trusts 127.0.0.1; "tcp-strict" trusts only ::1,
 		// so a PROXY header from 127.0.0.1 is refused.
-		lb.WithListener("tcp-behind-lb", lb.TCP, "127.0.0.1:0", lb.ForwardTo("raw-v2"), lb.TrustProxies("127.0.0.1")),
-		lb.WithListener("tcp-strict", lb.TCP, "127.0.0.1:0", lb.ForwardTo("raw-v2"), lb.TrustProxies("::1")),
+		lb.WithListener("tcp-behind-lb", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("raw-v2"), lb.WithTrustedProxies("127.0.0.1")),
+		lb.WithListener("tcp-strict", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("raw-v2"), lb.WithTrustedProxies("::1")),
 	)
 	if err != nil {
 		return err

@@ -54,12 +54,12 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 	// Listeners on ::1, target groups on 127.0.0.1.
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		lb.WithListener("tcp", lb.TCP, "[::1]:0", lb.ForwardTo("tcp")),
-		lb.WithListener("http", lb.HTTP, "[::1]:0", lb.ForwardTo("http")),
-		lb.WithListener("udp", lb.UDP, "[::1]:0", lb.ForwardTo("udp")),
-		lb.WithTargetGroup("tcp", lb.TCP, lb.Target(tcpTarget.Addr().String()), lb.ProxyProtocol(1), lb.WithoutHealthCheck()),
-		lb.WithTargetGroup("http", lb.HTTP, lb.Target(httpLn.Addr().String()), lb.WithoutHealthCheck()),
-		lb.WithTargetGroup("udp", lb.UDP, lb.Target(udpTarget.LocalAddr().String()), lb.WithoutHealthCheck()),
+		lb.WithListener("tcp", lb.TCP, "[::1]:0", lb.WithForwardTo("tcp")),
+		lb.WithListener("http", lb.HTTP, "[::1]:0", lb.WithForwardTo("http")),
+		lb.WithListener("udp", lb.UDP, "[::1]:0", lb.WithForwardTo("udp")),
+		lb.WithTargetGroup("tcp", lb.TCP, lb.WithTarget(tcpTarget.Addr().String()), lb.WithProxyProtocol(1), lb.WithoutHealthCheck()),
+		lb.WithTargetGroup("http", lb.HTTP, lb.WithTarget(httpLn.Addr().String()), lb.WithoutHealthCheck()),
+		lb.WithTargetGroup("udp", lb.UDP, lb.WithTarget(udpTarget.LocalAddr().String()), lb.WithoutHealthCheck()),
 	)
 	if err != nil {
 		return err

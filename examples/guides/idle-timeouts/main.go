@@ -53,10 +53,10 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.ForwardTo("echo"), lb.IdleTimeout(tcpIdle)),
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web"), lb.IdleTimeout(httpIdle)),
-		lb.WithTargetGroup("echo", lb.TCP, lb.Target(echo.addr()), lb.WithoutHealthCheck()),
-		lb.WithTargetGroup("web", lb.HTTP, lb.Target(webLn.Addr().String()), lb.WithoutHealthCheck()),
+		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("echo"), lb.WithIdleTimeout(tcpIdle)),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web"), lb.WithIdleTimeout(httpIdle)),
+		lb.WithTargetGroup("echo", lb.TCP, lb.WithTarget(echo.addr()), lb.WithoutHealthCheck()),
+		lb.WithTargetGroup("web", lb.HTTP, lb.WithTarget(webLn.Addr().String()), lb.WithoutHealthCheck()),
 	)
 	if err != nil {
 		return err

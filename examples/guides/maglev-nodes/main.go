@@ -55,18 +55,18 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 	events := make(chan lb.HealthEvent, 64)
 	node := func(order []string) (*lb.LoadBalancer, error) {
 		opts := []lb.GroupOption{
-			lb.Algorithm(balancer.SourceIPHash),
+			lb.WithAlgorithm(balancer.SourceIPHash),
 			lb.WithHealthCheck(lb.HealthCheck{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, UnhealthyThreshold: 2, HealthyThreshold: 1}),
 		}
 		for _, id := range order {
-			opts = append(opts, lb.Target(targets[id].addr(), lb.ID(id)))
+			opts = append(opts, lb.WithTarget(targets[id].addr(), lb.WithTargetID(id)))
 		}
 		l, err := lb.New(
 			lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 			lb.WithHooks(lb.Hooks{HealthChange: func(e lb.HealthEvent) { events <- e }}),
 			// Behind an L4 balancer that sends the PROXY protocol:
 			// trust it, and hash the client address it reports.
-			lb.WithListener("app", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app"), lb.TrustProxies("127.0.0.1")),
+			lb.WithListener("app", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithTrustedProxies("127.0.0.1")),
 			lb.WithTargetGroup("app", lb.TCP, opts...),
 		)
 		if err != nil {

@@ -36,8 +36,8 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 	events := make(chan lb.HealthEvent, 32)
 	check := lb.WithHealthCheck(lb.HealthCheck{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, UnhealthyThreshold: 2})
 	// Two target groups over the same three targets.
-	byLBCookie := []lb.GroupOption{check, lb.Sticky(lb.Stickiness{Kind: lb.LBCookieStickiness})}
-	byAppCookie := []lb.GroupOption{check, lb.Sticky(lb.Stickiness{Kind: lb.AppCookieStickiness, CookieName: "JSESSIONID"})}
+	byLBCookie := []lb.GroupOption{check, lb.WithStickiness(lb.Stickiness{Kind: lb.Cookie})}
+	byAppCookie := []lb.GroupOption{check, lb.WithStickiness(lb.Stickiness{Kind: lb.AppCookie, CookieName: "JSESSIONID"})}
 	for _, name := range names {
 		srv, addr, err := startTarget(name)
 		if err != nil {
@@ -45,14 +45,14 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 		}
 		defer srv.Close()
 		targets[name] = srv
-		byLBCookie = append(byLBCookie, lb.Target(addr, lb.ID(name)))
-		byAppCookie = append(byAppCookie, lb.Target(addr, lb.ID(name)))
+		byLBCookie = append(byLBCookie, lb.WithTarget(addr, lb.WithTargetID(name)))
+		byAppCookie = append(byAppCookie, lb.WithTarget(addr, lb.WithTargetID(name)))
 	}
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		lb.WithHooks(lb.Hooks{HealthChange: func(e lb.HealthEvent) { events <- e }}),
-		lb.WithListener("lb-cookie", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web-lb-cookie")),
-		lb.WithListener("app-cookie", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web-app-cookie")),
+		lb.WithListener("lb-cookie", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web-lb-cookie")),
+		lb.WithListener("app-cookie", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web-app-cookie")),
 		lb.WithTargetGroup("web-lb-cookie", lb.HTTP, byLBCookie...),
 		lb.WithTargetGroup("web-app-cookie", lb.HTTP, byAppCookie...),
 	)

@@ -72,31 +72,31 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 		lb.WithMaxFlows(1), // a tiny flow table, to fill it below
 		// An HTTP listener whose targets are all unusable, each for
 		// another reason.
-		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web")),
+		lb.WithListener("web", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web")),
 		lb.WithTargetGroup("web", lb.HTTP,
-			lb.Target(refused, lb.ID("web-1")),
-			lb.Target(failing, lb.ID("web-2")),
-			lb.Target(slow, lb.ID("web-3")),
-			lb.Target(ok, lb.ID("web-4"), lb.Weight(0)),
+			lb.WithTarget(refused, lb.WithTargetID("web-1")),
+			lb.WithTarget(failing, lb.WithTargetID("web-2")),
+			lb.WithTarget(slow, lb.WithTargetID("web-3")),
+			lb.WithTarget(ok, lb.WithTargetID("web-4"), lb.WithWeight(0)),
 			lb.WithHealthCheck(check),
 		),
 		// A TCP listener open to 10.0.0.0/8 only.
-		lb.WithListener("admin", lb.TCP, "127.0.0.1:0", lb.ForwardTo("admin"), lb.Allow("10.0.0.0/8")),
-		lb.WithTargetGroup("admin", lb.TCP, lb.Target(echo1, lb.ID("admin-1")), lb.WithHealthCheck(check)),
+		lb.WithListener("admin", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("admin"), lb.WithAllow("10.0.0.0/8")),
+		lb.WithTargetGroup("admin", lb.TCP, lb.WithTarget(echo1, lb.WithTargetID("admin-1")), lb.WithHealthCheck(check)),
 		// A TCP listener with two good targets.
-		lb.WithListener("db", lb.TCP, "127.0.0.1:0", lb.ForwardTo("db")),
+		lb.WithListener("db", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("db")),
 		lb.WithTargetGroup("db", lb.TCP,
-			lb.Target(echo1, lb.ID("db-1")),
-			lb.Target(echo2, lb.ID("db-2")),
+			lb.WithTarget(echo1, lb.WithTargetID("db-1")),
+			lb.WithTarget(echo2, lb.WithTargetID("db-2")),
 			lb.WithHealthCheck(check),
-			lb.DeregistrationDelay(time.Hour),
+			lb.WithDeregistrationDelay(time.Hour),
 		),
 		// A UDP listener whose target's TCP health port is closed.
-		lb.WithListener("dns", lb.UDP, "127.0.0.1:0", lb.ForwardTo("dns")),
-		lb.WithTargetGroup("dns", lb.UDP, lb.Target(udpTarget, lb.ID("dns-1")),
+		lb.WithListener("dns", lb.UDP, "127.0.0.1:0", lb.WithForwardTo("dns")),
+		lb.WithTargetGroup("dns", lb.UDP, lb.WithTarget(udpTarget, lb.WithTargetID("dns-1")),
 			lb.WithHealthCheck(lb.HealthCheck{Protocol: lb.TCP, Port: portOf(refused), Interval: check.Interval, Timeout: check.Timeout})),
 		// A target group no listener forwards to.
-		lb.WithTargetGroup("orphan", lb.TCP, lb.Target(echo2, lb.ID("orphan-1")), lb.WithHealthCheck(check)),
+		lb.WithTargetGroup("orphan", lb.TCP, lb.WithTarget(echo2, lb.WithTargetID("orphan-1")), lb.WithHealthCheck(check)),
 	)
 	if err != nil {
 		return err

@@ -51,10 +51,10 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		lb.WithHooks(lb.Hooks{HealthChange: func(e lb.HealthEvent) { events <- e }}),
-		lb.WithListener("dns", lb.UDP, "127.0.0.1:0", lb.ForwardTo("dns")),
+		lb.WithListener("dns", lb.UDP, "127.0.0.1:0", lb.WithForwardTo("dns")),
 		lb.WithTargetGroup("dns", lb.UDP,
-			lb.Target(a.LocalAddr().String(), lb.ID("a")),
-			lb.Target(b.LocalAddr().String(), lb.ID("b")),
+			lb.WithTarget(a.LocalAddr().String(), lb.WithTargetID("a")),
+			lb.WithTarget(b.LocalAddr().String(), lb.WithTargetID("b")),
 			// Check each target over TCP on the health port, not the
 			// UDP service itself.
 			lb.WithHealthCheck(lb.HealthCheck{

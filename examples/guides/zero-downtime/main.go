@@ -56,12 +56,12 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 	l, err := lb.New(
 		lb.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		lb.WithHooks(lb.Hooks{HealthChange: func(e lb.HealthEvent) { events <- e }}),
-		lb.WithListener("app", lb.TCP, "127.0.0.1:0", lb.ForwardTo("app")),
+		lb.WithListener("app", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("app")),
 		lb.WithTargetGroup("app", lb.TCP,
-			lb.Target(v1a.Addr().String(), lb.ID("v1-a")),
-			lb.Target(v1b.Addr().String(), lb.ID("v1-b")),
+			lb.WithTarget(v1a.Addr().String(), lb.WithTargetID("v1-a")),
+			lb.WithTarget(v1b.Addr().String(), lb.WithTargetID("v1-b")),
 			lb.WithHealthCheck(lb.HealthCheck{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond}),
-			lb.DeregistrationDelay(drainDelay),
+			lb.WithDeregistrationDelay(drainDelay),
 		),
 	)
 	if err != nil {
@@ -99,7 +99,7 @@ func run(ctx context.Context, out io.Writer, serve bool) error {
 
 	// 1. Register the new version. It gets traffic once its first health
 	// check passes.
-	if err := l.AddTarget("app", v2a.Addr().String(), lb.ID("v2-a")); err != nil {
+	if err := l.AddTarget("app", v2a.Addr().String(), lb.WithTargetID("v2-a")); err != nil {
 		return err
 	}
 	if err := waitServing(events, "v2-a"); err != nil {

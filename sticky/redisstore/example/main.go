@@ -36,18 +36,18 @@ func run(out io.Writer, addr string, stopRedis func()) error {
 			return err
 		}
 		defer stop()
-		targets = append(targets, lb.Target(a, lb.ID(name)))
+		targets = append(targets, lb.WithTarget(a, lb.WithTargetID(name)))
 	}
 
 	store := redisstore.Dial(addr)
 	defer store.Close()
-	sticky := lb.Sticky(lb.Stickiness{Kind: lb.SourceIPStickiness, Store: store})
+	sticky := lb.WithStickiness(lb.Stickiness{Kind: lb.SourceIP, Store: store})
 	var urls []string
 	var nodes []*lb.LoadBalancer
 	for range 2 {
 		l, err := lb.New(
 			lb.WithLogger(quiet),
-			lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.ForwardTo("web")),
+			lb.WithListener("front", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web")),
 			lb.WithTargetGroup("web", lb.HTTP, append(targets, sticky, lb.WithoutHealthCheck())...),
 		)
 		if err != nil {
