@@ -196,13 +196,14 @@ func (l *LoadBalancer) Shutdown(ctx context.Context) error {
 	l.stopping = true
 	var servers []server
 	for _, li := range l.listeners {
+		if li.sock != nil {
+			// Stop accepting while the view still serves, so that a
+			// connection accepted just now is served, not closed;
+			// nobody is left waiting in a backlog.
+			li.sock.stop()
+		}
 		if li.view != nil {
 			li.view.Close()
-		}
-		if li.udp == nil {
-			// Nobody waits in a backlog. A UDP socket stays open
-			// for the replies its proxy's Shutdown still relays.
-			li.closeSocket()
 		}
 		servers = append(servers, li.server())
 	}

@@ -3,6 +3,7 @@ package lb
 import (
 	"net"
 	"sync"
+	"time"
 
 	"github.com/lbkit/lbkit/internal/acceptloop"
 )
@@ -60,6 +61,26 @@ func (s *socket) close() {
 		}
 	}
 }
+
+// stop closes the socket for a graceful stop: a connection the accept loop
+// took from the kernel meanwhile goes to the view still serving, whose
+// server answers it, rather than being closed (its client connected just
+// before, as in a binary upgrade, whose next process shares the socket and
+// takes the ones after). If no view takes it within stopWait, close.
+func (s *socket) stop() {
+	s.ln.Close()
+	t := time.NewTimer(stopWait)
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+		s.close()
+	}
+}
+
+// stopWait bounds how long stop waits for a serving view to take a
+// connection accepted as the socket closed.
+const stopWait = time.Second
 
 // view returns a net.Listener over the socket for one server. Closing it
 // stops that server's Accept without touching the socket.
