@@ -214,37 +214,19 @@ func (d *decoder) object(n *yaml.Node, v reflect.Value, path string, depth int) 
 			continue
 		}
 		f, ok := fieldByTag(v.Type(), name)
-		if !ok && v.Type() == discoveryType {
-			if _, ok := d.ext.source(name); ok {
-				if line, dup := seen[name]; dup {
-					d.probs.add(at, k.Line, "is set twice (first on line %d)", line)
-					continue
-				}
-				seen[name] = k.Line
-				d.lines[at] = k.Line
-				disc := v.Addr().Interface().(*Discovery)
-				if disc.kinds == nil {
-					disc.kinds = map[string]*yaml.Node{}
-				}
-				disc.kinds[name] = val
+		if kinds := d.extensionKinds(v, name); !ok && kinds != nil {
+			// A section of a kind a program registered.
+			if line, dup := seen[name]; dup {
+				d.probs.add(at, k.Line, "is set twice (first on line %d)", line)
 				continue
 			}
-		}
-		if !ok && v.Type() == stickyStoreType {
-			if _, ok := d.ext.store(name); ok {
-				if line, dup := seen[name]; dup {
-					d.probs.add(at, k.Line, "is set twice (first on line %d)", line)
-					continue
-				}
-				seen[name] = k.Line
-				d.lines[at] = k.Line
-				st := v.Addr().Interface().(*StickyStore)
-				if st.kinds == nil {
-					st.kinds = map[string]*yaml.Node{}
-				}
-				st.kinds[name] = val
-				continue
+			seen[name] = k.Line
+			d.lines[at] = k.Line
+			if *kinds == nil {
+				*kinds = map[string]*yaml.Node{}
 			}
+			(*kinds)[name] = val
+			continue
 		}
 		if !ok {
 			msg := "unknown field"
@@ -271,6 +253,23 @@ func (d *decoder) object(n *yaml.Node, v reflect.Value, path string, depth int) 
 		d.lines[at] = k.Line
 		d.value(val, v.FieldByIndex(f.Index), at, depth+1)
 	}
+}
+
+// extensionKinds returns where the sections of registered kinds go when v
+// is a Discovery or a StickyStore and name is a kind registered for it,
+// else nil.
+func (d *decoder) extensionKinds(v reflect.Value, name string) *map[string]*yaml.Node {
+	switch v.Type() {
+	case discoveryType:
+		if _, ok := d.ext.source(name); ok {
+			return &v.Addr().Interface().(*Discovery).kinds
+		}
+	case stickyStoreType:
+		if _, ok := d.ext.store(name); ok {
+			return &v.Addr().Interface().(*StickyStore).kinds
+		}
+	}
+	return nil
 }
 
 // pairs returns a mapping's key/value pairs with YAML merge keys ("<<:

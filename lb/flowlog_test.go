@@ -6,34 +6,23 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/lbkit/lbkit/internal/syncbuf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// jsonLog is a concurrency-safe JSON log to parse back.
-type jsonLog struct {
-	mu  sync.Mutex // guards buf
-	buf strings.Builder
-}
+// jsonLog is a JSON log to parse back, written from any goroutine.
+type jsonLog struct{ buf syncbuf.Buffer }
 
-func (j *jsonLog) Write(p []byte) (int, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.buf.Write(p)
-}
-
-func (j *jsonLog) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(j, nil)) }
+func (j *jsonLog) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(&j.buf, nil)) }
 
 // records returns the records logged so far.
 func (j *jsonLog) records(t *testing.T) []map[string]any {
 	t.Helper()
-	j.mu.Lock()
 	text := j.buf.String()
-	j.mu.Unlock()
 	var rs []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
 		if line == "" {
