@@ -422,6 +422,7 @@ func TestKubernetesService(t *testing.T) {
 	t.Logf("diagnosis with the API server gone:\n%s", l.Diagnose(lb.Query{}))
 	before = ld.total()
 	ld.waitRequests(t, 100)
+	assert.Greater(t, ld.total(), before, "requests go on with the API server gone")
 	assert.True(t, serving(pods[1])(), "the last list is served")
 
 	failures := ld.end()
