@@ -23,7 +23,7 @@
 //		lb.WithListener("web", lb.HTTP, "127.0.0.1:8080", lb.WithForwardTo("app")),
 //		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget("127.0.0.1:9001"), lb.WithTarget("127.0.0.1:9002")),
 //	)
-//	if err != nil { ... } // every problem of the configuration, each naming its object and field
+//	if err != nil { ... } // every problem of the configuration, each a *FieldError
 //	if err := l.Start(); err != nil { ... }
 //	defer l.Shutdown(ctx)
 //
@@ -34,6 +34,17 @@
 // ways, UDP flows after 120 s, HTTP keep-alive after 60 s, a 5 s connect
 // timeout, a 300 s deregistration delay, 20-minute sticky sessions when
 // stickiness is on.
+//
+// # Errors
+//
+// A configuration is checked whole before anything starts or changes, and
+// every problem comes back at once, joined with errors.Join. Each is a
+// *FieldError that names the object (Kind, Name, Index, and the Parent
+// that holds a target or rule), the setting (Field, by its option's name
+// without "With") and the cause, and wraps ErrInvalid; a call that names
+// a listener, group or target that does not exist returns one wrapping
+// ErrNotFound. Programs test them with errors.Is and errors.As, never by
+// their text (package config maps them to the paths of its file).
 //
 // # Limits
 //

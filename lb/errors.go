@@ -12,7 +12,7 @@ import (
 // lb.ErrNotFound). The error is a *FieldError naming the object.
 var ErrNotFound = errors.New("does not exist")
 
-// ErrInvalid is wrapped by every configuration problem New, Reload and the
+// ErrInvalid is wrapped by every configuration problem New, Reconfigure and the
 // run-time setters refuse: errors.Is(err, lb.ErrInvalid). Each problem is
 // a *FieldError (errors.As) that names the object and the setting; all
 // the problems of one configuration are returned together, joined with
