@@ -105,6 +105,10 @@ type ListenerDiagnosis struct {
 	AcceptFailingSince time.Time `json:"accept_failing_since,omitzero"`
 	AcceptError        string    `json:"accept_error"`
 	AcceptErrors       uint64    `json:"accept_errors"`
+	// Certificates describes the certificates a TLS or HTTPS listener
+	// serves: its own and its source's (CertificatesFrom), with when each
+	// expires and why renewing it fails, if it does.
+	Certificates []CertificateStatus `json:"certificates,omitempty"`
 	// OK is true when it can forward new traffic to a target.
 	OK bool `json:"ok"`
 	// Reasons says why not (and notes worth knowing).
@@ -319,6 +323,9 @@ func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string
 			ld.Reasons = append(ld.Reasons, "note: bound to an unspecified address; replies leave from the address the kernel chooses, which clients may not accept")
 		}
 	}
+	var certReasons []string
+	ld.Certificates, certReasons = certificateStatus(cfg, time.Now())
+	ld.Reasons = append(ld.Reasons, certReasons...)
 	ld.OK = anyOK && ld.ClientAllowed && li.failed.Load() == nil && accepting
 	return ld
 }

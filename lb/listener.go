@@ -71,6 +71,7 @@ func newProxy(cfg *listenerConfig, certs *proxy.Certificates) (*proxy.TCP, *prox
 		MaxURILength:   cfg.maxURILength,
 		Retry:          cfg.retry,
 		AccessLog:      cfg.accessLog,
+		Observer:       cfg.observer,
 	}
 	if cfg.proto == HTTPS {
 		h.TLS = &proxy.TLS{
@@ -202,9 +203,14 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 		for i := range cfg.certs {
 			certs[i] = &cfg.certs[i]
 		}
-		if err := li.certs.Set(cfg.wildcard, certs[0], certs...); err != nil {
+		var def *tls.Certificate // none with a source only
+		if len(certs) > 0 {
+			def = certs[0]
+		}
+		if err := li.certs.Set(cfg.wildcard, def, certs...); err != nil {
 			return fmt.Errorf("listener %q: certificates: %w", cfg.name, err)
 		}
+		li.certs.SetSource(sourceOf(cfg))
 	}
 	var trusted *proxy.ACL
 	if len(cfg.trusted) > 0 {
@@ -218,7 +224,8 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 		p := li.tcp
 		var tlsCfg *tls.Config
 		if cfg.proto == TLS {
-			tlsCfg = &tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers}
+			tlsCfg = &tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers,
+				GetConfigForClient: li.certs.ChallengeConfig}
 		}
 		// lb's HeaderTimeout takes any value, ≤ 0 meaning the default.
 		tmo := proxy.Timeouts{Idle: cfg.idle, Connect: cfg.connectTimeout, Header: max(cfg.headerTimeout, 0)}
@@ -287,7 +294,7 @@ func fixedAtServe(cfg *listenerConfig) any {
 	case HTTP, HTTPS:
 		return []any{cfg.forwarded, cfg.maxHeaderBytes, cfg.maxBodyBytes,
 			cfg.maxURILength, cfg.retry, cfg.accessLog, cfg.minTLS, cfg.ciphers, cfg.clientAuth,
-			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2}
+			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2, cfg.observer}
 	}
 	return nil
 }

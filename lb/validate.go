@@ -94,7 +94,7 @@ func (c *config) validate() error {
 		if l.connectTimeout < 0 {
 			add("%s: connect timeout %s is negative", where, l.connectTimeout)
 		}
-		if l.proto.tls() && len(l.certs) == 0 {
+		if l.proto.tls() && len(l.certs) == 0 && l.certSource == nil {
 			add("%s: a %s listener needs at least one certificate (Certificates)", where, l.proto)
 		}
 		for _, e := range l.l7Problems() {
@@ -103,7 +103,7 @@ func (c *config) validate() error {
 		if l.minTLS != 0 && l.minTLS < tls.VersionTLS12 {
 			add("%s: minimum TLS version %s is below TLS 1.2, which lbkit does not accept", where, tls.VersionName(l.minTLS))
 		}
-		if !l.proto.tls() && len(l.certs) > 0 {
+		if !l.proto.tls() && (len(l.certs) > 0 || l.certSource != nil) {
 			add("%s: certificates are set but a %s listener does not use TLS", where, l.proto)
 		}
 		if count(errs) == before && l.proto.valid() {
