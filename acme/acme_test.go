@@ -1,0 +1,202 @@
+package acme_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lbkit/lbkit/acme"
+	"github.com/lbkit/lbkit/lb"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+const name = "shop.lbkit.test"
+
+// handshake connects to addr for server name sn, verifying the
+// certificate against roots, and returns the leaf it got.
+func handshake(addr, sn string, roots *x509.CertPool) (*x509.Certificate, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: sn, RootCAs: roots, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0], nil
+}
+
+// TestPebble runs the whole life of an automatic certificate against
+// Pebble: issuance at start through the listener's TLS-ALPN-01 answer, a
+// client handshake that verifies against Pebble's root, a forced renewal
+// under a stream of handshakes with none failing, and the CA going away:
+// the listener keeps its certificate and Diagnose says when it expires and
+// why renewing it fails.
+func TestPebble(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "shop") }))
+	defer target.Close()
+
+	// The listener is bound first (port 0): pebble is told its port, and
+	// the manager, which needs pebble's address, is given to the listener
+	// through a source that waits for it.
+	src := &lateSource{}
+	l, err := lb.New(
+		lb.WithLogger(quiet),
+		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.ForwardTo("app"), lb.CertificatesFrom(src)),
+		lb.WithTargetGroup("app", lb.HTTP, lb.Target(target.Listener.Addr().String()), lb.WithoutHealthCheck()),
+	)
+	require.NoError(t, err)
+	require.NoError(t, l.Start())
+	defer l.Close()
+	addr, _ := l.Addr("web")
+	front := addr.String()
+
+	p := startPebble(t, addr.(*net.TCPAddr).Port)
+	m, err := acme.New(acme.Config{Domains: []string{name}, Email: "ops@lbkit.test", Storage: t.TempDir(), Logger: quiet,
+		CA: p.directory, TrustedRoots: p.roots})
+	require.NoError(t, err)
+	defer m.Close()
+	src.set(m)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, m.Start(ctx, front))
+	require.NoError(t, m.Wait(ctx), "issuance on start")
+
+	// A client verifies the certificate against Pebble's root.
+	roots := p.issuerRoots(t)
+	leaf, err := handshake(front, name, roots)
+	require.NoError(t, err)
+	require.Equal(t, []string{name}, leaf.DNSNames)
+	first := leaf.SerialNumber.String()
+
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", front)
+	}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + name + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "shop", string(body))
+
+	// Forced renewal under traffic: handshakes run all along; none fails.
+	var ok, failed atomic.Int64
+	var firstErr atomic.Pointer[error]
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := handshake(front, name, roots); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, &err)
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	renewErr := m.Renew(ctx, name)
+	// Traffic goes on after the renewal until the new certificate was
+	// seen in a handshake.
+	var renewed *x509.Certificate
+	if renewErr == nil {
+		renewed, err = handshake(front, name, roots)
+	}
+	close(stop)
+	wg.Wait()
+	require.NoError(t, renewErr)
+	require.NoError(t, err)
+	require.NotEqual(t, first, renewed.SerialNumber.String(), "the renewed certificate is served")
+	if e := firstErr.Load(); e != nil {
+		t.Errorf("first failed handshake: %v", *e)
+	}
+	require.Zero(t, failed.Load(), "failed handshakes during the renewal")
+	require.Positive(t, ok.Load())
+	t.Logf("renewal under traffic: %d handshakes, %d failed", ok.Load(), failed.Load())
+
+	// The CA goes away: renewal fails, the certificate stays, Diagnose
+	// says when it expires and why renewal fails.
+	p.stop()
+	err = m.Renew(ctx, name)
+	require.Error(t, err)
+	still, err := handshake(front, name, roots)
+	require.NoError(t, err)
+	require.Equal(t, renewed.SerialNumber, still.SerialNumber)
+
+	d := l.Diagnose(lb.Query{})
+	require.Len(t, d.Listeners, 1)
+	ld := d.Listeners[0]
+	require.Len(t, ld.Certificates, 1)
+	cs := ld.Certificates[0]
+	require.Equal(t, []string{name}, cs.Names)
+	require.Equal(t, renewed.NotAfter.UTC(), cs.NotAfter.UTC())
+	require.Contains(t, cs.Error, "connection refused")
+	require.False(t, cs.LastFailure.IsZero())
+	require.True(t, cs.RenewAfter.Before(cs.NotAfter))
+	var note string
+	for _, r := range ld.Reasons {
+		if strings.Contains(r, "renewing the certificate for "+name+" fails") {
+			note = r
+		}
+	}
+	require.NotEmpty(t, note, "reasons: %q", ld.Reasons)
+	require.Contains(t, note, "expires at "+renewed.NotAfter.UTC().Format(time.RFC3339))
+	require.Contains(t, note, "connection refused")
+	t.Logf("diagnosis: %s", note)
+}
+
+// lateSource lets a test give the listener its source before the source
+// exists (the CA's address is known once the listener's port is).
+type lateSource struct {
+	mu sync.Mutex // guards m
+	m  *acme.Manager
+}
+
+func (s *lateSource) set(m *acme.Manager) {
+	s.mu.Lock()
+	s.m = m
+	s.mu.Unlock()
+}
+
+func (s *lateSource) get() *acme.Manager {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m
+}
+
+func (s *lateSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m := s.get(); m != nil {
+		return m.GetCertificate(hello)
+	}
+	return nil, nil
+}
+
+func (s *lateSource) CertificateStatus() []lb.CertificateStatus {
+	if m := s.get(); m != nil {
+		return m.CertificateStatus()
+	}
+	return nil
+}
