@@ -210,7 +210,7 @@ func startPebble(t *testing.T, tlsPort int) *pebble {
 	p := &pebble{exited: make(chan struct{}), directory: "https://" + listen + "/dir", mgmt: mgmt}
 	p.cmd = exec.Command(bin, "-config", cfgPath, "-dnsserver", dns)
 	p.cmd.Env = append(os.Environ(),
-		"PEBBLE_VA_NOSLEEP=1",     // validate at once
+		"PEBBLE_VA_NOSLEEP=1",      // validate at once
 		"PEBBLE_WFE_NONCEREJECT=0", // no random bad nonces: the test is about lbkit
 		"PEBBLE_AUTHZREUSE=0",      // a renewal validates again
 	)

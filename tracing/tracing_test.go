@@ -109,19 +109,46 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 	return m
 }
 
-func newProvider() (*tracetest.InMemoryExporter, *sdktrace.TracerProvider) {
+// serverEnds signals each server span's end: the proxy ends it just after
+// the response is written, so a client may have its answer first.
+type serverEnds chan struct{}
+
+func (c serverEnds) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (c serverEnds) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.SpanKind() == trace.SpanKindServer {
+		c <- struct{}{}
+	}
+}
+func (c serverEnds) Shutdown(context.Context) error   { return nil }
+func (c serverEnds) ForceFlush(context.Context) error { return nil }
+
+// wait waits for a server span to end.
+func (c serverEnds) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no server span ended in 10 s")
+	}
+}
+
+func newProvider(opts ...sdktrace.TracerProviderOption) (*tracetest.InMemoryExporter, *sdktrace.TracerProvider, serverEnds) {
 	exp := tracetest.NewInMemoryExporter()
-	return exp, sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	end := make(serverEnds, 16)
+	// The exporter first: a span is exported when the signal is sent.
+	all := append([]sdktrace.TracerProviderOption{sdktrace.WithSyncer(exp), sdktrace.WithSpanProcessor(end)}, opts...)
+	return exp, sdktrace.NewTracerProvider(all...), end
 }
 
 // TestSpans checks a request's server span and its attempt's client span:
 // names, kinds, parentage, attributes, and the traceparent the target got.
 func TestSpans(t *testing.T) {
-	exp, tp := newProvider()
+	exp, tp, end := newProvider()
 	defer tp.Shutdown(context.Background())
 	addr, s := setup(t, tracing.New(tp), false)
 
 	require.Equal(t, 200, get(t, "http://"+addr+"/shop?q=1", "User-Agent", "test-agent"))
+	end.wait(t)
 	spans := exp.GetSpans().Snapshots()
 	require.Len(t, spans, 2)
 	client, server := spans[0], spans[1] // a child ends first
@@ -163,7 +190,7 @@ func TestSpans(t *testing.T) {
 // spans under one server span: the failed one with its error, then the
 // one that answered, with its resend count.
 func TestRetryTwoAttempts(t *testing.T) {
-	exp, tp := newProvider()
+	exp, tp, end := newProvider()
 	defer tp.Shutdown(context.Background())
 	addr, _ := setup(t, tracing.New(tp), true)
 
@@ -175,6 +202,7 @@ func TestRetryTwoAttempts(t *testing.T) {
 	for i := 0; i < 20 && server == nil; i++ {
 		exp.Reset()
 		require.Equal(t, 200, get(t, "http://"+addr+"/"))
+		end.wait(t)
 		spans := exp.GetSpans().Snapshots()
 		if len(spans) == 3 {
 			attempts, server = spans[:2], spans[2]
@@ -203,7 +231,7 @@ func TestTrustedParent(t *testing.T) {
 	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	for _, trusted := range []bool{true, false} {
 		t.Run(map[bool]string{true: "trusted", false: "untrusted"}[trusted], func(t *testing.T) {
-			exp, tp := newProvider()
+			exp, tp, end := newProvider()
 			defer tp.Shutdown(context.Background())
 			var opts []tracing.Option
 			if trusted {
@@ -213,6 +241,7 @@ func TestTrustedParent(t *testing.T) {
 			}
 			addr, s := setup(t, tracing.New(tp, opts...), false)
 			require.Equal(t, 200, get(t, "http://"+addr+"/", "Traceparent", parent, "Tracestate", "vendor=x"))
+			end.wait(t)
 			spans := exp.GetSpans().Snapshots()
 			require.Len(t, spans, 2)
 			server := spans[1]
@@ -233,11 +262,12 @@ func TestTrustedParent(t *testing.T) {
 // TestSampling checks that an unsampled trace records no span and still
 // tells the target it was not sampled.
 func TestSampling(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0))))
+	exp, tp, _ := newProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0))))
 	defer tp.Shutdown(context.Background())
 	addr, s := setup(t, tracing.New(tp), false)
 	require.Equal(t, 200, get(t, "http://"+addr+"/"))
+	// The target's traceparent says "not sampled" (it got it before it
+	// answered); an unsampled span is never exported.
 	require.Empty(t, exp.GetSpans())
 	require.True(t, strings.HasSuffix(s.last(), "-00"), "traceparent %q", s.last())
 }
@@ -245,13 +275,13 @@ func TestSampling(t *testing.T) {
 // TestFixedResponse checks that a rule answering itself gets a server span
 // and no attempt.
 func TestFixedResponse(t *testing.T) {
-	exp, tp := newProvider()
+	exp, tp, end := newProvider()
 	defer tp.Shutdown(context.Background())
 	addr, _ := setup(t, tracing.New(tp), false, lb.Rules(lb.Rule{Name: "teapot", Path: "/tea", Fixed: &proxy.FixedResponse{Status: 418}}))
 	require.Equal(t, 418, get(t, "http://"+addr+"/tea"))
+	end.wait(t)
 	spans := exp.GetSpans().Snapshots()
 	require.Len(t, spans, 1)
 	require.Equal(t, "GET teapot", spans[0].Name())
 	require.Equal(t, int64(418), attrs(spans[0])["http.response.status_code"].AsInt64())
 }
-
