@@ -130,6 +130,8 @@ func truncated(err error) bool {
 var (
 	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 	discoveryType   = reflect.TypeFor[Discovery]()
+	certificateType = reflect.TypeFor[Certificate]()
+	fileType        = reflect.TypeFor[File]()
 )
 
 // value decodes n into v, the field at path.
@@ -213,27 +215,26 @@ func (d *decoder) object(n *yaml.Node, v reflect.Value, path string, depth int) 
 			continue
 		}
 		f, ok := fieldByTag(v.Type(), name)
-		if !ok && v.Type() == discoveryType {
-			if _, ok := d.ext.source(name); ok {
+		if !ok {
+			if m := d.ext.extension(v, name); m != nil {
 				if line, dup := seen[name]; dup {
 					d.probs.add(at, k.Line, "is set twice (first on line %d)", line)
 					continue
 				}
 				seen[name] = k.Line
 				d.lines[at] = k.Line
-				disc := v.Addr().Interface().(*Discovery)
-				if disc.kinds == nil {
-					disc.kinds = map[string]*yaml.Node{}
+				if *m == nil {
+					*m = map[string]*yaml.Node{}
 				}
-				disc.kinds[name] = val
+				(*m)[name] = val
 				continue
 			}
 		}
 		if !ok {
 			msg := "unknown field"
 			known := fieldList(v.Type())
-			if v.Type() == discoveryType {
-				known = strings.Join(append(strings.Split(known, ", "), d.ext.kinds()...), ", ")
+			if ext := d.ext.known(v.Type()); len(ext) > 0 {
+				known = strings.Join(append(strings.Split(known, ", "), ext...), ", ")
 			}
 			if s := suggest(name, v.Type()); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
