@@ -141,6 +141,8 @@ type daemon struct {
 	// responseTimes is the response-time histogram, fed by lb's Response
 	// hook and served at /metrics.
 	responseTimes *metrics.ResponseTimes
+	// ints are the integrations the file names (ACME, tracing).
+	ints *integrations
 
 	mu       sync.Mutex    // serialises reloads, upgrades and state saves
 	upgraded chan struct{} // closed once a new process serves: this one drains and exits
@@ -170,7 +172,10 @@ func serve(ctx context.Context, fl flags, log *slog.Logger, logOut io.Writer) er
 	}
 	defer d.closeLogs()
 
-	f, err := config.Load(fl.config)
+	d.ints = newIntegrations(log, fl.config, false)
+	defer d.ints.close() // after the load balancer's Close, deferred below
+	d.ints.begin()
+	f, err := config.Load(fl.config, d.ints.options()...)
 	if err != nil {
 		log.Error("the configuration is invalid", "file", fl.config, "problems", problemList(err))
 		return errors.New("invalid configuration")
@@ -202,6 +207,7 @@ func serve(ctx context.Context, fl flags, log *slog.Logger, logOut io.Writer) er
 		return err
 	}
 	defer d.lb.Close()
+	d.ints.commit(d.lb) // ACME managers start once their listeners serve
 
 	if fl.admin != "" {
 		stop, err := d.startAdmin()
@@ -266,11 +272,10 @@ func (d *daemon) options(opts []lb.Option) []lb.Option {
 // starts and a reload before it applies: the file's problems, then what
 // the load balancer refuses, every one of them.
 func loadOptions(path string, accessLog *slog.Logger) ([]lb.Option, error) {
-	f, err := config.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	opts, err := f.Options(accessLog)
+	in := newIntegrations(slog.Default(), path, true)
+	defer in.close()
+	in.begin()
+	opts, err := loadWith(in, path, accessLog)
 	if err != nil {
 		return nil, err
 	}
@@ -280,6 +285,16 @@ func loadOptions(path string, accessLog *slog.Logger) ([]lb.Option, error) {
 	return opts, nil
 }
 
+// loadWith reads the file at path with in's integrations and returns its
+// options.
+func loadWith(in *integrations, path string, accessLog *slog.Logger) ([]lb.Option, error) {
+	f, err := config.Load(path, in.options()...)
+	if err != nil {
+		return nil, err
+	}
+	return f.Options(accessLog)
+}
+
 // reload reads the file again and applies it, then makes the runtime
 // changes again; a bad file changes nothing.
 func (d *daemon) reload(via string) error {
@@ -287,11 +302,14 @@ func (d *daemon) reload(via string) error {
 	defer d.mu.Unlock()
 	d.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer d.notify.send("READY=1")
-	f, err := config.Load(d.fl.config)
+	d.ints.begin()
+	f, err := config.Load(d.fl.config, d.ints.options()...)
 	if err == nil {
 		var opts []lb.Option
 		if opts, err = f.Options(d.accessLog); err == nil {
-			err = d.lb.Reconfigure(d.options(opts)...)
+			if err = d.lb.Reconfigure(d.options(opts)...); err == nil {
+				d.ints.commit(d.lb)
+			}
 		}
 	}
 	if err != nil {
