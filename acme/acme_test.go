@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lbkit/lbkit/acme"
+	"github.com/lbkit/lbkit/acme/internal/pebbletest"
 	"github.com/lbkit/lbkit/lb"
 )
 
@@ -50,13 +51,16 @@ func TestPebble(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "shop") }))
 	defer target.Close()
 
-	// The listener is bound first (port 0): pebble is told its port, and
-	// the manager, which needs pebble's address, is given to the listener
-	// through a source that waits for it.
-	src := &lateSource{}
+	// Pebble's address is chosen first, for the manager; the listener is
+	// bound (port 0), then pebble runs, told the listener's port.
+	p := pebbletest.New(t)
+	m, err := acme.New(acme.Config{Domains: []string{name}, Email: "ops@lbkit.test", Storage: t.TempDir(), Logger: quiet,
+		CA: p.Directory, TrustedRoots: p.Roots})
+	require.NoError(t, err)
+	defer m.Close()
 	l, err := lb.New(
 		lb.WithLogger(quiet),
-		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.ForwardTo("app"), lb.CertificatesFrom(src)),
+		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.ForwardTo("app"), lb.CertificatesFrom(m)),
 		lb.WithTargetGroup("app", lb.HTTP, lb.Target(target.Listener.Addr().String()), lb.WithoutHealthCheck()),
 	)
 	require.NoError(t, err)
@@ -64,13 +68,7 @@ func TestPebble(t *testing.T) {
 	defer l.Close()
 	addr, _ := l.Addr("web")
 	front := addr.String()
-
-	p := startPebble(t, addr.(*net.TCPAddr).Port)
-	m, err := acme.New(acme.Config{Domains: []string{name}, Email: "ops@lbkit.test", Storage: t.TempDir(), Logger: quiet,
-		CA: p.directory, TrustedRoots: p.roots})
-	require.NoError(t, err)
-	defer m.Close()
-	src.set(m)
+	p.Start(t, addr.(*net.TCPAddr).Port)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -78,7 +76,7 @@ func TestPebble(t *testing.T) {
 	require.NoError(t, m.Wait(ctx), "issuance on start")
 
 	// A client verifies the certificate against Pebble's root.
-	roots := p.issuerRoots(t)
+	roots := p.IssuerRoots(t)
 	leaf, err := handshake(front, name, roots)
 	require.NoError(t, err)
 	require.Equal(t, []string{name}, leaf.DNSNames)
@@ -139,7 +137,7 @@ func TestPebble(t *testing.T) {
 
 	// The CA goes away: renewal fails, the certificate stays, Diagnose
 	// says when it expires and why renewal fails.
-	p.stop()
+	p.Stop()
 	err = m.Renew(ctx, name)
 	require.Error(t, err)
 	still, err := handshake(front, name, roots)
@@ -166,37 +164,4 @@ func TestPebble(t *testing.T) {
 	require.Contains(t, note, "expires at "+renewed.NotAfter.UTC().Format(time.RFC3339))
 	require.Contains(t, note, "connection refused")
 	t.Logf("diagnosis: %s", note)
-}
-
-// lateSource lets a test give the listener its source before the source
-// exists (the CA's address is known once the listener's port is).
-type lateSource struct {
-	mu sync.Mutex // guards m
-	m  *acme.Manager
-}
-
-func (s *lateSource) set(m *acme.Manager) {
-	s.mu.Lock()
-	s.m = m
-	s.mu.Unlock()
-}
-
-func (s *lateSource) get() *acme.Manager {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m
-}
-
-func (s *lateSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if m := s.get(); m != nil {
-		return m.GetCertificate(hello)
-	}
-	return nil, nil
-}
-
-func (s *lateSource) CertificateStatus() []lb.CertificateStatus {
-	if m := s.get(); m != nil {
-		return m.CertificateStatus()
-	}
-	return nil
 }

@@ -1,4 +1,6 @@
-package acme_test
+// Package pebbletest runs Let's Encrypt's Pebble, a real ACME server, for
+// the tests of the acme module and its example.
+package pebbletest
 
 import (
 	"bufio"
@@ -21,7 +23,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// The tests run Let's Encrypt's Pebble, a real ACME server, built from
+// Tests run Let's Encrypt's Pebble, a real ACME server, built from
 // the module cache (it is a tool of this module: go.mod's tool line), on
 // loopback. Its validation authority resolves every name to 127.0.0.1
 // through a DNS server in the test (pebble -dnsserver), and validates
@@ -36,7 +38,7 @@ var (
 )
 
 // buildPebble builds pebble once per test binary, into dir.
-func buildPebble(t *testing.T) (bin, modDir string) {
+func buildPebble(t testing.TB) (bin, modDir string) {
 	t.Helper()
 	pebbleOnce.Do(func() {
 		goBin, err := exec.LookPath("go")
@@ -74,7 +76,7 @@ func buildPebble(t *testing.T) (bin, modDir string) {
 // dnsServer answers every A question with 127.0.0.1 and every other one
 // with no answer, over TCP (pebble's validation authority asks over TCP)
 // on a port of 127.0.0.1, until the test ends.
-func dnsServer(t *testing.T) string {
+func dnsServer(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -161,7 +163,7 @@ func serveDNS(c net.Conn) {
 // freePort returns a loopback port nothing listens on now. Only pebble's
 // own addresses are picked this way (its configuration file needs numbers,
 // and it cannot report what it bound); everything of lbkit binds port 0.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -171,26 +173,44 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// pebble is a running Pebble.
-type pebble struct {
+// Server is a running Pebble.
+type Server struct {
 	cmd       *exec.Cmd
 	exited    chan struct{}
-	directory string         // the ACME directory URL
-	roots     *x509.CertPool // verifies the ACME endpoint (pebble's minica)
+	Directory string         // the ACME directory URL
+	Roots     *x509.CertPool // verifies the ACME endpoint (pebble's minica)
 	mgmt      string         // the management endpoint
-	mu        sync.Mutex     // guards logs
+	bin, mod  string         // the binary, pebble's module directory
+	listen    string
+	mu        sync.Mutex // guards logs
 	logs      strings.Builder
 }
 
-// startPebble runs Pebble, whose validation authority checks TLS-ALPN-01
-// at tlsPort, until the test ends (or stop).
-func startPebble(t *testing.T, tlsPort int) *pebble {
+// New prepares a Pebble: it is built, its addresses are chosen (so that
+// Directory is known before it runs, for a client made first), and its
+// endpoint's roots are read. Start runs it.
+func New(t testing.TB) *Server {
 	t.Helper()
 	bin, mod := buildPebble(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := &Server{exited: make(chan struct{}), bin: bin, mod: mod, listen: listen,
+		Directory: "https://" + listen + "/dir", mgmt: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	pem, err := os.ReadFile(filepath.Join(mod, "test/certs/pebble.minica.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Roots = x509.NewCertPool()
+	p.Roots.AppendCertsFromPEM(pem)
+	return p
+}
+
+// Start runs Pebble, whose validation authority checks TLS-ALPN-01 at
+// tlsPort of 127.0.0.1 for every name, until the test ends (or Stop).
+func (p *Server) Start(t testing.TB, tlsPort int) {
+	t.Helper()
+	bin, mod, listen, mgmt := p.bin, p.mod, p.listen, p.mgmt
 	dns := dnsServer(t)
 	dir := t.TempDir()
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	mgmt := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  listen,
 		"managementListenAddress":        mgmt,
@@ -207,7 +227,6 @@ func startPebble(t *testing.T, tlsPort int) *pebble {
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &pebble{exited: make(chan struct{}), directory: "https://" + listen + "/dir", mgmt: mgmt}
 	p.cmd = exec.Command(bin, "-config", cfgPath, "-dnsserver", dns)
 	p.cmd.Env = append(os.Environ(),
 		"PEBBLE_VA_NOSLEEP=1",      // validate at once
@@ -240,7 +259,7 @@ func startPebble(t *testing.T, tlsPort int) *pebble {
 		_ = p.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		p.stop()
+		p.Stop()
 		if t.Failed() {
 			t.Logf("pebble's log:\n%s", p.log())
 		}
@@ -273,32 +292,25 @@ func startPebble(t *testing.T, tlsPort int) *pebble {
 			}
 		}
 	}
-	pem, err := os.ReadFile(filepath.Join(mod, "test/certs/pebble.minica.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.roots = x509.NewCertPool()
-	p.roots.AppendCertsFromPEM(pem)
-	return p
 }
 
-func (p *pebble) log() string {
+func (p *Server) log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.logs.String()
 }
 
-// stop kills pebble and waits for it: the CA becomes unreachable.
-func (p *pebble) stop() {
+// Stop kills pebble and waits for it: the CA becomes unreachable.
+func (p *Server) Stop() {
 	_ = p.cmd.Process.Kill()
 	<-p.exited
 }
 
-// issuerRoots returns the roots that verify the certificates pebble
+// IssuerRoots returns the roots that verify the certificates pebble
 // issues, from its management endpoint (a new root each run).
-func (p *pebble) issuerRoots(t *testing.T) *x509.CertPool {
+func (p *Server) IssuerRoots(t testing.TB) *x509.CertPool {
 	t.Helper()
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots}}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Roots}}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	resp, err := c.Get("https://" + p.mgmt + "/roots/0")
