@@ -171,13 +171,14 @@ func New(cfg Config) (*Manager, error) {
 		failures: map[string]failure{}, changed: make(chan struct{})}, nil
 }
 
-// Start starts managing the certificates: those in storage are loaded,
-// the missing ones obtained in the background, and all renewed when their
-// renewal window opens. listenAddr is the address of the listener that
-// serves the certificates (lb's Addr of it): the CA's TLS-ALPN-01
-// validation reaches it there, and certmagic then starts no challenge
-// server of its own. Start returns at once; Wait waits for the
-// certificates.
+// Start starts managing the certificates: those in storage are loaded
+// (another node sharing the storage may have put them there), the missing
+// ones obtained in the background, and all renewed when their renewal
+// window opens. listenAddr is the address of the listener that serves the
+// certificates (lb's Addr of it): the CA's TLS-ALPN-01 validation reaches
+// it there, and certmagic then starts no challenge server of its own.
+// Start returns at once; Wait waits for the certificates. ctx's values go
+// with the background work, but its end does not stop it: Close does.
 func (m *Manager) Start(ctx context.Context, listenAddr string) error {
 	host, port, err := net.SplitHostPort(listenAddr)
 	if err != nil {
@@ -188,12 +189,26 @@ func (m *Manager) Start(ctx context.Context, listenAddr string) error {
 		return fmt.Errorf("acme: listen address %q: port: %w", listenAddr, err)
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	magic, ctx, err := m.setup(ctx, host, p)
+	m.mu.Unlock()
+	if err != nil || len(m.cfg.Domains) == 0 {
+		return err
+	}
+	// Without m.mu: loading what storage holds emits events, whose handler
+	// takes it.
+	if err := magic.ManageAsync(ctx, m.cfg.Domains); err != nil {
+		return fmt.Errorf("acme: %w", err)
+	}
+	return nil
+}
+
+// setup builds certmagic's cache and configuration; m.mu is held.
+func (m *Manager) setup(ctx context.Context, host string, p int) (*certmagic.Config, context.Context, error) {
 	if m.closed {
-		return errors.New("acme: the manager is closed")
+		return nil, nil, errors.New("acme: the manager is closed")
 	}
 	if m.magic != nil {
-		return errors.New("acme: the manager was started already")
+		return nil, nil, errors.New("acme: the manager was started already")
 	}
 	ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var magic *certmagic.Config
@@ -232,13 +247,7 @@ func (m *Manager) Start(ctx context.Context, listenAddr string) error {
 		Logger:               zap.NewNop(),
 	})}
 	m.magic = magic
-	if len(m.cfg.Domains) == 0 {
-		return nil
-	}
-	if err := magic.ManageAsync(ctx, m.cfg.Domains); err != nil {
-		return fmt.Errorf("acme: %w", err)
-	}
-	return nil
+	return magic, ctx, nil
 }
 
 // Wait waits until every name of Config.Domains has a certificate, or ctx

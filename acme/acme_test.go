@@ -54,7 +54,8 @@ func TestPebble(t *testing.T) {
 	// Pebble's address is chosen first, for the manager; the listener is
 	// bound (port 0), then pebble runs, told the listener's port.
 	p := pebbletest.New(t)
-	m, err := acme.New(acme.Config{Domains: []string{name}, Email: "ops@lbkit.test", Storage: t.TempDir(), Logger: quiet,
+	storage := t.TempDir()
+	m, err := acme.New(acme.Config{Domains: []string{name}, Email: "ops@lbkit.test", Storage: storage, Logger: quiet,
 		CA: p.Directory, TrustedRoots: p.Roots})
 	require.NoError(t, err)
 	defer m.Close()
@@ -164,4 +165,24 @@ func TestPebble(t *testing.T) {
 	require.Contains(t, note, "expires at "+renewed.NotAfter.UTC().Format(time.RFC3339))
 	require.Contains(t, note, "connection refused")
 	t.Logf("diagnosis: %s", note)
+
+	// Another node sharing the storage directory serves the certificate
+	// at once, without the CA (which is down).
+	m2, err := acme.New(acme.Config{Domains: []string{name}, Storage: storage, Logger: quiet, CA: p.Directory, TrustedRoots: p.Roots})
+	require.NoError(t, err)
+	defer m2.Close()
+	l2, err := lb.New(
+		lb.WithLogger(quiet),
+		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.ForwardTo("app"), lb.CertificatesFrom(m2)),
+		lb.WithTargetGroup("app", lb.HTTP, lb.Target(target.Listener.Addr().String()), lb.WithoutHealthCheck()),
+	)
+	require.NoError(t, err)
+	require.NoError(t, l2.Start())
+	defer l2.Close()
+	addr2, _ := l2.Addr("web")
+	require.NoError(t, m2.Start(ctx, addr2.String()))
+	require.NoError(t, m2.Wait(ctx), "loaded from the shared storage")
+	other, err := handshake(addr2.String(), name, roots)
+	require.NoError(t, err)
+	require.Equal(t, renewed.SerialNumber, other.SerialNumber)
 }
