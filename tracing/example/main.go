@@ -114,7 +114,7 @@ func (p *printer) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) 
 	for _, s := range spans {
 		var attrs []string
 		for _, kv := range s.Attributes() {
-			attrs = append(attrs, string(kv.Key)+"="+kv.Value.Emit())
+			attrs = append(attrs, string(kv.Key)+"="+kv.Value.String())
 		}
 		parent := "-"
 		if s.Parent().IsValid() {
