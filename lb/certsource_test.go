@@ -107,6 +107,7 @@ func TestCertificatesFrom(t *testing.T) {
 		found = found || strings.Contains(r, "renewing the certificate for obtained.example fails (acme test") && strings.Contains(r, "connection refused")
 	}
 	require.True(t, found, "reasons: %q", web.Reasons)
+	require.Contains(t, d.String(), "  certificate obtained.example (acme test): expires "+notAfter.UTC().Format(time.RFC3339))
 
 	// Without a source or a certificate, a TLS listener is refused.
 	_, err = New(WithListener("x", HTTPS, "127.0.0.1:0", ForwardTo("app")), WithTargetGroup("app", HTTP, Target(tg.addr)))

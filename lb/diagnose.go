@@ -499,6 +499,17 @@ func (d Diagnosis) String() string {
 	for _, l := range d.Listeners {
 		fmt.Fprintf(&b, "listener %s (%s %s) → %s: %s\n", l.Name, l.Protocol, l.Addr, strings.Join(l.Groups, ", "), okWord(l.OK))
 		fmt.Fprintf(&b, "  access control: %s\n", l.ACL)
+		for _, c := range l.Certificates {
+			if c.Source == "static" {
+				continue // the operator's files: their expiry is in the data
+			}
+			if c.NotAfter.IsZero() {
+				fmt.Fprintf(&b, "  certificate %s (%s): none yet\n", strings.Join(c.Names, ", "), c.Source)
+				continue
+			}
+			fmt.Fprintf(&b, "  certificate %s (%s): expires %s, renewal due %s\n", strings.Join(c.Names, ", "), c.Source,
+				c.NotAfter.UTC().Format(time.RFC3339), c.RenewAfter.UTC().Format(time.RFC3339))
+		}
 		for _, r := range l.Reasons {
 			fmt.Fprintf(&b, "  - %s\n", r)
 		}
