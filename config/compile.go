@@ -122,6 +122,7 @@ func (c *compiler) compile() []lb.Option {
 	if d := f.Flows.UnrepliedTimeout; d != nil && *d >= 0 { // negative: reported by durations
 		opts = append(opts, lb.WithUnrepliedTimeout(time.Duration(*d)))
 	}
+	opts = append(opts, c.sectionOptions()...)
 	seen := map[string]int{}
 	for i := range f.TargetGroups {
 		if o, ok := c.group(i, &f.TargetGroups[i], seen); ok {
@@ -260,14 +261,26 @@ func (c *compiler) listener(i int, l *Listener, seen map[string]int) (lb.Option,
 	tlsProto := proto == lb.TLS || proto == lb.HTTPS
 	if onlyFor("certificates", len(l.Certificates) > 0, tlsProto, "tls and https") {
 		var certs []tls.Certificate
+		sources := 0
 		for k, cf := range l.Certificates {
-			if cert, ok := c.keyPair(fmt.Sprintf("%s.certificates[%d]", path, k), cf.CertFile, cf.KeyFile, true); ok {
+			at := fmt.Sprintf("%s.certificates[%d]", path, k)
+			if len(cf.kinds) > 0 {
+				if sources++; sources > 1 {
+					c.add(at, "a listener has one certificate source; this is its second")
+					continue
+				}
+				if src, ok := c.extensionCertificate(at, l.Name, &l.Certificates[k]); ok {
+					opts = append(opts, lb.WithCertificatesFrom(src))
+				}
+				continue
+			}
+			if cert, ok := c.keyPair(at, cf.CertFile, cf.KeyFile, true); ok {
 				certs = append(certs, cert)
 			}
 		}
 		if len(certs) > 0 {
 			opts = append(opts, lb.WithCertificates(certs...))
-		} else if tlsProto {
+		} else if tlsProto && sources == 0 {
 			// Every certificate failed and was reported; a stand-in
 			// keeps lb from reporting a missing one as well.
 			opts = append(opts, lb.WithCertificates(tls.Certificate{}))

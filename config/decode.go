@@ -131,6 +131,8 @@ var (
 	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 	discoveryType   = reflect.TypeFor[Discovery]()
 	stickyStoreType = reflect.TypeFor[StickyStore]()
+	certificateType = reflect.TypeFor[Certificate]()
+	fileType        = reflect.TypeFor[File]()
 )
 
 // value decodes n into v, the field at path.
@@ -214,28 +216,27 @@ func (d *decoder) object(n *yaml.Node, v reflect.Value, path string, depth int) 
 			continue
 		}
 		f, ok := fieldByTag(v.Type(), name)
-		if kinds := d.extensionKinds(v, name); !ok && kinds != nil {
-			// A section of a kind a program registered.
-			if line, dup := seen[name]; dup {
-				d.probs.add(at, k.Line, "is set twice (first on line %d)", line)
+		if !ok {
+			if m := d.ext.extension(v, name); m != nil {
+				// A section of a kind a program registered.
+				if line, dup := seen[name]; dup {
+					d.probs.add(at, k.Line, "is set twice (first on line %d)", line)
+					continue
+				}
+				seen[name] = k.Line
+				d.lines[at] = k.Line
+				if *m == nil {
+					*m = map[string]*yaml.Node{}
+				}
+				(*m)[name] = val
 				continue
 			}
-			seen[name] = k.Line
-			d.lines[at] = k.Line
-			if *kinds == nil {
-				*kinds = map[string]*yaml.Node{}
-			}
-			(*kinds)[name] = val
-			continue
 		}
 		if !ok {
 			msg := "unknown field"
 			known := fieldList(v.Type())
-			switch v.Type() {
-			case discoveryType:
-				known = strings.Join(append(strings.Split(known, ", "), d.ext.kinds()...), ", ")
-			case stickyStoreType:
-				known = strings.Join(append(strings.Split(known, ", "), d.ext.storeKinds()...), ", ")
+			if ext := d.ext.known(v.Type()); len(ext) > 0 {
+				known = strings.Join(append(strings.Split(known, ", "), ext...), ", ")
 			}
 			if s := suggest(name, v.Type()); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
@@ -253,23 +254,6 @@ func (d *decoder) object(n *yaml.Node, v reflect.Value, path string, depth int) 
 		d.lines[at] = k.Line
 		d.value(val, v.FieldByIndex(f.Index), at, depth+1)
 	}
-}
-
-// extensionKinds returns where the sections of registered kinds go when v
-// is a Discovery or a StickyStore and name is a kind registered for it,
-// else nil.
-func (d *decoder) extensionKinds(v reflect.Value, name string) *map[string]*yaml.Node {
-	switch v.Type() {
-	case discoveryType:
-		if _, ok := d.ext.source(name); ok {
-			return &v.Addr().Interface().(*Discovery).kinds
-		}
-	case stickyStoreType:
-		if _, ok := d.ext.store(name); ok {
-			return &v.Addr().Interface().(*StickyStore).kinds
-		}
-	}
-	return nil
 }
 
 // pairs returns a mapping's key/value pairs with YAML merge keys ("<<:

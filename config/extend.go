@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -47,11 +48,14 @@ func WithSourceFactory(kind string, f SourceFactory) Option {
 	}
 }
 
-// extensions are the registered discovery kinds.
+// extensions are the registered discovery kinds, sticky stores,
+// certificate kinds and top-level sections, and the flow log's logger.
 type extensions struct {
-	sources map[string]SourceFactory
-	stores  map[string]StoreFactory
-	flowLog *slog.Logger
+	sources  map[string]SourceFactory
+	stores   map[string]StoreFactory
+	certs    map[string]CertificateFactory
+	sections map[string]SectionFactory
+	flowLog  *slog.Logger
 }
 
 // StoreFactory builds a shared sticky-session store from its section of a
@@ -154,3 +158,142 @@ func (d *Discovery) Kinds() []string { return slices.Sorted(maps.Keys(d.kinds)) 
 // Kinds returns the registered store kinds the section names (normally
 // one), sorted.
 func (s *StickyStore) Kinds() []string { return slices.Sorted(maps.Keys(s.kinds)) }
+
+// CertificateFactory builds a certificate source from its entry of a tls or
+// https listener's certificates: for
+//
+//	certificates:
+//	  - acme: {domains: [shop.example.com], email: ops@example.com}
+//
+// the factory registered for "acme" gets the name of the listener and the
+// node of the mapping {domains: ..., email: ...}. It returns the source
+// (given to the listener with lb.WithCertificatesFrom), or an error in words,
+// reported at the entry's path. Like a SourceFactory it is called each
+// time the file is checked or turned into options, so it should only build
+// the source; whoever registered it starts what it built.
+type CertificateFactory func(listener string, node *yaml.Node) (lb.CertificateSource, error)
+
+// WithCertificateFactory lets an entry of a listener's certificates name
+// kind instead of cert_file and key_file, with the options below it built
+// by f, so that a daemon can plug in certificate integrations (ACME) without
+// config importing them. A listener has at most one such entry.
+func WithCertificateFactory(kind string, f CertificateFactory) Option {
+	return func(e *extensions) {
+		if e.certs == nil {
+			e.certs = map[string]CertificateFactory{}
+		}
+		e.certs[kind] = f
+	}
+}
+
+// SectionFactory turns a top-level section of the file into load balancer
+// options: for
+//
+//	tracing: {otlp_endpoint: "collector:4317", sample_ratio: 0.1}
+//
+// the factory registered for "tracing" gets the node of the mapping. It is
+// called each time the file is checked or turned into options.
+type SectionFactory func(node *yaml.Node) ([]lb.Option, error)
+
+// WithSection lets the file hold the top-level section key (not one of
+// File's own), turned into options by f: the extension point of daemon-wide
+// integrations (tracing). Without it, such a key is an unknown field.
+func WithSection(key string, f SectionFactory) Option {
+	return func(e *extensions) {
+		if e.sections == nil {
+			e.sections = map[string]SectionFactory{}
+		}
+		e.sections[key] = f
+	}
+}
+
+// extension returns the map of extension nodes of v (a Discovery, a
+// Certificate or the File) that the registered kind name goes in, nil when
+// name is not registered there.
+func (e *extensions) extension(v reflect.Value, name string) *map[string]*yaml.Node {
+	if e == nil {
+		return nil
+	}
+	switch v.Type() {
+	case discoveryType:
+		if _, ok := e.source(name); ok {
+			return &v.Addr().Interface().(*Discovery).kinds
+		}
+	case stickyStoreType:
+		if _, ok := e.store(name); ok {
+			return &v.Addr().Interface().(*StickyStore).kinds
+		}
+	case certificateType:
+		if f, ok := e.certs[name]; ok && f != nil {
+			return &v.Addr().Interface().(*Certificate).kinds
+		}
+	case fileType:
+		if f, ok := e.sections[name]; ok && f != nil {
+			return &v.Addr().Interface().(*File).sections
+		}
+	}
+	return nil
+}
+
+// known returns the registered kinds that v's type may hold, sorted.
+func (e *extensions) known(t reflect.Type) []string {
+	if e == nil {
+		return nil
+	}
+	switch t {
+	case discoveryType:
+		return e.kinds()
+	case stickyStoreType:
+		return e.storeKinds()
+	case certificateType:
+		return slices.Sorted(maps.Keys(e.certs))
+	case fileType:
+		return slices.Sorted(maps.Keys(e.sections))
+	}
+	return nil
+}
+
+// extensionCertificate builds the certificate source of a registered kind.
+func (c *compiler) extensionCertificate(path, listener string, cf *Certificate) (lb.CertificateSource, bool) {
+	kinds := slices.Sorted(maps.Keys(cf.kinds))
+	if len(kinds) > 1 {
+		c.add(path, "names %s; set one kind of certificate", strings.Join(kinds, " and "))
+		return nil, false
+	}
+	if cf.CertFile != "" || cf.KeyFile != "" {
+		c.add(path, "sets cert_file or key_file beside %s; set one or the other", kinds[0])
+		return nil, false
+	}
+	f := c.f.ext.certs[kinds[0]]
+	src, err := f(listener, cf.kinds[kinds[0]])
+	if err == nil && src == nil {
+		err = fmt.Errorf("the %s factory returned no certificate source", kinds[0])
+	}
+	if err != nil {
+		for _, line := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
+			c.add(path+"."+kinds[0], "%s", line)
+		}
+		return nil, false
+	}
+	return src, true
+}
+
+// sectionOptions returns the options of the file's registered sections.
+func (c *compiler) sectionOptions() []lb.Option {
+	var opts []lb.Option
+	for _, key := range slices.Sorted(maps.Keys(c.f.sections)) {
+		o, err := c.f.ext.sections[key](c.f.sections[key])
+		if err != nil {
+			for _, line := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
+				c.add(key, "%s", line)
+			}
+			continue
+		}
+		opts = append(opts, o...)
+	}
+	return opts
+}
+
+// Sections returns the top-level sections registered with WithSection that
+// the file holds, sorted.
+func (f *File) Sections() []string { return slices.Sorted(maps.Keys(f.sections)) }

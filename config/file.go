@@ -33,6 +33,9 @@ type File struct {
 	dir string
 	// ext is what the options of Load or Parse registered.
 	ext *extensions
+	// sections holds the top-level sections registered with WithSection,
+	// by key.
+	sections map[string]*yaml.Node
 }
 
 // Listener is one entry of listeners: an address clients connect to, the
@@ -233,11 +236,20 @@ type Retry struct {
 
 // Certificate is a certificate and its private key, each in a PEM file. A
 // relative file name is read from the configuration file's directory.
+//
+// With WithCertificateFactory, an entry may instead name a registered kind
+// whose source obtains the certificates (lbd: acme).
 type Certificate struct {
-	// CertFile is the certificate chain, leaf first. Required.
+	// CertFile is the certificate chain, leaf first. Required, unless the
+	// entry names a registered kind.
 	CertFile string `yaml:"cert_file"`
-	// KeyFile is the private key. Required.
+	// KeyFile is the private key. Required, unless the entry names a
+	// registered kind.
 	KeyFile string `yaml:"key_file"`
+
+	// kinds holds the sections of kinds registered with
+	// WithCertificateFactory, by kind.
+	kinds map[string]*yaml.Node
 }
 
 // ListenerTLS holds a tls or https listener's TLS settings beyond its

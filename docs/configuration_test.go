@@ -656,8 +656,25 @@ func TestConfigurationYAML(t *testing.T) {
 		}
 	}
 
+	// lbd's integrations: sections config's extension points let the
+	// daemon read (config.WithCertificateFactory, config.WithSection),
+	// decoded by types of cmd/lbd, at the paths where lbd registers them.
+	lbd := parsePkg(t, "cmd/lbd")
+	lbdPaths := map[string]string{"acmeSection": "listeners[].certificates[].acme", "tracingSection": "tracing"}
+	lbdDocumented := map[string]bool{}
 	documented := map[string]bool{}
 	for _, s := range docs {
+		if s.pkg == "lbd" {
+			want, ok := lbdPaths[s.typ]
+			if !assert.True(t, ok, "section %q: lbd's %s is not one of its integrations' sections", s.heading, s.typ) {
+				continue
+			}
+			lbdDocumented[s.typ] = true
+			assert.Equal(t, []string{want}, s.paths, "section %q names the path of lbd's %s", s.heading, s.typ)
+			names, _, _ := yamlStruct(lbd.types[s.typ])
+			assert.Equal(t, sorted(names), sorted(keys(s.section)), "section %q lists the keys of lbd's %s", s.heading, s.typ)
+			continue
+		}
 		if !assert.Equal(t, "config", s.pkg, "section %q of the YAML part documents a type of another package", s.heading) {
 			continue
 		}
@@ -674,6 +691,9 @@ func TestConfigurationYAML(t *testing.T) {
 	}
 	for typ, ps := range paths {
 		assert.True(t, documented[typ], "configuration.md has no section for config.%s (at %v)", typ, ps)
+	}
+	for typ, p := range lbdPaths {
+		assert.True(t, lbdDocumented[typ], "configuration.md has no section for lbd's %s (at %s)", typ, p)
 	}
 }
 

@@ -105,6 +105,10 @@ type ListenerDiagnosis struct {
 	AcceptFailingSince time.Time `json:"accept_failing_since,omitzero"`
 	AcceptError        string    `json:"accept_error"`
 	AcceptErrors       uint64    `json:"accept_errors"`
+	// Certificates describes the certificates a TLS or HTTPS listener
+	// serves: its own and its source's (WithCertificatesFrom), with when each
+	// expires and why renewing it fails, if it does.
+	Certificates []CertificateStatus `json:"certificates,omitempty"`
 	// OK is true when it can forward new traffic to a target.
 	OK bool `json:"ok"`
 	// Reasons says why not (and notes worth knowing).
@@ -321,6 +325,9 @@ func (l *LoadBalancer) diagnoseListener(li *listener, q Query, groups map[string
 			ld.Reasons = append(ld.Reasons, "note: bound to an unspecified address; replies leave from the address the kernel chooses, which clients may not accept")
 		}
 	}
+	var certReasons []string
+	ld.Certificates, certReasons = certificateStatus(cfg, time.Now())
+	ld.Reasons = append(ld.Reasons, certReasons...)
 	ld.OK = anyOK && ld.ClientAllowed && li.failed.Load() == nil && accepting
 	return ld
 }
@@ -494,6 +501,17 @@ func (d Diagnosis) String() string {
 	for _, l := range d.Listeners {
 		fmt.Fprintf(&b, "listener %s (%s %s) → %s: %s\n", l.Name, l.Protocol, l.Addr, strings.Join(l.Groups, ", "), okWord(l.OK))
 		fmt.Fprintf(&b, "  access control: %s\n", l.ACL)
+		for _, c := range l.Certificates {
+			if c.Source == "static" {
+				continue // the operator's files: their expiry is in the data
+			}
+			if c.NotAfter.IsZero() {
+				fmt.Fprintf(&b, "  certificate %s (%s): none yet\n", strings.Join(c.Names, ", "), c.Source)
+				continue
+			}
+			fmt.Fprintf(&b, "  certificate %s (%s): expires %s, renewal due %s\n", strings.Join(c.Names, ", "), c.Source,
+				c.NotAfter.UTC().Format(time.RFC3339), c.RenewAfter.UTC().Format(time.RFC3339))
+		}
 		for _, r := range l.Reasons {
 			fmt.Fprintf(&b, "  - %s\n", r)
 		}

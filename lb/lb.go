@@ -84,6 +84,7 @@ func build(opts []Option) *config {
 	for _, o := range opts {
 		o(c)
 	}
+	c.spreadObserver()
 	return c
 }
 

@@ -75,6 +75,7 @@ func newProxy(cfg *listenerConfig, certs *proxy.Certificates) (*proxy.TCP, *prox
 		Retry:          cfg.retry,
 		AccessLog:      cfg.accessLog,
 		RequestID:      cfg.requestID,
+		Observer:       cfg.observer,
 	}
 	if cfg.proto == HTTPS {
 		h.TLS = &proxy.TLS{
@@ -213,9 +214,14 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 		for i := range cfg.certs {
 			certs[i] = &cfg.certs[i]
 		}
-		if err := li.certs.Set(cfg.wildcard, certs[0], certs...); err != nil {
+		var def *tls.Certificate // none with a source only
+		if len(certs) > 0 {
+			def = certs[0]
+		}
+		if err := li.certs.Set(cfg.wildcard, def, certs...); err != nil {
 			return &FieldError{Object: Object{Kind: KindListener, Name: cfg.name, Index: -1}, Field: "Certificates", Err: invalidBy(err)}
 		}
+		li.certs.SetSource(sourceOf(cfg))
 	}
 	var trusted *proxy.ACL
 	if len(cfg.trusted) > 0 {
@@ -229,7 +235,8 @@ func (l *LoadBalancer) configureListener(li *listener) error {
 		p := li.tcp
 		var tlsCfg *tls.Config
 		if cfg.proto == TLS {
-			tlsCfg = &tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers}
+			tlsCfg = &tls.Config{GetCertificate: li.certs.GetCertificate, MinVersion: max(cfg.minTLS, tls.VersionTLS12), CipherSuites: cfg.ciphers,
+				GetConfigForClient: li.certs.ChallengeConfig}
 		}
 		// lb's WithHeaderTimeout takes any value, ≤ 0 meaning the default.
 		tmo := proxy.Timeouts{Idle: cfg.idle, Connect: cfg.connectTimeout, Header: max(cfg.headerTimeout, 0)}
@@ -294,7 +301,7 @@ func fixedAtServe(cfg *listenerConfig) any {
 	case HTTP, HTTPS:
 		return []any{cfg.forwarded, cfg.maxHeaderBytes, cfg.maxBodyBytes,
 			cfg.maxURILength, cfg.retry, cfg.accessLog, cfg.requestID, cfg.minTLS, cfg.ciphers, cfg.clientAuth,
-			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2}
+			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2, cfg.observer}
 	}
 	return nil
 }

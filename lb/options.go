@@ -45,8 +45,9 @@ type config struct {
 	unrepliedSet bool
 	logger       *slog.Logger
 	hooks        Hooks
-	sockets      Sockets       // nil: the net package
-	warmup       time.Duration // 0: listeners serve at once
+	sockets      Sockets        // nil: the net package
+	warmup       time.Duration  // 0: listeners serve at once
+	observer     proxy.Observer // WithObserver; given to every listener
 }
 
 // listenerConfig is one listener's configuration.
@@ -70,6 +71,7 @@ type listenerConfig struct {
 	clientCAs    *x509.CertPool
 	clientHosts  []string
 	disableHTTP2 bool
+	certSource   CertificateSource // WithCertificatesFrom; nil: none
 
 	connectAttempts int // L4; 0: the proxy's default
 	headerTimeout   time.Duration
@@ -88,6 +90,7 @@ type listenerConfig struct {
 	accessLog       *slog.Logger
 	flowLog         *slog.Logger
 	requestID       bool
+	observer        proxy.Observer // the load balancer's (WithObserver)
 }
 
 // groupConfig is one target group's configuration.

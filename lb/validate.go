@@ -101,14 +101,14 @@ func (c *config) validate() error {
 		if l.connectTimeout < 0 {
 			add("ConnectTimeout", "connect timeout %s is negative", l.connectTimeout)
 		}
-		if l.proto.tls() && len(l.certs) == 0 {
+		if l.proto.tls() && len(l.certs) == 0 && l.certSource == nil {
 			add("Certificates", "a %s listener needs at least one certificate", l.proto)
 		}
 		l.checkL7(&r, obj)
 		if l.minTLS != 0 && l.minTLS < tls.VersionTLS12 {
 			add("MinTLSVersion", "minimum TLS version %s is below TLS 1.2, which lbkit does not accept", tls.VersionName(l.minTLS))
 		}
-		if !l.proto.tls() && len(l.certs) > 0 {
+		if !l.proto.tls() && (len(l.certs) > 0 || l.certSource != nil) {
 			add("Certificates", "certificates are set but a %s listener does not use TLS", l.proto)
 		}
 		if len(r.errs) == before && l.proto.valid() {

@@ -40,6 +40,7 @@ const (
 // certificate; all methods are safe for concurrent use.
 type Certificates struct {
 	snap atomic.Pointer[certSnap]
+	src  atomic.Pointer[sourceBox] // SetSource's; nil: none
 }
 
 // certSnap is one immutable set of certificates.
@@ -156,8 +157,20 @@ func (s *Certificates) Lookup(serverName string) (c *tls.Certificate, ok bool) {
 
 // GetCertificate is for tls.Config.GetCertificate: the certificate for the
 // client's server name, or an error wrapping ErrNoCertificate.
+//
+// The store's own certificates for the name come first, then its source
+// (see SetSource), then its default certificate.
 func (s *Certificates) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if c, _ := s.Lookup(hello.ServerName); c != nil {
+	c, ok := s.Lookup(hello.ServerName)
+	if ok {
+		return c, nil
+	}
+	if s.src.Load() != nil {
+		if sc, err := s.fromSource(hello); sc != nil || err != nil && c == nil {
+			return sc, err
+		}
+	}
+	if c != nil {
 		return c, nil
 	}
 	return nil, fmt.Errorf("proxy: %w %q", ErrNoCertificate, hello.ServerName)
@@ -287,6 +300,10 @@ func (t *TLS) compile() (*tlsSetup, error) {
 			return base, nil
 		}
 	}
+	// ACME TLS-ALPN-01 challenges reach the store's source, when it has
+	// one (see SetSource).
+	ts.cfg = ts.cfg.Clone()
+	ts.cfg.GetConfigForClient = chainChallenge(t.Certificates, ts.cfg.GetConfigForClient)
 	return ts, nil
 }
 

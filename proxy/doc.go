@@ -57,4 +57,15 @@
 // (400, 403, 408, 413, 414, 421, 431, 501, 502, 503, 504) are counted apart
 // from the targets' in Stats. Shutdown behaves as http.Server.Shutdown:
 // requests in flight finish and idle keep-alive connections close.
+//
+// # Hooks for integrations
+//
+// Two small interfaces let modules with heavy dependencies plug in without
+// this package importing them. An Observer (HTTP.Observer) is told when a
+// request is routed, when each attempt to a target starts and ends (an
+// attempt may add header fields, such as trace context) and when the request
+// ends: the tracing module makes OpenTelemetry spans of it; unset, it costs a
+// nil check. A CertificateSource (Certificates.SetSource) supplies
+// certificates for server names the store's own do not match, and answers
+// ACME TLS-ALPN-01 challenges: the acme module's Manager is one.
 package proxy

@@ -87,6 +87,8 @@ type exchange struct {
 
 	hbuf []byte // the head being written (to a target or the client)
 
+	obs *observation // HTTP.Observer's state, kept across requests; nil until one is observed
+
 	stdb *stdBody          // ServeHTTP's request body, if any
 	pre  *[maxPreread]byte // ServeHTTP's body read before forwarding
 	inl  inlineBody        // over pre
@@ -142,6 +144,7 @@ func (ex *exchange) reset() {
 		respCookies: ex.respCookies[:0],
 		addCookies:  ex.addCookies[:0],
 		hbuf:        ex.hbuf[:0],
+		obs:         ex.obs,
 	}
 	ex.pre = nil
 }
@@ -251,6 +254,9 @@ func (ex *exchange) finish(status int) {
 		h.stats.clientClosed.Add(1)
 	}
 	h.logExchange(ex, status)
+	if ex.obs != nil && ex.obs.obs != nil {
+		ex.observeEnd(status)
+	}
 }
 
 // b2s returns the bytes of b as a string, without copying: the string is

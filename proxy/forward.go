@@ -100,6 +100,9 @@ func (h *HTTP) forward(ex *exchange) {
 		a := &ex.attempts[len(ex.attempts)-1]
 		at := time.Now()
 		a.start = at
+		if ex.obs != nil && ex.obs.obs != nil {
+			ex.observeAttempt(c, n, at)
+		}
 		err = ex.attempt(p, c, a, tmo)
 		if err == nil {
 			a.header = time.Since(at)
@@ -118,6 +121,9 @@ func (h *HTTP) forward(ex *exchange) {
 			return
 		}
 		ex.release()
+		if ex.obs != nil && ex.obs.obs != nil {
+			ex.observeAttemptEnd(0, err)
+		}
 		var de *dialError
 		dial := errors.As(err, &de)
 		if dial {
@@ -380,8 +386,15 @@ func (ex *exchange) appendRequestHead(hb []byte, tc *tconn) ([]byte, error) {
 		return hb, errBadHeader
 	}
 	teTrailers, ua := false, false
+	var repl *ObservedAttempt // fields an Observer sets in place of the client's
+	if ex.obs != nil && ex.obs.attOpen {
+		repl = &ex.obs.att
+	}
 	for i := range ex.fields {
 		f := &ex.fields[i]
+		if repl != nil && repl.replaced(f.Name) {
+			continue // the observer's value is sent instead
+		}
 		if f.Hop {
 			if f.Kind == h1.KindTE && h1.HasToken(f.Value, "trailers") {
 				teTrailers = true
@@ -434,6 +447,13 @@ func (ex *exchange) appendRequestHead(hb []byte, tc *tconn) ([]byte, error) {
 		hb = append(hb, "Te: trailers\r\n"...)
 	}
 	hb = ex.appendForwarding(hb)
+	if repl != nil {
+		for f := repl.fields; len(f) >= 2; f = f[2:] {
+			if hb, err = h1.AppendField(hb, f[0], f[1]); err != nil {
+				return hb, errBadHeader
+			}
+		}
+	}
 	if ex.upgrade {
 		hb = append(hb, "Connection: Upgrade\r\n"...)
 		for i := range ex.fields {
@@ -742,6 +762,9 @@ func (ex *exchange) gotResponse() {
 func (ex *exchange) endAttempt() {
 	if k := len(ex.attempts); k > 0 && ex.attempts[k-1].response < 0 {
 		ex.attempts[k-1].response = time.Since(ex.attempts[k-1].start)
+	}
+	if ex.obs != nil && ex.obs.obs != nil {
+		ex.observeAttemptEnd(ex.upStatus, nil)
 	}
 }
 

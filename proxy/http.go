@@ -152,6 +152,11 @@ type HTTP struct {
 	// reported with RefusedDescriptors.
 	OnRefuse func(Refusal)
 
+	// Observer, if set, watches every routed request and its attempts to
+	// targets (see Observer): the tracing hook. Nil observes nothing and
+	// costs a nil check per request and attempt.
+	Observer Observer
+
 	// Descriptors, if set, is the descriptor budget client connections
 	// are counted in (HTTPDescriptors each, from accept to close), shared
 	// by the proxies of one load balancer: when it is spent a new
@@ -401,6 +406,12 @@ func (h *HTTP) serveExchange(ex *exchange) {
 	}
 	route := rt.match(normalizeHost(ex.host), cleanPath(routingPath(ex.path)))
 	ex.rule = route.name
+	if a := &route.action; a.Redirect == nil && a.Fixed == nil {
+		ex.up = route.upstream()
+	}
+	if o := h.Observer; o != nil {
+		ex.observeStart(o)
+	}
 	switch a := &route.action; {
 	case a.Redirect != nil:
 		code, loc := a.Redirect.location(ex.host, ex.path, ex.query, ex.tls != nil)
@@ -419,7 +430,6 @@ func (h *HTTP) serveExchange(ex *exchange) {
 		ex.respond(f.status(), fields, f.Body)
 		return
 	}
-	ex.up = route.upstream()
 	trusted := h.trusted.Load()
 	ex.trust = trusted != nil && trusted.Allows(ex.peer.Addr())
 	ex.client = clientAddr(ex.xff, ex.peer.Addr(), trusted)

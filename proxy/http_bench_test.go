@@ -242,6 +242,12 @@ func BenchmarkHTTPEngine(b *testing.B) {
 		h := configured(b, &HTTP{}, forwardTo(b, up()))
 		run(b, func(ln net.Listener) { h.Serve(ln) }, func() { h.Close() })
 	})
+	b.Run("impl=lbkit-observed", func(b *testing.B) {
+		// The Observer hook on, with an observer that does nothing: the
+		// hook's own cost (the tracing module's is its spans').
+		h := configured(b, &HTTP{Observer: nopObserver{}}, forwardTo(b, up()))
+		run(b, func(ln net.Listener) { h.Serve(ln) }, func() { h.Close() })
+	})
 	b.Run("impl=lbkit-handler", func(b *testing.B) {
 		h := configured(b, &HTTP{}, forwardTo(b, up()))
 		srv := &http.Server{Handler: h}
@@ -289,3 +295,14 @@ func TestHTTPEngineZeroAllocs(t *testing.T) {
 	}
 	assert.Zero(t, testing.AllocsPerRun(1000, one))
 }
+
+// nopObserver observes every request and does nothing.
+type nopObserver struct{}
+
+func (nopObserver) StartRequest(*ObservedRequest) RequestObserver { return nopRequest{} }
+
+type nopRequest struct{}
+
+func (nopRequest) StartAttempt(*ObservedAttempt) {}
+func (nopRequest) EndAttempt(*ObservedAttempt)   {}
+func (nopRequest) EndRequest(*ObservedRequest)   {}

@@ -1,175 +1,268 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"os"
-	"slices"
+	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
-	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/lbkit/lbkit/acme"
 	"github.com/lbkit/lbkit/config"
-	"github.com/lbkit/lbkit/discovery/kubernetes"
-	"github.com/lbkit/lbkit/discovery/xds"
 	"github.com/lbkit/lbkit/lb"
-	"github.com/lbkit/lbkit/sticky"
-	"github.com/lbkit/lbkit/sticky/redisstore"
+	"github.com/lbkit/lbkit/tracing"
 )
 
-// integrations are the discovery kinds and sticky stores lbd registers
-// with package config: kubernetes and xds discovery, the redis store. The
-// factories make their clients once per set of settings and keep them for
-// the process's life, so that a reload hands the load balancer the same
-// sources and stores (its groups keep their sessions and watches); Close
-// stops them.
+// integrations are the optional integrations the configuration file may
+// name, built by config's extension points: a listener's
+// `certificates: [{acme: {...}}]` (an ACME certificate manager) and the
+// top-level `tracing: {...}` (OpenTelemetry over OTLP).
+//
+// config calls the factories each time the file is read, so what they
+// build is kept by its configuration: a reload with the same section keeps
+// the same manager or tracer (and its certificates, its exporter). What the
+// applied configuration no longer names is closed by commit. With check
+// set (lbd validate, the checks before a reload or upgrade) nothing is
+// started: sections are only checked.
 type integrations struct {
-	// start makes xDS clients connect as they are made (run); validate
-	// leaves them idle, as it starts nothing.
-	start bool
+	log   *slog.Logger
+	dir   string // the configuration file's directory, for relative paths
+	check bool
 
-	mu     sync.Mutex // guards the maps
-	xds    map[string]*xds.Client
-	stores map[string]*redisstore.Store
-	redis  []*redis.Client
+	mu       sync.Mutex // guards the fields below
+	gen      int        // counts the reads of the file
+	managers map[string]*managerEntry
+	tracers  map[string]*tracerEntry
 }
 
-func newIntegrations(start bool) *integrations {
-	return &integrations{start: start, xds: map[string]*xds.Client{}, stores: map[string]*redisstore.Store{}}
+type managerEntry struct {
+	listener string
+	m        *acme.Manager
+	started  bool
+	gen      int // the last read that named it
 }
 
-// options are the config options registering the integrations.
+type tracerEntry struct {
+	tp     *sdktrace.TracerProvider // nil when checking
+	tracer *tracing.Tracer
+	gen    int
+}
+
+func newIntegrations(log *slog.Logger, configPath string, check bool) *integrations {
+	return &integrations{log: log, dir: filepath.Dir(configPath), check: check,
+		managers: map[string]*managerEntry{}, tracers: map[string]*tracerEntry{}}
+}
+
+// options are config's options that register the integrations.
 func (in *integrations) options() []config.Option {
 	return []config.Option{
-		config.WithSourceFactory("kubernetes", kubernetes.FromConfig),
-		config.WithSourceFactory("xds", in.xdsSource),
-		config.WithStoreFactory("redis", in.redisStore),
+		config.WithCertificateFactory("acme", in.acme),
+		config.WithSection("tracing", in.tracing),
 	}
 }
 
-// mapping checks that node is a mapping of the known keys and returns its
-// scalar values by key.
-func mapping(node *yaml.Node, known ...string) (map[string]string, error) {
-	if node == nil || node.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("want a mapping of %s", strings.Join(known, ", "))
-	}
-	vals := map[string]string{}
-	var errs []error
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		k, v := node.Content[i], node.Content[i+1]
-		switch {
-		case !slices.Contains(known, k.Value):
-			errs = append(errs, fmt.Errorf("line %d: %s: unknown field (known: %s)", k.Line, k.Value, strings.Join(known, ", ")))
-		case v.Kind != yaml.ScalarNode:
-			errs = append(errs, fmt.Errorf("line %d: %s: want a single value", v.Line, k.Value))
-		default:
-			vals[k.Value] = v.Value
-		}
-	}
-	return vals, errors.Join(errs...)
+// begin starts a new read of the file: what it names is kept by the next
+// commit.
+func (in *integrations) begin() {
+	in.mu.Lock()
+	in.gen++
+	in.mu.Unlock()
 }
 
-// xdsSource is the xds discovery kind: the endpoints of one cluster of an
-// xDS control plane, named by a bootstrap file or by server and node_id:
-//
-//	discovery:
-//	  xds: {server: xds.internal:18000, node_id: lbkit-edge-1, cluster: web}
-//	  # or: xds: {bootstrap: /etc/lbd/xds.json, cluster: web}
-func (in *integrations) xdsSource(node *yaml.Node) (lb.Source, error) {
-	v, err := mapping(node, "bootstrap", "server", "node_id", "cluster")
-	if err != nil {
+// acmeSection is a listener's `certificates: [{acme: {...}}]` entry.
+type acmeSection struct {
+	Domains  []string `yaml:"domains" json:"domains"`
+	Email    string   `yaml:"email" json:"email"`
+	CA       string   `yaml:"ca" json:"ca"`
+	Storage  string   `yaml:"storage" json:"storage"`
+	OnDemand []string `yaml:"on_demand" json:"on_demand"`
+	// CARoot is a PEM file of the roots that verify the CA's ACME endpoint
+	// (a private CA); default: the system's.
+	CARoot string `yaml:"ca_root" json:"ca_root"`
+}
+
+// acme builds (or finds) the ACME manager of a listener's acme section.
+func (in *integrations) acme(listener string, node *yaml.Node) (lb.CertificateSource, error) {
+	var s acmeSection
+	if err := decodeStrict(node, &s); err != nil {
 		return nil, err
 	}
-	if v["cluster"] == "" {
-		return nil, errors.New("cluster: required (the xDS cluster whose endpoints are the targets)")
-	}
-	var boot xds.Bootstrap
-	var key string
-	switch {
-	case v["bootstrap"] != "" && (v["server"] != "" || v["node_id"] != ""):
-		return nil, errors.New("set bootstrap, or server and node_id, not both")
-	case v["bootstrap"] != "":
-		if boot, err = xds.LoadBootstrap(v["bootstrap"]); err != nil {
-			return nil, err
-		}
-		key = "bootstrap " + v["bootstrap"]
-	case v["server"] == "" || v["node_id"] == "":
-		return nil, errors.New("set bootstrap (a bootstrap file), or server (host:port) and node_id")
-	default:
-		boot = xds.Bootstrap{
-			Servers: []xds.Server{{URI: v["server"], Creds: []xds.Creds{{Type: "insecure"}}}},
-			Node:    xds.Node{ID: v["node_id"]},
-		}
-		key = "server " + v["server"] + " node " + v["node_id"]
-	}
+	key, _ := json.Marshal(s)
+	k := listener + "\x00" + string(key)
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	c, ok := in.xds[key]
-	if !ok {
-		if c, err = xds.New(boot); err != nil {
-			return nil, err
-		}
-		if in.start {
-			c.Start()
-		}
-		in.xds[key] = c
+	if e, ok := in.managers[k]; ok {
+		e.gen = in.gen
+		return e.m, nil
 	}
-	return c.Cluster(v["cluster"]), nil
-}
-
-// redisStore is the redis sticky store:
-//
-//	store:
-//	  redis: {address: 10.0.0.5:6379, prefix: "lbkit:edge:", username: lbd, password_file: /etc/lbd/redis.pass, db: 0}
-func (in *integrations) redisStore(node *yaml.Node) (sticky.Store, error) {
-	v, err := mapping(node, "address", "prefix", "username", "password_file", "db")
-	if err != nil {
-		return nil, err
-	}
-	if v["address"] == "" {
-		return nil, errors.New("address: required (host:port)")
-	}
-	o := redisstore.ClientOptions(v["address"])
-	o.Username = v["username"]
-	if p := v["password_file"]; p != "" {
-		b, err := os.ReadFile(p)
+	cfg := acme.Config{Domains: s.Domains, Email: s.Email, CA: s.CA, Storage: in.path(s.Storage), OnDemand: s.OnDemand,
+		Logger: in.log.With("listener", listener)}
+	if s.CARoot != "" {
+		pem, err := os.ReadFile(in.path(s.CARoot))
 		if err != nil {
-			return nil, fmt.Errorf("password_file: %w", err)
+			return nil, fmt.Errorf("ca_root: %w", err)
 		}
-		o.Password = strings.TrimSpace(string(b))
-	}
-	if db := v["db"]; db != "" {
-		if _, err := fmt.Sscan(db, &o.DB); err != nil || o.DB < 0 {
-			return nil, fmt.Errorf("db: %q is not a database number", db)
+		cfg.TrustedRoots = x509.NewCertPool()
+		if !cfg.TrustedRoots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_root: %s holds no PEM certificate", s.CARoot)
 		}
 	}
-	key := fmt.Sprintf("%s|%s|%s|%s|%d", o.Addr, v["prefix"], o.Username, o.Password, o.DB)
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if s, ok := in.stores[key]; ok {
-		return s, nil
+	m, err := acme.New(cfg)
+	if err != nil {
+		return nil, err
 	}
-	var opts []redisstore.Option
-	if p := v["prefix"]; p != "" {
-		opts = append(opts, redisstore.WithPrefix(p))
-	}
-	c := redis.NewClient(o) // connects on first use
-	s := redisstore.New(c, opts...)
-	in.stores[key] = s
-	in.redis = append(in.redis, c)
-	return s, nil
+	in.managers[k] = &managerEntry{listener: listener, m: m, gen: in.gen}
+	return m, nil
 }
 
-// Close stops the xDS clients and closes the Redis clients.
-func (in *integrations) Close() {
+// tracingSection is the top-level `tracing: {...}` section.
+type tracingSection struct {
+	OTLPEndpoint string  `yaml:"otlp_endpoint" json:"otlp_endpoint"`
+	Protocol     string  `yaml:"protocol" json:"protocol"`
+	SampleRatio  float64 `yaml:"sample_ratio" json:"sample_ratio"`
+	ServiceName  string  `yaml:"service_name" json:"service_name"`
+	// TrustedClients are the prefixes of clients whose own trace context
+	// (traceparent) is continued; default: none.
+	TrustedClients []string `yaml:"trusted_clients" json:"trusted_clients"`
+}
+
+// tracing builds (or finds) the tracer of the tracing section.
+func (in *integrations) tracing(node *yaml.Node) ([]lb.Option, error) {
+	var s tracingSection
+	if err := decodeStrict(node, &s); err != nil {
+		return nil, err
+	}
+	c := tracing.Config{Endpoint: s.OTLPEndpoint, Protocol: s.Protocol, SampleRatio: s.SampleRatio, ServiceName: s.ServiceName}
+	var errs []error
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	var opts []tracing.Option
+	for i, p := range s.TrustedClients {
+		pf, err := netip.ParsePrefix(p)
+		if err != nil {
+			a, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				errs = append(errs, fmt.Errorf("trusted_clients[%d]: %q is neither a CIDR prefix nor an address", i, p))
+				continue
+			}
+			pf = netip.PrefixFrom(a, a.BitLen())
+		}
+		opts = append(opts, tracing.WithTrustedClients(pf))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	key, _ := json.Marshal(s)
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for _, c := range in.xds {
-		c.Close()
+	if e, ok := in.tracers[string(key)]; ok {
+		e.gen = in.gen
+		return []lb.Option{lb.WithObserver(e.tracer)}, nil
 	}
-	for _, c := range in.redis {
-		c.Close()
+	e := &tracerEntry{gen: in.gen}
+	if in.check {
+		e.tracer = tracing.New(nil, opts...)
+	} else {
+		tp, err := tracing.NewProvider(context.Background(), c)
+		if err != nil {
+			return nil, err
+		}
+		e.tp, e.tracer = tp, tracing.New(tp, opts...)
 	}
+	in.tracers[string(key)] = e
+	return []lb.Option{lb.WithObserver(e.tracer)}, nil
+}
+
+// commit runs after the last read's options were applied to l: the ACME
+// managers it names start (with their listener's address, where the CA
+// validates), and what it no longer names is closed.
+func (in *integrations) commit(l *lb.LoadBalancer) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for k, e := range in.managers {
+		if e.gen != in.gen {
+			_ = e.m.Close()
+			delete(in.managers, k)
+			continue
+		}
+		if e.started || in.check {
+			continue
+		}
+		addr, ok := l.Addr(e.listener)
+		if !ok {
+			in.log.Error("acme: no such listener", "listener", e.listener)
+			continue
+		}
+		if err := e.m.Start(context.Background(), addr.String()); err != nil {
+			in.log.Error("acme: cannot start", "listener", e.listener, "err", err)
+			continue
+		}
+		e.started = true
+	}
+	for k, e := range in.tracers {
+		if e.gen != in.gen {
+			in.shutdownTracer(e)
+			delete(in.tracers, k)
+		}
+	}
+}
+
+// close stops every integration: the managers stop renewing, the tracers
+// send what they hold.
+func (in *integrations) close() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for k, e := range in.managers {
+		_ = e.m.Close()
+		delete(in.managers, k)
+	}
+	for k, e := range in.tracers {
+		in.shutdownTracer(e)
+		delete(in.tracers, k)
+	}
+}
+
+func (in *integrations) shutdownTracer(e *tracerEntry) {
+	if e.tp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.tp.Shutdown(ctx); err != nil {
+		in.log.Warn("tracing: spans not sent at shutdown", "err", err)
+	}
+}
+
+// path resolves a file name relative to the configuration file.
+func (in *integrations) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(in.dir, p)
+}
+
+// decodeStrict decodes node into v, refusing unknown fields.
+func decodeStrict(node *yaml.Node, v any) error {
+	b, err := yaml.Marshal(node)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return nil
 }

@@ -141,7 +141,7 @@ type daemon struct {
 	log       *slog.Logger
 	accessLog *slog.Logger // the same logger on every reload, so listeners keep their proxies
 	flowLog   *slog.Logger
-	integ     *integrations // kubernetes and xds discovery, redis sticky stores
+	cluster   *cluster // kubernetes and xds discovery, redis sticky stores
 	logFiles  []*accesslog.File
 	lb        *lb.LoadBalancer
 	socks     *handoff.Sockets
@@ -150,6 +150,8 @@ type daemon struct {
 	// responseTimes is the response-time histogram, fed by lb's Response
 	// hook and served at /metrics.
 	responseTimes *metrics.ResponseTimes
+	// ints are the integrations the file names (ACME, tracing).
+	ints *integrations
 
 	mu       sync.Mutex    // serialises reloads, upgrades and state saves
 	upgraded chan struct{} // closed once a new process serves: this one drains and exits
@@ -182,8 +184,11 @@ func serve(ctx context.Context, fl flags, log *slog.Logger, logOut io.Writer) er
 		return err
 	}
 
-	d.integ = newIntegrations(true)
-	defer d.integ.Close()
+	d.cluster = newCluster(true)
+	defer d.cluster.Close() // after the load balancer's Close, deferred below
+	d.ints = newIntegrations(log, fl.config, false)
+	defer d.ints.close() // after the load balancer's Close, deferred below
+	d.ints.begin()
 	f, err := config.Load(fl.config, d.configOptions()...)
 	if err != nil {
 		log.Error("the configuration is invalid", "file", fl.config, "problems", problemList(err))
@@ -216,6 +221,7 @@ func serve(ctx context.Context, fl flags, log *slog.Logger, logOut io.Writer) er
 		return err
 	}
 	defer d.lb.Close()
+	d.ints.commit(d.lb) // ACME managers start once their listeners serve
 
 	if fl.admin != "" {
 		stop, err := d.startAdmin()
@@ -280,9 +286,12 @@ func (d *daemon) options(opts []lb.Option) []lb.Option {
 // starts and a reload before it applies: the file's problems, then what
 // the load balancer refuses, every one of them.
 func loadOptions(path string, accessLog *slog.Logger) ([]lb.Option, error) {
-	in := newIntegrations(false) // checks the sections; connects nothing
-	defer in.Close()
-	f, err := config.Load(path, in.options()...)
+	cl := newCluster(false) // checks the sections; connects nothing
+	defer cl.Close()
+	in := newIntegrations(slog.Default(), path, true)
+	defer in.close()
+	in.begin()
+	f, err := config.Load(path, append(cl.options(), in.options()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -303,11 +312,14 @@ func (d *daemon) reload(via string) error {
 	defer d.mu.Unlock()
 	d.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer d.notify.send("READY=1")
+	d.ints.begin()
 	f, err := config.Load(d.fl.config, d.configOptions()...)
 	if err == nil {
 		var opts []lb.Option
 		if opts, err = f.Options(d.accessLog); err == nil {
-			err = d.lb.Reconfigure(d.options(opts)...)
+			if err = d.lb.Reconfigure(d.options(opts)...); err == nil {
+				d.ints.commit(d.lb)
+			}
 		}
 	}
 	if err != nil {
@@ -438,7 +450,8 @@ func (d *daemon) adminHandler(opts ...admin.Option) http.Handler {
 // configOptions are the options lbd reads its file with: the
 // integrations' kinds and the flow log.
 func (d *daemon) configOptions() []config.Option {
-	return append(d.integ.options(), config.WithFlowLog(d.flowLog))
+	opts := append(d.cluster.options(), d.ints.options()...)
+	return append(opts, config.WithFlowLog(d.flowLog))
 }
 
 // openLog returns the access or flow log's logger (kind): to dest (a file,
@@ -556,4 +569,14 @@ func removeOwnPIDFile(path string) {
 	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
 		os.Remove(path)
 	}
+}
+
+// loadWith reads the file at path with in's integrations and returns its
+// options.
+func loadWith(in *integrations, path string, accessLog *slog.Logger) ([]lb.Option, error) {
+	f, err := config.Load(path, in.options()...)
+	if err != nil {
+		return nil, err
+	}
+	return f.Options(accessLog)
 }
