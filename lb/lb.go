@@ -61,6 +61,7 @@ type LoadBalancer struct {
 	// is bound: tests use it to inject accept errors.
 	wrapListener func(net.Listener) net.Listener
 	hooksPtr     atomic.Pointer[Hooks]
+	flowObs      atomic.Pointer[flowObserverBox] // WithFlowObserver's
 	eg           errgroup.Group // serving and retiring proxies
 	closing      chan struct{}  // closed when the load balancer stops: retiring proxies close
 	retiring     atomic.Int32   // proxies finishing in the background
@@ -96,6 +97,7 @@ func (l *LoadBalancer) setLogging(c *config) {
 	l.logPtr.Store(log)
 	h := c.hooks
 	l.hooksPtr.Store(&h)
+	l.flowObs.Store(&flowObserverBox{c.flowObserver})
 }
 
 func (l *LoadBalancer) hooks() Hooks { return *l.hooksPtr.Load() }

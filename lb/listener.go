@@ -142,10 +142,10 @@ func (l *LoadBalancer) serveListener(li *listener, cfg *listenerConfig) error {
 	switch {
 	case tcp != nil:
 		tcp.Flows, tcp.Descriptors, tcp.OnRefuse = l.flows, l.fds, l.refused(li, cfg.name)
-		tcp.OnFlowEnd = li.flowEnded
+		tcp.OnFlowEnd = l.flowEnded(li, cfg.name)
 	case udp != nil:
 		udp.Flows, udp.Descriptors, udp.OnRefuse = l.flows, l.fds, l.refused(li, cfg.name)
-		udp.OnFlowEnd = li.flowEnded
+		udp.OnFlowEnd = l.flowEnded(li, cfg.name)
 	case h != nil:
 		h.Descriptors, h.OnRefuse = l.fds, l.refused(li, cfg.name)
 		h.ErrorLog = l.log().With("listener", cfg.name)
@@ -422,11 +422,17 @@ func (l *LoadBalancer) refused(li *listener, name string) func(proxy.Refusal) {
 	}
 }
 
-// flowEnded is an L4 proxy's OnFlowEnd hook: the listener's flow log, if
-// it has one (a reload may turn it on or off while the proxy serves).
-func (li *listener) flowEnded(e proxy.FlowEnd) {
-	if fl := li.flowLog.Load(); fl != nil {
-		fl.end(e)
+// flowEnded returns an L4 proxy's OnFlowEnd hook: the listener's flow log,
+// if it has one (a reload may turn it on or off while the proxy serves),
+// and the load balancer's flow observer, if any.
+func (l *LoadBalancer) flowEnded(li *listener, name string) func(proxy.FlowEnd) {
+	return func(e proxy.FlowEnd) {
+		if fl := li.flowLog.Load(); fl != nil {
+			fl.end(e)
+		}
+		if o := l.flowObs.Load(); o != nil && o.o != nil {
+			o.o.FlowEnded(FlowEndedEvent{Listener: name, FlowEnd: e})
+		}
 	}
 }
 

@@ -48,6 +48,7 @@ type config struct {
 	sockets      Sockets        // nil: the net package
 	warmup       time.Duration  // 0: listeners serve at once
 	observer     proxy.Observer // WithObserver; given to every listener
+	flowObserver FlowObserver   // WithFlowObserver
 }
 
 // listenerConfig is one listener's configuration.

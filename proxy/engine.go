@@ -49,6 +49,11 @@ const (
 	// below it, a read and a write through a buffer cost less than
 	// splice's pipe.
 	spliceMin = 64 << 10
+
+	// chunkDirectMin is the shortest rest of a chunk whose data a chunked
+	// relay copies straight between the sockets rather than through the
+	// target connection's parse buffer.
+	chunkDirectMin = 16 << 10
 	// inlineMax is the largest response body (already read with its head)
 	// written in the same write as the head.
 	inlineMax = 16 << 10
@@ -1111,6 +1116,18 @@ func (c *conn1) copyLength(ex *exchange, n int64) (fromTarget bool, err error) {
 		return false, nil
 	}
 	tc.r, tc.w = 0, 0
+	_, fromTarget, err = c.copyBody(ex, n)
+	return fromTarget, err
+}
+
+// copyBody copies n bytes of body from the target to the client, the
+// target connection's buffer being empty: spliced when n is long and both
+// connections are plain TCP, else through a pooled buffer. It returns how
+// many bytes it copied; fromTarget tells whose side failed.
+func (c *conn1) copyBody(ex *exchange, n int64) (copied int64, fromTarget bool, err error) {
+	tc := ex.tc
+	start := n
+	defer func() { copied = start - n }()
 	if n >= spliceMin && c.tls == nil && c.tcp != nil && !tc.tls && tc.tcp != nil {
 		tmo := c.h.tmo.Load()
 		for n > 0 {
@@ -1123,15 +1140,15 @@ func (c *conn1) copyLength(ex *exchange, n int64) (fromTarget bool, err error) {
 				// ReadFrom does not say which side failed: the client is
 				// gone if it cannot be written to.
 				if c.gone() || isClientWriteErr(err) {
-					return false, err
+					return 0, false, err
 				}
-				return true, err
+				return 0, true, err
 			}
 			if m < step {
-				return true, io.ErrUnexpectedEOF
+				return 0, true, io.ErrUnexpectedEOF
 			}
 		}
-		return false, nil
+		return 0, false, nil
 	}
 	bp := c.h.copyBuf()
 	defer c.h.putCopyBuf(bp)
@@ -1139,22 +1156,22 @@ func (c *conn1) copyLength(ex *exchange, n int64) (fromTarget bool, err error) {
 		m, rerr := c.readTarget(ex, bp[:min(int64(len(bp)), n)])
 		if m > 0 {
 			if _, err := c.nc.Write(bp[:m]); err != nil {
-				return false, err
+				return 0, false, err
 			}
 			n -= int64(m)
 			ex.sent += int64(m)
 		}
 		if rerr != nil && n > 0 {
 			if rerr == errClientGone {
-				return false, rerr
+				return 0, false, rerr
 			}
 			if rerr == io.EOF {
 				rerr = io.ErrUnexpectedEOF
 			}
-			return true, rerr
+			return 0, true, rerr
 		}
 	}
-	return false, nil
+	return 0, false, nil
 }
 
 // isClientWriteErr reports an error from writing to the client in a
@@ -1200,6 +1217,19 @@ func (c *conn1) copyChunked(ex *exchange, decode bool) (fromTarget bool, err err
 			if n > 0 {
 				continue
 			}
+		}
+		if left := ch.DataLeft(); tc.r == tc.w && left >= chunkDirectMin {
+			// Inside a long chunk with nothing buffered: its data goes
+			// straight from the target to the client (spliced when it
+			// can), not 4 KiB at a time through the parse buffer.
+			tc.r, tc.w = 0, 0
+			k, fromTarget, err := c.copyBody(ex, left)
+			ch.Skip(k)
+			ex.sent = ch.Size()
+			if err != nil {
+				return fromTarget, err
+			}
+			continue
 		}
 		if tc.r > 0 {
 			tc.w = copy(tc.buf, tc.buf[tc.r:tc.w])

@@ -327,3 +327,40 @@ func TestHTTPSRefusalsLogged(t *testing.T) {
 	assert.Equal(t, "TLS 1.3", m["tls_version"])
 	assert.Equal(t, uint64(2), h.Stats().Malformed)
 }
+
+// TestEngineLongChunks: a chunked response of long chunks reaches the
+// client whole and in order, its chunks' data moved straight between the
+// sockets: as chunks to an HTTP/1.1 client, decoded to an HTTP/1.0 one.
+func TestEngineLongChunks(t *testing.T) {
+	parts := [][]byte{bytes.Repeat([]byte("a"), 100<<10), bytes.Repeat([]byte("b"), 20<<10), []byte("c"), bytes.Repeat([]byte("d"), 300<<10)}
+	want := bytes.Join(parts, nil)
+	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		for _, p := range parts {
+			_, _ = w.Write(p)
+			w.(http.Flusher).Flush() // one chunk each
+		}
+	})
+	var logs logBuffer
+	h := configured(t, &HTTP{AccessLog: logs.logger()}, forwardTo(t, upstreamOf(t, "web", tg)))
+	addr := serve(t, h)
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+		_, err = io.WriteString(c, "GET / "+proto+"\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err, proto)
+		got, err := io.ReadAll(resp.Body)
+		require.NoError(t, err, proto)
+		resp.Body.Close()
+		c.Close()
+		assert.Equal(t, len(want), len(got), proto)
+		assert.True(t, bytes.Equal(want, got), "%s: the body differs", proto)
+		if proto == "HTTP/1.1" {
+			assert.Equal(t, []string{"chunked"}, resp.TransferEncoding)
+		}
+		m := lastLog(t, h, &logs)
+		assert.EqualValues(t, len(want), m["bytes_out"], proto)
+	}
+}

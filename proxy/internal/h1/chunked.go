@@ -77,6 +77,29 @@ func (c *Chunked) Reset() {
 // decoded length, for a body size limit.
 func (c *Chunked) Size() int64 { return c.size }
 
+// DataLeft returns how many bytes of the current chunk's data are still to
+// come, 0 outside chunk data: a caller may move them itself (splice) and
+// say so with Skip.
+func (c *Chunked) DataLeft() int64 {
+	if c.state == chunkData && c.err == nil {
+		return c.left
+	}
+	return 0
+}
+
+// Skip accounts for k bytes of chunk data the caller moved without Scan or
+// Decode; k must not exceed DataLeft.
+func (c *Chunked) Skip(k int64) {
+	if k <= 0 || k > c.DataLeft() {
+		return
+	}
+	c.left -= k
+	c.size += k
+	if c.left == 0 {
+		c.state = chunkDataEnd
+	}
+}
+
 // Done reports whether the body has ended.
 func (c *Chunked) Done() bool { return c.state == chunkDone }
 

@@ -156,3 +156,40 @@ func TestKindOfExported(t *testing.T) {
 		t.Error("HopKind")
 	}
 }
+
+// TestChunkedSkip: data a caller moves itself (DataLeft, Skip) counts as
+// scanned: the framing after it is checked as if Scan had seen it.
+func TestChunkedSkip(t *testing.T) {
+	var c Chunked
+	body := "a000\r\n" + strings.Repeat("x", 0xa000) + "\r\n3\r\nabc\r\n0\r\n\r\n"
+	n, done, err := c.Scan([]byte(body[:10]))
+	if err != nil || done || n != 10 {
+		t.Fatalf("scan of the head: %d %v %v", n, done, err)
+	}
+	if got := c.DataLeft(); got != 0xa000-4 {
+		t.Fatalf("DataLeft = %d, want %d", got, 0xa000-4)
+	}
+	c.Skip(c.DataLeft() + 1) // too much: ignored
+	if c.DataLeft() != 0xa000-4 {
+		t.Fatal("Skip beyond the chunk was taken")
+	}
+	c.Skip(c.DataLeft())
+	if c.DataLeft() != 0 || c.Size() != 0xa000 {
+		t.Fatalf("after Skip: left %d, size %d", c.DataLeft(), c.Size())
+	}
+	rest := body[6+0xa000:]
+	n, done, err = c.Scan([]byte(rest))
+	if err != nil || !done || n != len(rest) {
+		t.Fatalf("scan of the rest: %d %v %v", n, done, err)
+	}
+	if c.Size() != 0xa000+3 {
+		t.Fatalf("size %d", c.Size())
+	}
+
+	var bad Chunked
+	_, _, _ = bad.Scan([]byte("4\r\n"))
+	bad.Skip(bad.DataLeft())
+	if _, _, err := bad.Scan([]byte("XY")); err == nil {
+		t.Fatal("a chunk not ended by CRLF after skipped data was accepted")
+	}
+}
