@@ -135,6 +135,8 @@ type tracingSection struct {
 	// TrustedClients are the prefixes of clients whose own trace context
 	// (traceparent) is continued; default: none.
 	TrustedClients []string `yaml:"trusted_clients" json:"trusted_clients"`
+	// Flows adds a span per TCP, TLS and UDP flow.
+	Flows bool `yaml:"flows" json:"flows"`
 }
 
 // tracing builds (or finds) the tracer of the tracing section.
@@ -169,7 +171,7 @@ func (in *integrations) tracing(node *yaml.Node) ([]lb.Option, error) {
 	defer in.mu.Unlock()
 	if e, ok := in.tracers[string(key)]; ok {
 		e.gen = in.gen
-		return []lb.Option{lb.WithObserver(e.tracer)}, nil
+		return tracerOptions(e.tracer, s.Flows), nil
 	}
 	e := &tracerEntry{gen: in.gen}
 	if in.check {
@@ -182,7 +184,17 @@ func (in *integrations) tracing(node *yaml.Node) ([]lb.Option, error) {
 		e.tp, e.tracer = tp, tracing.New(tp, opts...)
 	}
 	in.tracers[string(key)] = e
-	return []lb.Option{lb.WithObserver(e.tracer)}, nil
+	return tracerOptions(e.tracer, s.Flows), nil
+}
+
+// tracerOptions are the load balancer's options for a tracer: HTTP
+// requests always, L4 flows if asked.
+func tracerOptions(t *tracing.Tracer, flows bool) []lb.Option {
+	opts := []lb.Option{lb.WithObserver(t)}
+	if flows {
+		opts = append(opts, lb.WithFlowObserver(t))
+	}
+	return opts
 }
 
 // commit runs after the last read's options were applied to l: the ACME
