@@ -62,9 +62,9 @@ type LoadBalancer struct {
 	wrapListener func(net.Listener) net.Listener
 	hooksPtr     atomic.Pointer[Hooks]
 	flowObs      atomic.Pointer[flowObserverBox] // WithFlowObserver's
-	eg           errgroup.Group // serving and retiring proxies
-	closing      chan struct{}  // closed when the load balancer stops: retiring proxies close
-	retiring     atomic.Int32   // proxies finishing in the background
+	eg           errgroup.Group                  // serving and retiring proxies
+	closing      chan struct{}                   // closed when the load balancer stops: retiring proxies close
+	retiring     atomic.Int32                    // proxies finishing in the background
 }
 
 // New returns a load balancer configured by opts, or an error listing every
