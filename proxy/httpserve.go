@@ -186,8 +186,16 @@ func (h *HTTP) Serve(ln net.Listener) error {
 	h.mu.Unlock()
 
 	for {
+		// Each connection's goroutine is counted in h.engines before it
+		// is accepted, under the lock that Shutdown and Close take to
+		// stop the proxy: a connection accepted as the proxy stops is
+		// then served (Shutdown waits for it), never left unwaited.
+		if !h.reserve() {
+			return http.ErrServerClosed
+		}
 		c, err := l.Accept()
 		if err != nil {
+			h.engines.Done()
 			// Closed: acceptloop retries every other error.
 			if f := h.failed.Load(); f != nil {
 				return fmt.Errorf("proxy: HTTP server stopped: %w", *f)
@@ -203,9 +211,28 @@ func (h *HTTP) Serve(ln net.Listener) error {
 	}
 }
 
+// reserve counts a connection about to be accepted in h.engines, unless
+// the proxy was stopped.
+func (h *HTTP) reserve() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.engines.Add(1)
+	return true
+}
+
 // admit does the accept loop's share of a new connection: the ACL, checked
-// before any byte is read, then the connection's goroutine.
+// before any byte is read, then the connection's goroutine, which takes
+// over the connection's count in h.engines (see reserve).
 func (h *HTTP) admit(c net.Conn) error {
+	admitted := false
+	defer func() {
+		if !admitted {
+			h.engines.Done()
+		}
+	}()
 	peer := addrPortOf(c.RemoteAddr())
 	if !h.acl.Load().Allows(peer.Addr()) {
 		h.stats.refusedConns.Add(1)
@@ -236,7 +263,7 @@ func (h *HTTP) admit(c net.Conn) error {
 	}
 	tmo := h.tmo.Load()
 	if h.tls == nil {
-		h.engines.Add(1)
+		admitted = true
 		go func() {
 			defer h.engines.Done()
 			h.serveEngine(c, unmapped(peer), port, tmo)
@@ -249,7 +276,7 @@ func (h *HTTP) admit(c net.Conn) error {
 		h.endConn()
 		return err
 	}
-	h.engines.Add(1)
+	admitted = true
 	go func() {
 		defer h.engines.Done()
 		h.serveTLS(c, g, unmapped(peer), port, tmo)
