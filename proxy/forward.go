@@ -628,10 +628,11 @@ func (ex *exchange) headDeadline(tmo *Timeouts) time.Time {
 }
 
 // setReadDeadline sets tc's read deadline without undoing an abort: if the
-// request was abandoned meanwhile, the abort is done again.
+// request was abandoned meanwhile (its context done, or the engine's
+// client gone), the abort is done again.
 func (tc *tconn) setReadDeadline(ex *exchange, t time.Time) {
 	_ = tc.nc.SetReadDeadline(t)
-	if ex.ctx != nil && ex.ctx.Err() != nil {
+	if ex.ctx != nil && ex.ctx.Err() != nil || ex.c != nil && ex.c.gone() {
 		tc.abort()
 	}
 }
@@ -656,9 +657,12 @@ func (ex *exchange) readHead(tc *tconn, tmo *Timeouts) error {
 		if err == h1.ErrIncomplete {
 			err := tc.fill()
 			if err != nil && watchAt.Before(end) && isTimeout(err) && !ex.canceled() {
-				ex.c.watch(tc)
+				// The deadline first: a watcher that finds the client
+				// gone at once aborts tc, which a later deadline would
+				// undo.
 				watchAt = end
 				tc.setReadDeadline(ex, end)
+				ex.c.watch(tc)
 				continue
 			}
 			if err != nil && ex.c != nil && ex.c.gone() {
