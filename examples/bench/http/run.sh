@@ -44,7 +44,7 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$tmp/bench" ./examples/bench/http
-(cd examples/bench/http/fasthttp && GOWORK=off go build -o "$tmp/fasthttp" .) # a module of its own, outside the workspace
+(cd examples/bench/http/fasthttp && go build -o "$tmp/fasthttp" .) # a module of its own
 
 waitport() {
   for _ in $(seq 1 100); do
