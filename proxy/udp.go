@@ -91,6 +91,7 @@ type UDP struct {
 	quiet     chan struct{} // closed when Shutdown lets Serve loops return
 
 	loops   sync.WaitGroup // Serve loops
+	reading atomic.Int32   // Serve loops still reading (Shutdown waits for them)
 	readers sync.WaitGroup // reply readers, one per flow's target socket
 	bufs    sync.Pool      // *replyBatch: reply readers' buffers (Linux)
 	stats   udpCounters
@@ -250,6 +251,7 @@ func (p *UDP) Serve(pc net.PacketConn) error {
 	}
 	p.listeners[conn] = struct{}{}
 	p.loops.Add(1)
+	p.reading.Add(1)
 	l := &udpListener{p: p, conn: conn, local: addrPortOf(conn.LocalAddr()), ft: p.flows}
 	l.rc, _ = conn.SyscallConn()
 	p.mu.Unlock()
@@ -257,6 +259,9 @@ func (p *UDP) Serve(pc net.PacketConn) error {
 	defer conn.Close()
 
 	err := l.serve()
+	// The datagrams read last were forwarded: Shutdown may now tell
+	// whether their replies are due.
+	p.reading.Add(-1)
 	p.mu.Lock()
 	q := p.quiet
 	p.mu.Unlock()
@@ -279,9 +284,16 @@ func (l *udpListener) serveEach() error {
 			}
 			continue
 		}
+		if testHookUDPRead != nil {
+			testHookUDPRead()
+		}
 		l.handle(buf[:n], from)
 	}
 }
+
+// testHookUDPRead, when set by a test, runs in a Serve loop after each
+// read, before the datagrams read are forwarded.
+var testHookUDPRead func()
 
 // readFailed decides what a read error on the listening socket means:
 // the end of Serve (done) with its error, or a passing error (an ICMP
@@ -419,7 +431,10 @@ func (p *UDP) Shutdown(ctx context.Context) error {
 	grace := time.NewTimer(udpReplyGrace)
 	defer grace.Stop()
 wait:
-	for ft != nil && p.awaitingReplies(ft) {
+	// A read loop may be forwarding the datagrams of its last read: it is
+	// waited for first, or their flows would be closed before they
+	// await a reply.
+	for p.reading.Load() > 0 || ft != nil && p.awaitingReplies(ft) {
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()

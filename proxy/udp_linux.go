@@ -92,6 +92,9 @@ func (l *udpListener) serve() error {
 			}
 			continue
 		}
+		if testHookUDPRead != nil {
+			testHookUDPRead()
+		}
 		for i := range b.n {
 			from, ok := sockaddrToAddrPort(&b.names[i])
 			if !ok {

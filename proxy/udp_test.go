@@ -614,3 +614,50 @@ func TestUDPShutdownRelaysAwaitedReplies(t *testing.T) {
 	require.NoError(t, <-shut)
 	require.ErrorIs(t, <-oldDone, ErrProxyClosed)
 }
+
+// TestUDPShutdownForwardsWhatWasRead stops a proxy while its read loop
+// holds a datagram it has read but not forwarded yet: Shutdown waits for
+// the loop to forward it and then for its answer, which the client gets.
+// (Shutdown used to look for flows awaiting answers before the loop had
+// made the flow, and closed it as soon as the loop forwarded.)
+func TestUDPShutdownForwardsWhatWasRead(t *testing.T) {
+	checkFDs(t)
+	target := startUDPTarget(t, "udp4", "re:")
+	p := &UDP{Flows: newTestFlows(t)}
+	require.NoError(t, p.SetUpstream(newUDPUpstream(t, target)))
+
+	read := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	testHookUDPRead = func() {
+		once.Do(func() {
+			close(read)
+			<-release
+		})
+	}
+	defer func() { testHookUDPRead = nil }()
+
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(pc) }()
+	c := udpClient(t, "udp4", pc.LocalAddr().String())
+	_, err = c.Write([]byte("one"))
+	require.NoError(t, err)
+	<-read // the loop holds the datagram
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- p.Shutdown(ctx) }()
+	require.Eventually(t, p.isStopped, 5*time.Second, time.Millisecond)
+	close(release)
+
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	buf := make([]byte, 100)
+	n, err := c.Read(buf)
+	require.NoError(t, err, "the datagram read before Shutdown is forwarded and answered")
+	assert.Equal(t, "re:one", string(buf[:n]))
+	require.NoError(t, <-shut)
+	require.ErrorIs(t, <-served, ErrProxyClosed)
+}
