@@ -106,6 +106,8 @@ type conn1 struct {
 	readFn func(uintptr) bool
 	rn     int
 	rerr   error
+
+	rdl time.Time // the read deadline set on nc (see setReadDeadline)
 }
 
 // Connection states, for Shutdown. A new connection (no request yet) is
@@ -200,7 +202,7 @@ func (c *conn1) readRequest() bool {
 		if !c.served {
 			wait = c.tmo.Request
 		}
-		if err := c.nc.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		if err := c.armWait(time.Now(), wait); err != nil {
 			return false
 		}
 		var n int
@@ -234,7 +236,7 @@ func (c *conn1) readRequest() bool {
 		n, err := h1.ParseRequest(c.buf[c.r:c.w], &c.req, lim)
 		if err == nil {
 			if armed {
-				_ = c.nc.SetReadDeadline(time.Time{})
+				_ = c.setReadDeadline(time.Time{})
 			}
 			c.head = c.r
 			c.r += n
@@ -249,7 +251,7 @@ func (c *conn1) readRequest() bool {
 		// Incomplete: read more, within the request timeout.
 		if !armed {
 			armed = true
-			if err := c.nc.SetReadDeadline(deadline); err != nil {
+			if err := c.setReadDeadline(deadline); err != nil {
 				return false
 			}
 		}
@@ -273,6 +275,33 @@ func (c *conn1) readRequest() bool {
 		}
 		return false
 	}
+}
+
+// setReadDeadline sets the client connection's read deadline, which the
+// connection remembers for armWait. Every change of it goes through here.
+func (c *conn1) setReadDeadline(t time.Time) error {
+	c.rdl = t
+	return c.nc.SetReadDeadline(t)
+}
+
+// armWait sets the read deadline for the wait for a request: wait from
+// now, lazily, as nginx updates its timers: the deadline is set a little
+// later than asked (lazyDeadline), and left alone while it still falls
+// within that margin, so that a busy keep-alive connection does not reset
+// its timer at every request. The wait then ends between wait and
+// wait+lazyDeadline(wait) after the last request, never earlier.
+func (c *conn1) armWait(now time.Time, wait time.Duration) error {
+	t := now.Add(wait)
+	if !c.rdl.Before(t) && c.rdl.Sub(t) <= lazyDeadline(wait) {
+		return nil
+	}
+	return c.setReadDeadline(t.Add(lazyDeadline(wait)))
+}
+
+// lazyDeadline is how much later than asked armWait may let a wait end:
+// 1/64 of it, at most 250 ms (nginx's NGX_TIMER_LAZY_DELAY is 300 ms).
+func lazyDeadline(wait time.Duration) time.Duration {
+	return min(wait/64, 250*time.Millisecond)
 }
 
 // readIdle is the callback of the first read of a request on a plain TCP
@@ -335,7 +364,7 @@ func (c *conn1) linger() {
 	if c.tcp == nil || c.tcp.CloseWrite() != nil {
 		return
 	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	_ = c.setReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 64<<10))
 }
 
@@ -504,7 +533,7 @@ func (c *conn1) prereadBody() bool {
 		}
 		if !deadlineSet {
 			deadlineSet = true
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.tmo.Request))
+			_ = c.setReadDeadline(time.Now().Add(c.tmo.Request))
 		}
 		if c.w == len(c.buf) {
 			c.growForBody(limit)
@@ -646,7 +675,7 @@ func (b *clientBody1) inline(n int64) {
 // reset clears b after the request.
 func (b *clientBody1) reset() {
 	if b.armed {
-		_ = b.c.nc.SetReadDeadline(time.Time{})
+		_ = b.c.setReadDeadline(time.Time{})
 	}
 	if b.scratch != nil && b.c != nil {
 		b.c.h.putCopyBuf((*[copyBufferSize]byte)(b.scratch[:copyBufferSize]))
@@ -671,7 +700,7 @@ func (b *clientBody1) cont() error {
 func (b *clientBody1) arm() {
 	if !b.armed {
 		b.armed = true
-		_ = b.c.nc.SetReadDeadline(time.Now().Add(b.c.h.tmo.Load().Request))
+		_ = b.c.setReadDeadline(time.Now().Add(b.c.h.tmo.Load().Request))
 	}
 }
 
@@ -1305,7 +1334,8 @@ func (c *conn1) tunnel(ex *exchange) {
 		}
 		c.r = c.w
 	}
-	_ = c.nc.SetDeadline(time.Time{})
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	_ = c.setReadDeadline(time.Time{})
 	_ = tc.nc.SetDeadline(time.Time{})
 	h := c.h
 	h.handlers.add()
@@ -1391,9 +1421,9 @@ func (c *conn1) stopWatch() {
 		return
 	}
 	c.wrunning = false
-	_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	_ = c.setReadDeadline(aLongTimeAgo)
 	<-c.wdone
-	_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.setReadDeadline(time.Time{})
 	c.wmu.Lock()
 	c.wtarget = nil
 	side := c.wside

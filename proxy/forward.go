@@ -583,7 +583,8 @@ func (ex *exchange) sendAndWait(tc *tconn, tmo *Timeouts) (dead, unwritten bool,
 		hb = append(hb, inl.b...)
 	}
 	ex.hbuf = hb
-	tc.setReadDeadline(ex, ex.headDeadline(tmo))
+	headAt := ex.headDeadline(tmo)
+	tc.setReadDeadline(ex, headAt)
 	s := &tc.sw
 	if s.fn == nil {
 		s.tc, s.fn = tc, s.step
@@ -610,6 +611,7 @@ func (ex *exchange) sendAndWait(tc *tconn, tmo *Timeouts) (dead, unwritten bool,
 	if rerr != nil && !isTimeout(rerr) {
 		return false, false, rerr
 	}
+	tc.headAt = headAt // readHead's first deadline, set already
 	return false, false, nil
 }
 
@@ -647,8 +649,12 @@ func (ex *exchange) readHead(tc *tconn, tmo *Timeouts) error {
 	end := time.Now().Add(tmo.Response)
 	// The engine watches its client connection when the target takes its
 	// time (see conn1.watch); until then the first deadline is earlier.
-	watchAt := ex.headDeadline(tmo)
-	tc.setReadDeadline(ex, watchAt)
+	watchAt := tc.headAt
+	tc.headAt = time.Time{}
+	if watchAt.IsZero() {
+		watchAt = ex.headDeadline(tmo)
+		tc.setReadDeadline(ex, watchAt)
+	}
 	lim := h1.Limits{MaxHeaderBytes: maxResponseHeaderBytes}
 	method := s2b(ex.method)
 	got := false // a byte of the answer arrived

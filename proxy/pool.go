@@ -107,8 +107,9 @@ type tconn struct {
 	r, w      int
 	resp      h1.Response
 	idleAt    time.Time
-	reused    bool // taken from the pool (not dialed for this request)
-	unchecked bool // reused without the liveness peek: sendAndWait does it
+	reused    bool      // taken from the pool (not dialed for this request)
+	unchecked bool      // reused without the liveness peek: sendAndWait does it
+	headAt    time.Time // the read deadline sendAndWait set for readHead
 
 	alive  bool          // set by peekFn
 	peekFn func(uintptr) // c.peek, bound once
