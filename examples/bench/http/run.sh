@@ -20,7 +20,7 @@ CORES=${CORES:-$(nproc)} # GOMAXPROCS, nginx workers, HAProxy threads
 SIZE=${SIZE:-100}       # response body bytes
 TARGETS=${TARGETS:-2}   # Go targets behind every proxy
 ROUNDS=${ROUNDS:-1}     # rounds of every proxy, interleaved; medians printed
-BASE=${BASE:-28080}     # targets on BASE+10.., proxies on BASE+1..BASE+6
+BASE=${BASE:-28080}     # targets on BASE+10.., proxies on BASE+1..BASE+7
 ONLY=${ONLY:-}          # e.g. ONLY="lbkit nginx"
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -45,6 +45,7 @@ trap cleanup EXIT
 
 go build -o "$tmp/bench" ./examples/bench/http
 (cd examples/bench/http/fasthttp && go build -o "$tmp/fasthttp" .) # a module of its own
+go build -o "$tmp/epollexp" ./examples/bench/http/epollexp
 
 waitport() {
   for _ in $(seq 1 100); do
@@ -177,11 +178,15 @@ for round in $(seq 1 "$ROUNDS"); do
   run fasthttp $((BASE + 6)) env GOMAXPROCS="$CORES" "$tmp/fasthttp" -listen "127.0.0.1:$((BASE + 6))" -target "$tlist"
   run nginx $((BASE + 4)) nginx -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log"
   run haproxy $((BASE + 5)) haproxy -db -f "$tmp/haproxy.cfg"
+  # The event-loop measurement (epollexp/doc.go): small answers only.
+  if [ "$SIZE" -le 3000 ]; then
+    run epollexp $((BASE + 7)) env GOMAXPROCS="$CORES" "$tmp/epollexp" -listen "127.0.0.1:$((BASE + 7))" -target "$tlist"
+  fi
 done
 
 if [ "$ROUNDS" -gt 1 ]; then
   echo "# medians of $ROUNDS rounds"
-  for name in lbkit httputil-pool fasthttp nginx haproxy; do
+  for name in lbkit httputil-pool fasthttp nginx haproxy epollexp; do
     grep "^$name " "$results" | sort -k2 -n | awk -v n="$name" '{a[NR]=$0} END {if (NR) {split(a[int((NR+1)/2)], f, " "); printf "%-15s %10s (median req/s)\n", n, f[2]}}'
     grep "^$name " "$results" | sort -k5 -n | awk '{a[NR]=$5} END {if (NR) printf "%-15s %10s (median cpu µs/req)\n", "", a[int((NR+1)/2)]}'
   done
