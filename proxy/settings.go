@@ -66,7 +66,9 @@ type Timeouts struct {
 	// reset both ways when idle this long; default: the flow table's TCP
 	// idle timeout. UDP: the flow is dropped; default: the flow table's
 	// UDP idle timeout. HTTP: how long a keep-alive connection waits for
-	// its next request; default: DefaultIdleTimeout.
+	// its next request, never less and at most 1/64 of it (250 ms at
+	// most) more, as the wait's deadline is moved lazily on busy
+	// connections; default: DefaultIdleTimeout.
 	Idle time.Duration
 
 	// Request bounds how long a client has to send a request's headers,

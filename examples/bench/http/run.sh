@@ -57,7 +57,8 @@ waitport() {
 }
 
 # ticks PID...: utime+stime, in clock ticks, of the processes and their
-# children (nginx's and HAProxy's workers).
+# children (nginx's and HAProxy's workers); with FIELD=user or FIELD=sys,
+# utime or stime alone.
 ticks() {
   local sum=0 p c
   for p in "$@"; do
@@ -68,7 +69,11 @@ ticks() {
         local rest
         rest=$(sed 's/^.*) //' "/proc/$c/stat")
         set -- $rest
-        sum=$((sum + ${12} + ${13}))
+        case "${FIELD:-}" in
+          user) sum=$((sum + ${12})) ;;
+          sys) sum=$((sum + ${13})) ;;
+          *) sum=$((sum + ${12} + ${13})) ;;
+        esac
       fi
     done
   done
@@ -87,7 +92,7 @@ tlist=$(IFS=,; echo "${targets[*]}")
 hz=$(getconf CLK_TCK)
 echo "# $(date -u +%FT%TZ) $(go version | cut -d' ' -f3) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# wrk -t$THREADS -c$CONNS -d${DUR}s; cores=$CORES size=$SIZE targets=$TARGETS rounds=$ROUNDS"
-printf '%-15s %10s %9s %9s %14s\n' proxy "req/s" p50 p99 "cpu µs/req"
+printf '%-15s %10s %9s %9s %14s %14s\n' proxy "req/s" p50 p99 "cpu µs/req" "of it user/sys"
 results="$tmp/results"
 : > "$results"
 
@@ -97,8 +102,11 @@ measure() { # name port pid
   wrk -t"$THREADS" -c"$CONNS" -d"${WARM}s" "http://127.0.0.1:$port/" >/dev/null
   local t0 t1 out
   t0=$(ticks "$pid")
+  local u0 u1
+  u0=$(FIELD=user ticks "$pid")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$port/")
   t1=$(ticks "$pid")
+  u1=$(FIELD=user ticks "$pid")
   echo "$out" > "$tmp/wrk-$name.txt"
   local rps reqs p50 p99 errs
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -108,7 +116,10 @@ measure() { # name port pid
   errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
   local cpu
   cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
-  printf '%-15s %10s %9s %9s %14s\n' "$name" "$rps" "$p50" "$p99" "$cpu"
+  local usr sys
+  usr=$(awk -v d=$((u1 - u0)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
+  sys=$(awk -v d=$((t1 - t0 - u1 + u0)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
+  printf '%-15s %10s %9s %9s %14s %14s\n' "$name" "$rps" "$p50" "$p99" "$cpu" "$usr/$sys"
   echo "$name $rps $p50 $p99 $cpu" >> "$results"
   if [ -n "$errs" ]; then echo "  $name: $errs"; fi
 }
