@@ -405,9 +405,10 @@ const udpReplyGrace = 3 * time.Second
 
 // Shutdown stops the proxy gracefully. Its Serve loops stop reading at
 // once, leaving new datagrams to whoever else reads the socket (the next
-// process of a binary upgrade, which shares it), while the answers to
-// datagrams already forwarded are still relayed back: Shutdown waits until
-// no flow waits for a reply, for at most 3 seconds or until ctx is done
+// process of a binary upgrade, which shares it), while the datagrams
+// already read are forwarded and their answers still relayed back:
+// Shutdown waits until the loops have forwarded what they read and no
+// flow waits for a reply, for at most 3 seconds or until ctx is done
 // (then returning ctx's error), and then closes the proxy as Close does.
 // Serve returns ErrProxyClosed once Shutdown is done.
 func (p *UDP) Shutdown(ctx context.Context) error {
