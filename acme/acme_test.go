@@ -44,6 +44,25 @@ func handshake(addr, sn string, roots *x509.CertPool) (*x509.Certificate, error)
 // under a stream of handshakes with none failing, and the CA going away:
 // the listener keeps its certificate and Diagnose says when it expires and
 // why renewing it fails.
+// startFront starts a load balancer with an HTTPS listener on a port of
+// its own, serving m's certificates in front of target, and returns it
+// with the listener's address; the caller closes it.
+func startFront(t *testing.T, m *acme.Manager, target string) (*lb.LoadBalancer, net.Addr) {
+	t.Helper()
+	l, err := lb.New(
+		lb.WithLogger(quiet),
+		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithCertificatesFrom(m)),
+		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget(target), lb.WithoutHealthCheck()),
+	)
+	require.NoError(t, err)
+	if err := l.Start(); err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	addr, _ := l.Addr("web")
+	return l, addr
+}
+
 func TestPebble(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs pebble")
@@ -59,15 +78,8 @@ func TestPebble(t *testing.T) {
 		CA: p.Directory, TrustedRoots: p.Roots})
 	require.NoError(t, err)
 	defer m.Close()
-	l, err := lb.New(
-		lb.WithLogger(quiet),
-		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithCertificatesFrom(m)),
-		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget(target.Listener.Addr().String()), lb.WithoutHealthCheck()),
-	)
-	require.NoError(t, err)
-	require.NoError(t, l.Start())
+	l, addr := startFront(t, m, target.Listener.Addr().String())
 	defer l.Close()
-	addr, _ := l.Addr("web")
 	front := addr.String()
 	p.Start(t, addr.(*net.TCPAddr).Port)
 
@@ -171,15 +183,8 @@ func TestPebble(t *testing.T) {
 	m2, err := acme.New(acme.Config{Domains: []string{name}, Storage: storage, Logger: quiet, CA: p.Directory, TrustedRoots: p.Roots})
 	require.NoError(t, err)
 	defer m2.Close()
-	l2, err := lb.New(
-		lb.WithLogger(quiet),
-		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithCertificatesFrom(m2)),
-		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget(target.Listener.Addr().String()), lb.WithoutHealthCheck()),
-	)
-	require.NoError(t, err)
-	require.NoError(t, l2.Start())
+	l2, addr2 := startFront(t, m2, target.Listener.Addr().String())
 	defer l2.Close()
-	addr2, _ := l2.Addr("web")
 	require.NoError(t, m2.Start(ctx, addr2.String()))
 	require.NoError(t, m2.Wait(ctx), "loaded from the shared storage")
 	other, err := handshake(addr2.String(), name, roots)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/lbkit/lbkit/acme"
 	"github.com/lbkit/lbkit/acme/internal/pebbletest"
-	"github.com/lbkit/lbkit/lb"
 )
 
 // TestOnDemand checks that a certificate is obtained during the handshake
@@ -30,15 +29,8 @@ func TestOnDemand(t *testing.T) {
 		CA: p.Directory, TrustedRoots: p.Roots})
 	require.NoError(t, err)
 	defer m.Close()
-	l, err := lb.New(
-		lb.WithLogger(quiet),
-		lb.WithListener("web", lb.HTTPS, "127.0.0.1:0", lb.WithForwardTo("app"), lb.WithCertificatesFrom(m)),
-		lb.WithTargetGroup("app", lb.HTTP, lb.WithTarget(target.Listener.Addr().String()), lb.WithoutHealthCheck()),
-	)
-	require.NoError(t, err)
-	require.NoError(t, l.Start())
+	l, addr := startFront(t, m, target.Listener.Addr().String())
 	defer l.Close()
-	addr, _ := l.Addr("web")
 	p.Start(t, addr.(*net.TCPAddr).Port)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
