@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -123,7 +122,19 @@ const (
 // serveEngine serves c, an accepted plain or TLS (HTTP/1.1) connection,
 // until it closes.
 func (h *HTTP) serveEngine(nc net.Conn, peer netip.AddrPort, port string, tmo *Timeouts) {
+	h.serveEngineWith(nc, peer, port, tmo, nil, 0, 0, false)
+}
+
+// serveEngineWith is serveEngine for a connection an event loop hands
+// over: buf (from getConnBuf, or nil) holds at buf[r:w] what was read of
+// the connection and not served yet, and served says whether a request
+// was.
+func (h *HTTP) serveEngineWith(nc net.Conn, peer netip.AddrPort, port string, tmo *Timeouts, buf []byte, r, w int, served bool) {
 	c := &conn1{h: h, hs: h.stats.stripe(), nc: nc, peer: peer, port: port, tmo: tmo, keep: true, born: time.Now()}
+	c.buf, c.r, c.w, c.served = buf, r, w, served
+	if served && r == w {
+		c.state.Store(connIdle)
+	}
 	c.tcp = tcpConnOf(nc)
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.tls = tc
@@ -391,54 +402,7 @@ func (c *conn1) handle() {
 		ex.scheme = "https"
 	}
 	ex.port = c.port
-	ex.method = b2s(req.Method)
-	ex.host = b2s(req.Host)
-	ex.head = ex.method == http.MethodHead
-	ex.proto = "HTTP/1.1"
-	if req.Minor == 0 {
-		ex.proto = "HTTP/1.0"
-	}
-	target := b2s(req.Path)
-	ex.path, ex.query, _ = strings.Cut(target, "?")
-	if ex.query != "" {
-		if q := cleanQuery(ex.query); q != ex.query {
-			ex.query = q
-			target = ex.path + "?" + q
-		}
-	}
-	ex.target = target
-	ex.fields = req.Headers
-	h2c := false
-	for i := range req.Headers {
-		f := &req.Headers[i]
-		switch f.Kind {
-		case h1.KindXForwardedFor:
-			ex.xff = append(ex.xff, b2s(f.Value))
-		case h1.KindForwarded:
-			ex.fwd = append(ex.fwd, b2s(f.Value))
-		case h1.KindUpgrade:
-			h2c = h2c || h1.HasToken(f.Value, "h2c")
-		case h1.KindOther:
-			switch len(f.Name) {
-			case len("Cookie"):
-				if h1.EqualFold(f.Name, "Cookie") {
-					ex.cookies = append(ex.cookies, b2s(f.Value))
-				}
-			case len("Referer"):
-				if ex.referer == "" && h1.EqualFold(f.Name, "Referer") {
-					ex.referer = b2s(f.Value)
-				}
-			case len("User-Agent"):
-				if ex.ua == "" && h1.EqualFold(f.Name, "User-Agent") {
-					ex.ua = b2s(f.Value)
-				}
-			case len("X-Request-Id"):
-				if ex.xrid == "" && h1.EqualFold(f.Name, "X-Request-Id") {
-					ex.xrid = b2s(f.Value)
-				}
-			}
-		}
-	}
+	h2c := ex.fromRequest(req)
 	// A cleartext HTTP/2 upgrade is not forwarded: a target that accepted
 	// it would speak HTTP/2 on a connection relayed as HTTP/1.1.
 	ex.upgrade = req.Upgrade && !h2c
@@ -881,46 +845,20 @@ func (b *clientBody1) readChunked(p []byte) (int, error) {
 
 // answer writes the proxy's own response.
 func (c *conn1) answer(ex *exchange, code int, body string) {
-	hb := ex.hbuf[:0]
-	hb, _ = h1.AppendStatusLine(hb, code, http.StatusText(code))
-	hb = append(hb, "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
-	hb = h1.AppendContentLength(hb, int64(len(body)))
-	switch code {
-	case http.StatusRequestTimeout, http.StatusRequestEntityTooLarge, http.StatusBadRequest:
-		c.keep = false
-	}
 	if ex.body.mode != bodyNone && !c.body.done && c.body.expect && !c.body.continued {
 		c.keep = false // the client's body never comes
 	}
-	hb = c.appendConnection(hb)
-	hb = h1.AppendEnd(hb)
-	if !ex.head {
-		hb = append(hb, body...)
-		ex.sent = int64(len(body))
-	}
-	ex.hbuf = hb
-	ex.started = true
-	if _, err := c.nc.Write(hb); err != nil {
-		c.lost.Store(true)
-		c.keep = false
-	}
+	c.write(ex, ex.appendAnswer(ex.hbuf[:0], code, body, &c.keep, c.req.Minor))
 }
 
 // respond writes a response the proxy makes (a redirect, a fixed
 // response): status, extra fields as name, value pairs, body.
 func (c *conn1) respond(ex *exchange, code int, fields []string, body string) {
-	hb := ex.hbuf[:0]
-	hb, _ = h1.AppendStatusLine(hb, code, http.StatusText(code))
-	for i := 0; i+1 < len(fields); i += 2 {
-		hb, _ = h1.AppendField(hb, fields[i], fields[i+1])
-	}
-	hb = h1.AppendContentLength(hb, int64(len(body)))
-	hb = c.appendConnection(hb)
-	hb = h1.AppendEnd(hb)
-	if !ex.head {
-		hb = append(hb, body...)
-		ex.sent = int64(len(body))
-	}
+	c.write(ex, ex.appendRespond(ex.hbuf[:0], code, fields, body, &c.keep, c.req.Minor))
+}
+
+// write writes a response the proxy made, hb, to the client.
+func (c *conn1) write(ex *exchange, hb []byte) {
 	ex.hbuf = hb
 	ex.started = true
 	if _, err := c.nc.Write(hb); err != nil {
@@ -929,15 +867,54 @@ func (c *conn1) respond(ex *exchange, code int, fields []string, body string) {
 	}
 }
 
+// appendAnswer appends the proxy's own response (a plain-text body saying
+// code's status) for a client speaking HTTP/1.minor, clearing keep when
+// the connection is to close after it.
+func (ex *exchange) appendAnswer(hb []byte, code int, body string, keep *bool, minor int) []byte {
+	hb, _ = h1.AppendStatusLine(hb, code, http.StatusText(code))
+	hb = append(hb, "Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	hb = h1.AppendContentLength(hb, int64(len(body)))
+	switch code {
+	case http.StatusRequestTimeout, http.StatusRequestEntityTooLarge, http.StatusBadRequest:
+		*keep = false
+	}
+	hb = ex.h.appendConnection(hb, keep, minor)
+	hb = h1.AppendEnd(hb)
+	if !ex.head {
+		hb = append(hb, body...)
+		ex.sent = int64(len(body))
+	}
+	return hb
+}
+
+// appendRespond appends a response the proxy makes (a redirect, a fixed
+// response): status, extra fields as name, value pairs, body; keep and
+// minor as for appendAnswer.
+func (ex *exchange) appendRespond(hb []byte, code int, fields []string, body string, keep *bool, minor int) []byte {
+	hb, _ = h1.AppendStatusLine(hb, code, http.StatusText(code))
+	for i := 0; i+1 < len(fields); i += 2 {
+		hb, _ = h1.AppendField(hb, fields[i], fields[i+1])
+	}
+	hb = h1.AppendContentLength(hb, int64(len(body)))
+	hb = ex.h.appendConnection(hb, keep, minor)
+	hb = h1.AppendEnd(hb)
+	if !ex.head {
+		hb = append(hb, body...)
+		ex.sent = int64(len(body))
+	}
+	return hb
+}
+
 // appendConnection appends the Connection field the client needs: close
-// when the connection ends after this response, keep-alive for an HTTP/1.0
-// client that keeps it.
-func (c *conn1) appendConnection(hb []byte) []byte {
+// when the connection ends after this response (keep false, or the proxy
+// stopping: keep is then cleared), keep-alive for an HTTP/1.0 client that
+// keeps it.
+func (h *HTTP) appendConnection(hb []byte, keep *bool, minor int) []byte {
 	switch {
-	case !c.keep || c.h.shuttingDown():
-		c.keep = false
+	case !*keep || h.shuttingDown():
+		*keep = false
 		return append(hb, "Connection: close\r\n"...)
-	case c.req.Minor == 0:
+	case minor == 0:
 		return append(hb, "Connection: keep-alive\r\n"...)
 	}
 	return hb
@@ -948,18 +925,21 @@ func (c *conn1) write1xx(ex *exchange, resp *h1.Response) {
 	if c.req.Minor == 0 {
 		return // HTTP/1.0 has no 1xx
 	}
-	hb := ex.hbuf[:0]
+	ex.hbuf = append1xx(ex.hbuf[:0], resp)
+	if _, err := c.nc.Write(ex.hbuf); err != nil {
+		c.lost.Store(true)
+	}
+}
+
+// append1xx appends an informational response as passed on.
+func append1xx(hb []byte, resp *h1.Response) []byte {
 	hb, _ = h1.AppendStatusLine(hb, resp.Status, resp.Reason)
 	for i := range resp.Headers {
 		if f := &resp.Headers[i]; !f.Hop {
 			hb = appendRaw(hb, f)
 		}
 	}
-	hb = h1.AppendEnd(hb)
-	ex.hbuf = hb
-	if _, err := c.nc.Write(hb); err != nil {
-		c.lost.Store(true)
-	}
+	return h1.AppendEnd(hb)
 }
 
 // appendRaw appends a parsed field as it was received.
@@ -978,55 +958,7 @@ func (c *conn1) relay(ex *exchange) {
 	tc := ex.tc
 	resp := &tc.resp
 	ex.started = true
-	hb := ex.hbuf[:0]
-	hb, _ = h1.AppendStatusLine(hb, resp.Status, resp.Reason)
-	framing := resp.Framing
-	if ex.head && framing != h1.FramingTunnel {
-		framing = h1.FramingNone
-	}
-	for i := range resp.Headers {
-		f := &resp.Headers[i]
-		if f.Hop && !(f.Kind == h1.KindTrailer && framing == h1.FramingChunked && c.req.Minor > 0) || f.Kind == h1.KindContentLength {
-			// Trailer is hop-by-hop, but a chunked body passed on as it
-			// is keeps its trailer section, which it announces.
-			continue
-		}
-		hb = appendRaw(hb, f)
-	}
-	for _, v := range ex.addCookies {
-		hb = append(hb, "Set-Cookie: "...)
-		hb = append(hb, v...)
-		hb = append(hb, "\r\n"...)
-	}
-	decode := false
-	switch framing {
-	case h1.FramingLength:
-		hb = h1.AppendContentLength(hb, resp.ContentLength)
-	case h1.FramingNone:
-		if resp.ContentLength >= 0 && resp.Status != http.StatusNoContent && resp.Status >= 200 {
-			hb = h1.AppendContentLength(hb, resp.ContentLength) // HEAD, 304
-		}
-	case h1.FramingChunked:
-		if c.req.Minor == 0 {
-			decode = true // HTTP/1.0 has no chunked: the end is the close
-			c.keep = false
-		} else {
-			hb = append(hb, "Transfer-Encoding: chunked\r\n"...)
-		}
-	case h1.FramingUntilClose:
-		c.keep = false
-	case h1.FramingTunnel:
-		hb = append(hb, "Connection: Upgrade\r\n"...)
-		for i := range resp.Headers {
-			if f := &resp.Headers[i]; f.Kind == h1.KindUpgrade {
-				hb = appendRaw(hb, f)
-			}
-		}
-	}
-	if framing != h1.FramingTunnel {
-		hb = c.appendConnection(hb)
-	}
-	hb = h1.AppendEnd(hb)
+	hb, framing, decode := ex.appendResponseHead(ex.hbuf[:0], resp, &c.keep, c.req.Minor)
 
 	// A short body already read with the head goes in the same write.
 	if framing == h1.FramingLength && int64(tc.w-tc.r) >= resp.ContentLength && resp.ContentLength <= inlineMax {
@@ -1084,6 +1016,64 @@ func (c *conn1) relay(ex *exchange) {
 	ex.endAttempt()
 	ex.releaseTarget(framing != h1.FramingUntilClose)
 	ex.finish(ex.upStatus)
+}
+
+// appendResponseHead appends the head of the target's response resp as
+// relayed to a client speaking HTTP/1.minor: without its hop-by-hop
+// fields, with the sticky policy's cookies and the client's framing. It
+// returns the framing of the body as relayed, whether a chunked body is to
+// be decoded (an HTTP/1.0 client), and clears keep when the connection is
+// to close after the response.
+func (ex *exchange) appendResponseHead(hb []byte, resp *h1.Response, keep *bool, minor int) ([]byte, h1.Framing, bool) {
+	hb, _ = h1.AppendStatusLine(hb, resp.Status, resp.Reason)
+	framing := resp.Framing
+	if ex.head && framing != h1.FramingTunnel {
+		framing = h1.FramingNone
+	}
+	for i := range resp.Headers {
+		f := &resp.Headers[i]
+		if f.Hop && !(f.Kind == h1.KindTrailer && framing == h1.FramingChunked && minor > 0) || f.Kind == h1.KindContentLength {
+			// Trailer is hop-by-hop, but a chunked body passed on as it
+			// is keeps its trailer section, which it announces.
+			continue
+		}
+		hb = appendRaw(hb, f)
+	}
+	for _, v := range ex.addCookies {
+		hb = append(hb, "Set-Cookie: "...)
+		hb = append(hb, v...)
+		hb = append(hb, "\r\n"...)
+	}
+	decode := false
+	switch framing {
+	case h1.FramingLength:
+		hb = h1.AppendContentLength(hb, resp.ContentLength)
+	case h1.FramingNone:
+		if resp.ContentLength >= 0 && resp.Status != http.StatusNoContent && resp.Status >= 200 {
+			hb = h1.AppendContentLength(hb, resp.ContentLength) // HEAD, 304
+		}
+	case h1.FramingChunked:
+		if minor == 0 {
+			decode = true // HTTP/1.0 has no chunked: the end is the close
+			*keep = false
+		} else {
+			hb = append(hb, "Transfer-Encoding: chunked\r\n"...)
+		}
+	case h1.FramingUntilClose:
+		*keep = false
+	case h1.FramingTunnel:
+		hb = append(hb, "Connection: Upgrade\r\n"...)
+		for i := range resp.Headers {
+			if f := &resp.Headers[i]; f.Kind == h1.KindUpgrade {
+				hb = appendRaw(hb, f)
+			}
+		}
+	}
+	if framing != h1.FramingTunnel {
+		hb = ex.h.appendConnection(hb, keep, minor)
+	}
+	hb = h1.AppendEnd(hb)
+	return hb, framing, decode
 }
 
 // cut ends an exchange whose client could not be written to: the client is

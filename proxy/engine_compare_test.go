@@ -231,6 +231,9 @@ func TestHTTPMatchesReverseProxy(t *testing.T) {
 		n += int(v.(*pool).dials.Load())
 		return true
 	})
+	if ls := engine.runningLoops(); ls != nil {
+		n += int(ls.dials.Load())
+	}
 	assert.Positive(t, n, "the engine's own client was used")
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -29,8 +30,10 @@ type exchange struct {
 	hs *httpStripe   // the proxy's counters this exchange writes
 	ts *targetStripe // the chosen target's, while chosen
 
-	// The front end: c for the engine, w and in for ServeHTTP.
+	// The front end: c for the engine, lc for its event loops (Linux), w
+	// and in for ServeHTTP.
 	c   *conn1
+	lc  *lclient
 	w   http.ResponseWriter
 	in  *http.Request
 	ctx context.Context // ServeHTTP's request context; nil for the engine
@@ -123,7 +126,7 @@ const (
 // reset readies ex for the next request, keeping the capacity of its
 // slices.
 func (ex *exchange) reset() {
-	if ex.c != nil {
+	if ex.c != nil || ex.lc != nil {
 		ex.fields = nil // the engine's request's own: not ours to keep
 	}
 	clear(ex.fields)
@@ -191,6 +194,9 @@ func (ex *exchange) canceled() bool {
 	if ex.c != nil {
 		return ex.c.gone()
 	}
+	if ex.lc != nil {
+		return ex.lc.gone
+	}
 	return ex.ctx.Err() != nil
 }
 
@@ -218,6 +224,13 @@ func (ex *exchange) answer(code int, why string) {
 		}
 		ex.finish(code)
 		ex.c.answer(ex, code, body)
+		return
+	} else if ex.lc != nil {
+		if !ex.head {
+			ex.sent = int64(len(body))
+		}
+		ex.finish(code)
+		ex.lc.answer(ex, code, body)
 		return
 	} else {
 		hd := ex.w.Header()
@@ -274,4 +287,59 @@ func s2b(s string) []byte {
 		return nil
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// fromRequest fills in the request's part of ex from an engine's parsed
+// request (its strings alias the request's buffer), reporting whether it
+// asks for a cleartext HTTP/2 upgrade (h2c), which is not forwarded.
+func (ex *exchange) fromRequest(req *h1.Request) (h2c bool) {
+	ex.method = b2s(req.Method)
+	ex.host = b2s(req.Host)
+	ex.head = ex.method == http.MethodHead
+	ex.proto = "HTTP/1.1"
+	if req.Minor == 0 {
+		ex.proto = "HTTP/1.0"
+	}
+	target := b2s(req.Path)
+	ex.path, ex.query, _ = strings.Cut(target, "?")
+	if ex.query != "" {
+		if q := cleanQuery(ex.query); q != ex.query {
+			ex.query = q
+			target = ex.path + "?" + q
+		}
+	}
+	ex.target = target
+	ex.fields = req.Headers
+	h2c = false
+	for i := range req.Headers {
+		f := &req.Headers[i]
+		switch f.Kind {
+		case h1.KindXForwardedFor:
+			ex.xff = append(ex.xff, b2s(f.Value))
+		case h1.KindForwarded:
+			ex.fwd = append(ex.fwd, b2s(f.Value))
+		case h1.KindUpgrade:
+			h2c = h2c || h1.HasToken(f.Value, "h2c")
+		case h1.KindOther:
+			switch len(f.Name) {
+			case len("Cookie"):
+				if h1.EqualFold(f.Name, "Cookie") {
+					ex.cookies = append(ex.cookies, b2s(f.Value))
+				}
+			case len("Referer"):
+				if ex.referer == "" && h1.EqualFold(f.Name, "Referer") {
+					ex.referer = b2s(f.Value)
+				}
+			case len("User-Agent"):
+				if ex.ua == "" && h1.EqualFold(f.Name, "User-Agent") {
+					ex.ua = b2s(f.Value)
+				}
+			case len("X-Request-Id"):
+				if ex.xrid == "" && h1.EqualFold(f.Name, "X-Request-Id") {
+					ex.xrid = b2s(f.Value)
+				}
+			}
+		}
+	}
+	return h2c
 }

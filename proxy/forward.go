@@ -54,7 +54,7 @@ func (h *HTTP) forward(ex *exchange) {
 	retries := h.retry.Attempts > 1 && up.Sticky() == nil && !ex.upgrade
 	b := &ex.body
 	b.send = b.src
-	inl, inline := b.src.(*inlineBody)
+	_, inline := b.src.(*inlineBody)
 	if b.mode != bodyNone && b.src != nil && !inline {
 		// Even without retries the body goes through a replay when it is
 		// not in memory: it records nothing then, but knows what was read.
@@ -91,78 +91,104 @@ func (h *HTTP) forward(ex *exchange) {
 			}
 			b.send = ab
 		}
-		ex.tried = append(ex.tried, c.Target.ID)
-		ex.choice, ex.chosen = c, true
-		ex.ts = c.st.stripe(ex.hs)
-		ex.ts.requests.Add(1)
-		ex.ts.active.Add(1)
-		ex.attempts = append(ex.attempts, attempt{addr: c.Target.Addr, connect: -1, header: -1, response: -1})
-		a := &ex.attempts[len(ex.attempts)-1]
-		at := time.Now()
-		a.start = at
-		if ex.obs != nil && ex.obs.obs != nil {
-			ex.observeAttempt(c, n, at)
-		}
+		a := ex.beginAttempt(c, n)
 		err = ex.attempt(p, c, a, tmo)
 		if err == nil {
-			a.header = time.Since(at)
-			resp := &ex.tc.resp
-			a.status = resp.Status
-			ex.upStatus = resp.Status
-			c.st.observeStatus(ex.ts, resp.Status, a.header)
-			ex.hs.observeUpstream(resp.Status)
-			switch resp.Status {
-			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-				up.report(c.Target.ID, errStatus(resp.Status))
-			default:
-				up.report(c.Target.ID, nil)
-			}
+			ex.headArrived(a, &ex.tc.resp)
 			ex.gotResponse()
 			return
 		}
-		ex.release()
-		if ex.obs != nil && ex.obs.obs != nil {
-			ex.observeAttemptEnd(0, err)
-		}
-		var de *dialError
-		dial := errors.As(err, &de)
-		if dial {
-			c.st.connectErrors.Add(1)
-			a.noTarget = true
-		}
-		if errors.Is(err, ErrCircuitOpen) {
-			a.noTarget = true
-			ex.fail(err)
+		if !ex.retryAfter(err, a, n, first, retries) {
 			return
 		}
-		if ex.canceled() || ex.bodyErr() != nil {
-			ex.fail(err) // the client's doing, not the target's
-			return
-		}
-		up.report(c.Target.ID, err)
 		lastErr = err
-		switch {
-		case !retries, n+1 >= h.retry.Attempts, time.Since(first) >= h.retry.Timeout:
-			ex.fail(err)
-			return
-		case !dial && !idempotent(ex.method):
-			ex.fail(err)
-			return
-		case b.replay != nil && !b.replay.replayable(),
-			inline && int64(len(inl.b)) > h.retry.BodyLimit:
-			// A body in memory is replayed within the same limit as one
-			// recorded on its way: Retry.BodyLimit says what may be sent
-			// twice.
-			ex.fail(err)
-			return
-		}
-		if !h.budget.withdraw(time.Now()) {
-			h.stats.retriesRefused.Add(1)
-			ex.fail(err)
-			return
-		}
-		h.stats.retries.Add(1)
 	}
+}
+
+// beginAttempt records that c was chosen for attempt n (0 first) and
+// returns the attempt's record.
+func (ex *exchange) beginAttempt(c Choice, n int) *attempt {
+	ex.tried = append(ex.tried, c.Target.ID)
+	ex.choice, ex.chosen = c, true
+	ex.ts = c.st.stripe(ex.hs)
+	ex.ts.requests.Add(1)
+	ex.ts.active.Add(1)
+	ex.attempts = append(ex.attempts, attempt{addr: c.Target.Addr, connect: -1, header: -1, response: -1})
+	a := &ex.attempts[len(ex.attempts)-1]
+	at := time.Now()
+	a.start = at
+	if ex.obs != nil && ex.obs.obs != nil {
+		ex.observeAttempt(c, n, at)
+	}
+	return a
+}
+
+// headArrived records the final response head resp of attempt a: its
+// time, its status in the counters, and the passive health signal.
+func (ex *exchange) headArrived(a *attempt, resp *h1.Response) {
+	a.header = time.Since(a.start)
+	a.status = resp.Status
+	ex.upStatus = resp.Status
+	c := ex.choice
+	c.st.observeStatus(ex.ts, resp.Status, a.header)
+	ex.hs.observeUpstream(resp.Status)
+	switch resp.Status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		ex.up.report(c.Target.ID, errStatus(resp.Status))
+	default:
+		ex.up.report(c.Target.ID, nil)
+	}
+}
+
+// retryAfter ends failed attempt a (number n, the first of them at first)
+// and reports whether the request goes to another target; if not, it
+// answered the client (ex.fail). retries says whether the request may be
+// retried at all.
+func (ex *exchange) retryAfter(err error, a *attempt, n int, first time.Time, retries bool) bool {
+	h, up, c, b := ex.h, ex.up, ex.choice, &ex.body
+	inl, inline := b.send.(*inlineBody)
+	ex.release()
+	if ex.obs != nil && ex.obs.obs != nil {
+		ex.observeAttemptEnd(0, err)
+	}
+	var de *dialError
+	dial := errors.As(err, &de)
+	if dial {
+		c.st.connectErrors.Add(1)
+		a.noTarget = true
+	}
+	if errors.Is(err, ErrCircuitOpen) {
+		a.noTarget = true
+		ex.fail(err)
+		return false
+	}
+	if ex.canceled() || ex.bodyErr() != nil {
+		ex.fail(err) // the client's doing, not the target's
+		return false
+	}
+	up.report(c.Target.ID, err)
+	switch {
+	case !retries, n+1 >= h.retry.Attempts, time.Since(first) >= h.retry.Timeout:
+		ex.fail(err)
+		return false
+	case !dial && !idempotent(ex.method):
+		ex.fail(err)
+		return false
+	case b.replay != nil && !b.replay.replayable(),
+		inline && int64(len(inl.b)) > h.retry.BodyLimit:
+		// A body in memory is replayed within the same limit as one
+		// recorded on its way: Retry.BodyLimit says what may be sent
+		// twice.
+		ex.fail(err)
+		return false
+	}
+	if !h.budget.withdraw(time.Now()) {
+		h.stats.retriesRefused.Add(1)
+		ex.fail(err)
+		return false
+	}
+	h.stats.retries.Add(1)
+	return true
 }
 
 // errStatus is the passive-health signal of a target's 502, 503 or 504.
@@ -271,7 +297,7 @@ var errBadHeader = errors.New("proxy: invalid request line or header field")
 // memory, then the rest of the body. unwritten reports that nothing could
 // be written.
 func (ex *exchange) send(tc *tconn, tmo *Timeouts) (unwritten bool, err error) {
-	hb, err := ex.appendRequestHead(ex.hbuf[:0], tc)
+	hb, err := ex.appendRequestHead(ex.hbuf[:0], tc.host.addr)
 	ex.hbuf = hb
 	if err != nil {
 		return true, err
@@ -373,14 +399,14 @@ func (ex *exchange) copyChunkedTo(tc *tconn, src io.Reader, tmo *Timeouts) error
 // request line in origin form, Host, the client's fields without the
 // hop-by-hop ones and those the proxy sets, the forwarding headers, and
 // the framing of the body as the core sends it.
-func (ex *exchange) appendRequestHead(hb []byte, tc *tconn) ([]byte, error) {
+func (ex *exchange) appendRequestHead(hb []byte, addr string) ([]byte, error) {
 	var err error
 	if hb, err = h1.AppendRequestLine(hb, ex.method, ex.target); err != nil {
 		return hb, errBadHeader
 	}
 	host := removeZone(ex.host)
 	if host == "" {
-		host = tc.host.addr
+		host = addr
 	}
 	if hb, err = h1.AppendField(hb, "Host", host); err != nil {
 		return hb, errBadHeader
@@ -430,7 +456,7 @@ func (ex *exchange) appendRequestHead(hb []byte, tc *tconn) ([]byte, error) {
 				}
 			}
 		}
-		if ex.c == nil {
+		if ex.c == nil && ex.lc == nil {
 			// Fields from another server's request are checked; the
 			// engine's were checked when parsed.
 			if hb, err = h1.AppendField(hb, f.Name, f.Value); err != nil {
@@ -574,7 +600,7 @@ func validRequestID(s string) bool {
 // written). Errors are as send's; a timeout of the wait is left to
 // readHead.
 func (ex *exchange) sendAndWait(tc *tconn, tmo *Timeouts) (dead, unwritten bool, err error) {
-	hb, err := ex.appendRequestHead(ex.hbuf[:0], tc)
+	hb, err := ex.appendRequestHead(ex.hbuf[:0], tc.host.addr)
 	if err != nil {
 		ex.hbuf = hb
 		return false, true, err
@@ -737,6 +763,10 @@ func (ex *exchange) forward1xx(resp *h1.Response) {
 		ex.c.write1xx(ex, resp)
 		return
 	}
+	if ex.lc != nil {
+		ex.lc.write1xx(ex, resp)
+		return
+	}
 	dst := ex.w.Header()
 	for i := range resp.Headers {
 		f := &resp.Headers[i]
@@ -752,7 +782,17 @@ func (ex *exchange) forward1xx(resp *h1.Response) {
 // stickiness is remembered (a cookie policy may add its Set-Cookie), then
 // the front end relays the response.
 func (ex *exchange) gotResponse() {
-	resp := &ex.tc.resp
+	ex.remember(&ex.tc.resp)
+	if ex.c != nil {
+		ex.c.relay(ex)
+	} else {
+		ex.relayStd()
+	}
+}
+
+// remember runs when a target's final response head resp has arrived:
+// stickiness is remembered (a cookie policy may add its Set-Cookie).
+func (ex *exchange) remember(resp *h1.Response) {
 	for i := range resp.Headers {
 		if f := &resp.Headers[i]; f.Kind == h1.KindOther && len(f.Name) == len("Set-Cookie") && h1.EqualFold(f.Name, "Set-Cookie") {
 			ex.respCookies = append(ex.respCookies, b2s(f.Value))
@@ -760,11 +800,6 @@ func (ex *exchange) gotResponse() {
 	}
 	if resp.Framing != h1.FramingTunnel || ex.upgrade {
 		ex.up.Remember(balancer.PickInfo{Source: ex.client}, &ex.sreq, ex.choice, ex)
-	}
-	if ex.c != nil {
-		ex.c.relay(ex)
-	} else {
-		ex.relayStd()
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +265,9 @@ func (h *HTTP) admit(c net.Conn) error {
 	tmo := h.tmo.Load()
 	if h.tls == nil {
 		admitted = true
+		if ls := h.eventLoops(); ls != nil && ls.adopt(c, unmapped(peer), port, tmo) {
+			return nil
+		}
 		go func() {
 			defer h.engines.Done()
 			h.serveEngine(c, unmapped(peer), port, tmo)
@@ -417,6 +421,41 @@ func (h *HTTP) closeEngineConns(idleOnly bool) {
 		c.lost.Store(true)
 		c.nc.Close()
 	}
+	if ls := h.runningLoops(); ls != nil {
+		ls.closeConns(idleOnly)
+	}
+}
+
+// testEventLoop turns HTTP.EventLoop on for every proxy: the package's
+// tests run once with it (LBKIT_TEST_EVENTLOOP=1, see TestMain).
+var testEventLoop bool
+
+// eventLoops returns the proxy's event loops (HTTP.EventLoop), started on
+// first use; nil when it serves with goroutines only.
+func (h *HTTP) eventLoops() *evloops {
+	if !h.EventLoop && !testEventLoop {
+		return nil
+	}
+	h.loopsOnce.Do(func() {
+		ls, err := startLoops(h, runtime.GOMAXPROCS(0))
+		if err != nil {
+			if runtime.GOOS == "linux" && h.ErrorLog != nil {
+				h.ErrorLog.Error("proxy: event loops did not start; serving with goroutines", "err", err)
+			}
+			return
+		}
+		h.mu.Lock()
+		h.loops = ls
+		h.mu.Unlock()
+	})
+	return h.runningLoops()
+}
+
+// runningLoops returns the event loops if they were started.
+func (h *HTTP) runningLoops() *evloops {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.loops
 }
 
 // Shutdown stops the proxy gracefully, as http.Server.Shutdown does: the
@@ -514,4 +553,7 @@ func (h *HTTP) finish() {
 	h.serving.Wait()
 	h.drainWG.Wait()
 	h.closePools()
+	if ls := h.runningLoops(); ls != nil {
+		ls.stop()
+	}
 }
