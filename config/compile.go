@@ -257,6 +257,9 @@ func (c *compiler) listener(i int, l *Listener, seen map[string]int) (lb.Option,
 	} else if l.AccessLog && l7 {
 		opts = append(opts, lb.WithRequestIDs())
 	}
+	if onlyFor("event_loop", l.EventLoop, proto == lb.HTTP, "http") {
+		opts = append(opts, lb.WithEventLoop())
+	}
 
 	tlsProto := proto == lb.TLS || proto == lb.HTTPS
 	if onlyFor("certificates", len(l.Certificates) > 0, tlsProto, "tls and https") {

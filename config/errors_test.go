@@ -90,8 +90,8 @@ func TestProblemsByPath(t *testing.T) {
 			[]string{`listeners[web]: no default action (forward_to, redirect or fixed)`}},
 		{"http field on a tcp listener", "listeners: [{name: t, protocol: tcp, address: 127.0.0.1:0, forward_to: echo, access_log: true, request_timeout: 5s}]\n" + validGroups,
 			[]string{`listeners[t].request_timeout: is for http and https listeners, not tcp`, `listeners[t].access_log: is for http and https listeners, not tcp`}},
-		{"l4 field on an http listener", "listeners: [{name: web, protocol: http, address: 127.0.0.1:0, forward_to: app, flow_log: true}, {name: t, protocol: tcp, address: 127.0.0.1:0, forward_to: echo, request_id: true}]\n" + validGroups,
-			[]string{`listeners[web].flow_log: is for tcp, tls and udp listeners, not http`, `listeners[t].request_id: is for http and https listeners, not tcp`}},
+		{"l4 field on an http listener", "listeners: [{name: web, protocol: http, address: 127.0.0.1:0, forward_to: app, flow_log: true}, {name: t, protocol: tcp, address: 127.0.0.1:0, forward_to: echo, request_id: true, event_loop: true}]\n" + validGroups,
+			[]string{`listeners[web].flow_log: is for tcp, tls and udp listeners, not http`, `listeners[t].request_id: is for http and https listeners, not tcp`, `listeners[t].event_loop: is for http listeners, not tcp`}},
 		{"rule in a missing group", "listeners: [{name: web, protocol: http, address: 127.0.0.1:0, forward_to: app, rules: [{path: /a, forward: app}, {path: /b, split: [{group: app, weight: 1}, {group: gone, weight: 1}]}]}]\n" + validGroups,
 			[]string{`listeners[web].rules[1].split[1].group: forwards to target group "gone", which does not exist`}},
 		{"rule problems", `

@@ -76,6 +76,7 @@ func newProxy(cfg *listenerConfig, certs *proxy.Certificates) (*proxy.TCP, *prox
 		AccessLog:      cfg.accessLog,
 		RequestID:      cfg.requestID,
 		Observer:       cfg.observer,
+		EventLoop:      cfg.eventLoop,
 	}
 	if cfg.proto == HTTPS {
 		h.TLS = &proxy.TLS{
@@ -301,7 +302,7 @@ func fixedAtServe(cfg *listenerConfig) any {
 	case HTTP, HTTPS:
 		return []any{cfg.forwarded, cfg.maxHeaderBytes, cfg.maxBodyBytes,
 			cfg.maxURILength, cfg.retry, cfg.accessLog, cfg.requestID, cfg.minTLS, cfg.ciphers, cfg.clientAuth,
-			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2, cfg.observer}
+			cfg.clientCAs, cfg.clientHosts, cfg.disableHTTP2, cfg.observer, cfg.eventLoop}
 	}
 	return nil
 }

@@ -234,7 +234,13 @@ func (l *listenerConfig) checkL7(r *report, obj Object) {
 		if l.retry != (proxy.Retry{}) || l.forwarded || l.accessLog != nil || l.requestID {
 			add("", "retries, the Forwarded header, request IDs and access logs are for http and https listeners")
 		}
+		if l.eventLoop {
+			add("EventLoop", "event loops are for http listeners")
+		}
 		return
+	}
+	if l.eventLoop && l.proto != HTTP {
+		add("EventLoop", "event loops are for http listeners; an https listener's connections are served with goroutines")
 	}
 	if l.connectAttempts != 0 {
 		add("ConnectAttempts", "connect attempts are for tcp and tls listeners; an http listener retries with WithRetries(proxy.Retry{Attempts: n})")

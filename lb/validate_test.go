@@ -126,7 +126,7 @@ func TestValidation(t *testing.T) {
 				WithRetries(proxy.Retry{Attempts: -1, Timeout: -1, MinPerSecond: -1, Ratio: 11}), WithConnectAttempts(2),
 				WithClientAuth(tls.RequireAndVerifyClientCert, nil, "*.bad*host"), WithMinTLSVersion(0x0309)),
 			WithListener("m", HTTP, "127.0.0.1:2", WithForwardTo("web"), WithClientAuth(tls.RequestClientCert, nil)),
-			WithListener("l4", TCP, "127.0.0.1:3", WithForwardTo("tcp"), WithRetries(proxy.Retry{Attempts: 2}), WithForwardedHeader()),
+			WithListener("l4", TCP, "127.0.0.1:3", WithForwardTo("tcp"), WithRetries(proxy.Retry{Attempts: 2}), WithForwardedHeader(), WithEventLoop()),
 			WithTargetGroup("k", HTTP, WithTarget("127.0.0.1:1"), WithAlgorithm(balancer.KeyHash)),
 		}, []string{
 			`listener "h": request timeout -1 is negative`,
@@ -142,6 +142,7 @@ func TestValidation(t *testing.T) {
 			`listener "h": minimum TLS version 0x309 is unknown`,
 			`listener "m": client authentication RequestClientCert is not VerifyClientCertIfGiven or RequireAndVerifyClientCert`,
 			`listener "l4": retries, the Forwarded header, request IDs and access logs are for http and https listeners`,
+			`listener "l4": event loops are for http listeners`,
 			`target group "k": algorithm key_hash needs a key per request`,
 		}},
 		{"flows", []Option{WithMaxFlows(-1), WithMaxFlowsPerSource(-2)}, []string{

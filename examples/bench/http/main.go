@@ -24,7 +24,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "lbkit", "target, lbkit, httputil or httputil-pool")
+	mode := flag.String("mode", "lbkit", "target, lbkit, lbkit-loop (HTTP.EventLoop), httputil or httputil-pool")
 	listen := flag.String("listen", "127.0.0.1:18081", "address to listen on (127.0.0.1 only)")
 	target := flag.String("target", "127.0.0.1:18080", "the targets' addresses, comma-separated")
 	size := flag.Int("size", 100, "response size in bytes (target mode)")
@@ -83,7 +83,7 @@ func run(mode, listen, target string, size int) error {
 			w.Write(body)
 		})}
 		serve, shutdown = func() error { return srv.Serve(ln) }, srv.Shutdown
-	case "lbkit":
+	case "lbkit", "lbkit-loop":
 		var ts []balancer.Target
 		for i, a := range strings.Split(target, ",") {
 			ts = append(ts, balancer.Target{ID: fmt.Sprint("t", i), Addr: a, Weight: 1})
@@ -96,7 +96,7 @@ func run(mode, listen, target string, size int) error {
 		if err != nil {
 			return err
 		}
-		h := &proxy.HTTP{}
+		h := &proxy.HTTP{EventLoop: mode == "lbkit-loop"}
 		if err := h.SetRouter(router); err != nil {
 			return err
 		}

@@ -20,7 +20,7 @@ CORES=${CORES:-$(nproc)} # GOMAXPROCS, nginx workers, HAProxy threads
 SIZE=${SIZE:-100}       # response body bytes
 TARGETS=${TARGETS:-2}   # Go targets behind every proxy
 ROUNDS=${ROUNDS:-1}     # rounds of every proxy, interleaved; medians printed
-BASE=${BASE:-28080}     # targets on BASE+10.., proxies on BASE+1..BASE+7
+BASE=${BASE:-28080}     # targets on BASE+10.., proxies on BASE+1..BASE+8
 ONLY=${ONLY:-}          # e.g. ONLY="lbkit nginx"
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -185,6 +185,7 @@ CONF
 for round in $(seq 1 "$ROUNDS"); do
   [ "$ROUNDS" -gt 1 ] && echo "# round $round"
   run lbkit $((BASE + 1)) env GOMAXPROCS="$CORES" "$tmp/bench" -mode lbkit -listen "127.0.0.1:$((BASE + 1))" -target "$tlist"
+  run lbkit-loop $((BASE + 8)) env GOMAXPROCS="$CORES" "$tmp/bench" -mode lbkit-loop -listen "127.0.0.1:$((BASE + 8))" -target "$tlist"
   run httputil-pool $((BASE + 3)) env GOMAXPROCS="$CORES" "$tmp/bench" -mode httputil-pool -listen "127.0.0.1:$((BASE + 3))" -target "$tlist"
   run fasthttp $((BASE + 6)) env GOMAXPROCS="$CORES" "$tmp/fasthttp" -listen "127.0.0.1:$((BASE + 6))" -target "$tlist"
   run nginx $((BASE + 4)) nginx -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log"
@@ -197,7 +198,7 @@ done
 
 if [ "$ROUNDS" -gt 1 ]; then
   echo "# medians of $ROUNDS rounds"
-  for name in lbkit httputil-pool fasthttp nginx haproxy epollexp; do
+  for name in lbkit lbkit-loop httputil-pool fasthttp nginx haproxy epollexp; do
     grep "^$name " "$results" | sort -k2 -n | awk -v n="$name" '{a[NR]=$0} END {if (NR) {split(a[int((NR+1)/2)], f, " "); printf "%-15s %10s (median req/s)\n", n, f[2]}}'
     grep "^$name " "$results" | sort -k5 -n | awk '{a[NR]=$5} END {if (NR) printf "%-15s %10s (median cpu µs/req)\n", "", a[int((NR+1)/2)]}'
   done
