@@ -231,12 +231,13 @@ type ltarget struct {
 	since              time.Time // idle since; or connecting since
 	deadline           time.Time // zero: none
 
-	framing h1.Framing // the body's, as relayed
-	left    int64      // FramingLength: bytes to come
-	ch      h1.Chunked
-	decode  bool
-	pipe    [2]int // splice's, while it holds bytes; -1s otherwise
-	inPipe  int
+	framing  h1.Framing // the body's, as relayed
+	left     int64      // FramingLength: bytes to come
+	ch       h1.Chunked
+	decode   bool
+	pipe     [2]int // splice's, while it holds bytes; -1s otherwise
+	inPipe   int
+	noSplice bool // no pipe could be made: the body goes through buf
 }
 
 // newLoop makes a loop of a proxy with n loops.
@@ -563,7 +564,7 @@ func (l *evloop) nextRequest(c *lclient) {
 	h := l.h
 	if c.r == c.w {
 		c.r, c.w = 0, 0
-		if !c.readable {
+		if !c.readable && !c.hup {
 			l.dropBuf(c)
 			return
 		}
@@ -744,7 +745,7 @@ func (l *evloop) send(c *lclient, pooled bool) {
 		}
 	}
 	t.c, c.t = c, t
-	t.got, t.relaying, t.n1xx = false, false, 0
+	t.got, t.relaying, t.n1xx, t.noSplice = false, false, 0, false
 	hb, err := ex.appendRequestHead(ex.hbuf[:0], addr)
 	ex.hbuf = hb
 	if err != nil {
@@ -1054,7 +1055,7 @@ func (l *evloop) readHead(t *ltarget) {
 // It returns the bytes read, or 0 and unix.EAGAIN (wait), nil (EOF) or
 // the error.
 func (l *evloop) fill(t *ltarget) (int, error) {
-	if !t.readable {
+	if !t.readable && !t.hup {
 		return 0, unix.EAGAIN
 	}
 	if t.r == t.w {
@@ -1149,7 +1150,7 @@ func (l *evloop) relay(t *ltarget) {
 		if c.off < len(c.out) && !l.flush(c) {
 			return // resumed when the client can take more (serveClient)
 		}
-		if t.framing == h1.FramingLength && t.left >= spliceMin && t.r == t.w && canSplice {
+		if t.framing == h1.FramingLength && t.left >= spliceMin && t.r == t.w && !t.noSplice {
 			if done := l.splice(t); !done {
 				return
 			}
@@ -1175,9 +1176,6 @@ func (l *evloop) relay(t *ltarget) {
 	}
 }
 
-// canSplice says whether the kernel has splice (Linux: it has).
-const canSplice = true
-
 // splice moves the body straight from the target's socket to the
 // client's through a pipe, reporting false when it waits for one of
 // them (the loop resumes it), true when it can go on (t.left may be 0).
@@ -1191,8 +1189,10 @@ func (l *evloop) splice(t *ltarget) bool {
 		} else {
 			var p [2]int
 			if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-				l.cutByTarget(t, os.NewSyscallError("pipe2", err))
-				return false
+				// No descriptors for a pipe: the body goes through the
+				// buffer instead.
+				t.noSplice = true
+				return true
 			}
 			t.pipe = p
 		}

@@ -45,8 +45,9 @@ type spec struct {
 	TCPTarget, HTTPTarget, UDPTarget string
 }
 
-// listenerNames are the child's listeners, one of each kind.
-var listenerNames = []string{"tcp", "tls", "http", "https", "udp"}
+// listenerNames are the child's listeners, one of each kind, and http twice:
+// served by goroutines and by event loops (httploop).
+var listenerNames = []string{"tcp", "tls", "http", "httploop", "https", "udp"}
 
 // report is what a child says when asked.
 type report struct {
@@ -94,6 +95,7 @@ func runChild(specJSON string) int {
 		lb.WithListener("tcp", lb.TCP, "127.0.0.1:0", lb.WithForwardTo("echo"), lb.WithHeaderTimeout(sp.HeaderTimeout)),
 		lb.WithListener("tls", lb.TLS, "127.0.0.1:0", lb.WithForwardTo("echo"), lb.WithCertificates(cert), lb.WithHeaderTimeout(sp.HeaderTimeout)),
 		lb.WithListener("http", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web"), lb.WithRequestTimeout(sp.RequestTimeout)),
+		lb.WithListener("httploop", lb.HTTP, "127.0.0.1:0", lb.WithForwardTo("web"), lb.WithRequestTimeout(sp.RequestTimeout), lb.WithEventLoop()),
 		lb.WithListener("https", lb.HTTPS, "127.0.0.1:0", lb.WithForwardTo("web"), lb.WithCertificates(cert), lb.WithRequestTimeout(sp.RequestTimeout)),
 		lb.WithListener("udp", lb.UDP, "127.0.0.1:0", lb.WithForwardTo("dns"), lb.WithIdleTimeout(sp.UDPIdle)),
 		lb.WithTargetGroup("echo", lb.TCP, lb.WithTarget(sp.TCPTarget), lb.WithoutHealthCheck()),

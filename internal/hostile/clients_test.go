@@ -272,7 +272,7 @@ func probe(c *child, name string) error {
 		return echoOnce(addr, "", false)
 	case "tls":
 		return echoOnce(addr, "", true)
-	case "http":
+	case "http", "httploop":
 		return getOnce(httpClient(""), "http://"+addr+"/")
 	case "https":
 		return getOnce(httpClient(""), "https://"+addr+"/")

@@ -15,7 +15,7 @@ import (
 const exhaustLimit = 128
 
 // tcpKinds are the listeners that accept connections.
-var tcpKinds = []string{"tcp", "tls", "http", "https"}
+var tcpKinds = []string{"tcp", "tls", "http", "httploop", "https"}
 
 // hold opens n clients of listener kind from address from and keeps them
 // until the returned function is called: TCP connections that send nothing

@@ -39,6 +39,8 @@ func startNormalClients(t *testing.T, c *child) *normalClients {
 	kinds := map[string]func() error{
 		"tcp":  func() error { return echoOnce(c.addrs["tcp"], "127.0.0.1", false) },
 		"http": func() error { return getOnce(hc, "http://"+c.addrs["http"]+"/") },
+		// The same listener kind served by event loops (lb.WithEventLoop).
+		"httploop": func() error { return getOnce(hc, "http://"+c.addrs["httploop"]+"/") },
 		"udp":  func() error { return udp.ask("keep:normal", time.Second) },
 	}
 	for kind, once := range kinds {
@@ -91,7 +93,7 @@ func (n *normalClients) check(t *testing.T) {
 	n.finish()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, kind := range []string{"tcp", "http", "udp"} {
+	for _, kind := range []string{"tcp", "http", "httploop", "udp"} {
 		ok, bad := n.ok[kind], n.bad[kind]
 		t.Logf("normal %s clients: %d of %d succeeded", kind, ok, ok+bad)
 		require.GreaterOrEqual(t, ok+bad, 20, "normal %s clients made too few requests to judge", kind)

@@ -138,8 +138,15 @@ func fwd(method, path, host, extra string) string {
 // are valid reach the target exactly as the case says, byte for byte, and
 // nothing after a refused message does.
 func TestHTTP1Smuggling(t *testing.T) {
+	t.Run("goroutines", func(t *testing.T) { testHTTP1Smuggling(t) })
+	// The event loops hand everything but bodiless requests to the
+	// goroutines, with what they read: the answers must not change.
+	t.Run("event loop", func(t *testing.T) { testHTTP1Smuggling(t, lb.WithEventLoop()) })
+}
+
+func testHTTP1Smuggling(t *testing.T, opts ...lb.ListenerOption) {
 	rt := newRecordingTarget(t)
-	_, addr := smugglingLB(t, rt)
+	_, addr := smugglingLB(t, rt, opts...)
 	_, port, _ := net.SplitHostPort(addr)
 	const next = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 	cases := []struct {
