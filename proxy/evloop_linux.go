@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,7 +23,8 @@ import (
 )
 
 // The engine's event loops (HTTP.EventLoop): one per GOMAXPROCS, each an
-// epoll instance and a goroutine locked to its thread, serving plain-TCP
+// epoll instance and a goroutine (parked in the runtime's poller on the
+// epoll descriptor when nothing is ready), serving plain-TCP
 // HTTP/1.x client connections the way nginx's workers do — non-blocking
 // reads and writes, no goroutine per connection, no goroutine switch per
 // request. A loop serves a request itself when it needs nothing that
@@ -161,6 +161,12 @@ type evloop struct {
 	cmds  atomic.Uint32
 	dials sync.WaitGroup // goroutines dialing targets by name
 
+	epf      *os.File           // ep, in the runtime's poller
+	rc       syscall.RawConn    // epf's
+	waitFn   func(uintptr) bool // l.waitOnce, bound once
+	ready    int                // events waitOnce found
+	deadline time.Time          // epf's read deadline: the next sweep
+
 	fds     []lentry // by descriptor
 	clients int
 	targets int
@@ -261,8 +267,24 @@ func newLoop(ls *evloops, n int) (*evloop, error) {
 	if maxIdle == 0 {
 		maxIdle = DefaultMaxIdleConnsPerTarget
 	}
-	return &evloop{h: h, ls: ls, ep: ep, wake: wake, idle: map[string][]*ltarget{},
-		maxIdle: max(1, (maxIdle+n-1)/n), events: make([]unix.EpollEvent, 256)}, nil
+	l := &evloop{h: h, ls: ls, ep: ep, wake: wake, idle: map[string][]*ltarget{},
+		maxIdle: max(1, (maxIdle+n-1)/n), events: make([]unix.EpollEvent, 256)}
+	// The epoll descriptor is itself pollable: readable when events are
+	// ready. Non-blocking, os.NewFile puts it in the runtime's poller.
+	if err := unix.SetNonblock(ep, true); err != nil {
+		unix.Close(wake)
+		unix.Close(ep)
+		return nil, fmt.Errorf("proxy: event loop: %w", err)
+	}
+	l.epf = os.NewFile(uintptr(ep), "epoll")
+	rc, err := l.epf.SyscallConn()
+	if err != nil {
+		l.epf.Close()
+		unix.Close(wake)
+		return nil, fmt.Errorf("proxy: event loop: %w", err)
+	}
+	l.rc, l.waitFn = rc, l.waitOnce
+	return l, nil
 }
 
 // command sets c and wakes the loop.
@@ -281,20 +303,51 @@ func (l *evloop) wakeup() {
 	l.mu.Unlock()
 }
 
-// run serves until cmdStop.
-func (l *evloop) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	defer l.free()
-	for {
-		wait := -1
-		if l.clients+l.targets > 0 {
-			wait = int(loopTick / time.Millisecond)
+// wait returns how many events l.events holds: at once when some are
+// ready, else when one comes, the goroutine parked meanwhile in the
+// runtime's poller on the epoll descriptor (holding no thread, so that
+// the loops share the process's Ps with its other goroutines), or 0 when
+// the next sweep is due.
+func (l *evloop) wait() int {
+	if l.clients+l.targets > 0 {
+		if next := l.swept.Add(loopTick); !next.Equal(l.deadline) {
+			l.deadline = next
+			_ = l.epf.SetReadDeadline(next)
 		}
-		n, err := unix.EpollWait(l.ep, l.events, wait)
-		if err != nil && err != unix.EINTR {
+	} else if !l.deadline.IsZero() {
+		l.deadline = time.Time{}
+		_ = l.epf.SetReadDeadline(time.Time{})
+	}
+	n := 0
+	err := l.rc.Read(l.waitFn)
+	if err == nil {
+		n = l.ready
+	}
+	return n
+}
+
+// waitOnce is wait's poller callback: the events ready now, if any.
+func (l *evloop) waitOnce(fd uintptr) bool {
+	for {
+		n, err := unix.EpollWait(int(fd), l.events, 0)
+		switch {
+		case n > 0:
+			l.ready = n
+			return true
+		case err == unix.EINTR:
+			continue
+		case err != nil:
 			panic("proxy: epoll_wait: " + err.Error()) // EBADF, EFAULT, EINVAL: cannot happen
 		}
+		return false
+	}
+}
+
+// run serves until cmdStop.
+func (l *evloop) run() {
+	defer l.free()
+	for {
+		n := l.wait()
 		l.now = time.Now()
 		for i := range max(n, 0) {
 			ev := &l.events[i]
@@ -406,7 +459,7 @@ func (l *evloop) free() {
 	l.freed = true
 	unix.Close(l.wake)
 	l.mu.Unlock()
-	unix.Close(l.ep)
+	l.epf.Close()
 }
 
 // closeConns closes the loop's client connections: all of them (their

@@ -183,7 +183,8 @@ func rawHTTPTarget(b testing.TB) string {
 // BenchmarkHTTPEngine measures one keep-alive GET of a 100-byte response
 // through a proxy, with a client and a target that allocate nothing (raw
 // sockets, fixed buffers), so that B/op and allocs/op are the proxy's own:
-// lbkit's engine (impl=lbkit), the same proxy as an http.Handler under
+// lbkit's engine (impl=lbkit), with its event loops (impl=lbkit-loop), the
+// same proxy as an http.Handler under
 // net/http's server (impl=lbkit-handler), and a plain
 // httputil.ReverseProxy with a keep-alive pool of the same size
 // (impl=httputil). cpu-ns/op is the process's CPU per request, client and
@@ -242,6 +243,11 @@ func BenchmarkHTTPEngine(b *testing.B) {
 		h := configured(b, &HTTP{}, forwardTo(b, up()))
 		run(b, func(ln net.Listener) { h.Serve(ln) }, func() { h.Close() })
 	})
+	b.Run("impl=lbkit-loop", func(b *testing.B) {
+		// HTTP.EventLoop: the engine's event loops (Linux).
+		h := configured(b, &HTTP{EventLoop: true}, forwardTo(b, up()))
+		run(b, func(ln net.Listener) { h.Serve(ln) }, func() { h.Close() })
+	})
 	b.Run("impl=lbkit-observed", func(b *testing.B) {
 		// The Observer hook on, with an observer that does nothing: the
 		// hook's own cost (the tracing module's is its spans').
@@ -269,9 +275,14 @@ func TestHTTPEngineZeroAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts mean nothing under the race detector (sync.Pool drops items at random)")
 	}
+	t.Run("goroutines", func(t *testing.T) { testHTTPEngineZeroAllocs(t, &HTTP{}) })
+	t.Run("event loop", func(t *testing.T) { testHTTPEngineZeroAllocs(t, &HTTP{EventLoop: true}) })
+}
+
+func testHTTPEngineZeroAllocs(t *testing.T, h *HTTP) {
 	bal, err := balancer.New(balancer.WithTargets(balancer.Target{ID: "t", Addr: rawHTTPTarget(t), Weight: 1}))
 	require.NoError(t, err)
-	h := configured(t, &HTTP{}, forwardTo(t, &Upstream{Name: "web", Balancer: bal}))
+	h = configured(t, h, forwardTo(t, &Upstream{Name: "web", Balancer: bal}))
 	c, err := net.Dial("tcp", serve(t, h))
 	require.NoError(t, err)
 	defer c.Close()
