@@ -41,7 +41,7 @@ func startNormalClients(t *testing.T, c *child) *normalClients {
 		"http": func() error { return getOnce(hc, "http://"+c.addrs["http"]+"/") },
 		// The same listener kind served by event loops (lb.WithEventLoop).
 		"httploop": func() error { return getOnce(hc, "http://"+c.addrs["httploop"]+"/") },
-		"udp":  func() error { return udp.ask("keep:normal", time.Second) },
+		"udp":      func() error { return udp.ask("keep:normal", time.Second) },
 	}
 	for kind, once := range kinds {
 		n.wg.Go(func() {
