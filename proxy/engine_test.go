@@ -213,7 +213,7 @@ func TestEngineLargeBodies(t *testing.T) {
 	if testEventLoop {
 		want = 2 // the loop's, for the GETs; the engine's goroutine's, for the uploads it was handed
 	}
-	assert.Equal(t, want, idleOf(h, up, tg.addr()), "one target connection per front end, reused for all")
+	assert.Equal(t, want, idleOf(h, up, tg.addr()), "one target connection per front end, reused for all (dials %d)", dialsOf(h, up))
 }
 
 // TestEngineExpectContinue: a client that waits for 100 Continue gets it

@@ -54,6 +54,7 @@ const (
 	cmdCloseIdle uint32 = 1 << iota // close idle connections (Shutdown)
 	cmdCloseAll                     // close every connection (Close)
 	cmdStop                         // free the loop and return
+	cmdRetry                        // a connection slot was freed: retry the requests waiting for one
 )
 
 // evloops is a proxy's event loops.
@@ -157,7 +158,8 @@ type evloop struct {
 
 	mu    sync.Mutex
 	inbox []arrival
-	freed bool // the loop returned: its eventfd is closed
+	shed  []*targetState // targets whose idle connections another loop's waiting requests need
+	freed bool           // the loop returned: its eventfd is closed
 	cmds  atomic.Uint32
 	dials sync.WaitGroup // goroutines dialing targets by name
 
@@ -176,7 +178,10 @@ type evloop struct {
 	now     time.Time
 	swept   time.Time
 	pipes   [][2]int // spare pipes for splice
-	closing bool     // Shutdown: idle connections close
+
+	slotWaiters []waiter // requests waiting for a connection slot
+	retrying    bool     // retryWaiting runs
+	closing     bool     // Shutdown: idle connections close
 }
 
 // lentry is what a descriptor of a loop is.
@@ -193,16 +198,20 @@ type lclient struct {
 	hs   *httpStripe
 	tmo  *Timeouts
 
-	buf     []byte // read buffer (getConnBuf); buf[r:w] is unread; nil while idle
-	r, w    int
-	req     h1.Request
-	out     []byte // bytes for the client; out[off:] unwritten
-	off     int
-	ex      *exchange // the exchange in flight
-	t       *ltarget  // its target connection
-	n       int       // its attempt number
-	first   time.Time // its first attempt's start
-	lastErr error
+	buf       []byte // read buffer (getConnBuf); buf[r:w] is unread; nil while idle
+	r, w      int
+	req       h1.Request
+	out       []byte // bytes for the client; out[off:] unwritten
+	off       int
+	ex        *exchange    // the exchange in flight
+	t         *ltarget     // its target connection
+	n         int          // its attempt number
+	pending   bool         // its request waits for a connection slot (waitSlot)
+	pendingUp *Upstream    // whose pending count it holds
+	pendingSt *targetState // whose loopWaiters count it holds
+	slotBy    time.Time    // until when it may wait
+	first     time.Time    // its first attempt's start
+	lastErr   error
 
 	readable bool // may have bytes to read (edge-triggered)
 	writable bool // may take bytes
@@ -401,9 +410,12 @@ func (l *evloop) run() {
 // is to stop.
 func (l *evloop) woken() bool {
 	l.mu.Lock()
-	in := l.inbox
-	l.inbox = nil
+	in, shed := l.inbox, l.shed
+	l.inbox, l.shed = nil, nil
 	l.mu.Unlock()
+	for _, st := range shed {
+		l.shedIdle(st)
+	}
 	for _, a := range in {
 		if a.t != nil {
 			l.dialed(a)
@@ -420,6 +432,9 @@ func (l *evloop) woken() bool {
 		l.clients++
 	}
 	cmds := l.cmds.Swap(0)
+	if cmds&cmdRetry != 0 {
+		l.retryWaiting()
+	}
 	if cmds&(cmdCloseIdle|cmdCloseAll) != 0 {
 		l.closing = true
 		l.closeConns(cmds&cmdCloseAll != 0)
@@ -487,6 +502,7 @@ func (l *evloop) closeConns(all bool) {
 // sweep runs the timeouts.
 func (l *evloop) sweep() {
 	now := l.now
+	l.retryWaiting()
 	if l.closing {
 		l.closeConns(false)
 	}
@@ -792,11 +808,17 @@ func (l *evloop) send(c *lclient, pooled bool) {
 	}
 	if t == nil {
 		var err error
-		if t, err = l.dial(ch, ex.up); err != nil {
+		t, err = l.dial(ch, ex.up)
+		if err == errNoSlot {
+			l.waitSlot(c)
+			return
+		}
+		if err != nil {
 			l.failed(c, err)
 			return
 		}
 	}
+	l.endWait(c)
 	t.c, c.t = c, t
 	t.got, t.relaying, t.n1xx, t.noSplice = false, false, 0, false
 	hb, err := ex.appendRequestHead(ex.hbuf[:0], addr)
@@ -812,15 +834,128 @@ func (l *evloop) send(c *lclient, pooled bool) {
 	l.write(t)
 }
 
+// errNoSlot is dial's error when the target is at its MaxConnsPerTarget.
+var errNoSlot = errors.New("no connection slot")
+
+// waitSlot makes c's request wait for a connection to its target to free
+// up, as the engine's goroutines do (targetState.reserve): within the
+// connect timeout, as one of at most MaxPendingRequests of the group, else
+// it is refused (503). The loop tries again when one of its own target
+// connections goes idle or closes, and at every sweep for those of other
+// loops and goroutines.
+func (l *evloop) waitSlot(c *lclient) {
+	ex := c.ex
+	st := ex.choice.st
+	if !c.pending {
+		u := ex.up
+		lim := u.limits()
+		if u.pending.Add(1) > int64(lim.MaxPendingRequests) {
+			u.pending.Add(-1)
+			st.breakerRefused.Add(1)
+			l.failed(c, fmt.Errorf("%w: target %s has %d connections open and group %q has %d requests waiting for one",
+				ErrCircuitOpen, st.id, st.openConns.Load(), u.Name, lim.MaxPendingRequests))
+			return
+		}
+		c.pending, c.pendingUp, c.pendingSt = true, u, st
+		c.slotBy = l.now.Add(l.h.tmo.Load().Connect)
+		// Idle connections to the target elsewhere hold slots this
+		// request waits for: the other loops and the engine's pool close
+		// one each, and keep none while it waits.
+		st.loopWaiters.Add(1)
+		l.ls.shedFor(l, st)
+		if v, ok := l.h.pools.Load(u); ok {
+			v.(*pool).closeOneIdle(ex.choice.Target.Addr)
+		}
+	}
+	if !l.now.Before(c.slotBy) {
+		l.endWait(c)
+		st.breakerRefused.Add(1)
+		l.failed(c, fmt.Errorf("%w: target %s stayed at its limit of %d connections", ErrCircuitOpen, st.id, ex.up.limits().MaxConnsPerTarget))
+		return
+	}
+	l.slotWaiters = append(l.slotWaiters, waiter{c, ex})
+}
+
+// endWait ends c's wait for a connection slot, if it waited.
+func (l *evloop) endWait(c *lclient) {
+	if c.pending {
+		c.pending = false
+		c.pendingUp.pending.Add(-1)
+		c.pendingSt.loopWaiters.Add(-1)
+		c.pendingUp, c.pendingSt = nil, nil
+	}
+}
+
+// retryWaiting tries the requests that wait for a connection slot again.
+func (l *evloop) retryWaiting() {
+	if len(l.slotWaiters) == 0 || l.retrying {
+		return
+	}
+	l.retrying = true
+	ws := l.slotWaiters
+	l.slotWaiters = nil
+	for i, w := range ws {
+		ws[i] = waiter{}
+		if w.c.closed || w.c.ex != w.ex || w.c.t != nil {
+			continue // ended meanwhile
+		}
+		l.send(w.c, true)
+	}
+	if len(l.slotWaiters) == 0 {
+		l.slotWaiters = ws[:0] // the array again, for the next waiters
+	}
+	l.retrying = false
+}
+
+// shedFor asks the loops other than l to close an idle connection to st's
+// target, for a request of l waiting for a connection slot.
+func (ls *evloops) shedFor(l *evloop, st *targetState) {
+	for _, o := range ls.loops {
+		if o == l {
+			continue
+		}
+		o.mu.Lock()
+		o.shed = append(o.shed, st)
+		o.mu.Unlock()
+		o.wakeup()
+	}
+}
+
+// kick makes the loops other than l retry their requests waiting for a
+// connection slot: l freed one.
+func (ls *evloops) kick(l *evloop) {
+	for _, o := range ls.loops {
+		if o != l {
+			o.command(cmdRetry)
+		}
+	}
+}
+
+// shedIdle closes one of the loop's idle connections to st's target.
+func (l *evloop) shedIdle(st *targetState) {
+	for _, ts := range l.idle {
+		for _, t := range ts {
+			if t.st == st {
+				l.closeTarget(t)
+				return
+			}
+		}
+	}
+}
+
+// waiter is a request waiting for a connection slot.
+type waiter struct {
+	c  *lclient
+	ex *exchange // the exchange that waits: c may have gone on to another
+}
+
 // dial makes a new connection to the chosen target, within its group's
 // connection limit: a non-blocking connect to an IP address, or a
 // goroutine's dial for a name (its arrival is the loop's).
 func (l *evloop) dial(ch Choice, up *Upstream) (*ltarget, error) {
 	st := ch.st
-	lim := up.limits()
-	if !st.tryReserve(lim.MaxConnsPerTarget) {
-		st.breakerRefused.Add(1)
-		return nil, fmt.Errorf("%w: target %s has %d connections open", ErrCircuitOpen, st.id, st.openConns.Load())
+	if !st.tryReserve(up.limits().MaxConnsPerTarget) {
+		return nil, errNoSlot
 	}
 	l.ls.dials.Add(1)
 	tmo := l.h.tmo.Load()
@@ -960,8 +1095,12 @@ func (l *evloop) serveTarget(t *ltarget) {
 	switch {
 	case t.c == nil:
 		// Nothing may arrive on an idle connection: data, a close or an
-		// error all end it.
-		l.closeTarget(t)
+		// error all end it. (An event may also be an edge from its last
+		// exchange, delivered late: writable, or readable for bytes read
+		// already; quiet tells.)
+		if !t.quiet() {
+			l.closeTarget(t)
+		}
 	case t.connecting:
 		if !t.writable {
 			return
@@ -1345,7 +1484,10 @@ func (l *evloop) releaseTarget(t *ltarget, reuse bool) {
 		t.pipe = [2]int{-1, -1}
 		reuse = false
 	}
-	if !reuse || t.resp.Close || t.r != t.w || t.closed || t.inPipe > 0 || len(l.idle[t.addr]) >= l.maxIdle || l.h.isClosed() || !t.quiet() {
+	if !reuse || t.resp.Close || t.r != t.w || t.closed || t.inPipe > 0 || len(l.idle[t.addr]) >= l.maxIdle || l.h.isClosed() || !t.quiet() ||
+		t.st.loopWaiters.Load() > 0 || t.st.waiting.Load() > 0 {
+		// Closed rather than kept idle while requests wait for a
+		// connection to the target: an idle one here is no use to them.
 		l.closeTarget(t)
 		return
 	}
@@ -1356,6 +1498,7 @@ func (l *evloop) releaseTarget(t *ltarget, reuse bool) {
 	l.idle[t.addr] = append(l.idle[t.addr], t)
 	l.ls.idle.Add(1)
 	t.st.freed()
+	l.retryWaiting()
 }
 
 // quiet reports whether nothing arrived on t past its response: no byte,
@@ -1409,6 +1552,10 @@ func (l *evloop) closeTarget(t *ltarget) {
 	}
 	l.targets--
 	t.st.unreserve()
+	l.retryWaiting()
+	if t.st.loopWaiters.Load() > 0 {
+		l.ls.kick(l)
+	}
 }
 
 // targetFailed ends an attempt that failed before the response head
@@ -1474,6 +1621,7 @@ func (l *evloop) clientGone(c *lclient) {
 // endExchange ends c's exchange (answered and finished): the response's
 // last bytes go out, then the next request is read.
 func (l *evloop) endExchange(c *lclient) {
+	l.endWait(c)
 	ex := c.ex
 	c.ex = nil
 	ex.hs.active.Add(-1)

@@ -112,45 +112,79 @@ func TestEventLoopTargetByName(t *testing.T) {
 	assert.Equal(t, int64(1), dialsOf(h, up), "one connection, kept")
 }
 
-// TestEventLoopBreakerAnswersAtOnce: a loop's request that needs a new
-// connection to a target at its MaxConnsPerTarget is answered 503 at once
-// (the engine's goroutine would wait up to the connect timeout for one).
-func TestEventLoopBreakerAnswersAtOnce(t *testing.T) {
+// TestEventLoopBreakerWaits: a loop's request that needs a new connection
+// to a target at its MaxConnsPerTarget waits for one to free up, as the
+// engine's goroutines do, as one of at most MaxPendingRequests; one more
+// is refused at once (503).
+func TestEventLoopBreakerWaits(t *testing.T) {
 	hold := make(chan struct{})
-	arrived := make(chan struct{}, 1)
+	arrived := make(chan struct{}, 2)
 	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		<-hold
 		io.WriteString(w, "a")
 	})
 	up := upstreamOf(t, "web", tg)
-	up.SetLimits(Limits{MaxConnsPerTarget: 1})
+	up.SetLimits(Limits{MaxConnsPerTarget: 1, MaxPendingRequests: 1})
 	h := configured(t, &HTTP{EventLoop: true, Retry: Retry{Attempts: 1}}, forwardTo(t, up), Timeouts{Connect: time.Minute})
 	addr := serve(t, h)
-	first := make(chan int, 1)
-	go func() {
+	codes := make(chan int, 2)
+	ask := func() {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
-			first <- 0
+			codes <- 0
 			return
 		}
 		defer c.Close()
 		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
-			first <- 0
+			codes <- 0
 			return
 		}
 		resp.Body.Close()
-		first <- resp.StatusCode
-	}()
-	<-arrived
+		codes <- resp.StatusCode
+	}
+	go ask()
+	<-arrived // the first holds the only connection
+	go ask()
+	waitFor(t, "the second waiting for a connection", func() bool { return up.pending.Load() == 1 })
 	c, br := dialRaw(t, addr)
 	_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	require.NoError(t, err)
 	resp, body := readResp(t, br, "GET")
-	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "a third is over MaxPendingRequests")
 	assert.True(t, strings.HasPrefix(body, "503"), body)
 	close(hold)
-	assert.Equal(t, 200, <-first)
+	assert.Equal(t, 200, <-codes)
+	assert.Equal(t, 200, <-codes, "the waiting request got the connection")
+	assert.Zero(t, up.pending.Load())
+}
+
+// TestEventLoopBreakerWaitEnds: a request waiting for a connection slot
+// longer than the connect timeout is refused (503).
+func TestEventLoopBreakerWaitEnds(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	arrived := make(chan struct{}, 2)
+	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-hold
+	})
+	up := upstreamOf(t, "web", tg)
+	up.SetLimits(Limits{MaxConnsPerTarget: 1})
+	h := configured(t, &HTTP{EventLoop: true, Retry: Retry{Attempts: 1}}, forwardTo(t, up), Timeouts{Connect: 200 * time.Millisecond, Response: time.Minute})
+	addr := serve(t, h)
+	c1, _ := dialRaw(t, addr)
+	_, err := io.WriteString(c1, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	<-arrived
+	c, br := dialRaw(t, addr)
+	asked := time.Now()
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	resp, _ := readResp(t, br, "GET")
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.GreaterOrEqual(t, time.Since(asked), 200*time.Millisecond, "it waited the connect timeout")
+	assert.Zero(t, up.pending.Load())
 }

@@ -168,9 +168,10 @@ type HTTP struct {
 	// way (the same parser, checks, routing, retries, heads, counters and
 	// access log); what differs is the cost: fewer system calls and no
 	// goroutine switch per request. Timeouts then take effect up to 100 ms
-	// late (never early), and a group at its MaxConnsPerTarget answers a
-	// loop's request that needs a new connection at once (503) instead of
-	// waiting for one. HTTPS listeners and other systems ignore it.
+	// late (never early), as does a freed connection slot for a request
+	// waiting for one (MaxConnsPerTarget), and each loop keeps its own
+	// share of MaxIdleConnsPerTarget. HTTPS listeners and other systems
+	// ignore it.
 	EventLoop bool
 
 	// Descriptors, if set, is the descriptor budget client connections

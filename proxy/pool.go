@@ -210,6 +210,26 @@ func (p *pool) takeIdle(h *poolHost, lazy bool) *tconn {
 	}
 }
 
+// closeOneIdle closes the oldest idle connection to addr, if any: an
+// event loop's request waits for the connection slot it holds.
+func (p *pool) closeOneIdle(addr string) {
+	v, ok := p.hosts.Load(addr)
+	if !ok {
+		return
+	}
+	h := v.(*poolHost)
+	h.mu.Lock()
+	if len(h.idle) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	c := h.idle[0]
+	h.idle[0] = nil
+	h.idle = h.idle[1:]
+	h.mu.Unlock()
+	c.close()
+}
+
 // get returns a connection to st's target at addr: an idle one, or a new
 // one dialed within connect (the circuit breaker permitting, waiting for a
 // free connection until the deadline if the target is at its limit). A

@@ -216,6 +216,7 @@ type targetState struct {
 	openConns      atomic.Int64   // HTTP connections open to the target (all pools)
 	breakerRefused atomic.Uint64  // requests the circuit breaker refused
 	waiting        atomic.Int32   // len(waiters), read without waitMu
+	loopWaiters    atomic.Int32   // event loops' requests waiting for a connection (evloop.waitSlot)
 
 	waitMu  sync.Mutex      // guards waiters
 	waiters []chan struct{} // requests waiting for a connection, oldest first
