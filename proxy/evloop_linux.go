@@ -553,13 +553,14 @@ func (l *evloop) serveClient(c *lclient) {
 			l.responded(c)
 			return
 		}
-		if t := c.t; t != nil && t.relaying {
+	}
+	if c.ex != nil {
+		// The exchange goes on: a relay waiting for the client to take
+		// more resumes; a hang-up is acted on by sweep.
+		if t := c.t; t != nil && t.relaying && c.writable {
 			l.relay(t)
 		}
 		return
-	}
-	if c.ex != nil {
-		return // the exchange goes on; a hang-up is acted on by sweep
 	}
 	l.nextRequest(c)
 }
@@ -1342,7 +1343,8 @@ func (l *evloop) relay(t *ltarget) {
 		if c.off < len(c.out) && !l.flush(c) {
 			return // resumed when the client can take more (serveClient)
 		}
-		if t.framing == h1.FramingLength && t.left >= spliceMin && t.r == t.w && !t.noSplice {
+		if t.r == t.w && !t.noSplice && (t.inPipe > 0 || t.spliceable() >= spliceMin ||
+			t.framing == h1.FramingChunked && t.spliceable() >= chunkDirectMin) {
 			if done := l.splice(t); !done {
 				return
 			}
@@ -1368,9 +1370,22 @@ func (l *evloop) relay(t *ltarget) {
 	}
 }
 
+// spliceable returns how much of the body may go straight from the
+// target's socket to the client's: the rest of a Content-Length body, or
+// of the current chunk's data when a chunked body is passed on as it is.
+func (t *ltarget) spliceable() int64 {
+	switch {
+	case t.framing == h1.FramingLength:
+		return t.left
+	case t.framing == h1.FramingChunked && !t.decode:
+		return t.ch.DataLeft()
+	}
+	return 0
+}
+
 // splice moves the body straight from the target's socket to the
-// client's through a pipe, reporting false when it waits for one of
-// them (the loop resumes it), true when it can go on (t.left may be 0).
+// client's through a pipe (what spliceable allows), reporting false when
+// it waits for one of them (the loop resumes it), true when it can go on.
 func (l *evloop) splice(t *ltarget) bool {
 	c := t.c
 	ex := c.ex
@@ -1389,7 +1404,7 @@ func (l *evloop) splice(t *ltarget) bool {
 			t.pipe = p
 		}
 	}
-	for t.left > 0 || t.inPipe > 0 {
+	for t.inPipe > 0 || t.spliceable() > 0 {
 		if t.inPipe > 0 {
 			if !c.writable {
 				return false
@@ -1397,7 +1412,9 @@ func (l *evloop) splice(t *ltarget) bool {
 			n, err := unix.Splice(t.pipe[0], nil, c.fd, nil, t.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			if n > 0 {
 				t.inPipe -= int(n)
-				ex.sent += n
+				if t.framing == h1.FramingLength {
+					ex.sent += n // a chunked body's is the decoder's size (relay)
+				}
 				continue
 			}
 			if err == unix.EAGAIN {
@@ -1416,10 +1433,14 @@ func (l *evloop) splice(t *ltarget) bool {
 		if !t.readable {
 			return false
 		}
-		n, err := unix.Splice(t.fd, nil, t.pipe[1], nil, int(min(t.left, 1<<20)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := unix.Splice(t.fd, nil, t.pipe[1], nil, int(min(t.spliceable(), 1<<20)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		if n > 0 {
 			t.inPipe += int(n)
-			t.left -= n
+			if t.framing == h1.FramingLength {
+				t.left -= n
+			} else {
+				t.ch.Skip(n)
+			}
 			t.deadline = l.now.Add(l.h.tmo.Load().Response)
 			continue
 		}

@@ -4,12 +4,16 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,4 +191,53 @@ func TestEventLoopBreakerWaitEnds(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.GreaterOrEqual(t, time.Since(asked), 200*time.Millisecond, "it waited the connect timeout")
 	assert.Zero(t, up.pending.Load())
+}
+
+// TestEventLoopSlowReader: long bodies (a Content-Length one, spliced;
+// a chunked one, its long chunks spliced) to a client that takes them a
+// little at a time through a small receive buffer: the relay waits for
+// the client and resumes, and every byte arrives in order.
+func TestEventLoopSlowReader(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	sum := sha256.Sum256(big)
+	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("chunked") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		}
+		for off := 0; off < len(big); off += 256 << 10 {
+			w.Write(big[off : off+256<<10])
+		}
+	})
+	h := configured(t, &HTTP{EventLoop: true}, forwardTo(t, upstreamOf(t, "web", tg)))
+	addr := serve(t, h)
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	br := bufio.NewReaderSize(c, 512)
+	for _, q := range []string{"", "?chunked=1", ""} {
+		_, err := io.WriteString(c, "GET /"+q+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		hash := sha256.New()
+		buf := make([]byte, 1024)
+		for {
+			n, err := resp.Body.Read(buf)
+			hash.Write(buf[:n])
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+		}
+		assert.Equal(t, sum[:], hash.Sum(nil), "body %q", q)
+	}
 }
