@@ -45,7 +45,15 @@
 //
 // # HTTP and HTTPS
 //
-// HTTP is the L7 proxy, built on httputil.ReverseProxy. A request passes the
+// HTTP is the L7 proxy. Its listeners are served by lbkit's own HTTP/1.1
+// engine — a strict RFC 9112 parser (nothing ambiguous is forwarded),
+// headers rewritten straight into the buffer sent to the target, bodies
+// streamed and spliced — with a goroutine per connection, or, with
+// HTTP.EventLoop on Linux, by event loops (one per GOMAXPROCS, as nginx's
+// workers) that serve bodiless requests without a goroutine switch and hand
+// every other connection to the goroutines; HTTP/2 goes to Go's HTTP/2
+// server, and HTTP is also an http.Handler for a server of your own. The
+// front ends share one forwarding core. A request passes the
 // listener's ACL, is routed by a Router (rules on host and path, by
 // priority, to forward, split, redirect or fixed-response actions), and is
 // forwarded to a target its group's Upstream chooses, with stickiness (any

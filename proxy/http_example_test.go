@@ -71,6 +71,44 @@ func ExampleHTTP() {
 	// requests: 4
 }
 
+// An HTTP listener served by event loops (Linux; elsewhere the field
+// changes nothing): the same proxy, at a lower cost per request.
+func ExampleHTTP_eventLoop() {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app saw %s %s", r.Method, r.URL.Path)
+	}))
+	defer app.Close()
+
+	b, _ := balancer.New(balancer.WithTargets(balancer.Target{ID: "app-1", Addr: app.Listener.Addr().String(), Weight: 1}))
+	router, _ := proxy.Forward(&proxy.Upstream{Name: "web", Balancer: b})
+	h := &proxy.HTTP{EventLoop: true}
+	if err := h.SetRouter(router); err != nil {
+		panic(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go h.Serve(ln)
+	defer h.Close()
+
+	c := &http.Client{}
+	defer c.CloseIdleConnections()
+	for _, req := range []struct{ method, body string }{{"GET", ""}, {"POST", "form=1"}} {
+		// The GET is the loops' own; the POST, with a body, is handed to
+		// the engine's goroutine with its connection. The answers do not
+		// tell them apart.
+		r, _ := http.NewRequest(req.method, "http://"+ln.Addr().String()+"/orders", strings.NewReader(req.body))
+		resp, err := c.Do(r)
+		if err != nil {
+			panic(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode, string(body))
+	}
+	// Output:
+	// 200 app saw GET /orders
+	// 200 app saw POST /orders
+}
+
 // Certificates chosen by SNI, replaced at run time.
 func ExampleCertificates() {
 	var certs proxy.Certificates
