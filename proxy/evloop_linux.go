@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -737,13 +738,21 @@ func (l *evloop) handoff(c *lclient) {
 	c.closed = true
 	f := os.NewFile(uintptr(c.fd), "")
 	nc, err := net.FileConn(f)
-	f.Close()
 	if err != nil {
+		// No descriptor for the goroutine's copy (EMFILE): the client
+		// is answered 503 and counted, as one the budget refused.
+		h.stats.rejectedDescriptors.Add(1)
+		h.stats.hot[0].observe(http.StatusServiceUnavailable)
+		h.logRefused(c.peer, http.StatusServiceUnavailable, "no descriptor to serve the request: "+err.Error(), nil)
+		_, _ = unix.Write(c.fd, noDescriptorAnswer)
+		f.Close()
 		h.putConnBuf(c.buf)
+		c.buf = nil
 		h.endConn()
 		h.engines.Done()
 		return
 	}
+	f.Close()
 	buf, r, w, served, peer, port, tmo := c.buf, c.r, c.w, c.served, c.peer, c.port, c.tmo
 	c.buf = nil
 	go func() {
@@ -751,6 +760,9 @@ func (l *evloop) handoff(c *lclient) {
 		h.serveEngineWith(nc, peer, port, tmo, buf, r, w, served)
 	}()
 }
+
+// noDescriptorAnswer is handoff's answer when it has no descriptor.
+var noDescriptorAnswer = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 24\r\n\r\n503 Service Unavailable\n")
 
 // forget takes fd out of the loop (it is closed or handed over next).
 func (l *evloop) forget(fd int) {
@@ -1370,6 +1382,9 @@ func (l *evloop) relay(t *ltarget) {
 	}
 }
 
+// spliceChunk is the most one splice call moves, and the pipe's size.
+const spliceChunk = 1 << 20
+
 // spliceable returns how much of the body may go straight from the
 // target's socket to the client's: the rest of a Content-Length body, or
 // of the current chunk's data when a chunked body is passed on as it is.
@@ -1401,6 +1416,9 @@ func (l *evloop) splice(t *ltarget) bool {
 				t.noSplice = true
 				return true
 			}
+			// As Go's own splice does: a pipe of 1 MiB, fewer calls per
+			// body (the default of 64 KiB if the system refuses).
+			_, _ = unix.FcntlInt(uintptr(p[0]), unix.F_SETPIPE_SZ, spliceChunk)
 			t.pipe = p
 		}
 	}
@@ -1433,7 +1451,7 @@ func (l *evloop) splice(t *ltarget) bool {
 		if !t.readable {
 			return false
 		}
-		n, err := unix.Splice(t.fd, nil, t.pipe[1], nil, int(min(t.spliceable(), 1<<20)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := unix.Splice(t.fd, nil, t.pipe[1], nil, int(min(t.spliceable(), spliceChunk)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		if n > 0 {
 			t.inPipe += int(n)
 			if t.framing == h1.FramingLength {
