@@ -1347,8 +1347,10 @@ func (l *evloop) relay(t *ltarget) {
 				return
 			}
 		}
-		if t.framing == h1.FramingNone || t.framing == h1.FramingLength && t.left == 0 ||
-			t.framing == h1.FramingChunked && t.ch.Done() {
+		if t.inPipe == 0 && (t.framing == h1.FramingNone || t.framing == h1.FramingLength && t.left == 0 ||
+			t.framing == h1.FramingChunked && t.ch.Done()) {
+			// Read whole, and written: what splice read may still be in
+			// its pipe.
 			l.relayed(t, true)
 			return
 		}
