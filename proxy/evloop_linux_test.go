@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
@@ -240,4 +241,152 @@ func TestEventLoopSlowReader(t *testing.T) {
 		}
 		assert.Equal(t, sum[:], hash.Sum(nil), "body %q", q)
 	}
+}
+
+// TestEventLoopMixedTraffic: many clients at once, each a random mix
+// (seeded) of what a loop serves and what it hands over — kept-alive GETs,
+// pipelined GETs, HEADs, POSTs, long spliced and chunked bodies, targets
+// closing their connection, clients leaving mid-body — get every answer
+// whole and in order, and when they leave, the proxy holds no connection
+// and no request.
+func TestEventLoopMixedTraffic(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 200<<10)
+	tg := newTarget(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/big"):
+			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+			w.Write(big)
+		case strings.HasPrefix(r.URL.Path, "/chunked"):
+			for range 4 {
+				w.Write(big[:50<<10])
+				w.(http.Flusher).Flush()
+			}
+		case strings.HasPrefix(r.URL.Path, "/close"):
+			w.Header().Set("Connection", "close")
+			fmt.Fprintf(w, "%s %s %d", r.Method, r.URL.Path, len(b))
+		default:
+			fmt.Fprintf(w, "%s %s %d", r.Method, r.URL.Path, len(b))
+		}
+	})
+	h := configured(t, &HTTP{EventLoop: true}, forwardTo(t, upstreamOf(t, "web", tg)))
+	addr := serve(t, h)
+	const workers, ops = 12, 40
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			errs <- mixedClient(addr, rand.New(rand.NewPCG(uint64(w), 7)), ops, len(big))
+		}()
+	}
+	for range workers {
+		require.NoError(t, <-errs)
+	}
+	waitFor(t, "no connection and no request left", func() bool {
+		st := h.Stats()
+		return st.ActiveConnections == 0 && st.ActiveRequests == 0
+	})
+}
+
+// mixedClient is one client of TestEventLoopMixedTraffic.
+func mixedClient(addr string, rnd *rand.Rand, ops, bigLen int) error {
+	var c net.Conn
+	var br *bufio.Reader
+	reconnect := func() error {
+		if c != nil {
+			c.Close()
+		}
+		var err error
+		if c, err = net.Dial("tcp", addr); err != nil {
+			return err
+		}
+		br = bufio.NewReader(c)
+		return c.SetDeadline(time.Now().Add(20 * time.Second))
+	}
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	if err := reconnect(); err != nil {
+		return err
+	}
+	expect := func(method, want string) error {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != 200 || (want != "" && string(b) != want) {
+			return fmt.Errorf("%s: status %d, body %.40q, want %q", method, resp.StatusCode, b, want)
+		}
+		if resp.Close {
+			return reconnect()
+		}
+		return nil
+	}
+	for i := range ops {
+		var err error
+		p := fmt.Sprintf("/p%d", i)
+		switch rnd.IntN(8) {
+		case 0, 1: // a kept-alive GET
+			if _, err = fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", p); err == nil {
+				err = expect("GET", "GET "+p+" 0")
+			}
+		case 2: // three pipelined GETs
+			if _, err = fmt.Fprintf(c, "GET %s/1 HTTP/1.1\r\nHost: x\r\n\r\nGET %s/2 HTTP/1.1\r\nHost: x\r\n\r\nHEAD %s/3 HTTP/1.1\r\nHost: x\r\n\r\n", p, p, p); err == nil {
+				if err = expect("GET", "GET "+p+"/1 0"); err == nil {
+					if err = expect("GET", "GET "+p+"/2 0"); err == nil {
+						err = expect("HEAD", "")
+					}
+				}
+			}
+		case 3: // a POST: handed to the goroutines, the connection with it
+			if _, err = fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", p); err == nil {
+				err = expect("POST", "POST "+p+" 5")
+			}
+			if err == nil {
+				err = reconnect() // back to a loop
+			}
+		case 4: // a long body, spliced
+			if _, err = fmt.Fprintf(c, "GET /big%d HTTP/1.1\r\nHost: x\r\n\r\n", i); err == nil {
+				resp, rerr := http.ReadResponse(br, nil)
+				if err = rerr; err == nil {
+					var n int64
+					n, err = io.Copy(io.Discard, resp.Body)
+					if err == nil && n != int64(bigLen) {
+						err = fmt.Errorf("big body: %d bytes, want %d", n, bigLen)
+					}
+				}
+			}
+		case 5: // a chunked body
+			if _, err = fmt.Fprintf(c, "GET /chunked%d HTTP/1.1\r\nHost: x\r\n\r\n", i); err == nil {
+				resp, rerr := http.ReadResponse(br, nil)
+				if err = rerr; err == nil {
+					var n int64
+					n, err = io.Copy(io.Discard, resp.Body)
+					if err == nil && n != 200<<10 {
+						err = fmt.Errorf("chunked body: %d bytes", n)
+					}
+				}
+			}
+		case 6: // the target closes its connection after answering
+			if _, err = fmt.Fprintf(c, "GET /close%d HTTP/1.1\r\nHost: x\r\n\r\n", i); err == nil {
+				err = expect("GET", fmt.Sprintf("GET /close%d 0", i))
+			}
+		case 7: // the client leaves in the middle of a long body
+			if _, err = fmt.Fprintf(c, "GET /big%d HTTP/1.1\r\nHost: x\r\n\r\n", i); err == nil {
+				if _, err = http.ReadResponse(br, nil); err == nil {
+					err = reconnect()
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -55,7 +56,17 @@ func TestValidateIntegrations(t *testing.T) {
 // starts the manager on its listener's address, and a read that no longer
 // names them closes them.
 func TestIntegrationsLifecycle(t *testing.T) {
-	dir := t.TempDir()
+	// Not t.TempDir: certmagic's job, canceled when the manager closes,
+	// may still write a lock into the storage for a moment (the Manager
+	// cannot wait for it), and t.TempDir's removal fails on that. The
+	// directory goes once nothing writes to it any more, within 10 s.
+	dir, err := os.MkdirTemp("", "lbd-integrations-")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(10 * time.Second); os.RemoveAll(dir) != nil && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond) // a retry of the removal, not synchronisation
+		}
+	})
 	path := filepath.Join(dir, "lbd.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(integrationsFile), 0o600))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
