@@ -67,7 +67,16 @@ type evloops struct {
 	once  sync.Once // stop's
 
 	dials atomic.Int64 // target connections made, for tests
-	idle  atomic.Int64 // idle target connections, for tests
+}
+
+// idleConns returns how many idle target connections the loops keep, for
+// tests.
+func (ls *evloops) idleConns() int64 {
+	var n int64
+	for _, l := range ls.loops {
+		n += l.idleN.Load()
+	}
+	return n
 }
 
 // startLoops starts n event loops for h.
@@ -115,16 +124,11 @@ func (ls *evloops) closeConns(idleOnly bool) {
 // when it cannot (the caller serves it as before). The loop takes over
 // the connection's count in h.engines.
 func (ls *evloops) adopt(nc net.Conn, peer netip.AddrPort, port string, tmo *Timeouts) bool {
-	tcp, ok := nc.(*net.TCPConn)
-	if !ok {
+	if _, ok := nc.(*net.TCPConn); !ok {
 		return false
 	}
-	raw, err := tcp.SyscallConn()
+	fd, err := dupConn(nc)
 	if err != nil {
-		return false
-	}
-	fd, derr := -1, error(nil)
-	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
 		return false
 	}
 	// The runtime's poller lets go of the socket; the duplicate, which
@@ -182,7 +186,9 @@ type evloop struct {
 
 	slotWaiters []waiter // requests waiting for a connection slot
 	retrying    bool     // retryWaiting runs
-	closing     bool     // Shutdown: idle connections close
+
+	idleN   atomic.Int64 // len of every idle list, for tests (the loop's own: no cache line shared with the other loops)
+	closing bool         // Shutdown: idle connections close
 }
 
 // lentry is what a descriptor of a loop is.
@@ -1098,7 +1104,7 @@ func (l *evloop) takeIdle(addr string) *ltarget {
 	t := ts[len(ts)-1]
 	ts[len(ts)-1] = nil
 	l.idle[addr] = ts[:len(ts)-1]
-	l.ls.idle.Add(-1)
+	l.idleN.Add(-1)
 	t.reused = true
 	return t
 }
@@ -1537,7 +1543,7 @@ func (l *evloop) releaseTarget(t *ltarget, reuse bool) {
 	t.relaying = false
 	t.since = l.now
 	l.idle[t.addr] = append(l.idle[t.addr], t)
-	l.ls.idle.Add(1)
+	l.idleN.Add(1)
 	t.st.freed()
 	l.retryWaiting()
 }
@@ -1577,7 +1583,7 @@ func (l *evloop) closeTarget(t *ltarget) {
 		for i, x := range ts {
 			if x == t {
 				l.idle[t.addr] = append(ts[:i], ts[i+1:]...)
-				l.ls.idle.Add(-1)
+				l.idleN.Add(-1)
 				break
 			}
 		}

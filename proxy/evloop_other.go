@@ -14,8 +14,10 @@ import (
 // evloops is the event-loop front end, Linux only: elsewhere HTTP.EventLoop
 // serves every connection with the engine's goroutines.
 type evloops struct {
-	dials, idle atomic.Int64
+	dials atomic.Int64
 }
+
+func (*evloops) idleConns() int64 { return 0 }
 
 func startLoops(*HTTP, int) (*evloops, error) {
 	return nil, errors.New("proxy: event loops need Linux")

@@ -107,7 +107,7 @@ func idleOf(h *HTTP, up *Upstream, addr string) int {
 		n += len(idleConns(v.(*pool), addr))
 	}
 	if ls := h.runningLoops(); ls != nil {
-		n += int(ls.idle.Load())
+		n += int(ls.idleConns())
 	}
 	return n
 }
@@ -125,7 +125,7 @@ func waitIdleUnusable(t *testing.T, h *HTTP, up *Upstream, addr, what string) {
 	}
 	ls := h.runningLoops()
 	require.NotNil(t, ls, "an idle connection to wait on")
-	waitFor(t, what, func() bool { return ls.idle.Load() == 0 })
+	waitFor(t, what, func() bool { return ls.idleConns() == 0 })
 }
 
 // idleConns returns the idle connections of p to addr.
