@@ -93,32 +93,31 @@ func (d *Descriptors) Stats() DescriptorStats {
 }
 
 // take takes n descriptors, evicting unreplied UDP flows to make room when
-// the budget is spent, or counts a refusal and reports false. The
-// descriptors are counted first and the evictions made for them after, so
-// that what an eviction gives back goes to this caller, not to another
-// one taking descriptors meanwhile; the budget may be exceeded by what
-// callers hold while they evict, a few descriptors at most.
+// the budget is spent, or counts a refusal and reports false. What is in
+// use never exceeds the limit (unless SetLimit lowered it): a taker claims
+// its descriptors only where they fit, so a refused or evicting one never
+// shows in InUse. A descriptor an eviction gives back may go to another
+// taker first; this one then evicts again, 4n times at most.
 func (d *Descriptors) take(n int64) bool {
 	if d == nil {
 		return true
 	}
-	limit := d.limit.Load()
-	if d.used.Add(n) <= limit {
-		return true
-	}
-	// An evicted flow gives its descriptor back before Evict returns.
-	for range 4 * n {
-		if d.flows == nil || !d.flows.t.Evict() {
-			break
+	for evictions := int64(0); ; {
+		used := d.used.Load()
+		if used+n <= d.limit.Load() {
+			if d.used.CompareAndSwap(used, used+n) {
+				return true
+			}
+			continue
 		}
+		// An evicted flow gives its descriptor back before Evict returns.
+		if evictions == 4*n || d.flows == nil || !d.flows.t.Evict() {
+			d.refused.Add(1)
+			return false
+		}
+		evictions++
 		d.evicted.Add(1)
-		if d.used.Load() <= limit {
-			return true
-		}
 	}
-	d.used.Add(-n)
-	d.refused.Add(1)
-	return false
 }
 
 // release gives n descriptors back.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -254,4 +255,61 @@ func TestUDPRepliesMarkTheFlow(t *testing.T) {
 // balancerWith returns a balancer of one target at addr.
 func balancerWith(addr string) (*balancer.Balancer, error) {
 	return balancer.New(balancer.WithTargets(balancer.Target{ID: "s", Addr: addr, Weight: 1}))
+}
+
+// TestDescriptorsNeverOverLimit: takers racing for a spent budget never
+// show above its limit, not even for a moment (Diagnose and the metrics
+// read InUse while clients are refused), and every take is either granted
+// or counted as refused.
+func TestDescriptorsNeverOverLimit(t *testing.T) {
+	const limit, takers, rounds = 8, 8, 2000
+	d := NewDescriptors(limit, nil)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var over int64
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if u := d.Stats().InUse; u > limit {
+				over = u
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	// One taker holds most of the budget all along, so the others are
+	// refused often.
+	require.True(t, d.take(limit-TCPDescriptors))
+	var mu sync.Mutex
+	ok := 0
+	for range takers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			for range rounds {
+				if d.take(TCPDescriptors) {
+					n++
+					runtime.Gosched() // held a while, as a connection is
+					d.release(TCPDescriptors)
+				}
+			}
+			mu.Lock()
+			ok += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	d.release(limit - TCPDescriptors)
+	assert.Zero(t, over, "InUse went above the limit")
+	st := d.Stats()
+	assert.Equal(t, int64(0), st.InUse)
+	assert.Equal(t, uint64(takers*rounds), uint64(ok)+st.Refused)
+	assert.NotZero(t, st.Refused, "the budget was spent at times")
 }

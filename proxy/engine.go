@@ -144,6 +144,9 @@ func (h *HTTP) serveEngineWith(nc net.Conn, peer netip.AddrPort, port string, tm
 		c.raw, _ = c.tcp.SyscallConn()
 		c.readFn = c.readIdle
 	}
+	if testHookEngineTrack != nil {
+		testHookEngineTrack()
+	}
 	if !h.track(c) {
 		h.endConn()
 		nc.Close()
@@ -152,6 +155,10 @@ func (h *HTTP) serveEngineWith(nc net.Conn, peer netip.AddrPort, port string, tm
 	defer h.untrack(c)
 	c.serve()
 }
+
+// testHookEngineTrack, when set by a test, runs in a connection's
+// goroutine before the connection is tracked.
+var testHookEngineTrack func()
 
 // serve runs the connection's requests one after another.
 func (c *conn1) serve() {

@@ -214,14 +214,8 @@ func TestHTTPDrainCutsUpgrades(t *testing.T) {
 // keep-alive connection to time out, as http.Server.Shutdown.
 func TestHTTPShutdownClosesIdleConnections(t *testing.T) {
 	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), Timeouts{Idle: time.Hour})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- h.Serve(ln) }()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn, served := serveDial(t, h)
+	_, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	require.NoError(t, err)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
@@ -285,22 +279,12 @@ func TestHTTPSetTimeoutsNewConnections(t *testing.T) {
 // the socket), so the request is served and the connection then closes.
 func TestHTTPShutdownServesNewConnections(t *testing.T) {
 	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), Timeouts{Idle: time.Hour})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- h.Serve(ln) }()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
+	conn, served := serveDial(t, h)
 	require.Eventually(t, func() bool { return h.Stats().ActiveConnections == 1 }, 5*time.Second, time.Millisecond)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	shut := make(chan error, 1)
-	go func() { shut <- h.Shutdown(ctx) }()
-	require.Eventually(t, h.shuttingDown, 5*time.Second, time.Millisecond)
+	shut := shutdownBegun(t, h)
 
-	_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	require.NoError(t, err)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
 	br := bufio.NewReader(conn)
@@ -314,4 +298,62 @@ func TestHTTPShutdownServesNewConnections(t *testing.T) {
 	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "then it closes, got %v", err)
 	require.NoError(t, <-shut)
 	assert.ErrorIs(t, <-served, http.ErrServerClosed)
+}
+
+// TestHTTPShutdownServesConnectionNotYetTracked: a connection accepted
+// before Shutdown whose goroutine had not registered it yet is served as
+// well (it was closed at once when it was the proxy's first connection).
+func TestHTTPShutdownServesConnectionNotYetTracked(t *testing.T) {
+	if testEventLoop {
+		t.Skip("plain connections go to the event loops, not to a goroutine of their own")
+	}
+	h := configured(t, &HTTP{}, forwardTo(t, upstreamOf(t, "web", newTarget(t, "a", nil))), Timeouts{Idle: time.Hour})
+	reached, resume := make(chan struct{}), make(chan struct{})
+	testHookEngineTrack = func() {
+		close(reached)
+		<-resume
+	}
+	t.Cleanup(func() { testHookEngineTrack = nil })
+	conn, served := serveDial(t, h)
+	<-reached
+
+	shut := shutdownBegun(t, h)
+	close(resume)
+
+	_, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "the connection's request is answered")
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	require.NoError(t, <-shut)
+	assert.ErrorIs(t, <-served, http.ErrServerClosed)
+}
+
+// serveDial serves h on a new loopback listener and dials it; served
+// receives what Serve returns.
+func serveDial(t *testing.T, h *HTTP) (net.Conn, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- h.Serve(ln) }()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn, served
+}
+
+// shutdownBegun starts h.Shutdown (10 s deadline) and returns once it has
+// begun; the channel receives what Shutdown returns.
+func shutdownBegun(t *testing.T, h *HTTP) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	shut := make(chan error, 1)
+	go func() { shut <- h.Shutdown(ctx) }()
+	require.Eventually(t, h.shuttingDown, 5*time.Second, time.Millisecond)
+	return shut
 }

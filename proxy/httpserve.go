@@ -360,12 +360,16 @@ func (h *HTTP) isClosed() bool {
 // close after their current request.
 func (h *HTTP) shuttingDown() bool { return h.stopping.Load() }
 
-// track registers an engine connection, or reports false when the proxy
-// is closed.
+// track registers an engine connection, or reports false when the
+// proxy's connections were cut (Close, or Shutdown's deadline).
 func (h *HTTP) track(c *conn1) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed && h.conns == nil {
+	// A connection accepted before Shutdown is served (Shutdown waits for
+	// it, see closeEngineConns); once Close or Shutdown's deadline cut the
+	// connections (h.cancel, then closeEngineConns under h.mu), one that
+	// comes late is refused instead of missed.
+	if h.baseCtx.Err() != nil {
 		return false
 	}
 	if h.conns == nil {
@@ -502,8 +506,8 @@ wait:
 			if err == nil {
 				err = ctx.Err()
 			}
-			h.closeEngineConns(false)
 			h.cancel()
+			h.closeEngineConns(false)
 			<-done
 			break wait
 		case <-t.C:
